@@ -1,0 +1,59 @@
+"""Type aliases shared across tumorsynth (one place, so signatures read the same everywhere)."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import numpy as np
+
+__all__ = [
+    "RngLike",
+    "SizeClass",
+    "SIZE_CLASSES",
+    "Vec3",
+    "as_rng",
+    "derive_seed",
+]
+
+#: Anything that can seed randomness: a numpy ``Generator``, an int seed, or ``None`` (fresh entropy).
+RngLike = Union[np.random.Generator, int, None]
+
+#: SynTumor size classes (base radius tiny 4, small 8, medium 16, large 32 mm).
+SizeClass = Literal["tiny", "small", "medium", "large"]
+SIZE_CLASSES: tuple[SizeClass, ...] = ("tiny", "small", "medium", "large")
+
+#: Three floats in voxel-axis order (i, j, k) unless the name says otherwise.
+Vec3 = tuple[float, float, float]
+
+
+def as_rng(rng: RngLike) -> np.random.Generator:
+    """Return a numpy ``Generator`` for ``rng``; never touches global random state.
+
+    Examples
+    --------
+    >>> as_rng(3).integers(10) == as_rng(3).integers(10)
+    True
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(None if rng is None else int(rng))
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A stable 63-bit seed from ints and strings (same parts, same seed, on every platform).
+
+    Used to give each case and each tumor of a batch its own seed from one user seed, so that
+    results do not depend on worker count or processing order.
+    """
+    words: list[int] = []
+    for part in parts:
+        if isinstance(part, str):
+            words.extend(part.encode("utf-8"))
+            words.append(0x1F)
+        else:
+            words.append(int(part) & 0xFFFFFFFF)
+            words.append((int(part) >> 32) & 0xFFFFFFFF)
+    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF

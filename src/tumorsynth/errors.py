@@ -1,0 +1,34 @@
+"""Errors that tumorsynth raises for bad input and unwritable output.
+
+Every message names *where* (a file or argument), *what was expected*, *what was found* and, where
+one exists, *the fix*, e.g. ``labelsTr/case_012.nii.gz: shape (512, 512, 90) does not match image
+(512, 512, 91)``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TumorsynthError", "InputError", "OutputError", "PlacementError"]
+
+
+class TumorsynthError(Exception):
+    """Base class of every error tumorsynth raises on purpose (the CLI turns these into exit 2)."""
+
+    def __init__(self, where: str, message: str, *, fix: str | None = None) -> None:
+        self.where = str(where)
+        self.fix = fix
+        text = f"{where}: {message}"
+        if fix:
+            text += f" ({fix})"
+        super().__init__(text)
+
+
+class InputError(TumorsynthError, ValueError):
+    """An input file or argument is not what tumorsynth needs."""
+
+
+class PlacementError(InputError):
+    """The organ is absent or too small for the requested tumors."""
+
+
+class OutputError(TumorsynthError, OSError):
+    """An output cannot be written (not writable, disk full); nothing partial is left behind."""

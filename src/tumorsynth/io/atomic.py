@@ -1,0 +1,103 @@
+"""Atomic file output: write to a temporary file beside the target, then rename.
+
+A reader never sees a half-written file, an interrupted run leaves no partial output, and a full
+disk is reported as :class:`~tumorsynth.errors.OutputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tumorsynth.errors import OutputError
+
+__all__ = ["atomic_path", "ensure_writable_dir", "append_line_durably"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it onto ``target`` on success.
+
+    The temporary name keeps the target's suffixes (``.nii.gz`` stays ``.nii.gz``) so writers that
+    pick a format by extension behave the same. On any error the temporary file is removed.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_path(d / "a.txt") as tmp:
+    ...     _ = tmp.write_text("hello")
+    >>> (d / "a.txt").read_text()
+    'hello'
+    """
+    target = Path(target)
+    ensure_writable_dir(target.parent)
+    suffix = "".join(target.suffixes)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}.", suffix=f".part{suffix}",
+                                    dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OutputError):
+            raise
+        raise _output_error(target, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` if needed and check that files can be created in it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _output_error(folder, exc) from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(str(folder), "output folder is not writable",
+                          fix="choose another --out or fix its permissions")
+    return folder
+
+
+def append_line_durably(path: str | os.PathLike[str], line: str) -> None:
+    """Append one line (a manifest record) and fsync, so a crash loses at most this line.
+
+    A previous crash can leave a last line without its newline; that fragment is cut off first
+    (readers ignore it too), so records never run into each other.
+    """
+    path = Path(path)
+    if "\n" in line:
+        raise ValueError("a manifest line must not contain a newline")
+    try:
+        with open(path, "a+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size:
+                handle.seek(max(0, size - 65536))
+                tail = handle.read()
+                if not tail.endswith(b"\n"):
+                    cut = tail.rfind(b"\n")
+                    handle.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+            handle.seek(0, os.SEEK_END)
+            handle.write(line.encode("utf-8") + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(str(path), "disk full while writing; nothing partial was kept",
+                           fix="free space or choose another --out")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(str(path), f"not writable ({exc.strerror})",
+                           fix="choose another --out or fix its permissions")
+    return OutputError(str(path), f"cannot write ({exc.strerror or exc})")

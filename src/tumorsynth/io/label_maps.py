@@ -1,0 +1,212 @@
+"""Label-map presets and user mappings: which label ids are which organ and which tumor.
+
+A :class:`LabelMap` maps organ names to label ids (``{"kidney": (2, 3)}``) and tumor names
+(``"<organ>_tumor"``) to ids. Presets cover TotalSegmentator, MSD/LiTS, KiTS, AbdomenAtlas
+(a folder of one binary mask per organ) and tumorsynth's own output convention; a user JSON file
+such as ``{"liver": 1, "kidney": [2, 3], "liver_tumor": 9}`` works the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tumorsynth.errors import InputError
+
+__all__ = [
+    "LabelMap",
+    "PRESETS",
+    "OUTPUT_LABELS",
+    "resolve_label_map",
+    "ABDOMENATLAS_FILES",
+]
+
+#: AbdomenAtlas: ``<case>/segmentations/<file>.nii.gz`` per organ.
+ABDOMENATLAS_FILES: dict[str, tuple[str, ...]] = {
+    "liver": ("liver",),
+    "pancreas": ("pancreas",),
+    "kidney": ("kidney_left", "kidney_right"),
+    "spleen": ("spleen",),
+    "liver_tumor": ("liver_tumor", "liver_lesion"),
+    "pancreas_tumor": ("pancreatic_lesion", "pancreas_tumor", "pancreatic_tumor"),
+    "kidney_tumor": ("kidney_tumor", "kidney_lesion"),
+}
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Organ and tumor ids of one labelling convention.
+
+    Parameters
+    ----------
+    name
+        Preset name or the JSON file it came from (used in messages).
+    organs
+        Organ name -> label ids, e.g. ``{"liver": (5,), "kidney": (2, 3)}``.
+    tumors
+        ``"<organ>_tumor"`` -> ids; existing tumors are kept and avoided by new ones.
+    generic_organ
+        Ids that mean "the organ of this dataset", whatever it is called (MSD: 1).
+    generic_tumor
+        Ids that mean "the tumor of this dataset" (MSD: 2).
+    folder_files
+        For folder presets (AbdomenAtlas): organ name -> mask file stems.
+    """
+
+    name: str
+    organs: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    tumors: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    generic_organ: tuple[int, ...] = ()
+    generic_tumor: tuple[int, ...] = ()
+    folder_files: Mapping[str, tuple[str, ...]] | None = None
+
+    def organ_ids(self, organ: str) -> tuple[int, ...]:
+        """Label ids of ``organ``; raises naming the map and the organs it knows."""
+        if organ in self.organs:
+            return self.organs[organ]
+        if self.generic_organ:
+            return self.generic_organ
+        raise InputError(f"label map {self.name!r}", f"has no organ {organ!r}; it knows "
+                         f"{sorted(self.organs)}", fix="pass a label map that names this organ")
+
+    def tumor_ids(self, organ: str) -> tuple[int, ...]:
+        """Label ids of existing tumors of ``organ`` (empty when the map has none)."""
+        key = f"{organ}_tumor"
+        if key in self.tumors:
+            return self.tumors[key]
+        if organ not in self.organs and self.generic_tumor:
+            return self.generic_tumor
+        return ()
+
+    def known_organs(self) -> tuple[str, ...]:
+        return tuple(self.organs)
+
+    def id_of(self, name: str) -> int:
+        """The single id an output convention uses for ``name`` (organ or ``<organ>_tumor``)."""
+        ids = self.organs.get(name) or self.tumors.get(name)
+        if not ids:
+            raise InputError(f"label map {self.name!r}", f"has no id for {name!r}; it knows "
+                             f"{sorted({**self.organs, **self.tumors})}",
+                             fix="add it to the output label map")
+        return ids[0]
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-able mapping that :func:`resolve_label_map` reads back (used in manifests)."""
+        if self.name in PRESETS:
+            return {"preset": self.name}
+        out: dict[str, object] = {k: list(v) for k, v in {**self.organs, **self.tumors}.items()}
+        if self.generic_organ:
+            out["organ"] = list(self.generic_organ)
+        if self.generic_tumor:
+            out["tumor"] = list(self.generic_tumor)
+        return out
+
+
+def _single(**ids: int | Sequence[int]) -> dict[str, tuple[int, ...]]:
+    return {k: (v,) if isinstance(v, int) else tuple(v) for k, v in ids.items()}
+
+
+#: tumorsynth's output convention (FreeTumor / AbdomenAtlas style).
+OUTPUT_LABELS = LabelMap(
+    "tumorsynth",
+    organs=_single(liver=1, pancreas=3, kidney=5),
+    tumors=_single(liver_tumor=2, pancreas_tumor=4, kidney_tumor=6),
+)
+
+PRESETS: dict[str, LabelMap] = {
+    "tumorsynth": OUTPUT_LABELS,
+    "totalsegmentator": LabelMap(
+        "totalsegmentator",
+        organs=_single(spleen=1, kidney=(2, 3), kidney_right=2, kidney_left=3, liver=5, pancreas=7),
+    ),
+    "msd": LabelMap("msd", generic_organ=(1,), generic_tumor=(2,)),
+    "lits": LabelMap("lits", organs=_single(liver=1), tumors=_single(liver_tumor=2)),
+    "kits": LabelMap("kits", organs=_single(kidney=1), tumors=_single(kidney_tumor=(2, 3))),
+    # The embedded phantom of `tumorsynth demo` (io/phantom.py).
+    "phantom": LabelMap(
+        "phantom",
+        organs=_single(liver=1, pancreas=3, kidney=5, spleen=7, vessel=8, bone=9),
+        tumors=_single(liver_tumor=2, pancreas_tumor=4, kidney_tumor=6),
+    ),
+    "abdomenatlas": LabelMap(
+        "abdomenatlas",
+        organs=_single(liver=1, pancreas=3, kidney=5, spleen=7),
+        tumors=_single(liver_tumor=2, pancreas_tumor=4, kidney_tumor=6),
+        folder_files=ABDOMENATLAS_FILES,
+    ),
+}
+
+
+def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | LabelMap) -> LabelMap:
+    """Turn a preset name, a JSON file path, a mapping or a :class:`LabelMap` into a LabelMap.
+
+    Examples
+    --------
+    >>> resolve_label_map("totalsegmentator").organ_ids("kidney")
+    (2, 3)
+    >>> resolve_label_map({"liver": 1, "kidney": [2, 3]}).organ_ids("kidney")
+    (2, 3)
+    """
+    if isinstance(spec, LabelMap):
+        return spec
+    if isinstance(spec, Mapping):
+        if set(spec) == {"preset"}:
+            return resolve_label_map(str(spec["preset"]))
+        return _from_mapping(dict(spec), "<mapping>")
+    text = str(spec)
+    if text.lower() in PRESETS:
+        return PRESETS[text.lower()]
+    path = Path(text)
+    if path.suffix.lower() != ".json" and not path.exists():
+        raise InputError(f"--label-map {text!r}", f"expected a preset ({', '.join(PRESETS)}) or a "
+                         "JSON file such as {\"liver\": 1, \"kidney\": [2, 3]}, found neither")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(str(path), "label-map JSON file does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"expected a JSON object of organ -> id(s), found unreadable "
+                         f"JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(str(path), f"expected a JSON object of organ -> id(s), found "
+                         f"{type(data).__name__}")
+    return _from_mapping(data, str(path))
+
+
+def _from_mapping(data: dict[str, object], where: str) -> LabelMap:
+    organs: dict[str, tuple[int, ...]] = {}
+    tumors: dict[str, tuple[int, ...]] = {}
+    generic_organ: tuple[int, ...] = ()
+    generic_tumor: tuple[int, ...] = ()
+    for key, value in data.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                 for v in values):
+            raise InputError(where, f"entry {key!r}: expected a positive integer id or a list of "
+                             f"them, found {value!r}")
+        ids = tuple(int(v) for v in values)
+        if key == "organ":
+            generic_organ = ids
+        elif key == "tumor":
+            generic_tumor = ids
+        elif key.endswith("_tumor"):
+            tumors[key] = ids
+        else:
+            organs[key] = ids
+    if not organs and not generic_organ:
+        raise InputError(where, "expected at least one organ, e.g. {\"liver\": 1}, found none")
+    return LabelMap(Path(where).name if where != "<mapping>" else where, organs, tumors,
+                    generic_organ, generic_tumor)
+
+
+def ids_present(label: np.ndarray, ids: Sequence[int]) -> bool:
+    """True when any voxel carries one of ``ids`` (cheap for uint8 labels via bincount)."""
+    if label.dtype == np.uint8:
+        counts = np.bincount(label.ravel(), minlength=256)
+        return bool(counts[list(ids)].sum() > 0) if ids else False
+    return bool(np.isin(label, ids).any())
