@@ -13,6 +13,7 @@ __all__ = [
     "Vec3",
     "as_rng",
     "derive_seed",
+    "plain_json",
 ]
 
 #: Anything that can seed randomness: a numpy ``Generator``, an int seed, or ``None`` (fresh entropy).
@@ -57,3 +58,19 @@ def derive_seed(*parts: int | str) -> int:
             words.append((int(part) >> 32) & 0xFFFFFFFF)
     state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def plain_json(value: object) -> object:
+    """Numpy scalars and tuples -> plain Python for JSON; floats keep their exact repr, so a
+    spec read back from JSON renders voxel for voxel the same."""
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain_json(v) for v in value]
+    return value

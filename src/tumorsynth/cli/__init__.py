@@ -1,0 +1,1 @@
+"""The ``tumorsynth`` command line (see :mod:`tumorsynth.cli.main`)."""

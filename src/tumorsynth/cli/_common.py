@@ -1,0 +1,78 @@
+"""Shared CLI plumbing: config files, error reporting, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["apply_config", "run_guarded", "add_seed"]
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
+    parser.add_argument("--seed", type=int, default=default,
+                        help=f"random seed; the same seed gives the same tumors (default {default})")
+
+
+def apply_config(parser: argparse.ArgumentParser, argv: Sequence[str],
+                 args: argparse.Namespace) -> argparse.Namespace:
+    """Reparse with the config file's values as defaults, so command-line flags still win."""
+    from tumorsynth.errors import InputError
+
+    path = Path(args.config)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read config file ({exc.strerror})") from exc
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except ValueError as exc:
+        raise InputError(str(path), f"expected a YAML/JSON mapping of options, found unparsable "
+                         f"text ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(str(path), f"expected a mapping of options, found {type(data).__name__}")
+    known = vars(args)
+    defaults = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known or dest.startswith("_"):
+            raise InputError(str(path), f"unknown option {key!r} for '{args.command}'; known are "
+                             f"{sorted(k for k in known if not k.startswith('_'))}")
+        defaults[dest] = value
+    sub = _subparser(parser, args.command)
+    sub.set_defaults(**defaults)
+    return parser.parse_args(list(argv))
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps subparsers here
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; bad input -> message on stderr and exit 2, Ctrl-C -> exit 130."""
+    from tumorsynth.errors import TumorsynthError
+
+    warnings.simplefilter("default")
+    try:
+        return int(run(args) or 0)
+    except TumorsynthError as exc:
+        print(f"tumorsynth {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"tumorsynth {args.command}: interrupted; finished cases are kept, rerun the same "
+              "command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,61 @@
+"""The ``tumorsynth`` command: one entry point, one thin module per subcommand.
+
+Only argparse is imported here; a subcommand's module imports the library when it runs, so
+``tumorsynth --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tumorsynth import __version__
+
+__all__ = ["main", "build_parser"]
+
+#: Subcommand -> module in tumorsynth.cli with ``add_arguments(parser)`` and ``run(args) -> int``.
+SUBCOMMANDS = {
+    "synthesize": ("synthesize", "put synthetic tumors into one CT or a whole dataset"),
+    "replay": ("replay", "reproduce a manifest's tumors voxel for voxel"),
+    "preview": ("preview", "PNG montages of the tumors of a manifest or a labelled scan"),
+    "demo": ("demo", "the main job on an embedded abdominal CT phantom (no data needed)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tumorsynth",
+        description="Realistic synthetic tumors in healthy CT, at native spacing.")
+    parser.add_argument("--version", action="version", version=f"tumorsynth {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        child.add_argument("--config", metavar="FILE",
+                           help="YAML or JSON file of option defaults (command-line flags win)")
+        importlib.import_module(f"tumorsynth.cli.{module}").add_arguments(child)
+        child.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from tumorsynth.cli._common import apply_config, run_guarded
+
+    def dispatch(parsed: argparse.Namespace) -> int:
+        if getattr(parsed, "config", None):
+            parsed = apply_config(parser, argv, parsed)
+        return int(importlib.import_module(f"tumorsynth.cli.{parsed._module}").run(parsed) or 0)
+
+    return run_guarded(dispatch, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

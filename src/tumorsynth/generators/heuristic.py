@@ -1,0 +1,244 @@
+"""The heuristic (SynTumor-class) appearance generator, calibrated to the scan it works on.
+
+What it adds to SynTumor's texture-times-blurred-mask recipe:
+
+- contrast is set relative to the organ's *measured* parenchymal HU (liver tumors -15..-40 HU at
+  the rim, darker towards the centre, as in IRCAD 1.17), not a fixed 65-145 HU subtraction;
+- the scan's own noise stays: the tumor replaces the low-frequency content (2 mm Gaussian) of the
+  tissue, and the high-frequency residual (noise, clipped at 2.5 sigma so vessels do not shine
+  through) is kept, so tumor noise has the scan's own amplitude and grain;
+- heterogeneity as in real tumors: a smooth random texture, a darker centre, optional necrotic
+  core, enhancing rim and dense spots for larger tumors;
+- cysts near water density (0-20 HU) with sharp margins.
+
+Edge softness comes from the signed distance (an analytic Gaussian-blurred edge), not from filtering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from tumorsynth._types import plain_json
+from tumorsynth.generators.protocol import RenderInput, TumorSite
+from tumorsynth.shapes.ellipsoid import soft_mask
+from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
+
+__all__ = ["DenseSpot", "HeuristicAppearance", "HeuristicGenerator"]
+
+#: Scale (mm) separating the tissue's low-frequency content from the scan noise that is kept.
+NOISE_SIGMA_MM = 2.0
+_NOISE_CLIP = 2.5
+_GRAIN_SIGMA_VOX = 0.7
+_SIZE_TEXTURE_GAIN = {"tiny": 0.4, "small": 0.6, "medium": 0.9, "large": 1.0}
+_SIZE_CENTRE_GAIN = {"tiny": 0.0, "small": 0.3, "medium": 0.8, "large": 1.0}
+
+
+@dataclass(frozen=True)
+class DenseSpot:
+    """A small dense focus (calcification or enhancing nodule): offset (mm) from the tumor centre,
+    radius (mm, Gaussian std) and peak HU added."""
+
+    offset_mm: tuple[float, float, float]
+    radius_mm: float
+    hu: float
+
+
+@dataclass(frozen=True)
+class HeuristicAppearance:
+    """Frozen appearance spec of one heuristic tumor (all intensities in HU).
+
+    Attributes
+    ----------
+    kind
+        ``solid`` tumor or ``cyst`` (water density, sharp margin, no texture).
+    parenchyma_hu, noise_hu
+        The organ's measured median and noise, frozen here so replay does not re-measure.
+    target_hu
+        Tumor HU at its periphery (solid) or the cyst's HU.
+    centre_drop_hu
+        How much darker the centre is than the periphery (depth profile ``depth ** 1.5``).
+    texture_hu, texture_scale_mm, texture_seed
+        Std, correlation length and seed of the smooth internal texture.
+    edge_width_mm
+        Std of the Gaussian edge.
+    necrosis_fraction, necrosis_hu
+        Inner fraction of the normalized depth that is necrotic (0 = none), and its HU.
+    rim_hu, rim_width_mm
+        Enhancing rim added at the periphery (0 = none).
+    """
+
+    kind: Literal["solid", "cyst"]
+    parenchyma_hu: float
+    noise_hu: float
+    target_hu: float
+    centre_drop_hu: float = 0.0
+    texture_hu: float = 0.0
+    texture_scale_mm: float = 4.0
+    texture_seed: int = 0
+    edge_width_mm: float = 1.0
+    necrosis_fraction: float = 0.0
+    necrosis_hu: float = 20.0
+    rim_hu: float = 0.0
+    rim_width_mm: float = 2.0
+    dense_spots: tuple[DenseSpot, ...] = field(default_factory=tuple)
+
+    @property
+    def contrast_hu(self) -> float:
+        return self.target_hu - self.parenchyma_hu
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["dense_spots"] = [asdict(s) for s in self.dense_spots]
+        return plain_json(data)  # type: ignore[return-value]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HeuristicAppearance":
+        values = dict(data)
+        values["dense_spots"] = tuple(
+            DenseSpot(tuple(s["offset_mm"]), float(s["radius_mm"]), float(s["hu"]))
+            for s in values.get("dense_spots", ()))
+        return cls(**values)
+
+
+class HeuristicGenerator:
+    """SynTumor-class appearance, calibrated to the scan (see module docstring).
+
+    Examples
+    --------
+    >>> from tumorsynth.generators import TumorGenerator
+    >>> isinstance(HeuristicGenerator(), TumorGenerator)
+    True
+    """
+
+    name = "heuristic"
+    version = "1.0"
+
+    # -- random side ---------------------------------------------------------------------------
+    def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw an appearance for the tumor at ``site`` from its organ profile's ranges."""
+        rules = site.profile.appearance
+        stats = site.parenchyma
+        size = site.size_class
+        if rng.random() < rules.cyst_probability:
+            spec = HeuristicAppearance(
+                kind="cyst", parenchyma_hu=stats.median_hu, noise_hu=stats.noise_hu,
+                target_hu=float(rng.uniform(*rules.cyst_hu)),
+                edge_width_mm=float(rng.uniform(*rules.cyst_edge_width_mm)),
+                texture_seed=int(rng.integers(2**31 - 1)))
+            return spec.to_dict()
+        bigger = size in ("medium", "large")
+        necrosis = bigger and rng.random() < rules.necrosis_probability
+        rim = bigger and rng.random() < rules.rim_probability
+        spots = bigger and rng.random() < rules.dense_spot_probability
+        min_radius = min(site.shape.radii_mm)
+        spec = HeuristicAppearance(
+            kind="solid", parenchyma_hu=stats.median_hu, noise_hu=stats.noise_hu,
+            target_hu=stats.median_hu + float(rng.uniform(*rules.contrast_hu)),
+            centre_drop_hu=float(rng.uniform(*rules.centre_drop_hu)) * _SIZE_CENTRE_GAIN[size],
+            texture_hu=float(rng.uniform(*rules.texture_hu)) * _SIZE_TEXTURE_GAIN[size],
+            texture_scale_mm=float(rng.uniform(*rules.texture_scale_mm)),
+            texture_seed=int(rng.integers(2**31 - 1)),
+            edge_width_mm=float(rng.uniform(*rules.edge_width_mm)),
+            necrosis_fraction=float(rng.uniform(*rules.necrosis_fraction)) if necrosis else 0.0,
+            necrosis_hu=float(rng.uniform(*rules.necrosis_hu)),
+            rim_hu=float(rng.uniform(*rules.rim_hu)) if rim else 0.0,
+            rim_width_mm=float(rng.uniform(*rules.rim_width_mm)),
+            dense_spots=self._draw_spots(rng, min_radius, rules.dense_spot_hu) if spots else (),
+        )
+        return spec.to_dict()
+
+    @staticmethod
+    def _draw_spots(rng: np.random.Generator, min_radius: float,
+                    hu_range: tuple[float, float]) -> tuple[DenseSpot, ...]:
+        spots = []
+        for _ in range(int(rng.integers(1, 5))):
+            direction = rng.standard_normal(3)
+            direction /= np.linalg.norm(direction)
+            offset = direction * rng.uniform(0.0, 0.6) * min_radius
+            spots.append(DenseSpot(tuple(float(v) for v in offset),  # type: ignore[arg-type]
+                                   float(rng.uniform(1.0, 2.5)), float(rng.uniform(*hu_range))))
+        return tuple(spots)
+
+    # -- deterministic side --------------------------------------------------------------------
+    def margin_mm(self, spec: Mapping[str, Any]) -> float:
+        """Soft edge (3.5 std) plus the 3-sigma reach of the noise-separating filter."""
+        return 3.5 * float(spec["edge_width_mm"]) + 3.0 * NOISE_SIGMA_MM
+
+    def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray:
+        """Blend the tumor into ``inputs.image``: ``(1 - m) * W + m * (target + noise)``.
+
+        ``W`` is the background (inside the tumor: the tissue before mass effect), ``m`` the soft
+        tumor weight restricted to the allowed region, ``noise`` the clipped 2 mm high-pass
+        residual of ``W``: the scan's own noise.
+        """
+        app = HeuristicAppearance.from_dict(spec)
+        distance = inputs.shape.distance_mm
+        inside = (distance < 0) & inputs.allowed
+        background = np.where(inside, inputs.original, inputs.image).astype(np.float32, copy=False)
+        weight = soft_mask(distance, app.edge_width_mm)
+        weight *= inputs.allowed
+        sigma = [NOISE_SIGMA_MM / s for s in inputs.spacing_mm]
+        low = ndi.gaussian_filter(background, sigma=sigma, truncate=3.0)
+        noise = self._noise(app, background, low, weight)
+        target = self._target(app, inputs)
+        return background + weight * (target + noise - background)
+
+    def _noise(self, app: HeuristicAppearance, background: np.ndarray, low: np.ndarray,
+               weight: np.ndarray) -> np.ndarray:
+        """The scan's own noise (clipped high-pass residual) where the tissue under the tumor is
+        parenchyma; where it is not (fat, vessel walls), the residual would carry that anatomy's
+        edges into the tumor, so Gaussian noise of the same std and a CT-like grain stands in."""
+        noise_hu = max(app.noise_hu, 1.0)
+        clip = np.float32(_NOISE_CLIP * noise_hu)
+        noise = np.clip(background - low, -clip, clip)
+        foreign = (np.abs(low - np.float32(app.parenchyma_hu)) > np.float32(max(4 * noise_hu, 50.0)))
+        if foreign.any():  # widen by 2 voxels: the residual also carries the edge's shoulders
+            foreign = ndi.binary_dilation(foreign, iterations=2)
+        foreign &= weight > 0.01
+        if foreign.any():
+            rng = np.random.default_rng(app.texture_seed + 1)
+            white = rng.standard_normal(background.shape, dtype=np.float32)
+            grain = ndi.gaussian_filter(white, sigma=_GRAIN_SIGMA_VOX, truncate=3.0)
+            grain *= np.float32(noise_hu / max(float(grain.std()), 1e-6))
+            noise[foreign] = np.clip(grain[foreign], -clip, clip)
+        return noise
+
+    def _target(self, app: HeuristicAppearance, inputs: RenderInput) -> np.ndarray:
+        """Tumor HU without noise (the low-frequency content that replaces the tissue)."""
+        box = inputs.shape.box
+        target = np.full(box.shape, np.float32(app.target_hu), dtype=np.float32)
+        if app.kind == "cyst":
+            return target
+        depth = inputs.shape.depth
+        if app.centre_drop_hu:
+            target -= np.float32(app.centre_drop_hu) * depth**1.5
+        if app.texture_hu or app.necrosis_fraction:
+            center = inputs.shape.center_vox
+            axes = crop_axes_mm(box.origin, box.shape, inputs.spacing_mm, center)
+            extent = max(float(np.abs(a).max()) for a in axes)
+            texture = smooth_random_field(axes, scale_mm=app.texture_scale_mm, extent_mm=extent,
+                                          seed=app.texture_seed, components=2)
+            target += np.float32(app.texture_hu) * texture[0]
+            if app.necrosis_fraction:
+                edge = (depth - np.float32(1.0 - app.necrosis_fraction)) + np.float32(0.12) * texture[1]
+                necrotic = 1.0 / (1.0 + np.exp(-edge / np.float32(0.04)))
+                target += necrotic * (np.float32(app.necrosis_hu) - target)
+        if app.rim_hu:
+            rim = np.clip(1.0 + inputs.shape.distance_mm / np.float32(app.rim_width_mm), 0.0, 1.0)
+            target += np.float32(app.rim_hu) * rim
+        if app.dense_spots:
+            center = inputs.shape.center_vox
+            x, y, z = crop_axes_mm(box.origin, box.shape, inputs.spacing_mm, center)
+            for spot in app.dense_spots:
+                ox, oy, oz = spot.offset_mm
+                r2 = ((x - ox)[:, None, None] ** 2 + (y - oy)[None, :, None] ** 2
+                      + (z - oz)[None, None, :] ** 2).astype(np.float32)
+                target += np.float32(spot.hu) * np.exp(-r2 / np.float32(2 * spot.radius_mm**2))
+        return target
+
+

@@ -1,0 +1,52 @@
+"""Organ profiles (size classes, placement, intensity model) and per-scan organ analysis."""
+
+from __future__ import annotations
+
+from tumorsynth.errors import InputError
+from tumorsynth.organs.kidney import KIDNEY
+from tumorsynth.organs.liver import LIVER
+from tumorsynth.organs.pancreas import PANCREAS
+from tumorsynth.organs.profile import (
+    EARLY_STAGE_DIAMETER_MM,
+    AppearanceRules,
+    OrganProfile,
+    PlacementRules,
+    ShapeRules,
+    SizeClassRule,
+)
+
+__all__ = [
+    "EARLY_STAGE_DIAMETER_MM",
+    "AppearanceRules",
+    "OrganProfile",
+    "PlacementRules",
+    "ShapeRules",
+    "SizeClassRule",
+    "get_profile",
+    "register_profile",
+    "registered_organs",
+]
+
+_PROFILES: dict[str, OrganProfile] = {p.name: p for p in (LIVER, PANCREAS, KIDNEY)}
+
+
+def register_profile(profile: OrganProfile, *, replace: bool = False) -> None:
+    """Make ``profile`` available by name (adding an organ is adding a profile)."""
+    if profile.name in _PROFILES and not replace:
+        raise ValueError(f"organ profile {profile.name!r} exists; pass replace=True to override")
+    _PROFILES[profile.name] = profile
+
+
+def get_profile(organ: str | OrganProfile) -> OrganProfile:
+    """The profile of ``organ``; raises naming the organs that have one."""
+    if isinstance(organ, OrganProfile):
+        return organ
+    try:
+        return _PROFILES[organ]
+    except KeyError:
+        raise InputError(f"--organ {organ!r}", f"no organ profile; known organs are "
+                         f"{sorted(_PROFILES)}", fix="register_profile() adds one") from None
+
+
+def registered_organs() -> tuple[str, ...]:
+    return tuple(sorted(_PROFILES))

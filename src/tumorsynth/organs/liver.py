@@ -1,0 +1,34 @@
+"""Liver: hypodense metastases / HCC-like lesions (portal venous phase), SynTumor size classes."""
+
+from tumorsynth.organs.profile import (
+    AppearanceRules,
+    OrganProfile,
+    PlacementRules,
+    ShapeRules,
+    SizeClassRule,
+)
+
+__all__ = ["LIVER"]
+
+LIVER = OrganProfile(
+    name="liver",
+    size_classes={
+        "tiny": SizeClassRule(4.0, (3, 10)),
+        "small": SizeClassRule(8.0, (3, 10), mass_effect=(0.0, 0.1)),
+        "medium": SizeClassRule(16.0, (2, 5), mass_effect=(0.1, 0.3), satellite_probability=0.15),
+        "large": SizeClassRule(32.0, (1, 3), mass_effect=(0.2, 0.4), satellite_probability=0.35),
+    },
+    shape=ShapeRules(),
+    # Large liver tumors reach the capsule (IRCAD 1.17's do); a small bulge is allowed.
+    placement=PlacementRules(depth_fraction=0.6, min_depth_mm=4.0, bulge_mm=2.0,
+                             vessel_clearance_mm=6.0),
+    # IRCAD 1.17 (two real tumors, 79 and 86 mL): liver 104 HU; tumor 0-4 mm from the edge
+    # 76-91 HU (-13..-28), 10-20 mm deep 37-58 HU (-46..-67); edge about 1-2 mm.
+    appearance=AppearanceRules(
+        contrast_hu=(-40.0, -15.0), centre_drop_hu=(10.0, 50.0), texture_hu=(4.0, 18.0),
+        texture_scale_mm=(3.0, 7.0), edge_width_mm=(0.6, 1.5), necrosis_probability=0.35,
+        necrosis_hu=(15.0, 40.0), rim_probability=0.25, dense_spot_probability=0.2,
+        cyst_probability=0.0,
+    ),
+    expected_parenchyma_hu=(30.0, 180.0),
+)

@@ -1,0 +1,170 @@
+"""Organ profiles: what tumors of one organ look like, how big they are and where they may sit.
+
+A profile is frozen data (no code paths per organ): size classes with count distributions, shape
+rules, placement rules and the appearance model relative to the organ's own measured parenchyma.
+Adding an organ is adding a profile (see :func:`tumorsynth.organs.register_profile`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tumorsynth._types import SIZE_CLASSES, SizeClass
+
+__all__ = [
+    "Range",
+    "SizeClassRule",
+    "ShapeRules",
+    "PlacementRules",
+    "AppearanceRules",
+    "OrganProfile",
+    "EARLY_STAGE_DIAMETER_MM",
+]
+
+#: A closed interval ``(low, high)`` to draw a parameter from uniformly.
+Range = tuple[float, float]
+
+#: Early-stage tumors have an equivalent diameter under 2 cm (DiffTumor's early / non-early split).
+EARLY_STAGE_DIAMETER_MM = 20.0
+
+
+@dataclass(frozen=True)
+class SizeClassRule:
+    """One SynTumor size class of an organ.
+
+    Attributes
+    ----------
+    base_radius_mm
+        Each semi-axis is drawn in ``[0.75, 1.25] * base_radius_mm``.
+    count
+        Tumors per case when the user does not give a count (inclusive range).
+    mass_effect
+        Fraction of the tumor volume that pushed surrounding tissue outward (0 = the tumor
+        replaced tissue in place; 0.3 moves the tumor edge's original tissue out by ~10% of R).
+    satellite_probability
+        Chance of satellite nodules around a tumor of this class.
+    """
+
+    base_radius_mm: float
+    count: tuple[int, int]
+    mass_effect: Range = (0.0, 0.0)
+    satellite_probability: float = 0.0
+
+
+@dataclass(frozen=True)
+class ShapeRules:
+    """Shape randomness, relative to the tumor radius.
+
+    ``deform_amplitude`` is the elastic displacement (fraction of the mean radius, applied as a
+    smooth random field with control points ``deform_scale`` * radius apart); satellites are
+    spheres of ``satellite_radius_mm`` at ``satellite_distance`` * radius from the tumor centre.
+    """
+
+    axis_jitter: Range = (0.75, 1.25)
+    deform_amplitude: Range = (0.05, 0.15)
+    deform_scale: Range = (0.6, 1.2)
+    satellite_count: tuple[int, int] = (1, 4)
+    satellite_radius_mm: Range = (2.0, 5.0)
+    satellite_distance: Range = (1.2, 1.8)
+
+
+@dataclass(frozen=True)
+class PlacementRules:
+    """Where a tumor centre may go.
+
+    Attributes
+    ----------
+    depth_fraction
+        The centre lies at least ``depth_fraction * largest radius`` inside the organ (and at
+        least ``min_depth_mm``); 1.0 keeps the tumor wholly inside, less lets it reach the capsule.
+    bulge_mm
+        How far tumor voxels may extend past the organ surface (into soft tissue, never into other
+        labelled structures, air or bone).
+    exophytic_probability
+        Chance that a tumor of at least medium size grows out of the organ (kidney RCC): its centre
+        then lies within ``exophytic_depth`` * radius of the surface and it may extend one radius out.
+    vessel_clearance_mm
+        The centre keeps ``min(largest radius + 1 mm, vessel_clearance_mm)`` from bright vessels
+        (contrast CT), so small tumors do not sit on a vessel.
+    gap_mm
+        Minimum gap between two tumors' bounding spheres.
+    slice_range
+        Allowed fraction of the organ's extent along the slice axis (the reference code uses
+        0.3-0.7 for liver; the default allows the whole organ).
+    """
+
+    depth_fraction: float = 1.0
+    min_depth_mm: float = 3.0
+    bulge_mm: float = 1.5
+    exophytic_probability: float = 0.0
+    exophytic_depth: Range = (-0.2, 0.35)
+    vessel_clearance_mm: float = 6.0
+    gap_mm: float = 2.0
+    slice_range: Range = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class AppearanceRules:
+    """The heuristic generator's intensity model, relative to the organ's measured parenchyma (HU).
+
+    Calibrated on the two real liver tumors of 3D-IRCADb patient 1.17 (see benchmarks/RESULTS.md):
+    rim about -25 HU below liver, centre about -65 HU, heterogeneous, edge about 1-2 mm wide.
+    """
+
+    contrast_hu: Range = (-45.0, -15.0)
+    centre_drop_hu: Range = (0.0, 45.0)
+    texture_hu: Range = (4.0, 20.0)
+    texture_scale_mm: Range = (2.5, 7.0)
+    edge_width_mm: Range = (0.5, 1.5)
+    necrosis_probability: float = 0.3
+    necrosis_hu: Range = (10.0, 35.0)
+    necrosis_fraction: Range = (0.3, 0.6)
+    rim_probability: float = 0.2
+    rim_hu: Range = (10.0, 30.0)
+    rim_width_mm: Range = (1.5, 3.0)
+    dense_spot_probability: float = 0.15
+    dense_spot_hu: Range = (60.0, 160.0)
+    cyst_probability: float = 0.0
+    cyst_hu: Range = (0.0, 20.0)
+    cyst_edge_width_mm: Range = (0.2, 0.5)
+
+
+@dataclass(frozen=True)
+class OrganProfile:
+    """Everything tumorsynth knows about tumors of one organ.
+
+    Attributes
+    ----------
+    name
+        Organ name as used in label maps (``liver``, ``pancreas``, ``kidney``).
+    size_classes
+        Rules per SynTumor size class.
+    mixed_weights
+        Probability of each size class when the user asks for ``--size mixed``.
+    expected_parenchyma_hu
+        Range of plausible median parenchymal HU (non-contrast to portal venous phase); a scan
+        outside it gets a warning, not an error.
+    vessel_threshold_hu
+        A voxel is a bright vessel when its smoothed HU exceeds the parenchymal median by this.
+    """
+
+    name: str
+    size_classes: Mapping[SizeClass, SizeClassRule]
+    shape: ShapeRules = field(default_factory=ShapeRules)
+    placement: PlacementRules = field(default_factory=PlacementRules)
+    appearance: AppearanceRules = field(default_factory=AppearanceRules)
+    mixed_weights: Mapping[SizeClass, float] = field(
+        default_factory=lambda: {"tiny": 0.3, "small": 0.35, "medium": 0.25, "large": 0.1})
+    expected_parenchyma_hu: Range = (20.0, 220.0)
+    vessel_threshold_hu: float = 40.0
+
+    def __post_init__(self) -> None:
+        missing = [c for c in SIZE_CLASSES if c not in self.size_classes]
+        if missing:
+            raise ValueError(f"organ profile {self.name!r}: size classes {missing} are missing")
+        if abs(sum(self.mixed_weights.values()) - 1.0) > 1e-6:
+            raise ValueError(f"organ profile {self.name!r}: mixed_weights must sum to 1")
+
+    def rule(self, size: SizeClass) -> SizeClassRule:
+        return self.size_classes[size]

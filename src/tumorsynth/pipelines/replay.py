@@ -1,0 +1,59 @@
+"""Replay a manifest: re-render every tumor from its record, into a new folder, voxel for voxel."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from tumorsynth.errors import InputError
+from tumorsynth.io.atomic import ensure_writable_dir
+from tumorsynth.io.datasets import read_case_label
+from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
+from tumorsynth.io.nifti import load_image, save_volume
+from tumorsynth.io.records import MANIFEST_NAME, TumorRecord, append_records, read_manifest
+from tumorsynth.pipelines.batch import progress_bar, write_dataset_json
+from tumorsynth.pipelines.synthesize import replay_case
+
+__all__ = ["replay_manifest"]
+
+
+def replay_manifest(manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                    progress: bool = True) -> list[TumorRecord]:
+    """Re-render every case variant of ``manifest`` into ``out_dir`` with the same file names.
+
+    Sources are read from the records' ``source_image`` / ``source_label``; the new manifest
+    lists the re-rendered records (measured anew, so any drift would show).
+    """
+    records = read_manifest(manifest)
+    out = ensure_writable_dir(out_dir)
+    if (out / MANIFEST_NAME).exists():
+        raise InputError(str(out / MANIFEST_NAME), "exists already; replay writes a fresh folder",
+                         fix="choose an empty --out")
+    groups: dict[str, list[TumorRecord]] = defaultdict(list)
+    for record in records:
+        if not (record.image_path and record.label_path and record.source_image
+                and record.source_label):
+            raise InputError(f"{manifest}", f"record {record.case_id}#{record.tumor_index} lacks "
+                             "image/label/source paths; it was not written by a batch run")
+        groups[record.image_path].append(record)
+    bar = progress_bar(len(groups), progress)
+    replayed: list[TumorRecord] = []
+    try:
+        for image_path, group in groups.items():
+            first = group[0]
+            label_map = resolve_label_map(first.label_map or "totalsegmentator")
+            image = load_image(first.source_image)  # type: ignore[arg-type]
+            label = read_case_label(Path(first.source_label), label_map, image)  # type: ignore[arg-type]
+            result = replay_case(image.array, label.array, group, spacing_mm=image.spacing_mm,
+                                 label_map=label_map, affine=image.affine, where=str(image.path))
+            save_volume(image, out / image_path, array=result.image)
+            save_volume(label, out / str(first.label_path), array=result.label)
+            new = [r.with_paths(variant=old.variant) for r, old in zip(result.records, group)]
+            append_records(out / MANIFEST_NAME, new)
+            replayed.extend(new)
+            bar.update(1)
+    finally:
+        bar.close()
+    write_dataset_json(out, OUTPUT_LABELS)
+    return replayed

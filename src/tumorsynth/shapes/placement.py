@@ -1,0 +1,145 @@
+"""Drawing tumor geometry for one organ: size, orientation, deformation, placement, satellites.
+
+:class:`RandomTumorShape` is the random side of the shape step: it only draws a frozen
+:class:`~tumorsynth.shapes.ellipsoid.ShapeSpec`; rendering it is deterministic
+(:func:`~tumorsynth.shapes.ellipsoid.render_shape`).
+
+Placement rules (per organ profile): the centre lies deep enough inside the organ for the tumor's
+size, keeps clear of bright vessels (contrast CT) and of other tumors, and kidney tumors may be
+exophytic (centre near the surface, growing out of the organ).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tumorsynth._types import RngLike, SizeClass, as_rng
+from tumorsynth.errors import PlacementError
+from tumorsynth.organs.context import OrganContext
+from tumorsynth.organs.profile import OrganProfile
+from tumorsynth.shapes.ellipsoid import Satellite, ShapeSpec
+
+__all__ = ["RandomTumorShape", "random_rotation"]
+
+_TRIES = 10
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly distributed 3-D rotation matrix (QR of a Gaussian matrix, sign-fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+class RandomTumorShape:
+    """Draw :class:`ShapeSpec` for tumors of one organ in one scan.
+
+    Parameters
+    ----------
+    profile
+        The organ profile whose size classes and rules apply.
+
+    Examples
+    --------
+    >>> # shape = RandomTumorShape(LIVER).draw(context, "small", rng=0)
+    """
+
+    def __init__(self, profile: OrganProfile) -> None:
+        self.profile = profile
+
+    def draw(self, context: OrganContext, size: SizeClass, rng: RngLike = None, *,
+             where: str = "<image>") -> ShapeSpec:
+        """Draw one tumor's geometry and mark its space as occupied in ``context``.
+
+        Raises
+        ------
+        PlacementError
+            The organ has no room for a tumor of this size (too thin, or full), with the depth
+            that was needed and the depth the organ has.
+        """
+        rng = as_rng(rng)
+        rules = self.profile.shape
+        rule = self.profile.rule(size)
+        place = self.profile.placement
+        needed = math.inf
+        for _ in range(_TRIES):  # a smaller draw of the same class may fit where this one did not
+            radii = tuple(float(rule.base_radius_mm * rng.uniform(*rules.axis_jitter))
+                          for _ in range(3))
+            mean_r = float(np.mean(radii))
+            rotation = random_rotation(rng)
+            amplitude = float(rng.uniform(*rules.deform_amplitude) * mean_r)
+            scale = float(max(2.0, rng.uniform(*rules.deform_scale) * mean_r))
+            deform_seed = int(rng.integers(2**31 - 1))
+            mass_effect = float(rng.uniform(*rule.mass_effect))
+            exophytic = (size != "tiny" and place.exophytic_probability > 0
+                         and rng.random() < place.exophytic_probability)
+            main_r = max(radii) + amplitude
+            if exophytic:
+                lo, hi = place.exophytic_depth
+                min_depth, max_depth = max(0.5, lo * main_r), max(1.0, hi * main_r)
+                bulge = main_r
+            else:
+                min_depth = max(place.min_depth_mm, place.depth_fraction * main_r)
+                max_depth = math.inf
+                bulge = place.bulge_mm
+            needed = min(needed, min_depth)
+            clearance = min(main_r + 1.0, place.vessel_clearance_mm)
+            keep_clear = main_r + place.gap_mm
+            index = context.candidates(min_depth_mm=min_depth, max_depth_mm=max_depth,
+                                       min_clearance_mm=clearance, keep_clear_mm=keep_clear)
+            if len(index) == 0:  # vessels everywhere: place anyway, the tumor displaces them
+                index = context.candidates(min_depth_mm=min_depth, max_depth_mm=max_depth,
+                                           keep_clear_mm=keep_clear)
+            if len(index):
+                break
+        else:
+            self._raise_no_room(context, size, needed, where)
+        pick = index[int(rng.integers(len(index)))]
+        jitter = rng.uniform(-0.5, 0.5, size=3) * np.array(context.stride)
+        center = context.coarse_to_voxel(pick[None])[0] + jitter
+        center = np.clip(center, 0, np.array(context.volume_shape) - 1)
+        satellites: tuple[Satellite, ...] = ()
+        if rule.satellite_probability > 0 and rng.random() < rule.satellite_probability:
+            satellites = self._draw_satellites(context, center, mean_r, rng)
+        spec = ShapeSpec(
+            center_vox=tuple(float(c) for c in center),  # type: ignore[arg-type]
+            radii_mm=radii,  # type: ignore[arg-type]
+            rotation=tuple(float(v) for v in rotation.ravel()),
+            deform_amplitude_mm=amplitude, deform_scale_mm=scale, deform_seed=deform_seed,
+            mass_effect=mass_effect, bulge_mm=float(bulge), exophytic=bool(exophytic),
+            satellites=satellites,
+        )
+        context.occupy(center, spec.bounding_radius_mm)
+        return spec
+
+    def _draw_satellites(self, context: OrganContext, center: np.ndarray, mean_r: float,
+                         rng: np.random.Generator) -> tuple[Satellite, ...]:
+        rules = self.profile.shape
+        spacing = np.array(context.spacing_mm)
+        out = []
+        for _ in range(int(rng.integers(rules.satellite_count[0], rules.satellite_count[1] + 1))):
+            direction = rng.standard_normal(3)
+            direction /= np.linalg.norm(direction)
+            offset = direction * rng.uniform(*rules.satellite_distance) * mean_r
+            radius = float(rng.uniform(*rules.satellite_radius_mm))
+            vox = center + offset / spacing
+            inside = float(context.depth_at(vox[None])[0]) >= radius + 1.0
+            if inside:
+                out.append(Satellite(tuple(float(v) for v in offset), radius))  # type: ignore[arg-type]
+        return tuple(out)
+
+    def _raise_no_room(self, context: OrganContext, size: SizeClass, min_depth: float,
+                       where: str) -> None:
+        deepest = float(context.depth_mm.max())
+        if deepest < min_depth:
+            raise PlacementError(
+                where, f"{context.organ} is too small for a {size} tumor: its centre needs "
+                f"{min_depth:.1f} mm of organ around it, the deepest point of this {context.organ} "
+                f"is {deepest:.1f} mm from its surface", fix="ask for a smaller --size")
+        raise PlacementError(
+            where, f"no room left in the {context.organ} for another {size} tumor without touching "
+            f"the {len(context.occupied)} tumors already there", fix="ask for fewer or smaller tumors")
