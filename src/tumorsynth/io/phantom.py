@@ -51,7 +51,7 @@ _PRIORITY = np.array([p for _, _, p in _TISSUES.values()], dtype=np.uint8)
 _LABEL = np.array([lab for _, lab, _ in _TISSUES.values()], dtype=np.uint8)
 _VESSEL_ID = 8
 #: Intrahepatic vessels thicker than this radius (mm) leave the liver label, like real masks.
-_LABELLED_VESSEL_RADIUS_MM = 2.5
+_LABELLED_VESSEL_RADIUS_MM = 3.0
 #: Per-seed spread (HU, 1 sd, clipped at 2 sd) of enhancement, like contrast timing varies.
 _ENHANCEMENT_SD_HU = {"liver": 2.5, "spleen": 4.0, "pancreas": 3.0, "kidney_cortex": 6.0,
                       "kidney_medulla": 5.0, "aorta": 8.0, "vein": 6.0, "portal_vein": 6.0}
@@ -441,8 +441,8 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
     Returns the liver's box and its intrahepatic vessel trees (segments, HU), rendered later.
     """
     g = scene.g
-    lobes = [(scene.at(-68, 2, 25, 4), scene.size(66, 80, 72, sd=0.04),
-              _rotation(*scene.rng.normal(0, 6, 3)), 0.3),
+    lobes = [(scene.at(-62, 4, 24, 4), scene.size(68, 82, 74, sd=0.04),
+              _rotation(*scene.rng.normal((0, 20, 0), 5)), 0.3),
              (scene.at(-5, 42, 50, 4), scene.size(64, 34, 38, sd=0.04),
               _rotation(0, -15, 10), 0.0),
              (scene.at(-20, -6, 60, 3), scene.size(28, 26, 36, sd=0.04), None, 0.0)]
@@ -467,11 +467,11 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
                for a in range(3)]
         return all(0 <= i < n for i, n in zip(idx, f.shape)) and bool(f[tuple(idx)] < -0.03)
 
-    hilum = scene.at(-40, 0, 28, 3)
-    portal = _vessel_tree(scene, inside, [(hilum, (-1.0, -0.1, 0.25), 6.5),
-                                          (hilum, (0.5, 0.8, 0.35), 5.5),
-                                          (hilum, (-0.4, 0.7, -0.5), 4.0)])
-    ivc = scene.at(-22, -10, 80)
+    hilum = scene.at(-32, -2, 14, 3)
+    portal = _vessel_tree(scene, inside, [(hilum, (-1.0, 0.1, 0.45), 6.5),
+                                          (hilum, (0.4, 0.8, 0.45), 5.5),
+                                          (hilum, (-0.6, 0.6, -0.2), 4.0)])
+    ivc = scene.at(-20, -16, 80)
     hepatic = _vessel_tree(scene, inside, [(ivc + (-8, 2, 0), (-0.85, 0.25, -0.45), 6.0),
                                            (ivc + (2, 8, 2), (-0.15, 0.85, -0.5), 5.5),
                                            (ivc + (8, 6, 2), (0.7, 0.65, -0.3), 5.0)])
@@ -514,7 +514,7 @@ def _vessel_tree(scene: _Scene, inside: Callable[[np.ndarray], bool],
 def _kidney(scene: _Scene, side: int) -> np.ndarray:
     """One kidney (side -1 right, +1 left): cortex, medullary pyramids, sinus fat and pelvis,
     about 11 x 6 x 5 cm, upper pole tilted medially and posteriorly. Returns the hilum (mm)."""
-    center = scene.at(side * 72, -38, -28 if side < 0 else -10, 5)
+    center = scene.at(side * 72, -42, -35 if side < 0 else -15, 5)
     radii = scene.size(30, 25, 55)
     rot = _rotation(12 + scene.rng.normal(0, 4), -side * (15 + scene.rng.normal(0, 4)),
                     -side * (30 + scene.rng.normal(0, 6)))
@@ -553,7 +553,7 @@ def _spleen(scene: _Scene) -> None:
 def _pancreas(scene: _Scene) -> np.ndarray:
     """Pancreas: a lobulated tube, head right of the midline in the duodenal loop, body across
     the aorta, tail up to the splenic hilum (about 15 cm long, 2-2.5 cm thick). Returns its path."""
-    ref = np.array([[-42, 10, -8, 15.0], [-15, 22, 5, 12.5], [20, 22, 12, 12.5],
+    ref = np.array([[-36, 10, -16, 15.0], [-15, 22, 5, 12.5], [20, 22, 12, 12.5],
                     [55, 4, 24, 11.5], [78, -16, 36, 9.5]])
     jitter = np.column_stack([scene.rng.normal(0, 4, (5, 3)), scene.rng.normal(0, 0.8, 5)])
     path = _smooth_path((ref + jitter) * np.append(scene.g, 1.0))
@@ -585,18 +585,18 @@ def _great_vessels(scene: _Scene, kidney_hila: Sequence[np.ndarray], pancreas: n
     aorta = np.column_stack([aorta_x, np.full(6, -16 * scene.g[1]), zs,
                              np.linspace(10, 12.5, 6) * scene.g[0]])
     _tube(scene, "aorta", _smooth_path(aorta), wobble_mm=0.5)
-    ivc_pts = [scene.at(-22, -10, zi, 2) for zi in np.linspace(z0, 85, 5)] + [scene.at(-15, -5, z1)]
+    ivc_pts = [scene.at(-20, -16, zi, 2) for zi in np.linspace(z0, 85, 5)] + [scene.at(-15, -8, z1)]
     ivc = np.column_stack([np.array(ivc_pts), np.full(6, 11.0) * scene.g[0]])
     _tube(scene, "vein", _smooth_path(ivc), wobble_mm=1.0)
     confluence = pancreas[len(pancreas) // 3, :3] + (0, -14, 0)
-    portal = np.array([[*confluence, 7.5], [*scene.at(-30, 4, 18, 2), 7.0],
-                       [*scene.at(-40, 0, 28), 6.0]])
+    portal = np.array([[*confluence, 7.5], [*scene.at(-26, 2, 10, 2), 7.0],
+                       [*scene.at(-32, -2, 14), 6.0]])
     _tube(scene, "portal_vein", _smooth_path(portal), wobble_mm=0.5)
     splenic = pancreas[len(pancreas) // 3:].copy()
     splenic[:, 1] -= splenic[:, 3] * 0.9
     splenic[:, 3] = 4.5
     _tube(scene, "portal_vein", splenic, wobble_mm=0.5)
-    ivc_at_renal = scene.at(-22, -10, -8)
+    ivc_at_renal = scene.at(-20, -16, -15)
     for side, hilum in zip((-1, 1), kidney_hila):
         mid = (ivc_at_renal + (35, 16, 0)) if side > 0 else (hilum + ivc_at_renal) / 2
         renal = np.array([[*hilum, 5.0], [*mid, 5.0], [*ivc_at_renal, 6.0]])

@@ -249,6 +249,7 @@ def _measure_noise(image: np.ndarray, organ_mask: np.ndarray, bbox: tuple[slice,
     offsets = np.arange(-pad, pad + 1)
     weights = np.exp(-0.5 * (offsets / sigma[2]) ** 2).astype(np.float32)
     weights /= weights.sum()
+    erode = int(math.ceil(2 * _NOISE_SIGMA_MM / min(spacing_mm[:2])))  # keep clear of organ edges
     k0, k1 = bbox[2].start, bbox[2].stop
     centres = np.unique(np.linspace(k0 + (k1 - k0) * 0.2, k0 + (k1 - k0) * 0.8, n_slabs).astype(int))
     residuals = []
@@ -260,7 +261,7 @@ def _measure_noise(image: np.ndarray, organ_mask: np.ndarray, bbox: tuple[slice,
             blurred_z += w * image[bbox[0], bbox[1], kk]
         low = ndi.gaussian_filter(blurred_z, sigma=sigma[:2], truncate=3.0)
         resid = image[bbox[0], bbox[1], k].astype(np.float32) - low
-        inner = ndi.binary_erosion(organ_mask[bbox[0], bbox[1], k], iterations=3)
+        inner = ndi.binary_erosion(organ_mask[bbox[0], bbox[1], k], iterations=erode)
         residuals.append(resid[inner])
     values = np.concatenate(residuals) if residuals else np.zeros(0, np.float32)
     if values.size < 50:

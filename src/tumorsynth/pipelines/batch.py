@@ -95,9 +95,22 @@ def run_batch(cases: Sequence[CaseRef], out_dir: str | os.PathLike[str], setting
     InputError
         Bad input (names the file); finished variants stay valid and a rerun resumes.
     """
-    out = ensure_writable_dir(out_dir)
+    out = Path(out_dir)
+    created = not out.exists()
+    ensure_writable_dir(out)
+    try:
+        return _run_batch(cases, out, settings, workers, progress, on_case)
+    except BaseException:
+        if created:
+            _remove_empty_tree(out)  # a failed first run leaves nothing behind
+        raise
+
+
+def _run_batch(cases: Sequence[CaseRef], out: Path, settings: BatchSettings, workers: int,
+               progress: bool, on_case: Callable[[str, list[TumorRecord]], None] | None
+               ) -> BatchOutput:
     _check_not_inside_inputs(out, cases)
-    _check_run_settings(out, settings)
+    _check_run_settings(out, settings, write=False)
     manifest = out / MANIFEST_NAME
     done = {(r.case_id, r.variant) for r in read_manifest(manifest)} if manifest.exists() else set()
     todo: list[tuple[CaseRef, list[int]]] = []
@@ -108,9 +121,10 @@ def run_batch(cases: Sequence[CaseRef], out_dir: str | os.PathLike[str], setting
         if pending:
             todo.append((case, pending))
     total = sum(len(v) for _, v in todo)
-    bar = progress_bar(total, progress, initial=0)
+    bar = progress_bar(total, progress)
 
     def finish(case_id: str, produced: list[tuple[int, list[TumorRecord]]]) -> None:
+        _check_run_settings(out, settings, write=True)
         for _, records in produced:
             append_records(manifest, records)
             result.records.extend(records)
@@ -127,8 +141,17 @@ def run_batch(cases: Sequence[CaseRef], out_dir: str | os.PathLike[str], setting
             _run_pool(todo, out, settings, workers, finish)
     finally:
         bar.close()
-        write_dataset_json(out, OUTPUT_LABELS)
+        if (out / "imagesTr").is_dir():
+            write_dataset_json(out, OUTPUT_LABELS)
     return result
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def synthesize_files(case: CaseRef, out_dir: Path, settings: BatchSettings,
@@ -237,7 +260,8 @@ def _run_pool(todo: list[tuple[CaseRef, list[int]]], out: Path, settings: BatchS
             raise
 
 
-def _check_run_settings(out: Path, settings: BatchSettings) -> None:
+def _check_run_settings(out: Path, settings: BatchSettings, *, write: bool) -> None:
+    """Refuse to resume a folder made with other settings; record ours once work is done."""
     path = out / "run.json"
     wanted = {"settings": settings.to_json(), "tumorsynth_version": __version__}
     if path.exists():
@@ -253,6 +277,8 @@ def _check_run_settings(out: Path, settings: BatchSettings) -> None:
             warnings.warn(f"{path}: run was started by tumorsynth "
                           f"{found.get('tumorsynth_version')}, resuming with {__version__}",
                           stacklevel=3)
+        return
+    if not write:
         return
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(wanted, indent=2) + "\n")

@@ -1,0 +1,85 @@
+"""Shared fixtures: small phantoms for fast property tests, the real CTs of ../shared/data.
+
+Real-data tests find the data at ``$TUMORSYNTH_DATA`` or ``<repo>/../shared/data``. When it is
+missing they skip on a developer machine and FAIL in CI (the variable ``CI`` is set), so CI can
+never pass without having run them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tumorsynth.io import load_image, load_label
+from tumorsynth.io.nifti import Volume
+from tumorsynth.io.phantom import make_phantom
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("TUMORSYNTH_DATA", REPO.parent / "shared" / "data"))
+
+
+def require_data(*parts: str) -> Path:
+    """Path of a file or folder under the shared data; skip (dev) or fail (CI) when missing."""
+    path = shared_data_dir().joinpath(*parts)
+    if not path.exists():
+        message = (f"real CT data missing: {path} (set TUMORSYNTH_DATA or put ../shared/data "
+                   "beside the repository)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def phantom() -> tuple[Volume, Volume]:
+    """A small phantom (2.5 x 2.5 x 3 mm) for fast property tests; do not modify its arrays."""
+    ct, seg = make_phantom(0, shape=(128, 108, 64), spacing_mm=(2.5, 2.5, 3.0))
+    ct.array.setflags(write=False)
+    seg.array.setflags(write=False)
+    return ct, seg
+
+
+@pytest.fixture(scope="session")
+def p07() -> tuple[Volume, Volume]:
+    """IRCAD patient 1.7 (liver 1, kidney 5), native 0.78 x 0.78 x 1.6 mm, LPS."""
+    folder = require_data("ircadb01_p07")
+    ct = load_image(folder / "ircadb01_p07_ct.nii.gz")
+    seg = load_label(folder / "ircadb01_p07_label.nii.gz")
+    ct.array.setflags(write=False)
+    seg.array.setflags(write=False)
+    return ct, seg
+
+
+@pytest.fixture(scope="session")
+def p17() -> tuple[Volume, Volume]:
+    """IRCAD patient 1.17 with two real liver tumors (1 liver, 2 tumor)."""
+    folder = require_data("ircadb01_p17")
+    ct = load_image(folder / "ircadb01_p17_ct.nii.gz")
+    seg = load_label(folder / "ircadb01_p17_label.nii.gz")
+    ct.array.setflags(write=False)
+    seg.array.setflags(write=False)
+    return ct, seg
+
+
+@pytest.fixture(scope="session")
+def totalseg() -> tuple[Volume, Volume]:
+    """The TotalSegmentator example (30 slices, 3 mm, RAS) with its organ labels."""
+    folder = require_data("totalseg_example")
+    ct = load_image(folder / "example_ct_sm.nii.gz")
+    seg = load_label(folder / "example_seg.nii.gz")
+    ct.array.setflags(write=False)
+    seg.array.setflags(write=False)
+    return ct, seg
+
+
+def far_from(mask: np.ndarray, spacing_mm: tuple[float, float, float], distance_mm: float) -> np.ndarray:
+    """Voxels farther than ``distance_mm`` from every voxel of ``mask``."""
+    import edt
+
+    return edt.edt(~mask, anisotropy=spacing_mm) > distance_mm
