@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from tumorsynth.errors import OutputError
 
@@ -83,17 +84,28 @@ def append_line_durably(path: str | os.PathLike[str], line: str) -> None:
         with open(path, "a+b") as handle:
             size = handle.seek(0, os.SEEK_END)
             if size:
-                handle.seek(max(0, size - 65536))
-                tail = handle.read()
-                if not tail.endswith(b"\n"):
-                    cut = tail.rfind(b"\n")
-                    handle.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    handle.truncate(_end_of_last_line(handle, size))
             handle.seek(0, os.SEEK_END)
             handle.write(line.encode("utf-8") + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
         raise _output_error(path, exc) from exc
+
+
+def _end_of_last_line(handle: BinaryIO, size: int, chunk: int = 65536) -> int:
+    """Offset just past the last newline in the first ``size`` bytes (0 when there is none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        handle.seek(start)
+        cut = handle.read(end - start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:

@@ -97,7 +97,7 @@ class LabelMap:
 
     def to_json(self) -> dict[str, object]:
         """A JSON-able mapping that :func:`resolve_label_map` reads back (used in manifests)."""
-        if self.name in PRESETS:
+        if PRESETS.get(self.name) == self:  # not a user file that happens to be called "lits"
             return {"preset": self.name}
         out: dict[str, object] = {k: list(v) for k, v in {**self.organs, **self.tumors}.items()}
         if self.generic_organ:

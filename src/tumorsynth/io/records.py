@@ -77,6 +77,9 @@ class TumorRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "<record>") -> "TumorRecord":
+        if not isinstance(data, Mapping):
+            raise InputError(where, f"expected a JSON object (one tumor record), found "
+                             f"{type(data).__name__}", fix="was it written by tumorsynth?")
         known = {f.name for f in fields(cls)}
         required = [f.name for f in fields(cls) if f.name not in data
                     and f.default is MISSING and f.default_factory is MISSING]
@@ -86,7 +89,10 @@ class TumorRecord:
         values = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
         for key in ("center_vox", "center_mm", "radii_mm"):
-            values[key] = tuple(values[key])
+            value = values[key]
+            if not isinstance(value, (list, tuple)) or len(value) != 3:
+                raise InputError(where, f"{key}: expected 3 numbers, found {value!r}")
+            values[key] = tuple(value)
         if extra:
             values["extra"] = {**values.get("extra", {}), **extra}
         return cls(**values)
