@@ -16,10 +16,15 @@ class TumorsynthError(Exception):
     def __init__(self, where: str, message: str, *, fix: str | None = None) -> None:
         self.where = str(where)
         self.fix = fix
+        self.message = message
         text = f"{where}: {message}"
         if fix:
             text += f" ({fix})"
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuildable after pickling, so errors raised in worker processes arrive intact.
+        return (type(self), (self.where, self.message), {"fix": self.fix})
 
 
 class InputError(TumorsynthError, ValueError):

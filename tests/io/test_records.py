@@ -117,7 +117,8 @@ def test_a_complete_last_line_without_newline_is_also_ignored(tmp_path: Path) ->
 
 
 def test_corrupt_middle_line_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
-    lines = [make_record(0).to_json(), "{\"case_id\": \"liver_3\", garbage", make_record(1).to_json()]
+    lines = [make_record(0).to_json(), "{\"case_id\": \"liver_3\", garbage",
+             make_record(1).to_json()]
     manifest = write_lines(tmp_path / "manifest.jsonl", lines)
     with pytest.raises(InputError, match="JSON") as info:
         read_manifest(manifest)
@@ -159,7 +160,8 @@ def test_append_repairs_a_fragment_before_appending(tmp_path: Path) -> None:
     manifest = write_lines(tmp_path / "manifest.jsonl",
                            [good.to_json(), make_record(1).to_json()[:40]], final_newline=False)
     append_line_durably(manifest, make_record(2).to_json())
-    assert manifest.read_text(encoding="utf-8") == good.to_json() + "\n" + make_record(2).to_json() + "\n"
+    expected = good.to_json() + "\n" + make_record(2).to_json() + "\n"
+    assert manifest.read_text(encoding="utf-8") == expected
     assert read_manifest(manifest) == [good, make_record(2)]
 
 

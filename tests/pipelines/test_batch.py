@@ -205,8 +205,6 @@ def test_manifest_cut_off_mid_line_is_repaired(cases, reference, tmp_path):
     assert manifest_dicts(out) == manifest_dicts(reference)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a variant whose records were only partly appended "
-                   "before a crash counts as done on resume; its lost tumor records never return")
 def test_variant_with_partly_written_records_is_redone(cases, tmp_path):
     two = settings(requests=(TumorRequest("liver", 2, "small"),))
     out = tmp_path / "out"
@@ -245,9 +243,6 @@ def test_failing_case_is_named_and_finished_cases_stay(broken_dataset, tmp_path)
         assert nib.load(str(out / name)).get_fdata().shape == SHAPE  # whole, readable files
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: InputError cannot be unpickled (TumorsynthError takes "
-                   "two arguments), so a worker's error becomes BrokenProcessPool, the file name "
-                   "is lost and a killed worker leaves a .part file")
 def test_failing_case_is_named_with_workers(broken_dataset, tmp_path):
     broken_cases = discover_cases(broken_dataset)
     out = tmp_path / "out"

@@ -40,7 +40,7 @@ def get_generator(generator: str | TumorGenerator, **options: object) -> TumorGe
     try:
         factory = _FACTORIES[generator]
     except KeyError:
-        raise InputError(f"--generator {generator!r}", f"unknown generator; known are "
+        raise InputError(f"generator {generator!r}", f"unknown generator; known are "
                          f"{sorted(_FACTORIES)}") from None
     return factory(**options)
 

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from tumorsynth.errors import OutputError
 
-__all__ = ["atomic_path", "ensure_writable_dir", "append_line_durably"]
+__all__ = ["atomic_path", "ensure_writable_dir", "append_line_durably", "append_lines_durably"]
 
 
 @contextlib.contextmanager
@@ -77,9 +77,16 @@ def append_line_durably(path: str | os.PathLike[str], line: str) -> None:
     A previous crash can leave a last line without its newline; that fragment is cut off first
     (readers ignore it too), so records never run into each other.
     """
+    append_lines_durably(path, [line])
+
+
+def append_lines_durably(path: str | os.PathLike[str], lines: list[str]) -> None:
+    """Append several lines in one write and fsync (see :func:`append_line_durably`)."""
     path = Path(path)
-    if "\n" in line:
+    if any("\n" in line for line in lines):
         raise ValueError("a manifest line must not contain a newline")
+    if not lines:
+        return
     try:
         with open(path, "a+b") as handle:
             size = handle.seek(0, os.SEEK_END)
@@ -88,7 +95,7 @@ def append_line_durably(path: str | os.PathLike[str], line: str) -> None:
                 if handle.read(1) != b"\n":
                     handle.truncate(_end_of_last_line(handle, size))
             handle.seek(0, os.SEEK_END)
-            handle.write(line.encode("utf-8") + b"\n")
+            handle.write("".join(line + "\n" for line in lines).encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:

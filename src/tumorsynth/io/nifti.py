@@ -199,8 +199,13 @@ def save_volume(volume: Volume, path: str | os.PathLike[str], *, array: np.ndarr
     if description is not None:
         img.header["descrip"] = description.encode("ascii", "replace")[:79]
     if header is not None:
-        img.set_qform(volume.header.get_qform(), code=int(volume.header["qform_code"]))
-        img.set_sform(volume.header.get_sform(), code=int(volume.header["sform_code"]))
+        qform_code, sform_code = int(volume.header["qform_code"]), int(volume.header["sform_code"])
+        if np.allclose(volume.header.get_best_affine(), volume.affine, atol=1e-5):
+            img.set_qform(volume.header.get_qform(), code=qform_code)  # exactly as read
+            img.set_sform(volume.header.get_sform(), code=sform_code)
+        else:  # the volume's affine was changed (e.g. a crop moved the origin): it wins
+            img.set_qform(volume.affine, code=qform_code)
+            img.set_sform(volume.affine, code=sform_code or 2)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path

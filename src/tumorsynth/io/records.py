@@ -17,9 +17,9 @@ from typing import Any
 
 from tumorsynth._types import plain_json
 from tumorsynth.errors import InputError
-from tumorsynth.io.atomic import append_line_durably
+from tumorsynth.io.atomic import append_lines_durably, atomic_path
 
-__all__ = ["TumorRecord", "read_manifest", "append_records", "MANIFEST_NAME"]
+__all__ = ["TumorRecord", "read_manifest", "append_records", "rewrite_manifest", "MANIFEST_NAME"]
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -63,6 +63,7 @@ class TumorRecord:
     source_label: str | None = None
     label_map: Mapping[str, Any] | None = None
     variant: int = 0
+    variant_tumors: int | None = None
     tumorsynth_version: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -99,9 +100,8 @@ class TumorRecord:
 
 
 def append_records(manifest: str | os.PathLike[str], records: Iterable[TumorRecord]) -> None:
-    """Append records to a JSON-lines manifest, each line fsynced (crash-safe, resumable)."""
-    for record in records:
-        append_line_durably(manifest, record.to_json())
+    """Append records to a JSON-lines manifest in one fsynced write (crash-safe, resumable)."""
+    append_lines_durably(manifest, [record.to_json() for record in records])
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[TumorRecord]:
@@ -123,3 +123,9 @@ def read_manifest(path: str | os.PathLike[str]) -> list[TumorRecord]:
                              f"unparsable text ({exc})") from exc
         records.append(TumorRecord.from_dict(data, where=f"{path}:{number}"))
     return records
+
+
+def rewrite_manifest(path: str | os.PathLike[str], records: Iterable[TumorRecord]) -> None:
+    """Replace a manifest's content atomically (used to drop a cut-off variant on resume)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(record.to_json() + "\n" for record in records), encoding="utf-8")

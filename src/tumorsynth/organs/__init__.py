@@ -44,7 +44,7 @@ def get_profile(organ: str | OrganProfile) -> OrganProfile:
     try:
         return _PROFILES[organ]
     except KeyError:
-        raise InputError(f"--organ {organ!r}", f"no organ profile; known organs are "
+        raise InputError(f"organ {organ!r}", f"no organ profile; known organs are "
                          f"{sorted(_PROFILES)}", fix="register_profile() adds one") from None
 
 

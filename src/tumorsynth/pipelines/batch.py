@@ -34,7 +34,13 @@ from tumorsynth.io.datasets import CaseRef, read_case_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.nifti import load_image, load_volume, save_volume
 from tumorsynth.io.preview import render_tumor_montage, save_png
-from tumorsynth.io.records import MANIFEST_NAME, TumorRecord, append_records, read_manifest
+from tumorsynth.io.records import (
+    MANIFEST_NAME,
+    TumorRecord,
+    append_records,
+    read_manifest,
+    rewrite_manifest,
+)
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
 
 __all__ = ["BatchSettings", "BatchOutput", "run_batch", "synthesize_files", "variant_name",
@@ -112,7 +118,7 @@ def _run_batch(cases: Sequence[CaseRef], out: Path, settings: BatchSettings, wor
     _check_not_inside_inputs(out, cases)
     _check_run_settings(out, settings, write=False)
     manifest = out / MANIFEST_NAME
-    done = {(r.case_id, r.variant) for r in read_manifest(manifest)} if manifest.exists() else set()
+    done = _complete_variants(manifest)
     todo: list[tuple[CaseRef, list[int]]] = []
     result = BatchOutput(out)
     for case in cases:
@@ -144,6 +150,22 @@ def _run_batch(cases: Sequence[CaseRef], out: Path, settings: BatchSettings, wor
         if (out / "imagesTr").is_dir():
             write_dataset_json(out, OUTPUT_LABELS)
     return result
+
+
+def _complete_variants(manifest: Path) -> set[tuple[str, int]]:
+    """(case, variant) pairs whose records are all in the manifest; a variant cut off by a crash
+    is dropped from the manifest (atomically) so that it is redone without duplicates."""
+    if not manifest.exists():
+        return set()
+    records = read_manifest(manifest)
+    groups: dict[tuple[str, int], list[TumorRecord]] = {}
+    for record in records:
+        groups.setdefault((record.case_id, record.variant), []).append(record)
+    complete = {key for key, group in groups.items()
+                if group[0].variant_tumors in (None, len(group))}
+    if len(complete) < len(groups) or manifest.read_bytes()[-1:] not in (b"", b"\n"):
+        rewrite_manifest(manifest, [r for r in records if (r.case_id, r.variant) in complete])
+    return complete
 
 
 def _remove_empty_tree(folder: Path) -> None:
@@ -178,7 +200,8 @@ def synthesize_files(case: CaseRef, out_dir: Path, settings: BatchSettings,
         save_volume(label, out_dir / label_rel, array=out.label)
         records = [r.with_paths(image_path=image_rel, label_path=label_rel,
                                 source_image=str(Path(case.image).resolve()),
-                                source_label=str(Path(case.label).resolve()), variant=k)
+                                source_label=str(Path(case.label).resolve()), variant=k,
+                                variant_tumors=len(out.records))
                    for r in out.records]
         if settings.preview and records:
             write_preview(out_dir / "previews" / f"{name}.png", out.image, out.label,

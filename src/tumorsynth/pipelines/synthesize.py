@@ -60,10 +60,10 @@ class TumorRequest:
 
     def __post_init__(self) -> None:
         if self.size not in (*SIZE_CLASSES, "mixed"):
-            raise InputError("--size", f"expected one of {', '.join((*SIZE_CLASSES, 'mixed'))}, "
+            raise InputError("size", f"expected one of {', '.join((*SIZE_CLASSES, 'mixed'))}, "
                              f"found {self.size!r}")
         if self.count is not None and self.count < 0:
-            raise InputError("--count", f"expected a count >= 0, found {self.count}")
+            raise InputError("count", f"expected a count >= 0, found {self.count}")
 
 
 @dataclass(frozen=True)

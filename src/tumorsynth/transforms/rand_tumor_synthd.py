@@ -89,6 +89,9 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
         on_error: Literal["raise", "skip"] = "raise",
         allow_missing_keys: bool = False,
     ) -> None:
+        if not 0.0 <= float(prob) <= 1.0:
+            raise InputError("RandTumorSynthd(prob=...)", f"expected a probability in [0, 1], "
+                             f"found {prob}")
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         if len(self.keys) != 2:
