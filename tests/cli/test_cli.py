@@ -501,8 +501,9 @@ BAD_INPUT: dict[str, tuple[Callable[[P], list[object]], Callable[[P], Expected]]
         lambda p: ["--label-map", "expected a preset", "totalsegmentator", "JSON file"]),
     "NaN voxels": (lambda p: ["--image", p.nan_ct],
                    lambda p: [str(p.nan_ct), "finite", "1 NaN/Inf voxels"]),
-    "unknown organ": (lambda p: ["--organ", "brain"],
-                      lambda p: ["--organ 'brain'", "kidney", "liver", "pancreas"]),
+    "unknown organ": (lambda p: ["--organ", "liver,brain"],
+                      lambda p: ["--organ", "'liver,brain'", "kidney, liver, pancreas"]),
+    "no organ": (lambda p: ["--organ", " , "], lambda p: ["--organ", "expected one or more"]),
     "unknown size": (lambda p: ["--size", "huge"],
                      lambda p: ["--size", "invalid choice", "'huge'", "small"]),
     "zero per-case": (lambda p: ["--per-case", 0], lambda p: ["--per-case", "expected >= 1"]),
@@ -581,16 +582,12 @@ def test_replay_of_a_missing_manifest_is_refused(tmp_path: Path) -> None:
 
 # --- known bugs outside cli/ and io/ (kept strict: they start failing when fixed) ----------------
 
-@pytest.mark.xfail(strict=True, reason="bug (pipelines/batch.py run_batch): a failed first run "
-                   "removes --out but not the parent folders it created")
 def test_failed_run_leaves_no_parent_folders(inputs, tmp_path: Path) -> None:
     run = cli(*synth_args(inputs, tmp_path / "a" / "b" / "out"), "--image", inputs.truncated)
     assert run.code == 2
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug (pipelines/batch.py): disk full while writing a "
-                   "variant's label leaves its image and a dataset.json counting it")
 def test_disk_full_leaves_no_partial_variant(inputs, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     real = nib.save
@@ -609,8 +606,6 @@ def test_disk_full_leaves_no_partial_variant(inputs, tmp_path: Path,
     assert not out.exists(), tree(out)
 
 
-@pytest.mark.xfail(strict=True, reason="bug (pipelines/replay.py): replay creates --out before "
-                   "it checks that the sources exist, and leaves it behind on failure")
 def test_replay_with_missing_sources_leaves_no_output(single, tmp_path: Path) -> None:
     out, _, _ = single
     manifest = tmp_path / "manifest.jsonl"
@@ -623,3 +618,14 @@ def test_replay_with_missing_sources_leaves_no_output(single, tmp_path: Path) ->
     run = cli("replay", manifest, "--out", tmp_path / "replayed", "--no-progress")
     assert run.code == 2 and "moved_away.nii.gz" in run.err
     assert not (tmp_path / "replayed").exists()
+
+
+def test_tumor_free_variant_counts_as_done(inputs, tmp_path: Path) -> None:
+    args = synth_args(inputs, tmp_path / "out", "--count", 0)
+    run = cli(*args)
+    if run.code == 2:  # refusing --count 0 is a fix too
+        assert "--count" in run.err
+        return
+    assert (tmp_path / "out" / "manifest.jsonl").is_file()
+    rerun = cli(*args)
+    assert rerun.code == 0 and "1 already done" in rerun.out

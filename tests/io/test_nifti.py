@@ -134,9 +134,6 @@ def test_spacing_comes_from_the_affine_not_a_default() -> None:
     assert spacing_from_affine(oblique_lps_affine()) == pytest.approx(SPACING)
 
 
-@pytest.mark.xfail(strict=True, reason="bug (io/nifti.py): a scaled integer file (e.g. uint16 "
-                   "with scl_inter -1024) loads as float64 and is written back as float64, 4x "
-                   "the size and not an integer type like the input")
 def test_scaled_integer_file_is_written_back_in_its_on_disk_type(tmp_path: Path) -> None:
     raw = (ct_array() + 1024).astype(np.uint16)
     img = nib.Nifti1Image(raw, oblique_lps_affine())

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
     from tumorsynth.generators import get_generator
     from tumorsynth.io.datasets import CaseRef, discover_cases
-    from tumorsynth.organs import get_profile
+    from tumorsynth.organs import registered_organs
     from tumorsynth.pipelines.batch import BatchSettings, run_batch
     from tumorsynth.pipelines.synthesize import TumorRequest
 
@@ -55,8 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if args.per_case < 1 or args.workers < 1:
         raise InputError("--per-case/--workers", f"expected >= 1, found {args.per_case}/{args.workers}")
     organs = [o.strip() for o in str(args.organ).split(",") if o.strip()]
-    for organ in organs:
-        get_profile(organ)
+    known = registered_organs()
+    unknown = [organ for organ in organs if organ not in known]
+    if unknown or not organs:
+        raise InputError("--organ", f"expected one or more of {', '.join(known)} separated by "
+                         f"commas, found {str(args.organ)!r}")
+    if args.count is not None and args.count < 1:
+        raise InputError("--count", f"expected >= 1 tumor per organ, found {args.count} (a run "
+                         "without tumors has nothing to record)")
     get_generator(args.generator)
     requests = tuple(TumorRequest(o, args.count, args.size) for o in organs)
     label_map = str(args.label_map)

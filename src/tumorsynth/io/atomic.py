@@ -16,7 +16,8 @@ from typing import BinaryIO
 
 from tumorsynth.errors import OutputError
 
-__all__ = ["atomic_path", "ensure_writable_dir", "append_line_durably", "append_lines_durably"]
+__all__ = ["atomic_path", "ensure_writable_dir", "append_line_durably", "append_lines_durably",
+           "output_dir"]
 
 
 @contextlib.contextmanager
@@ -56,6 +57,35 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def output_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Create ``folder`` (and missing parents) for a run; if the run fails, remove every folder
+    this call created that is still empty, so a failed run leaves nothing behind."""
+    folder = Path(folder)
+    first_new = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        first_new = candidate
+    ensure_writable_dir(folder)
+    try:
+        yield folder
+    except BaseException:
+        if first_new is not None:
+            _remove_empty_tree(first_new)
+        raise
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:

@@ -96,7 +96,7 @@ def load_volume(path: str | os.PathLike[str], *, role: str = "image") -> Volume:
         return _load_dicom_series(path, role)
     try:
         img = nib.load(str(path))
-        array = np.asanyarray(img.dataobj)
+        array, header = _read_hu(img)
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
         raise InputError(str(path), f"cannot read {role} as NIfTI: expected a complete .nii or "
                          f".nii.gz file, found {type(exc).__name__}: {exc}",
@@ -111,7 +111,32 @@ def load_volume(path: str | os.PathLike[str], *, role: str = "image") -> Volume:
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or min(spacing_from_affine(affine)) <= 0:
         raise InputError(str(path), f"affine is not a valid voxel-to-mm transform: {affine.tolist()}")
-    return Volume(array, affine, img.header.copy(), path)
+    return Volume(array, affine, header, path)
+
+
+def _read_hu(img: nib.Nifti1Image) -> tuple[np.ndarray, nib.Nifti1Header]:
+    """Voxel values with the file's scaling applied, without needless float64.
+
+    Integer files with integral slope/intercept (e.g. uint16 with intercept -1024) give exact
+    int16 (or int32) values and a header that says so, so they are written back as integers.
+    """
+    header = img.header.copy()
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    raw_dtype = img.get_data_dtype()
+    if (slope, inter) == (1.0, 0.0) or not np.issubdtype(raw_dtype, np.integer):
+        return np.asanyarray(img.dataobj), header
+    raw = np.asanyarray(img.dataobj.get_unscaled())
+    if float(slope).is_integer() and float(inter).is_integer():
+        values = raw.astype(np.int32) * np.int32(slope) + np.int32(inter)
+        lo, hi = int(values.min(initial=0)), int(values.max(initial=0))
+        info = np.iinfo(np.int16)
+        target = np.int16 if info.min <= lo and hi <= info.max else np.int32
+        array = values.astype(target, copy=False)
+    else:
+        array = (raw.astype(np.float32) * np.float32(slope) + np.float32(inter))
+    header.set_data_dtype(array.dtype)
+    header.set_slope_inter(1.0, 0.0)
+    return array, header
 
 
 def load_image(path: str | os.PathLike[str]) -> Volume:

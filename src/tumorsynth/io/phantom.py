@@ -441,18 +441,21 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
     Returns the liver's box and its intrahepatic vessel trees (segments, HU), rendered later.
     """
     g = scene.g
-    lobes = [(scene.at(-62, 4, 24, 4), scene.size(68, 82, 74, sd=0.04),
+    lobes = [(scene.at(-62, 4, 24, 4), scene.size(70, 85, 76, sd=0.04),
               _rotation(*scene.rng.normal((0, 20, 0), 5)), 0.3),
-             (scene.at(-5, 42, 50, 4), scene.size(64, 34, 38, sd=0.04),
+             (scene.at(-5, 42, 56, 4), scene.size(64, 34, 36, sd=0.04),
               _rotation(0, -15, 10), 0.0),
              (scene.at(-20, -6, 60, 3), scene.size(28, 26, 36, sd=0.04), None, 0.0)]
     box = scene.box(np.array([-150, -100, -70]) * g, np.array([80, 100, 110]) * g)
     if box is None:
         return None, []
     xyz = scene.xyz(box)
-    f = _ellipsoid_f(xyz, *lobes[0])
+    # visceral surface: the right lobe ends below the hilum medially, lower towards its lateral tip
+    hilum = scene.at(-32, -2, 14, 3)
+    underside = (hilum[2] - 12.0 + 0.75 * (xyz[0] - hilum[0]) - xyz[2]) / np.float32(70.0)
+    f = np.maximum(_ellipsoid_f(xyz, *lobes[0]), underside)
     for center, radii, rot, taper in lobes[1:]:
-        f = _smooth_min(f, _ellipsoid_f(xyz, center, radii, rot, taper), 0.25)
+        f = _smooth_min(f, _ellipsoid_f(xyz, center, radii, rot, taper), 0.15)
     f += 0.07 * scene.noise(f.shape, 60.0) + 0.025 * scene.noise(f.shape, 20.0)
     scene.paint(box, f < 0, "liver")
 
@@ -467,7 +470,6 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
                for a in range(3)]
         return all(0 <= i < n for i, n in zip(idx, f.shape)) and bool(f[tuple(idx)] < -0.03)
 
-    hilum = scene.at(-32, -2, 14, 3)
     portal = _vessel_tree(scene, inside, [(hilum, (-1.0, 0.1, 0.45), 6.5),
                                           (hilum, (0.4, 0.8, 0.45), 5.5),
                                           (hilum, (-0.6, 0.6, -0.2), 4.0)])
@@ -553,8 +555,8 @@ def _spleen(scene: _Scene) -> None:
 def _pancreas(scene: _Scene) -> np.ndarray:
     """Pancreas: a lobulated tube, head right of the midline in the duodenal loop, body across
     the aorta, tail up to the splenic hilum (about 15 cm long, 2-2.5 cm thick). Returns its path."""
-    ref = np.array([[-36, 10, -16, 15.0], [-15, 22, 5, 12.5], [20, 22, 12, 12.5],
-                    [55, 4, 24, 11.5], [78, -16, 36, 9.5]])
+    ref = np.array([[-36, 10, -24, 15.0], [-15, 22, -6, 12.5], [20, 22, 2, 12.5],
+                    [55, 4, 16, 11.5], [78, -16, 30, 9.5]])
     jitter = np.column_stack([scene.rng.normal(0, 4, (5, 3)), scene.rng.normal(0, 0.8, 5)])
     path = _smooth_path((ref + jitter) * np.append(scene.g, 1.0))
     _tube(scene, "pancreas", path, wobble_mm=2.0, scale_mm=10.0)
@@ -669,7 +671,8 @@ def _ct_finish(image: np.ndarray, rng: np.random.Generator, noise_sd_hu: float,
                blur_vox: float = 0.6, noise_vox: float = 0.8) -> np.ndarray:
     """Partial-volume blur, spatially correlated noise of sd ``noise_sd_hu``, rounded to int16."""
     image = ndimage.gaussian_filter(image, blur_vox, mode="nearest")
-    noise = ndimage.gaussian_filter(rng.standard_normal(image.shape, dtype=np.float32), noise_vox)
+    white = rng.standard_normal(image.shape, dtype=np.float32)
+    noise = ndimage.gaussian_filter(white, noise_vox, mode="wrap")  # same sd up to the border
     image += noise * np.float32(noise_sd_hu / _filtered_noise_sd(noise_vox))
     return np.clip(np.rint(image), -1024, 3071).astype(np.int16)
 

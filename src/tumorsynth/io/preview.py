@@ -225,7 +225,7 @@ def save_png(img: Image.Image, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG", optimize=True)
+        img.save(tmp, format="PNG", compress_level=6)
     return path
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from tumorsynth import __version__
 from tumorsynth._types import derive_seed
 from tumorsynth.errors import InputError
-from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
+from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import CaseRef, read_case_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.nifti import load_image, load_volume, save_volume
@@ -101,15 +101,8 @@ def run_batch(cases: Sequence[CaseRef], out_dir: str | os.PathLike[str], setting
     InputError
         Bad input (names the file); finished variants stay valid and a rerun resumes.
     """
-    out = Path(out_dir)
-    created = not out.exists()
-    ensure_writable_dir(out)
-    try:
+    with output_dir(out_dir) as out:  # a failed first run leaves nothing behind
         return _run_batch(cases, out, settings, workers, progress, on_case)
-    except BaseException:
-        if created:
-            _remove_empty_tree(out)  # a failed first run leaves nothing behind
-        raise
 
 
 def _run_batch(cases: Sequence[CaseRef], out: Path, settings: BatchSettings, workers: int,
@@ -147,7 +140,7 @@ def _run_batch(cases: Sequence[CaseRef], out: Path, settings: BatchSettings, wor
             _run_pool(todo, out, settings, workers, finish)
     finally:
         bar.close()
-        if (out / "imagesTr").is_dir():
+        if any((out / "imagesTr").glob("*_0000.nii.gz")):
             write_dataset_json(out, OUTPUT_LABELS)
     return result
 
@@ -166,14 +159,6 @@ def _complete_variants(manifest: Path) -> set[tuple[str, int]]:
     if len(complete) < len(groups) or manifest.read_bytes()[-1:] not in (b"", b"\n"):
         rewrite_manifest(manifest, [r for r in records if (r.case_id, r.variant) in complete])
     return complete
-
-
-def _remove_empty_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
 
 
 def synthesize_files(case: CaseRef, out_dir: Path, settings: BatchSettings,
@@ -197,7 +182,11 @@ def synthesize_files(case: CaseRef, out_dir: Path, settings: BatchSettings,
         label_rel = f"labelsTr/{name}.nii.gz"
         save_volume(image, out_dir / image_rel, array=out.image,
                     description=f"tumorsynth {__version__} synthetic tumors")
-        save_volume(label, out_dir / label_rel, array=out.label)
+        try:
+            save_volume(label, out_dir / label_rel, array=out.label)
+        except BaseException:
+            (out_dir / image_rel).unlink(missing_ok=True)  # no image without its label
+            raise
         records = [r.with_paths(image_path=image_rel, label_path=label_rel,
                                 source_image=str(Path(case.image).resolve()),
                                 source_label=str(Path(case.label).resolve()), variant=k,

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tumorsynth.errors import InputError
-from tumorsynth.io.atomic import ensure_writable_dir
+from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.datasets import read_case_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
 from tumorsynth.io.nifti import load_image, save_volume
@@ -26,9 +26,8 @@ def replay_manifest(manifest: str | os.PathLike[str], out_dir: str | os.PathLike
     lists the re-rendered records (measured anew, so any drift would show).
     """
     records = read_manifest(manifest)
-    out = ensure_writable_dir(out_dir)
-    if (out / MANIFEST_NAME).exists():
-        raise InputError(str(out / MANIFEST_NAME), "exists already; replay writes a fresh folder",
+    if (Path(out_dir) / MANIFEST_NAME).exists():
+        raise InputError(str(Path(out_dir) / MANIFEST_NAME), "exists already; replay writes a fresh folder",
                          fix="choose an empty --out")
     groups: dict[str, list[TumorRecord]] = defaultdict(list)
     for record in records:
@@ -37,6 +36,12 @@ def replay_manifest(manifest: str | os.PathLike[str], out_dir: str | os.PathLike
             raise InputError(f"{manifest}", f"record {record.case_id}#{record.tumor_index} lacks "
                              "image/label/source paths; it was not written by a batch run")
         groups[record.image_path].append(record)
+    with output_dir(out_dir) as out:
+        return _replay_groups(groups, out, progress)
+
+
+def _replay_groups(groups: dict[str, list[TumorRecord]], out: Path, progress: bool
+                   ) -> list[TumorRecord]:
     bar = progress_bar(len(groups), progress)
     replayed: list[TumorRecord] = []
     try:
