@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -436,13 +435,20 @@ def test_no_command_prints_help_and_version_is_known() -> None:
 
 # --- the console script --------------------------------------------------------------------------
 
-def test_console_script_help_is_fast() -> None:
-    start = time.perf_counter()
+def test_console_script_help_answers() -> None:
     done = script("--help", timeout=30)
-    elapsed = time.perf_counter() - start
     assert done.returncode == 0, done.stderr
     assert all(name in done.stdout for name in ("synthesize", "replay", "preview", "demo"))
-    assert elapsed < 1.0, f"tumorsynth --help took {elapsed:.2f} s"
+
+
+def test_help_imports_no_heavy_dependency() -> None:
+    # Start-up time is a benchmark (benchmarks/bench_synthesis.py); what keeps it short is that
+    # building the parser imports none of numpy, scipy, nibabel, torch or monai.
+    code = ("import sys; from tumorsynth.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('numpy', 'scipy', 'nibabel', 'torch', 'monai') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_console_script_synthesizes(inputs, tmp_path: Path) -> None:

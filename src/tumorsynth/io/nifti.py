@@ -245,7 +245,7 @@ def _load_dicom_series(folder: Path, role: str) -> Volume:
     reader = sitk.ImageSeriesReader()
     files = reader.GetGDCMSeriesFileNames(str(folder))
     if not files:
-        raise InputError(str(folder), f"expected a DICOM series or a NIfTI file, found a folder "
+        raise InputError(str(folder), "expected a DICOM series or a NIfTI file, found a folder "
                          "without DICOM files")
     reader.SetFileNames(files)
     try:

@@ -452,7 +452,8 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
     xyz = scene.xyz(box)
     # visceral surface: the right lobe ends below the hilum medially, lower towards its lateral tip
     hilum = scene.at(-32, -2, 14, 3)
-    underside = (hilum[2] - 12.0 + 0.75 * (xyz[0] - hilum[0]) - xyz[2]) / np.float32(70.0)
+    underside = (hilum[2] - 12.0 + 0.75 * (xyz[0] - hilum[0]) - 0.35 * (xyz[1] - hilum[1])
+                 - xyz[2]) / np.float32(70.0)
     f = np.maximum(_ellipsoid_f(xyz, *lobes[0]), underside)
     for center, radii, rot, taper in lobes[1:]:
         f = _smooth_min(f, _ellipsoid_f(xyz, center, radii, rot, taper), 0.15)
@@ -517,7 +518,7 @@ def _kidney(scene: _Scene, side: int) -> np.ndarray:
     """One kidney (side -1 right, +1 left): cortex, medullary pyramids, sinus fat and pelvis,
     about 11 x 6 x 5 cm, upper pole tilted medially and posteriorly. Returns the hilum (mm)."""
     center = scene.at(side * 72, -42, -35 if side < 0 else -15, 5)
-    radii = scene.size(30, 25, 55)
+    radii = scene.size(31, 26, 56, sd=0.05)
     rot = _rotation(12 + scene.rng.normal(0, 4), -side * (15 + scene.rng.normal(0, 4)),
                     -side * (30 + scene.rng.normal(0, 6)))
     medial = np.array([-side * radii[0], 0.0, 0.0])

@@ -219,7 +219,7 @@ def render_overview(
 
 
 def save_png(img: Image.Image, path: str | os.PathLike[str]) -> Path:
-    """Write ``img`` as an optimized PNG, atomically (temporary file, then rename).
+    """Write ``img`` as a PNG (zlib level 6: small and fast), atomically (temporary file, then rename).
 
     Returns the path written; its folder is created if needed.
     """
