@@ -45,37 +45,32 @@ def phantom() -> tuple[Volume, Volume]:
     return ct, seg
 
 
+def _read_only_pair(folder: Path, image: str, label: str) -> tuple[Volume, Volume]:
+    ct, seg = load_image(folder / image), load_label(folder / label)
+    ct.array.setflags(write=False)  # a pipeline that wrote into its input would raise
+    seg.array.setflags(write=False)
+    return ct, seg
+
+
 @pytest.fixture(scope="session")
 def p07() -> tuple[Volume, Volume]:
     """IRCAD patient 1.7 (liver 1, kidney 5), native 0.78 x 0.78 x 1.6 mm, LPS."""
-    folder = require_data("ircadb01_p07")
-    ct = load_image(folder / "ircadb01_p07_ct.nii.gz")
-    seg = load_label(folder / "ircadb01_p07_label.nii.gz")
-    ct.array.setflags(write=False)
-    seg.array.setflags(write=False)
-    return ct, seg
+    return _read_only_pair(require_data("ircadb01_p07"), "ircadb01_p07_ct.nii.gz",
+                           "ircadb01_p07_label.nii.gz")
 
 
 @pytest.fixture(scope="session")
 def p17() -> tuple[Volume, Volume]:
     """IRCAD patient 1.17 with two real liver tumors (1 liver, 2 tumor)."""
-    folder = require_data("ircadb01_p17")
-    ct = load_image(folder / "ircadb01_p17_ct.nii.gz")
-    seg = load_label(folder / "ircadb01_p17_label.nii.gz")
-    ct.array.setflags(write=False)
-    seg.array.setflags(write=False)
-    return ct, seg
+    return _read_only_pair(require_data("ircadb01_p17"), "ircadb01_p17_ct.nii.gz",
+                           "ircadb01_p17_label.nii.gz")
 
 
 @pytest.fixture(scope="session")
 def totalseg() -> tuple[Volume, Volume]:
     """The TotalSegmentator example (30 slices, 3 mm, RAS) with its organ labels."""
-    folder = require_data("totalseg_example")
-    ct = load_image(folder / "example_ct_sm.nii.gz")
-    seg = load_label(folder / "example_seg.nii.gz")
-    ct.array.setflags(write=False)
-    seg.array.setflags(write=False)
-    return ct, seg
+    return _read_only_pair(require_data("totalseg_example"), "example_ct_sm.nii.gz",
+                           "example_seg.nii.gz")
 
 
 def far_from(mask: np.ndarray, spacing_mm: tuple[float, float, float], distance_mm: float) -> np.ndarray:

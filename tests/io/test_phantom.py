@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import nibabel as nib
 import numpy as np
 import pytest
@@ -259,4 +258,6 @@ def test_body_is_surrounded_by_air_and_holds_fat_and_muscle(
     hist, edges = np.histogram(body, bins=np.arange(-200, 201, 20))
     peak_fat = edges[np.argmax(hist[:10])]
     assert -130 <= peak_fat <= -60  # fat around -90..-100 HU
+    assert np.mean((body > 20) & (body < 80)) > 0.05  # muscle wall, psoas, paraspinal muscles
     assert a.min() >= -1024
+

@@ -1,18 +1,13 @@
 """A procedural, clearly synthetic, contrast-enhanced abdominal CT phantom with organ labels.
 
-:func:`make_phantom` paints a healthy portal-venous-phase abdomen in world millimetres (RAS+:
-``+x`` patient left, ``+y`` anterior, ``+z`` superior; the FOV centre is world ``(0, 0, 0)``):
-body wall, spine and lower ribs, a liver with portal and hepatic vein trees, gallbladder,
-spleen, kidneys (cortex, medulla, sinus), pancreas, stomach, bowel, aorta, IVC and their veins,
-and the lung bases. Each organ is an implicit function (ellipsoids or tubes) deformed by smooth
-random noise, so shapes vary with the seed. Organs are painted into a tissue map with priorities
-(an organ never overwrites a structure of higher priority, e.g. the liver stops at the muscle
-wall); the image is the tissue map in HU, blurred a little for partial volume, plus spatially
-correlated CT noise.
-
-It is not a patient: the NIfTI description says so and ``meta["phantom"]`` is True. Label ids
-follow the ``"phantom"`` preset of :mod:`tumorsynth.io.label_maps` (liver 1, pancreas 3,
-kidney 5, spleen 7, vessel 8, bone 9); the phantom is healthy, so tumor ids never appear.
+:func:`make_phantom` paints a healthy portal-venous abdomen in world mm (RAS+: ``+x`` patient
+left, ``+y`` anterior, ``+z`` superior; FOV centre at world 0): body wall, spine, lower ribs,
+liver with portal and hepatic vein trees, gallbladder, spleen, kidneys, pancreas, stomach, bowel,
+aorta, IVC and veins, lung bases. Organs are implicit shapes (ellipsoids, tubes) deformed by
+smooth noise, painted into a tissue map by priority (the liver stops at the muscle wall, bone
+cuts everything); the image is that map in HU, slightly blurred, plus correlated CT noise. The
+NIfTI description says it is not a patient; label ids follow the ``"phantom"`` preset of
+:mod:`tumorsynth.io.label_maps`, and tumor ids never appear (the phantom is healthy).
 """
 
 from __future__ import annotations
@@ -36,7 +31,7 @@ PHANTOM_DESCRIPTION = "tumorsynth PHANTOM (synthetic, not a patient)"
 #: Tissue name -> (HU in portal-venous phase, label id, paint priority). A tissue is painted only
 #: over tissues of equal or lower priority: organs stop at the muscle wall, bone cuts everything.
 _TISSUES: dict[str, tuple[float, int, int]] = {
-    "air": (-1000.0, 0, 0), "visceral_fat": (-90.0, 0, 1), "subcutaneous_fat": (-100.0, 0, 9),
+    "air": (-1000.0, 0, 10), "visceral_fat": (-90.0, 0, 1), "subcutaneous_fat": (-100.0, 0, 9),
     "skin": (30.0, 0, 9), "muscle": (50.0, 0, 6), "lung": (-850.0, 0, 3), "heart": (130.0, 0, 3),
     "bowel_wall": (70.0, 0, 2), "bowel_fluid": (15.0, 0, 2), "stool": (-30.0, 0, 2),
     "gas": (-900.0, 0, 2), "liver": (103.0, 1, 4), "spleen": (112.0, 7, 4),
@@ -141,7 +136,7 @@ def make_phantom(seed: RngLike = 0, *, shape: Sequence[int] = (192, 160, 96),
         ``image``: int16 Hounsfield units (air about -1000, liver about 105, noise sd in the
         liver about 12-18 HU). ``label``: uint8 ids of the ``"phantom"`` preset: 0 background,
         1 liver, 3 pancreas, 5 kidney (both), 7 spleen, 8 vessel (aorta, IVC, portal, splenic
-        and renal veins, intrahepatic vessels wider than 5 mm), 9 bone. Both share the RAS+
+        and renal veins, intrahepatic vessels wider than 6 mm), 9 bone. Both share the RAS+
         affine ``diag(spacing)`` with the FOV centre at world (0, 0, 0), carry a NIfTI header
         whose description is :data:`PHANTOM_DESCRIPTION`, ``path=None`` and
         ``meta={"phantom": True, "seed": int}``.
@@ -166,12 +161,12 @@ def make_phantom(seed: RngLike = 0, *, shape: Sequence[int] = (192, 160, 96),
     depth2d, rho2d, fat2d = _body(scene)
     _back(scene)
     _ribs(scene, depth2d, fat2d)
-    liver_box, trees = _liver(scene)
+    liver_box, trees, hilum = _liver(scene)
     kidney_hila = [_kidney(scene, side) for side in (-1, 1)]
     _spleen(scene)
     pancreas_path = _pancreas(scene)
     _stomach(scene)
-    _great_vessels(scene, kidney_hila, pancreas_path)
+    _great_vessels(scene, hilum, kidney_hila, pancreas_path)
     _bowel(scene)
     _thorax(scene, rho2d)
 
@@ -435,23 +430,21 @@ def _ribs(scene: _Scene, depth2d: np.ndarray, fat2d: np.ndarray) -> None:
                                                       _T["cancellous_bone"]), current)
 
 
-def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]]:
-    """Liver (right lobe, left lobe and caudate, smoothly joined), gallbladder, vessel trees.
-
-    Returns the liver's box and its intrahepatic vessel trees (segments, HU), rendered later.
-    """
+def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]], np.ndarray]:
+    """Liver (right lobe, left lobe and caudate, smoothly joined) and gallbladder. Returns the
+    liver's box, its vessel trees (segments, HU; rendered later) and the hilum (mm)."""
     g = scene.g
     lobes = [(scene.at(-62, 4, 24, 4), scene.size(70, 85, 76, sd=0.04),
               _rotation(*scene.rng.normal((0, 20, 0), 5)), 0.3),
              (scene.at(-5, 42, 56, 4), scene.size(64, 34, 36, sd=0.04),
               _rotation(0, -15, 10), 0.0),
              (scene.at(-20, -6, 60, 3), scene.size(28, 26, 36, sd=0.04), None, 0.0)]
+    hilum = scene.at(-32, -2, 14, 3)
     box = scene.box(np.array([-150, -100, -70]) * g, np.array([80, 100, 110]) * g)
     if box is None:
-        return None, []
+        return None, [], hilum
     xyz = scene.xyz(box)
     # visceral surface: the right lobe ends below the hilum medially, lower towards its lateral tip
-    hilum = scene.at(-32, -2, 14, 3)
     underside = (hilum[2] - 12.0 + 0.75 * (xyz[0] - hilum[0]) - 0.35 * (xyz[1] - hilum[1])
                  - xyz[2]) / np.float32(70.0)
     f = np.maximum(_ellipsoid_f(xyz, *lobes[0]), underside)
@@ -478,7 +471,7 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
     hepatic = _vessel_tree(scene, inside, [(ivc + (-8, 2, 0), (-0.85, 0.25, -0.45), 6.0),
                                            (ivc + (2, 8, 2), (-0.15, 0.85, -0.5), 5.5),
                                            (ivc + (8, 6, 2), (0.7, 0.65, -0.3), 5.0)])
-    return box, [(portal, 180.0), (hepatic, 168.0)]
+    return box, [(portal, 180.0), (hepatic, 168.0)], hilum
 
 
 def _vessel_tree(scene: _Scene, inside: Callable[[np.ndarray], bool],
@@ -517,7 +510,7 @@ def _vessel_tree(scene: _Scene, inside: Callable[[np.ndarray], bool],
 def _kidney(scene: _Scene, side: int) -> np.ndarray:
     """One kidney (side -1 right, +1 left): cortex, medullary pyramids, sinus fat and pelvis,
     about 11 x 6 x 5 cm, upper pole tilted medially and posteriorly. Returns the hilum (mm)."""
-    center = scene.at(side * 72, -42, -35 if side < 0 else -15, 5)
+    center = scene.at(side * 70, -37, -35 if side < 0 else -15, 4)
     radii = scene.size(31, 26, 56, sd=0.05)
     rot = _rotation(12 + scene.rng.normal(0, 4), -side * (15 + scene.rng.normal(0, 4)),
                     -side * (30 + scene.rng.normal(0, 6)))
@@ -579,8 +572,8 @@ def _stomach(scene: _Scene) -> None:
     scene.paint(box, (f < -0.12) & (xyz[1] >= level), "gas", onto=("bowel_wall",))
 
 
-def _great_vessels(scene: _Scene, kidney_hila: Sequence[np.ndarray], pancreas: np.ndarray
-                   ) -> None:
+def _great_vessels(scene: _Scene, liver_hilum: np.ndarray, kidney_hila: Sequence[np.ndarray],
+                   pancreas: np.ndarray) -> None:
     """Aorta, IVC, portal and splenic veins, renal veins (all labelled vessel)."""
     z0, z1 = float(scene.axes[2][0]) - 20, float(scene.axes[2][-1]) + 20
     zs = np.linspace(z0, z1, 6)
@@ -592,8 +585,7 @@ def _great_vessels(scene: _Scene, kidney_hila: Sequence[np.ndarray], pancreas: n
     ivc = np.column_stack([np.array(ivc_pts), np.full(6, 11.0) * scene.g[0]])
     _tube(scene, "vein", _smooth_path(ivc), wobble_mm=1.0)
     confluence = pancreas[len(pancreas) // 3, :3] + (0, -14, 0)
-    portal = np.array([[*confluence, 7.5], [*scene.at(-26, 2, 10, 2), 7.0],
-                       [*scene.at(-32, -2, 14), 6.0]])
+    portal = np.array([[*confluence, 7.5], [*scene.at(-26, 2, 10, 2), 7.0], [*liver_hilum, 6.0]])
     _tube(scene, "portal_vein", _smooth_path(portal), wobble_mm=0.5)
     splenic = pancreas[len(pancreas) // 3:].copy()
     splenic[:, 1] -= splenic[:, 3] * 0.9
@@ -674,13 +666,5 @@ def _ct_finish(image: np.ndarray, rng: np.random.Generator, noise_sd_hu: float,
     image = ndimage.gaussian_filter(image, blur_vox, mode="nearest")
     white = rng.standard_normal(image.shape, dtype=np.float32)
     noise = ndimage.gaussian_filter(white, noise_vox, mode="wrap")  # same sd up to the border
-    image += noise * np.float32(noise_sd_hu / _filtered_noise_sd(noise_vox))
+    image += noise * np.float32(noise_sd_hu / float(noise.std()))
     return np.clip(np.rint(image), -1024, 3071).astype(np.int16)
-
-
-def _filtered_noise_sd(sigma_vox: float, truncate: float = 4.0) -> float:
-    """Standard deviation of unit white noise after scipy's 3-D Gaussian filter of ``sigma_vox``."""
-    radius = int(truncate * sigma_vox + 0.5)
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_vox) ** 2)
-    kernel /= kernel.sum()
-    return float(np.sqrt((kernel**2).sum()) ** 3)
