@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import nibabel as nib
 import numpy as np
@@ -323,7 +324,7 @@ def _tube(scene: _Scene, name: str, path: np.ndarray, wobble_mm: float = 1.0,
     box = scene.box(path[:, :3].min(0) - reach, path[:, :3].max(0) + reach)
     if box is None:
         return None, np.zeros(0, np.float32)
-    segments = [(a[:3], b[:3], float(a[3]), float(b[3])) for a, b in zip(path[:-1], path[1:])]
+    segments = [(a[:3], b[:3], float(a[3]), float(b[3])) for a, b in pairwise(path)]
     sd, _ = _capsules(scene, box, segments)
     if wobble_mm:
         sd += np.float32(wobble_mm) * scene.noise(sd.shape, scale_mm)
@@ -450,7 +451,7 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
     f = np.maximum(_ellipsoid_f(xyz, *lobes[0]), underside)
     for center, radii, rot, taper in lobes[1:]:
         f = _smooth_min(f, _ellipsoid_f(xyz, center, radii, rot, taper), 0.15)
-    f += 0.07 * scene.noise(f.shape, 60.0) + 0.025 * scene.noise(f.shape, 20.0)
+    f += 0.06 * scene.noise(f.shape, 60.0) + 0.025 * scene.noise(f.shape, 20.0)
     scene.paint(box, f < 0, "liver")
 
     gb_center, gb_radii = scene.at(-35, 42, -8, 4), scene.size(15, 16, 34, sd=0.1)
@@ -460,7 +461,7 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
         scene.paint(gb_box, gb < 0, "gallbladder")
 
     def inside(p: np.ndarray) -> bool:
-        idx = [int(round((p[a] - scene.axes[a][0]) / scene.spacing[a])) - box[a].start
+        idx = [int(np.rint((p[a] - scene.axes[a][0]) / scene.spacing[a])) - box[a].start
                for a in range(3)]
         return all(0 <= i < n for i, n in zip(idx, f.shape)) and bool(f[tuple(idx)] < -0.03)
 

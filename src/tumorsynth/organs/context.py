@@ -22,6 +22,8 @@ from tumorsynth.organs.profile import OrganProfile
 __all__ = ["ParenchymaStats", "OrganContext", "OccupiedSphere", "bounding_box"]
 
 _COARSE_MM = 1.5
+_PICK_BATCH = 256
+_PICK_BATCHES = 8
 _NOISE_SIGMA_MM = 2.0
 
 
@@ -95,6 +97,7 @@ class OrganContext:
     clearance_mm: np.ndarray
     parenchyma: ParenchymaStats
     occupied: list[OccupiedSphere] = field(default_factory=list)
+    _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, image: np.ndarray, organ_mask: np.ndarray, spacing_mm: Vec3,
@@ -177,11 +180,66 @@ class OrganContext:
 
     def candidates(self, *, min_depth_mm: float, max_depth_mm: float = math.inf,
                    min_clearance_mm: float = 0.0, keep_clear_mm: float = 0.0) -> np.ndarray:
-        """Coarse-grid voxels (N, 3) that satisfy depth, vessel clearance and collision rules.
+        """All coarse-grid voxels (N, 3) that satisfy depth, vessel clearance and collision rules.
 
         ``keep_clear_mm`` is the new tumor's bounding radius (plus gap): candidates closer than
         ``keep_clear_mm + sphere.radius_mm`` to an occupied sphere are dropped.
         """
+        index = np.argwhere(self._allowed(min_depth_mm, max_depth_mm, min_clearance_mm))
+        if len(index) and self.occupied:
+            index = index[self._clear_of_tumors(index, keep_clear_mm)]
+        return index
+
+    def pick(self, rng: np.random.Generator, *, min_depth_mm: float,
+             max_depth_mm: float = math.inf, min_clearance_mm: float = 0.0,
+             keep_clear_mm: float = 0.0) -> np.ndarray | None:
+        """One coarse-grid voxel drawn uniformly from :meth:`candidates`, or None if there is none.
+
+        Organ voxels are kept sorted by depth, so the voxels deep enough are a slice of that list;
+        batches drawn from the slice are checked for clearance and collisions (the cost does not
+        grow with organ size times tumor count). When batches keep failing, the exhaustive list
+        decides.
+        """
+        by_depth, depth = self._depth_order()
+        lo = int(np.searchsorted(-depth, -max_depth_mm, side="left"))
+        hi = int(np.searchsorted(-depth, -min_depth_mm, side="right"))
+        if hi <= lo:
+            return None
+        shape = self.depth_mm.shape
+        for _ in range(_PICK_BATCHES):
+            flat = by_depth[lo + rng.integers(hi - lo, size=min(_PICK_BATCH, hi - lo))]
+            index = np.stack(np.unravel_index(flat, shape), axis=1)
+            ok = self._allowed_at(index, min_clearance_mm)
+            if self.occupied:
+                ok[ok] = self._clear_of_tumors(index[ok], keep_clear_mm)
+            if ok.any():
+                return index[int(np.argmax(ok))]
+        every = self.candidates(min_depth_mm=min_depth_mm, max_depth_mm=max_depth_mm,
+                                min_clearance_mm=min_clearance_mm, keep_clear_mm=keep_clear_mm)
+        return every[int(rng.integers(len(every)))] if len(every) else None
+
+    def _depth_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Organ voxels of the coarse grid (flat indices) sorted by depth, deepest first."""
+        if self._sorted is None:
+            flat = np.flatnonzero(self.depth_mm > 0)
+            depth = self.depth_mm.ravel()[flat]
+            # 0.01 mm steps as uint32 make numpy use a radix sort (stable): O(n), no float sort.
+            order = np.argsort(-np.rint(depth * 100).astype(np.int64), kind="stable")
+            self._sorted = (flat[order], depth[order])
+        return self._sorted
+
+    def _allowed_at(self, index: np.ndarray, min_clearance_mm: float) -> np.ndarray:
+        ok = np.ones(len(index), dtype=bool)
+        if min_clearance_mm > 0:
+            ok &= self.clearance_mm[index[:, 0], index[:, 1], index[:, 2]] >= min_clearance_mm
+        lo, hi = self.profile.placement.slice_range
+        if (lo, hi) != (0.0, 1.0):
+            n = self.depth_mm.shape[2]
+            ok &= (index[:, 2] >= math.floor(lo * n)) & (index[:, 2] < math.ceil(hi * n))
+        return ok
+
+    def _allowed(self, min_depth_mm: float, max_depth_mm: float, min_clearance_mm: float
+                 ) -> np.ndarray:
         ok = (self.depth_mm >= min_depth_mm) & (self.depth_mm <= max_depth_mm)
         if min_clearance_mm > 0:
             ok &= self.clearance_mm >= min_clearance_mm
@@ -190,15 +248,15 @@ class OrganContext:
             n = ok.shape[2]
             ok[:, :, : int(math.floor(lo * n))] = False
             ok[:, :, int(math.ceil(hi * n)):] = False
-        index = np.argwhere(ok)
-        if len(index) and self.occupied:
-            pos_mm = self.coarse_to_voxel(index) * np.array(self.spacing_mm)
-            keep = np.ones(len(index), dtype=bool)
-            for sphere in self.occupied:
-                dist = np.linalg.norm(pos_mm - np.array(sphere.center_mm), axis=1)
-                keep &= dist >= sphere.radius_mm + keep_clear_mm
-            index = index[keep]
-        return index
+        return ok
+
+    def _clear_of_tumors(self, index: np.ndarray, keep_clear_mm: float) -> np.ndarray:
+        pos_mm = self.coarse_to_voxel(index) * np.array(self.spacing_mm)
+        keep = np.ones(len(index), dtype=bool)
+        for sphere in self.occupied:
+            dist = np.linalg.norm(pos_mm - np.array(sphere.center_mm), axis=1)
+            keep &= dist >= sphere.radius_mm + keep_clear_mm
+        return keep
 
     def occupy(self, center_vox: np.ndarray, radius_mm: float) -> None:
         """Mark a sphere as taken (a tumor placed in this run)."""

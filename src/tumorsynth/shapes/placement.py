@@ -89,16 +89,15 @@ class RandomTumorShape:
             needed = min(needed, min_depth)
             clearance = min(main_r + 1.0, place.vessel_clearance_mm)
             keep_clear = main_r + place.gap_mm
-            index = context.candidates(min_depth_mm=min_depth, max_depth_mm=max_depth,
-                                       min_clearance_mm=clearance, keep_clear_mm=keep_clear)
-            if len(index) == 0:  # vessels everywhere: place anyway, the tumor displaces them
-                index = context.candidates(min_depth_mm=min_depth, max_depth_mm=max_depth,
-                                           keep_clear_mm=keep_clear)
-            if len(index):
+            pick = context.pick(rng, min_depth_mm=min_depth, max_depth_mm=max_depth,
+                                min_clearance_mm=clearance, keep_clear_mm=keep_clear)
+            if pick is None:  # vessels everywhere: place anyway, the tumor displaces them
+                pick = context.pick(rng, min_depth_mm=min_depth, max_depth_mm=max_depth,
+                                    keep_clear_mm=keep_clear)
+            if pick is not None:
                 break
         else:
             self._raise_no_room(context, size, needed, where)
-        pick = index[int(rng.integers(len(index)))]
         jitter = rng.uniform(-0.5, 0.5, size=3) * np.array(context.stride)
         center = context.coarse_to_voxel(pick[None])[0] + jitter
         center = np.clip(center, 0, np.array(context.volume_shape) - 1)
