@@ -25,6 +25,7 @@ from scipy import ndimage as ndi
 
 from tumorsynth._types import plain_json
 from tumorsynth.generators.protocol import RenderInput, TumorSite
+from tumorsynth.organs.context import bounding_box
 from tumorsynth.shapes.ellipsoid import soft_mask
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
@@ -197,15 +198,19 @@ class HeuristicGenerator:
         clip = np.float32(_NOISE_CLIP * noise_hu)
         noise = np.clip(background - low, -clip, clip)
         foreign = (np.abs(low - np.float32(app.parenchyma_hu)) > np.float32(max(4 * noise_hu, 50.0)))
-        if foreign.any():  # widen by 2 voxels: the residual also carries the edge's shoulders
-            foreign = ndi.binary_dilation(foreign, iterations=2)
         foreign &= weight > 0.01
-        if foreign.any():
-            rng = np.random.default_rng(app.texture_seed + 1)
-            white = rng.standard_normal(background.shape, dtype=np.float32)
-            grain = ndi.gaussian_filter(white, sigma=_GRAIN_SIGMA_VOX, truncate=3.0)
-            grain *= np.float32(noise_hu / max(float(grain.std()), 1e-6))
-            noise[foreign] = np.clip(grain[foreign], -clip, clip)
+        box = bounding_box(foreign, margin=(2, 2, 2))
+        if box is None:
+            return noise
+        # Widen by 2 voxels (the residual also carries the edge's shoulders) and draw the stand-in
+        # noise only in the box around the foreign voxels: a deterministic function of the crop.
+        widened = ndi.binary_dilation(foreign[box], iterations=2) & (weight[box] > 0.01)
+        rng = np.random.default_rng(app.texture_seed + 1)
+        grain = ndi.gaussian_filter(rng.standard_normal(widened.shape, dtype=np.float32),
+                                    sigma=_GRAIN_SIGMA_VOX, truncate=3.0)
+        grain *= np.float32(noise_hu / max(float(grain.std()), 1e-6))
+        sub = noise[box]
+        sub[widened] = np.clip(grain[widened], -clip, clip)
         return noise
 
     def _target(self, app: HeuristicAppearance, inputs: RenderInput) -> np.ndarray:
@@ -216,13 +221,14 @@ class HeuristicGenerator:
             return target
         depth = inputs.shape.depth
         if app.centre_drop_hu:
-            target -= np.float32(app.centre_drop_hu) * depth**1.5
+            target -= np.float32(app.centre_drop_hu) * depth * np.sqrt(depth)  # depth ** 1.5
         if app.texture_hu or app.necrosis_fraction:
             center = inputs.shape.center_vox
             axes = crop_axes_mm(box.origin, box.shape, inputs.spacing_mm, center)
             extent = max(float(np.abs(a).max()) for a in axes)
             texture = smooth_random_field(axes, scale_mm=app.texture_scale_mm, extent_mm=extent,
-                                          seed=app.texture_seed, components=2)
+                                          seed=app.texture_seed,
+                                          components=2 if app.necrosis_fraction else 1)
             target += np.float32(app.texture_hu) * texture[0]
             if app.necrosis_fraction:
                 edge = (depth - np.float32(1.0 - app.necrosis_fraction)) + np.float32(0.12) * texture[1]
@@ -240,5 +246,3 @@ class HeuristicGenerator:
                       + (z - oz)[None, None, :] ** 2).astype(np.float32)
                 target += np.float32(spot.hu) * np.exp(-r2 / np.float32(2 * spot.radius_mm**2))
         return target
-
-

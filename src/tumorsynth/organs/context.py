@@ -119,11 +119,14 @@ class OrganContext:
         stride = tuple(max(1, int(round(_COARSE_MM / s))) for s in spacing_mm)
         coarse = tuple(slice(b.start, b.stop, st) for b, st in zip(bbox, stride))
         coarse_spacing = tuple(s * st for s, st in zip(spacing_mm, stride))
-        mask_c = np.ascontiguousarray(organ_mask[coarse])
+        # Gather in the volume's own memory order (nibabel: Fortran); a transposing gather of the
+        # strided view costs 5x more.
+        order = "F" if organ_mask.flags.f_contiguous else "C"
+        mask_c = np.array(organ_mask[coarse], order=order)
         # Pad by one voxel so the bounding box edge counts as outside the organ.
         depth = edt.edt(np.pad(mask_c, 1), anisotropy=coarse_spacing, parallel=1,
-                        black_border=True)[1:-1, 1:-1, 1:-1].astype(np.float32)
-        image_c = image[coarse].astype(np.float32)
+                        black_border=True, order=order)[1:-1, 1:-1, 1:-1].astype(np.float32)
+        image_c = np.array(image[coarse], dtype=np.float32, order=order)
         interior = depth > 3.0
         if interior.sum() < 20:
             interior = mask_c

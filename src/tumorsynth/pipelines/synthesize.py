@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import edt
 import numpy as np
+from scipy import ndimage as ndi
 from threadpoolctl import threadpool_limits
 
 from tumorsynth import __version__
@@ -359,8 +359,9 @@ def _render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Patch:
     sbox = shape_box(shape_spec, spacing, state.image.shape, gen.margin_mm(spec.appearance))
     mbox = mass_effect_box(shape_spec, spacing, state.image.shape)
     box = sbox if mbox is None else _union(sbox, mbox)
-    original = state.image[box.slices].astype(np.float32)
-    label = state.label[box.slices].copy()
+    original = c_ordered(state.image[box.slices], np.float32)
+    label = c_ordered(state.label[box.slices])
+    source_label = c_ordered(state.source_label[sbox.slices])
     if mbox is not None:
         moved = apply_mass_effect(shape_spec, spacing, box, original, label)
         background, label, changed = moved.image, moved.label, moved.moved
@@ -369,7 +370,7 @@ def _render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Patch:
     inner = box.inner(sbox)
     field = render_shape(shape_spec, spacing, sbox)
     allowed = _allowed_region(spec, field.distance_mm, label[inner], background[inner],
-                              state.source_label[sbox.slices], state.label_map, spacing)
+                              source_label, state.label_map, spacing)
     new = gen.render(spec.appearance, RenderInput(background[inner], original[inner], field,
                                                   allowed, spacing))
     changed[inner] |= new != background[inner]
@@ -398,17 +399,23 @@ def _allowed_region(spec: TumorSpec, distance: np.ndarray, label: np.ndarray, im
         return organ
     # Only near the part of the tumor that leaves the organ can the bulge matter.
     reach = spec.shape.bulge_mm + 4.0 * max(spacing)
-    sub = _grow(bounding_box(distance < reach) or tuple(slice(0, n) for n in distance.shape),
-                0, distance.shape)
+    grow = tuple(int(np.ceil(reach / s)) for s in spacing)
+    sub = bounding_box((distance < reach) & ~organ, margin=grow)  # type: ignore[arg-type]
+    if sub is None:
+        return organ
     own = np.isin(source_label[sub], label_map.organ_ids(spec.organ))
     others = ((label[sub] != 0) & ~organ[sub]) | ((source_label[sub] != 0) & ~own)
     soft = (image[sub] >= _SOFT_TISSUE_HU[0]) & (image[sub] <= _SOFT_TISSUE_HU[1])
-    if organ[sub].any():
-        outside_mm = edt.edt(np.ascontiguousarray(~organ[sub]), anisotropy=spacing, parallel=1)
-    else:
-        outside_mm = np.full(organ[sub].shape, np.inf, dtype=np.float32)
+    # Within bulge_mm of the organ: a separable box dilation (three running maxima, O(n)); its
+    # corners reach sqrt(3) x further than a ball would, which a bulge limit tolerates.
+    near = organ[sub].view(np.uint8)
+    for axis, step in enumerate(spacing):
+        size = 2 * int(np.floor(spec.shape.bulge_mm / step)) + 1
+        if size > 1:
+            near = ndi.maximum_filter1d(near, size=size, axis=axis, mode="constant")
+    near = near.astype(bool)
     allowed = organ.copy()
-    allowed[sub] |= (outside_mm <= spec.shape.bulge_mm) & soft & ~others
+    allowed[sub] |= near & soft & ~others
     return allowed
 
 
@@ -441,8 +448,12 @@ def _record(spec: TumorSpec, patch: _Patch, state: _CaseState, case_id: str, ind
     )
 
 
-def _grow(box: tuple[slice, ...], margin: int, shape: Sequence[int]) -> tuple[slice, ...]:
-    return tuple(slice(max(0, b.start - margin), min(n, b.stop + margin)) for b, n in zip(box, shape))
+def c_ordered(crop: np.ndarray, dtype: type | None = None) -> np.ndarray:
+    """A C-ordered copy of a crop (in ``dtype``). nibabel volumes are Fortran-ordered; mixing
+    orders in elementwise work, or handing scipy a Fortran array, costs more than this copy,
+    and copying in memory order first, then transposing, is 3x faster than a direct gather."""
+    compact = crop.astype(dtype or crop.dtype, order="K", copy=True)
+    return np.ascontiguousarray(compact)
 
 
 def _ellipsoid_voxels(shape: ShapeSpec, spacing: Vec3) -> float:

@@ -82,6 +82,15 @@ class ShapeSpec:
                  for s in self.satellites]
         return max([self.main_radius_mm, *reach])
 
+    def half_extents_mm(self) -> np.ndarray:
+        """Half-size along each voxel axis (mm) of a box around the centre holding the tumor."""
+        rot = self.rotation_matrix
+        slack = 2.5 * self.deform_amplitude_mm
+        half = np.sqrt((rot**2 * np.asarray(self.radii_mm) ** 2).sum(axis=1)) + slack
+        for sat in self.satellites:
+            half = np.maximum(half, np.abs(sat.offset_mm) + sat.radius_mm + slack)
+        return half
+
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["satellites"] = [asdict(s) for s in self.satellites]
@@ -150,7 +159,7 @@ class ShapeField:
 def shape_box(spec: ShapeSpec, spacing_mm: Sequence[float], volume_shape: Sequence[int],
               margin_mm: float) -> Box:
     """The crop that holds the whole tumor plus ``margin_mm`` (for soft edges and texture)."""
-    return Box.around(spec.center_vox, spec.bounding_radius_mm + margin_mm, spacing_mm,
+    return Box.around(spec.center_vox, spec.half_extents_mm() + margin_mm, spacing_mm,
                       volume_shape)
 
 
@@ -166,37 +175,60 @@ def render_shape(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box) -> Shap
     """
     axes = crop_axes_mm(box.origin, box.shape, spacing_mm, spec.center_vox)
     x, y, z = (a.astype(np.float32) for a in axes)
-    px, py, pz = x[:, None, None], y[None, :, None], z[None, None, :]
+    grid = (x[:, None, None], y[None, :, None], z[None, None, :])
     if spec.deform_amplitude_mm > 0:
         disp = smooth_random_field(axes, scale_mm=spec.deform_scale_mm,
                                    extent_mm=spec.bounding_radius_mm, seed=spec.deform_seed,
                                    components=3)
         disp *= np.float32(spec.deform_amplitude_mm)
-        px, py, pz = px + disp[0], py + disp[1], pz + disp[2]
-    rot = spec.rotation_matrix.astype(np.float32)
+        for axis in range(3):
+            disp[axis] += grid[axis]
+        points: tuple[np.ndarray, ...] = (disp[0], disp[1], disp[2])
+    else:
+        points = tuple(np.broadcast_to(g, box.shape) for g in grid)
     radii = np.asarray(spec.radii_mm, dtype=np.float32)
-    # Local ellipsoid coordinates l = R^T p, scaled by the semi-axes.
-    l0 = (rot[0, 0] * px + rot[1, 0] * py + rot[2, 0] * pz) / radii[0]
-    l1 = (rot[0, 1] * px + rot[1, 1] * py + rot[2, 1] * pz) / radii[1]
-    l2 = (rot[0, 2] * px + rot[1, 2] * py + rot[2, 2] * pz) / radii[2]
-    q = np.sqrt(l0 * l0 + l1 * l1 + l2 * l2)
-    grad = np.sqrt((l0 / radii[0]) ** 2 + (l1 / radii[1]) ** 2 + (l2 / radii[2]) ** 2)
-    # First-order distance to the surface q = 1: (q - 1) / |grad q|, with |grad q| = grad / q.
-    scale = np.where(grad > 1e-6, q / np.maximum(grad, 1e-6), radii.min())
-    distance = ((q - 1.0) * scale).astype(np.float32)
-    depth = np.clip(-distance / radii.min(), 0.0, 1.0).astype(np.float32)
+    coef = spec.rotation_matrix.astype(np.float32) / radii
+    # Local coordinates scaled by the semi-axes, l_j = sum_i p_i R_ij / r_j; then
+    # q^2 = sum l_j^2 and |grad q| q = sqrt(sum l_j^2 / r_j^2). Computed in place.
+    q2 = np.zeros(box.shape, dtype=np.float32)
+    g2 = np.zeros(box.shape, dtype=np.float32)
+    local = np.empty(box.shape, dtype=np.float32)
+    for j in range(3):
+        np.multiply(points[0], coef[0, j], out=local)
+        local += points[1] * coef[1, j]
+        local += points[2] * coef[2, j]
+        local *= local
+        q2 += local
+        local *= np.float32(1.0 / radii[j] ** 2)
+        g2 += local
+    q = np.sqrt(q2, out=q2)
+    g = np.sqrt(g2, out=g2)
+    # First-order distance to the surface q = 1: (q - 1) / |grad q| = (q - 1) q / g.
+    np.maximum(g, np.float32(1e-6), out=g)
+    distance = q - np.float32(1.0)
+    distance *= q
+    distance /= g
+    centre = q < np.float32(1e-3)
+    if centre.any():
+        distance[centre] = -radii.min()
+    depth = np.clip(distance * np.float32(-1.0 / radii.min()), 0.0, 1.0)
     for sat in spec.satellites:
-        ox, oy, oz = (np.float32(v) for v in sat.offset_mm)
-        d_sat = np.sqrt((px - ox) ** 2 + (py - oy) ** 2 + (pz - oz) ** 2) - np.float32(sat.radius_mm)
+        d_sat = sum((p - np.float32(o)) ** 2 for p, o in zip(points, sat.offset_mm))
+        d_sat = np.sqrt(d_sat) - np.float32(sat.radius_mm)
         np.minimum(distance, d_sat, out=distance)
-    return ShapeField(box, np.broadcast_to(distance, box.shape).astype(np.float32, copy=False),
-                      np.broadcast_to(depth, box.shape).astype(np.float32, copy=False),
-                      spec.center_vox)
+    return ShapeField(box, distance, depth, spec.center_vox)
 
 
 def soft_mask(distance_mm: np.ndarray, edge_width_mm: float) -> np.ndarray:
     """Soft tumor weight in [0, 1] from a signed distance: a Gaussian-blurred edge of std
-    ``edge_width_mm`` (the same profile as blurring a binary mask), float32; 0.5 on the surface."""
+    ``edge_width_mm`` (the same profile as blurring a binary mask), float32; 0.5 on the surface.
+
+    Beyond 4.5 std the weight is exactly 0 or 1 (erfc differs from that by < 4e-6 there), so
+    only the band around the surface pays for erfc.
+    """
+    weight = (distance_mm < 0).astype(np.float32)
     if edge_width_mm <= 0:
-        return (distance_mm < 0).astype(np.float32)
-    return (0.5 * erfc(distance_mm / np.float32(math.sqrt(2.0) * edge_width_mm))).astype(np.float32)
+        return weight
+    band = np.abs(distance_mm) < np.float32(4.5 * edge_width_mm)
+    weight[band] = 0.5 * erfc(distance_mm[band] / np.float32(math.sqrt(2.0) * edge_width_mm))
+    return weight

@@ -47,34 +47,55 @@ class MassEffectOutput:
 
 
 def apply_mass_effect(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box,
-                      image_crop: np.ndarray, label_crop: np.ndarray) -> MassEffectOutput:
+                      image_crop: np.ndarray, label_crop: np.ndarray, *,
+                      inner_margin_mm: float = 0.0) -> MassEffectOutput:
     """Push the tissue of ``image_crop`` (float32) and ``label_crop`` (ints) outward.
 
     Both crops cover ``box``. The image is resampled trilinearly, the label by nearest neighbour,
     only where tissue moves by more than 0.05 voxel; everything else is returned unchanged.
+    Deeper inside the tumor than its deformation (plus ``inner_margin_mm``) can move the surface,
+    the tumor replaces the tissue, so nothing is resampled there.
     """
     alpha = float(spec.mass_effect)
     axes = crop_axes_mm(box.origin, box.shape, spacing_mm, spec.center_vox)
     x, y, z = (a.astype(np.float32) for a in axes)
     radii = np.asarray(spec.radii_mm, dtype=np.float64)
-    q = np.sqrt(ellipsoid_quadratic(spec.rotation_matrix, radii, x, y, z))
+    q2 = ellipsoid_quadratic(spec.rotation_matrix, radii, x, y, z)
     # Deep inside, the tumor replaces the tissue anyway; skip it.
-    q_inner = max(0.3, 1.0 - 3.0 * spec.deform_amplitude_mm / float(radii.min()) - 0.1)
-    idx = np.nonzero((q > q_inner) & (q < MASS_EFFECT_REACH))
-    qz = q[idx]
-    q0 = np.cbrt(np.maximum(qz**3 - np.float32(alpha), np.float32(0.0)))
+    # Inside the tumor the generator shows the unmoved tissue; warped values are needed only
+    # outside it, and the deformation can pull the surface in by 2.5 amplitudes.
+    q_inner = max(0.3, 1.0 - (2.5 * spec.deform_amplitude_mm + inner_margin_mm)
+                  / float(radii.min()) - 0.05)
+    zone = q2 > np.float32(q_inner**2)
+    zone &= q2 < np.float32(MASS_EFFECT_REACH**2)
+    idx = np.nonzero(zone)
+    qz = np.sqrt(q2[idx])
+    q3 = qz * qz * qz
+    q3 -= np.float32(alpha)
+    np.maximum(q3, 0.0, out=q3)
+    q0 = np.cbrt(q3, out=q3)
     t = np.clip((qz - np.float32(1.0)) / np.float32(MASS_EFFECT_REACH - 1.0), 0.0, 1.0)
-    shrink = (1.0 - t * t) ** 2 * (1.0 - q0 / np.maximum(qz, np.float32(1e-6)))  # 1 - s(q)
+    t *= t
+    np.subtract(1.0, t, out=t)
+    t *= t                                            # taper (1 - t^2)^2
+    q0 /= np.maximum(qz, np.float32(1e-6))
+    np.subtract(1.0, q0, out=q0)
+    shrink = t * q0                                   # 1 - s(q): fraction of p to pull from
     pos = np.stack([x[idx[0]], y[idx[1]], z[idx[2]]])  # mm, (3, N)
     step = np.float32(1.0) / np.asarray(spacing_mm, dtype=np.float32)[:, None]
     keep = (np.abs(pos).max(axis=0) * shrink * step.min()) > _MIN_SHIFT_VOX
     idx = tuple(i[keep] for i in idx)
-    src = pos[:, keep] * (1.0 - shrink[keep]) * step
+    src = pos[:, keep]
+    src *= (1.0 - shrink[keep])
+    src *= step
     src += (np.asarray(spec.center_vox) - np.asarray(box.origin)).astype(np.float32)[:, None]
     image_out = image_crop.copy()
     label_out = label_crop.copy()
     image_out[idx] = ndi.map_coordinates(image_crop, src, order=1, mode="nearest", prefilter=False)
-    label_out[idx] = ndi.map_coordinates(label_crop, src, order=0, mode="nearest", prefilter=False)
+    before = label_crop[idx]
+    if before.size and before.min() != before.max():  # one label throughout: nothing to move
+        label_out[idx] = ndi.map_coordinates(label_crop, src, order=0, mode="nearest",
+                                             prefilter=False)
     moved = np.zeros(box.shape, dtype=bool)
     moved[idx] = True
     return MassEffectOutput(box, moved, image_out, label_out)
