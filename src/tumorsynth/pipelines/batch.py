@@ -253,23 +253,36 @@ def write_dataset_json(out_dir: Path, output_labels: LabelMap) -> Path:
 
 def _run_pool(todo: list[tuple[CaseRef, list[int]]], out: Path, settings: BatchSettings,
               workers: int, finish: Callable[[str, list[tuple[int, list[TumorRecord]]]], None]) -> None:
+    """Run cases in worker processes; the parent alone writes the manifest.
+
+    When a case fails, no new case starts, the cases already running are finished and recorded
+    (their files are on disk), and then the first error is raised.
+    """
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures: dict[Future[Any], str] = {}
         queue = list(todo)
+        error: BaseException | None = None
         try:
-            while queue or futures:
-                while queue and len(futures) < 2 * workers:
+            while futures or (queue and error is None):
+                while queue and error is None and len(futures) < 2 * workers:
                     case, variants = queue.pop(0)
                     futures[pool.submit(synthesize_files, case, out, settings, variants)] = case.case_id
                 ready, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in ready:
                     case_id = futures.pop(future)
-                    finish(case_id, future.result())
+                    try:
+                        produced = future.result()
+                    except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
+                        error = error or exc
+                        continue
+                    finish(case_id, produced)
         except BaseException:
             for future in futures:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+        if error is not None:
+            raise error
 
 
 def _check_run_settings(out: Path, settings: BatchSettings, *, write: bool) -> None:
