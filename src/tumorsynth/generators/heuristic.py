@@ -184,7 +184,7 @@ class HeuristicGenerator:
         weight = soft_mask(distance, app.edge_width_mm)
         weight *= inputs.allowed
         sigma = [NOISE_SIGMA_MM / s for s in inputs.spacing_mm]
-        low = ndi.gaussian_filter(background, sigma=sigma, truncate=3.0)
+        low = ndi.gaussian_filter(background, sigma=sigma, truncate=2.5)
         noise = self._noise(app, background, low, weight)
         target = self._target(app, inputs)
         return background + weight * (target + noise - background)

@@ -81,12 +81,13 @@ def apply_mass_effect(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box,
     q0 /= np.maximum(qz, np.float32(1e-6))
     np.subtract(1.0, q0, out=q0)
     shrink = t * q0                                   # 1 - s(q): fraction of p to pull from
-    pos = np.stack([x[idx[0]], y[idx[1]], z[idx[2]]])  # mm, (3, N)
     step = np.float32(1.0) / np.asarray(spacing_mm, dtype=np.float32)[:, None]
-    keep = (np.abs(pos).max(axis=0) * shrink * step.min()) > _MIN_SHIFT_VOX
+    # |p| <= q * r_max, so this bound on the shift (in voxels) drops only voxels that stay put.
+    keep = qz * shrink > np.float32(_MIN_SHIFT_VOX / (float(radii.max()) * float(step.max())))
     idx = tuple(i[keep] for i in idx)
-    src = pos[:, keep]
-    src *= (1.0 - shrink[keep])
+    shrink = shrink[keep]
+    src = np.stack([x[idx[0]], y[idx[1]], z[idx[2]]])  # mm, (3, N)
+    src *= (1.0 - shrink)
     src *= step
     src += (np.asarray(spec.center_vox) - np.asarray(box.origin)).astype(np.float32)[:, None]
     image_out = image_crop.copy()
@@ -94,8 +95,11 @@ def apply_mass_effect(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box,
     image_out[idx] = ndi.map_coordinates(image_crop, src, order=1, mode="nearest", prefilter=False)
     before = label_crop[idx]
     if before.size and before.min() != before.max():  # one label throughout: nothing to move
-        label_out[idx] = ndi.map_coordinates(label_crop, src, order=0, mode="nearest",
-                                             prefilter=False)
+        # Nearest neighbour is a plain gather at the rounded source (5x faster than scipy's).
+        nearest = np.rint(src).astype(np.intp)
+        for axis, n in enumerate(box.shape):
+            np.clip(nearest[axis], 0, n - 1, out=nearest[axis])
+        label_out[idx] = label_crop[nearest[0], nearest[1], nearest[2]]
     moved = np.zeros(box.shape, dtype=bool)
     moved[idx] = True
     return MassEffectOutput(box, moved, image_out, label_out)
