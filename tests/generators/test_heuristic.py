@@ -99,5 +99,25 @@ def test_draw_respects_the_profile_ranges():
             if app.kind == "cyst":
                 assert rules.cyst_hu[0] <= app.target_hu <= rules.cyst_hu[1]
             else:
-                assert rules.contrast_hu[0] <= app.contrast_hu <= rules.contrast_hu[1]
+                phase = rules.enhancement(stats.median_hu)
+                assert phase * rules.contrast_hu[0] <= app.contrast_hu <= phase * rules.contrast_hu[1]
                 assert rules.edge_width_mm[0] <= app.edge_width_mm <= rules.edge_width_mm[1]
+
+
+def test_non_contrast_scan_gets_subtler_tumors():
+    from tumorsynth.generators import TumorSite
+    from tumorsynth.organs import get_profile
+    from tumorsynth.organs.context import ParenchymaStats
+
+    shape = ShapeSpec(center_vox=(0.0, 0.0, 0.0), radii_mm=(8.0, 8.0, 8.0))
+    liver = get_profile("liver")
+
+    def mean_contrast(parenchyma_hu):
+        stats = ParenchymaStats(parenchyma_hu, 12.0, 0.0, 0.0, 0.0, 1000)
+        site = TumorSite("liver", "small", liver, stats, shape, (1.0, 1.0, 1.0))
+        return np.mean([HeuristicAppearance.from_dict(
+            HeuristicGenerator().draw(site, np.random.default_rng(s))).contrast_hu for s in range(40)])
+
+    enhanced, plain = mean_contrast(115.0), mean_contrast(55.0)
+    assert plain > 0.45 * enhanced  # both negative: the non-contrast one is closer to zero
+    assert -20 < plain < -3 and enhanced < -20

@@ -137,10 +137,12 @@ class HeuristicGenerator:
         rim = bigger and rng.random() < rules.rim_probability
         spots = bigger and rng.random() < rules.dense_spot_probability
         min_radius = min(site.shape.radii_mm)
+        phase = rules.enhancement(stats.median_hu)  # less contrast on a non-contrast scan
         spec = HeuristicAppearance(
             kind="solid", parenchyma_hu=stats.median_hu, noise_hu=stats.noise_hu,
-            target_hu=stats.median_hu + float(rng.uniform(*rules.contrast_hu)),
-            centre_drop_hu=float(rng.uniform(*rules.centre_drop_hu)) * _SIZE_CENTRE_GAIN[size],
+            target_hu=stats.median_hu + phase * float(rng.uniform(*rules.contrast_hu)),
+            centre_drop_hu=(phase * float(rng.uniform(*rules.centre_drop_hu))
+                            * _SIZE_CENTRE_GAIN[size]),
             texture_hu=float(rng.uniform(*rules.texture_hu)) * _SIZE_TEXTURE_GAIN[size],
             texture_scale_mm=float(rng.uniform(*rules.texture_scale_mm)),
             texture_seed=int(rng.integers(2**31 - 1)),

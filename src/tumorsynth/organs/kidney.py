@@ -28,6 +28,7 @@ KIDNEY = OrganProfile(
         texture_scale_mm=(2.5, 6.0), edge_width_mm=(0.5, 1.2), necrosis_probability=0.5,
         necrosis_hu=(10.0, 35.0), rim_probability=0.15, dense_spot_probability=0.05,
         cyst_probability=0.25, cyst_hu=(0.0, 20.0), cyst_edge_width_mm=(0.2, 0.5),
+        unenhanced_hu=30.0, enhanced_hu=170.0,
     ),
     expected_parenchyma_hu=(10.0, 260.0),
     vessel_threshold_hu=60.0,

@@ -110,6 +110,8 @@ class AppearanceRules:
 
     Calibrated on the two real liver tumors of 3D-IRCADb patient 1.17 (see benchmarks/RESULTS.md):
     rim about -25 HU below liver, centre about -65 HU, heterogeneous, edge about 1-2 mm wide.
+    Solid-tumor contrasts are for an enhanced scan (organ at ``enhanced_hu``) and shrink towards
+    non-contrast scans (organ at ``unenhanced_hu``); see :meth:`enhancement`.
     """
 
     contrast_hu: Range = (-45.0, -15.0)
@@ -128,6 +130,18 @@ class AppearanceRules:
     cyst_probability: float = 0.0
     cyst_hu: Range = (0.0, 20.0)
     cyst_edge_width_mm: Range = (0.2, 0.5)
+    unenhanced_hu: float = 55.0
+    enhanced_hu: float = 110.0
+
+    def enhancement(self, parenchyma_hu: float) -> float:
+        """How contrast-enhanced the scan looks, from the organ's measured HU: 1 at the phase the
+        contrast ranges were calibrated for (``enhanced_hu``), down to 0.3 without contrast.
+
+        Tumor-to-organ contrast is mostly contrast uptake: without contrast medium a liver
+        metastasis is ~10-20 HU below the liver, not 25-60; solid contrasts scale by this.
+        """
+        span = self.enhanced_hu - self.unenhanced_hu
+        return float(min(1.0, max(0.3, (parenchyma_hu - self.unenhanced_hu) / span)))
 
 
 @dataclass(frozen=True)
