@@ -135,13 +135,13 @@ class AppearanceRules:
 
     def enhancement(self, parenchyma_hu: float) -> float:
         """How contrast-enhanced the scan looks, from the organ's measured HU: 1 at the phase the
-        contrast ranges were calibrated for (``enhanced_hu``), down to 0.3 without contrast.
+        contrast ranges were calibrated for (``enhanced_hu``), down to 0.45 without contrast.
 
         Tumor-to-organ contrast is mostly contrast uptake: without contrast medium a liver
         metastasis is ~10-20 HU below the liver, not 25-60; solid contrasts scale by this.
         """
         span = self.enhanced_hu - self.unenhanced_hu
-        return float(min(1.0, max(0.3, (parenchyma_hu - self.unenhanced_hu) / span)))
+        return float(min(1.0, max(0.45, (parenchyma_hu - self.unenhanced_hu) / span)))
 
 
 @dataclass(frozen=True)
