@@ -47,8 +47,15 @@ def case_time(ct, seg, repeats: int, **kw) -> tuple[float, list]:
     times, out = [], None
     for r in range(repeats):
         start = time.perf_counter()
-        out = synthesize_case(ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map=IRCAD_MAP,
-                              affine=ct.affine, rng=100 + r, **kw)
+        out = synthesize_case(
+            ct.array,
+            seg.array,
+            spacing_mm=ct.spacing_mm,
+            label_map=IRCAD_MAP,
+            affine=ct.affine,
+            rng=100 + r,
+            **kw,
+        )
         times.append(time.perf_counter() - start)
     return median(times), out.records if out else []
 
@@ -58,26 +65,41 @@ def marginal(ct, seg, repeats: int) -> list[str]:
     (both build the organ analysis once, so it cancels out), divided by N."""
     from tumorsynth.pipelines import TumorRequest
 
-    rows = ["| organ | size | N | case with 1 tiny + N (ms) | case with 1 tiny (ms) | "
-            "marginal ms/tumor | mean diameter (mm) |", "|---|---|---|---|---|---|---|"]
-    counts = {"liver": {"tiny": 10, "small": 10, "medium": 4, "large": 1},
-              "kidney": {"tiny": 4, "small": 3, "medium": 1, "large": 1}}
+    rows = [
+        "| organ | size | N | case with 1 tiny + N (ms) | case with 1 tiny (ms) | "
+        "marginal ms/tumor | mean diameter (mm) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    counts = {
+        "liver": {"tiny": 10, "small": 10, "medium": 4, "large": 1},
+        "kidney": {"tiny": 4, "small": 3, "medium": 1, "large": 1},
+    }
     for organ, sizes in counts.items():
         base, _ = case_time(ct, seg, repeats, requests=[TumorRequest(organ, 1, "tiny")])
         for size, n in sizes.items():
-            t, records = case_time(ct, seg, repeats, requests=[TumorRequest(organ, 1, "tiny"),
-                                                              TumorRequest(organ, n, size)])
-            diam = np.mean([r.diameter_mm for r in records if r.size_class == size or size == "tiny"])
-            rows.append(f"| {organ} | {size} | {n} | {t * 1e3:.0f} | {base * 1e3:.0f} | "
-                        f"{(t - base) / n * 1e3:.1f} | {diam:.1f} |")
+            t, records = case_time(
+                ct,
+                seg,
+                repeats,
+                requests=[TumorRequest(organ, 1, "tiny"), TumorRequest(organ, n, size)],
+            )
+            diam = np.mean(
+                [r.diameter_mm for r in records if r.size_class == size or size == "tiny"]
+            )
+            rows.append(
+                f"| {organ} | {size} | {n} | {t * 1e3:.0f} | {base * 1e3:.0f} | "
+                f"{(t - base) / n * 1e3:.1f} | {diam:.1f} |"
+            )
     return rows
 
 
 def whole_case(ct, seg, repeats: int) -> list[str]:
     rows = ["| case | tumors | time (ms) |", "|---|---|---|"]
-    for label, kw in (("liver, 3 small", dict(organ="liver", count=3, size="small")),
-                      ("liver, 10 small", dict(organ="liver", count=10, size="small")),
-                      ("liver, 6 mixed sizes", dict(organ="liver", count=6, size="mixed"))):
+    for label, kw in (
+        ("liver, 3 small", dict(organ="liver", count=3, size="small")),
+        ("liver, 10 small", dict(organ="liver", count=10, size="small")),
+        ("liver, 6 mixed sizes", dict(organ="liver", count=6, size="mixed")),
+    ):
         t, records = case_time(ct, seg, repeats, **kw)
         rows.append(f"| {label} | {len(records)} | {t * 1e3:.0f} |")
     return rows
@@ -93,7 +115,8 @@ def startup(repeats: int) -> list[str]:
         return median(ts)
 
     return [
-        "| command | wall time (s) |", "|---|---|",
+        "| command | wall time (s) |",
+        "|---|---|",
         f"| `tumorsynth --help` | {wall([str(BIN / 'tumorsynth'), '--help']):.3f} |",
         f"| `python -c 'import tumorsynth.pipelines'` | "
         f"{wall([sys.executable, '-c', 'import tumorsynth.pipelines']):.3f} |",
@@ -127,12 +150,14 @@ print(json.dumps({"rss_after_imports_mb": after_imports, "rss_after_load_mb": af
 
 
 def memory(data: Path) -> list[str]:
-    result = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(data)], check=True,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(data)], check=True, capture_output=True, text=True
+    )
     m = json.loads(result.stdout)
     target = 2 * m["case_arrays_mb"] + 300
     return [
-        "| quantity | MB |", "|---|---|",
+        "| quantity | MB |",
+        "|---|---|",
         f"| case's own arrays (int16 CT + uint8 label) | {m['case_arrays_mb']:.0f} |",
         f"| process RSS after imports (peak) | {m['rss_after_imports_mb']:.0f} |",
         f"| process RSS with the case loaded | {m['rss_after_load_mb']:.0f} |",
@@ -150,19 +175,42 @@ def dataset_run(data: Path, n_cases: int = 4) -> list[str]:
         (root / "imagesTr").mkdir(parents=True)
         (root / "labelsTr").mkdir()
         for i in range(n_cases):  # the same scan under several names (links, no copies)
-            os.symlink(data / "ircadb01_p07" / "ircadb01_p07_ct.nii.gz",
-                       root / "imagesTr" / f"p07copy{i}_0000.nii.gz")
-            os.symlink(data / "ircadb01_p07" / "ircadb01_p07_label.nii.gz",
-                       root / "labelsTr" / f"p07copy{i}.nii.gz")
+            os.symlink(
+                data / "ircadb01_p07" / "ircadb01_p07_ct.nii.gz",
+                root / "imagesTr" / f"p07copy{i}_0000.nii.gz",
+            )
+            os.symlink(
+                data / "ircadb01_p07" / "ircadb01_p07_label.nii.gz",
+                root / "labelsTr" / f"p07copy{i}.nii.gz",
+            )
         label_map = Path(tmp) / "map.json"
         label_map.write_text(json.dumps(IRCAD_MAP))
         for workers in (1, 2):
             out = Path(tmp) / f"out{workers}"
             start = time.perf_counter()
-            subprocess.run([str(BIN / "tumorsynth"), "synthesize", "--dataset", str(root),
-                            "--label-map", str(label_map), "--organ", "liver", "--count", "5",
-                            "--size", "small", "--workers", str(workers), "--out", str(out),
-                            "--no-progress"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    str(BIN / "tumorsynth"),
+                    "synthesize",
+                    "--dataset",
+                    str(root),
+                    "--label-map",
+                    str(label_map),
+                    "--organ",
+                    "liver",
+                    "--count",
+                    "5",
+                    "--size",
+                    "small",
+                    "--workers",
+                    str(workers),
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ],
+                check=True,
+                capture_output=True,
+            )
             wall = time.perf_counter() - start
             rows.append(f"| {workers} | {n_cases} | {wall:.1f} | {wall / n_cases:.2f} |")
             shutil.rmtree(out)
@@ -175,15 +223,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     data = Path(args.data)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"numpy {np.__version__}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}"
+    )
     ct, seg = load(data)
-    for title, rows in (("Marginal cost per tumor (IRCAD 1.7, native spacing)", marginal(ct, seg, args.repeats)),
-                        ("Whole case in memory", whole_case(ct, seg, args.repeats)),
-                        ("Start-up", startup(args.repeats)),
-                        ("Peak memory, one case (6 mixed liver tumors)", memory(data)),
-                        ("Dataset through the CLI (5 small liver tumors per case, I/O included)",
-                         dataset_run(data))):
+    for title, rows in (
+        ("Marginal cost per tumor (IRCAD 1.7, native spacing)", marginal(ct, seg, args.repeats)),
+        ("Whole case in memory", whole_case(ct, seg, args.repeats)),
+        ("Start-up", startup(args.repeats)),
+        ("Peak memory, one case (6 mixed liver tumors)", memory(data)),
+        (
+            "Dataset through the CLI (5 small liver tumors per case, I/O included)",
+            dataset_run(data),
+        ),
+    ):
         print(f"\n### {title}\n")
         print("\n".join(rows))
 

@@ -16,13 +16,24 @@ from tumorsynth.io import load_image, load_label
 from tumorsynth.pipelines import synthesize_case
 from tumorsynth.realism import lesion_appearance
 
-COLUMNS = ("volume_ml", "tumor_mean_hu", "parenchyma_mean_hu", "contrast_hu", "cnr", "rim_hu",
-           "core_hu", "heterogeneity_hu", "edge_width_mm")
+COLUMNS = (
+    "volume_ml",
+    "tumor_mean_hu",
+    "parenchyma_mean_hu",
+    "contrast_hu",
+    "cnr",
+    "rim_hu",
+    "core_hu",
+    "heterogeneity_hu",
+    "edge_width_mm",
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    )
     parser.add_argument("--n", type=int, default=4, help="synthetic cases per size class")
     args = parser.parse_args()
     data = Path(args.data)
@@ -38,11 +49,21 @@ def main() -> None:
     for size in ("small", "medium", "large"):
         stats = []
         for seed in range(args.n):
-            out = synthesize_case(ct7.array, seg7.array, spacing_mm=ct7.spacing_mm,
-                                  label_map={"liver": 1, "kidney": 5}, organ="liver", count=1,
-                                  size=size, rng=seed)
-            stats.append(lesion_appearance(out.image, out.label == 2, out.label == 1,
-                                           ct7.spacing_mm).to_dict())
+            out = synthesize_case(
+                ct7.array,
+                seg7.array,
+                spacing_mm=ct7.spacing_mm,
+                label_map={"liver": 1, "kidney": 5},
+                organ="liver",
+                count=1,
+                size=size,
+                rng=seed,
+            )
+            stats.append(
+                lesion_appearance(
+                    out.image, out.label == 2, out.label == 1, ct7.spacing_mm
+                ).to_dict()
+            )
         mean = {k: round(float(np.nanmean([s[k] for s in stats])), 1) for k in COLUMNS}
         rows.append((f"synthetic {size} in IRCAD 1.7 (mean of {args.n})", mean))
     print("| lesion | " + " | ".join(COLUMNS) + " |")

@@ -19,16 +19,33 @@ HERE = Path(__file__).resolve().parent
 
 
 def panel(ct, seg, label_map, requests, seed, scan):
-    out = synthesize_case(ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map=label_map,
-                          requests=requests, rng=seed, affine=ct.affine)
-    titles = [f"{scan}: {r.organ}, {r.size_class}, d={r.diameter_mm:.0f} mm, {r.contrast_hu:+.0f} HU"
-              + (" (cyst)" if r.appearance.get("kind") == "cyst" else "")
-              for r in out.records]
+    out = synthesize_case(
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map=label_map,
+        requests=requests,
+        rng=seed,
+        affine=ct.affine,
+    )
+    titles = [
+        f"{scan}: {r.organ}, {r.size_class}, d={r.diameter_mm:.0f} mm, {r.contrast_hu:+.0f} HU"
+        + (" (cyst)" if r.appearance.get("kind") == "cyst" else "")
+        for r in out.records
+    ]
     return render_tumor_montage(
-        out.image, out.label, ct.spacing_mm, [r.center_vox for r in out.records],
-        tumor_ids=[2, 4, 6], organ_ids=[OUTPUT_LABELS.id_of(o) for o in ("liver", "pancreas", "kidney")],
-        affine=ct.affine, titles=titles, crop_mm=[max(45.0, 2.6 * r.diameter_mm) for r in out.records],
-        max_rows=len(out.records), tile_px=200)
+        out.image,
+        out.label,
+        ct.spacing_mm,
+        [r.center_vox for r in out.records],
+        tumor_ids=[2, 4, 6],
+        organ_ids=[OUTPUT_LABELS.id_of(o) for o in ("liver", "pancreas", "kidney")],
+        affine=ct.affine,
+        titles=titles,
+        crop_mm=[max(45.0, 2.6 * r.diameter_mm) for r in out.records],
+        max_rows=len(out.records),
+        tile_px=200,
+    )
 
 
 def main() -> None:
@@ -37,18 +54,39 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     data = Path(args.data)
-    p07 = (load_image(data / "ircadb01_p07/ircadb01_p07_ct.nii.gz"),
-           load_label(data / "ircadb01_p07/ircadb01_p07_label.nii.gz"))
-    ts = (load_image(data / "totalseg_example/example_ct_sm.nii.gz"),
-          load_label(data / "totalseg_example/example_seg.nii.gz"))
+    p07 = (
+        load_image(data / "ircadb01_p07/ircadb01_p07_ct.nii.gz"),
+        load_label(data / "ircadb01_p07/ircadb01_p07_label.nii.gz"),
+    )
+    ts = (
+        load_image(data / "totalseg_example/example_ct_sm.nii.gz"),
+        load_label(data / "totalseg_example/example_seg.nii.gz"),
+    )
     panels = [
-        panel(*p07, {"liver": 1, "kidney": 5},
-              [TumorRequest("liver", 1, "large"), TumorRequest("liver", 1, "medium"),
-               TumorRequest("liver", 1, "small"), TumorRequest("kidney", 1, "medium"),
-               TumorRequest("kidney", 1, "small")], args.seed, "IRCAD 1.7"),
-        panel(*ts, "totalsegmentator",
-              [TumorRequest("liver", 1, "medium"), TumorRequest("pancreas", 1, "small"),
-               TumorRequest("kidney", 1, "small")], args.seed, "TotalSeg 3 mm"),
+        panel(
+            *p07,
+            {"liver": 1, "kidney": 5},
+            [
+                TumorRequest("liver", 1, "large"),
+                TumorRequest("liver", 1, "medium"),
+                TumorRequest("liver", 1, "small"),
+                TumorRequest("kidney", 1, "medium"),
+                TumorRequest("kidney", 1, "small"),
+            ],
+            args.seed,
+            "IRCAD 1.7",
+        ),
+        panel(
+            *ts,
+            "totalsegmentator",
+            [
+                TumorRequest("liver", 1, "medium"),
+                TumorRequest("pancreas", 1, "small"),
+                TumorRequest("kidney", 1, "small"),
+            ],
+            args.seed,
+            "TotalSeg 3 mm",
+        ),
     ]
     # Two columns of panels side by side keep the figure compact.
     width = sum(p.width for p in panels)

@@ -28,8 +28,10 @@ def require_data(*parts: str) -> Path:
     """Path of a file or folder under the shared data; skip (dev) or fail (CI) when missing."""
     path = shared_data_dir().joinpath(*parts)
     if not path.exists():
-        message = (f"real CT data missing: {path} (set TUMORSYNTH_DATA or put ../shared/data "
-                   "beside the repository)")
+        message = (
+            f"real CT data missing: {path} (set TUMORSYNTH_DATA or put ../shared/data "
+            "beside the repository)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -55,25 +57,56 @@ def _read_only_pair(folder: Path, image: str, label: str) -> tuple[Volume, Volum
 @pytest.fixture(scope="session")
 def p07() -> tuple[Volume, Volume]:
     """IRCAD patient 1.7 (liver 1, kidney 5), native 0.78 x 0.78 x 1.6 mm, LPS."""
-    return _read_only_pair(require_data("ircadb01_p07"), "ircadb01_p07_ct.nii.gz",
-                           "ircadb01_p07_label.nii.gz")
+    return _read_only_pair(
+        require_data("ircadb01_p07"), "ircadb01_p07_ct.nii.gz", "ircadb01_p07_label.nii.gz"
+    )
 
 
 @pytest.fixture(scope="session")
 def p17() -> tuple[Volume, Volume]:
     """IRCAD patient 1.17 with two real liver tumors (1 liver, 2 tumor)."""
-    return _read_only_pair(require_data("ircadb01_p17"), "ircadb01_p17_ct.nii.gz",
-                           "ircadb01_p17_label.nii.gz")
+    return _read_only_pair(
+        require_data("ircadb01_p17"), "ircadb01_p17_ct.nii.gz", "ircadb01_p17_label.nii.gz"
+    )
 
 
 @pytest.fixture(scope="session")
 def totalseg() -> tuple[Volume, Volume]:
     """The TotalSegmentator example (30 slices, 3 mm, RAS) with its organ labels."""
-    return _read_only_pair(require_data("totalseg_example"), "example_ct_sm.nii.gz",
-                           "example_seg.nii.gz")
+    return _read_only_pair(
+        require_data("totalseg_example"), "example_ct_sm.nii.gz", "example_seg.nii.gz"
+    )
 
 
-def far_from(mask: np.ndarray, spacing_mm: tuple[float, float, float], distance_mm: float) -> np.ndarray:
+@pytest.fixture
+def locked_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A folder nobody may write into (mode 0o500). Root can write anyway, so for root the
+    permission check tumorsynth makes (os.access) is told the truth a normal user would get."""
+    import tumorsynth.io.atomic as atomic
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):
+        real = os.access
+
+        def access(path, mode, *args, **kwargs):
+            inside = (
+                Path(path).resolve() == locked.resolve()
+                or locked.resolve() in Path(path).resolve().parents
+            )
+            if inside and mode & os.W_OK:
+                return False
+            return real(path, mode, *args, **kwargs)
+
+        monkeypatch.setattr(atomic.os, "access", access)
+    yield locked
+    locked.chmod(0o700)
+
+
+def far_from(
+    mask: np.ndarray, spacing_mm: tuple[float, float, float], distance_mm: float
+) -> np.ndarray:
     """Voxels farther than ``distance_mm`` from every voxel of ``mask``."""
     import edt
 

@@ -22,8 +22,14 @@ def render(app: HeuristicAppearance, radius=9.0, image=None):
 
 
 def base(**kw):
-    values = dict(kind="solid", parenchyma_hu=110.0, noise_hu=15.0, target_hu=80.0,
-                  edge_width_mm=0.8, texture_seed=1)
+    values = dict(
+        kind="solid",
+        parenchyma_hu=110.0,
+        noise_hu=15.0,
+        target_hu=80.0,
+        edge_width_mm=0.8,
+        texture_seed=1,
+    )
     values.update(kw)
     return HeuristicAppearance(**values)
 
@@ -56,8 +62,9 @@ def test_scan_noise_is_kept_inside_the_tumor():
 
 def test_darker_centre_and_necrosis_make_the_core_darker():
     plain, field = render(base(), radius=14.0)
-    necrotic, _ = render(base(centre_drop_hu=30.0, necrosis_fraction=0.5, necrosis_hu=20.0),
-                         radius=14.0)
+    necrotic, _ = render(
+        base(centre_drop_hu=30.0, necrosis_fraction=0.5, necrosis_hu=20.0), radius=14.0
+    )
     core = field.depth > 0.8
     rim = (field.depth > 0.05) & (field.depth < 0.3)
     assert necrotic[core].mean() < 40
@@ -100,7 +107,9 @@ def test_draw_respects_the_profile_ranges():
                 assert rules.cyst_hu[0] <= app.target_hu <= rules.cyst_hu[1]
             else:
                 phase = rules.enhancement(stats.median_hu)
-                assert phase * rules.contrast_hu[0] <= app.contrast_hu <= phase * rules.contrast_hu[1]
+                assert (
+                    phase * rules.contrast_hu[0] <= app.contrast_hu <= phase * rules.contrast_hu[1]
+                )
                 assert rules.edge_width_mm[0] <= app.edge_width_mm <= rules.edge_width_mm[1]
 
 
@@ -115,8 +124,14 @@ def test_non_contrast_scan_gets_subtler_tumors():
     def mean_contrast(parenchyma_hu):
         stats = ParenchymaStats(parenchyma_hu, 12.0, 0.0, 0.0, 0.0, 1000)
         site = TumorSite("liver", "small", liver, stats, shape, (1.0, 1.0, 1.0))
-        return np.mean([HeuristicAppearance.from_dict(
-            HeuristicGenerator().draw(site, np.random.default_rng(s))).contrast_hu for s in range(40)])
+        return np.mean(
+            [
+                HeuristicAppearance.from_dict(
+                    HeuristicGenerator().draw(site, np.random.default_rng(s))
+                ).contrast_hu
+                for s in range(40)
+            ]
+        )
 
     enhanced, plain = mean_contrast(115.0), mean_contrast(55.0)
     assert plain > 0.45 * enhanced  # both negative: the non-contrast one is closer to zero

@@ -39,8 +39,9 @@ def render_input(generator: TumorGenerator, size="medium", seed=1, organ="liver"
     spec = generator.draw(site, rng)
     box = shape_box(shape, SPACING, image.shape, generator.margin_mm(spec))
     crop = image[box.slices]
-    inputs = RenderInput(crop.copy(), crop.copy(), render_shape(shape, SPACING, box),
-                         mask[box.slices], SPACING)
+    inputs = RenderInput(
+        crop.copy(), crop.copy(), render_shape(shape, SPACING, box), mask[box.slices], SPACING
+    )
     return spec, inputs, site
 
 
@@ -82,4 +83,6 @@ class TestGeneratorProtocol:
         spec, inputs, _ = render_input(generator)
         before = inputs.image.copy(), inputs.original.copy()
         generator.render(spec, inputs)
-        assert np.array_equal(inputs.image, before[0]) and np.array_equal(inputs.original, before[1])
+        assert np.array_equal(inputs.image, before[0]) and np.array_equal(
+            inputs.original, before[1]
+        )

@@ -39,16 +39,24 @@ def box(lo: int, hi: int, dtype: type = np.uint8) -> np.ndarray:
     return mask
 
 
-def make_nnunet(root: Path, cases: list[str], *, split: str = "Tr", ending: str = ".nii.gz",
-                labels: bool = True) -> Path:
+def make_nnunet(
+    root: Path, cases: list[str], *, split: str = "Tr", ending: str = ".nii.gz", labels: bool = True
+) -> Path:
     for case in cases:
         write(root / f"images{split}" / f"{case}_0000{ending}")
         write(root / f"images{split}" / f"{case}_0001{ending}")  # a second channel, ignored
         if labels:
             write(root / f"labels{split}" / f"{case}{ending}", box(0, 2))
-    (root / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1},
-         "numTraining": len(cases), "file_ending": ending}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "CT"},
+                "labels": {"background": 0, "liver": 1},
+                "numTraining": len(cases),
+                "file_ending": ending,
+            }
+        )
+    )
     return root
 
 
@@ -57,10 +65,13 @@ def make_msd(root: Path, cases: list[str], *, v1: bool = False) -> Path:
     for case in cases:
         write(root / "imagesTr" / (f"{case}_0000.nii.gz" if v1 else f"{case}.nii.gz"))
         write(root / "labelsTr" / f"{case}.nii.gz", box(0, 2))
-        training.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
+        training.append(
+            {"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"}
+        )
     write(root / "imagesTs" / "liver_99.nii.gz")
-    (root / "dataset.json").write_text(json.dumps(
-        {"name": "Liver", "training": training, "test": ["./imagesTs/liver_99.nii.gz"]}))
+    (root / "dataset.json").write_text(
+        json.dumps({"name": "Liver", "training": training, "test": ["./imagesTs/liver_99.nii.gz"]})
+    )
     return root
 
 
@@ -73,12 +84,14 @@ def make_atlas(root: Path, cases: list[str]) -> Path:
 
 # --- nnU-Net v2 ----------------------------------------------------------------------------------
 
+
 def test_nnunet_finds_cases_sorted_with_channel_0_and_labels(tmp_path: Path) -> None:
     root = make_nnunet(tmp_path / "Dataset001_Liver", ["case_2", "case_10", "case_1"])
     cases = discover_cases(root)
     assert [c.case_id for c in cases] == ["case_1", "case_10", "case_2"]
-    assert cases[0] == CaseRef("case_1", root / "imagesTr" / "case_1_0000.nii.gz",
-                               root / "labelsTr" / "case_1.nii.gz")
+    assert cases[0] == CaseRef(
+        "case_1", root / "imagesTr" / "case_1_0000.nii.gz", root / "labelsTr" / "case_1.nii.gz"
+    )
     assert discover_cases(root, layout="nnunet") == cases
 
 
@@ -93,8 +106,10 @@ def test_nnunet_test_split_allows_missing_labels(tmp_path: Path) -> None:
     root = make_nnunet(tmp_path, ["t1", "t2"], split="Ts", labels=False)
     write(root / "labelsTs" / "t2.nii.gz", box(0, 1))
     cases = discover_cases(root, split="test")
-    assert [(c.case_id, c.label) for c in cases] == [("t1", None),
-                                                      ("t2", root / "labelsTs" / "t2.nii.gz")]
+    assert [(c.case_id, c.label) for c in cases] == [
+        ("t1", None),
+        ("t2", root / "labelsTs" / "t2.nii.gz"),
+    ]
     with pytest.raises(InputError, match="imagesTr: expected the nnU-Net train image folder"):
         discover_cases(root, split="train")
 
@@ -102,14 +117,19 @@ def test_nnunet_test_split_allows_missing_labels(tmp_path: Path) -> None:
 def test_nnunet_missing_label_names_the_file(tmp_path: Path) -> None:
     root = make_nnunet(tmp_path, ["case_011", "case_012"])
     (root / "labelsTr" / "case_012.nii.gz").unlink()
-    with pytest.raises(InputError, match=r"labelsTr/case_012\.nii\.gz: label file for image "
-                                         r"imagesTr/case_012_0000\.nii\.gz does not exist"):
+    with pytest.raises(
+        InputError,
+        match=r"labelsTr/case_012\.nii\.gz: label file for image "
+        r"imagesTr/case_012_0000\.nii\.gz does not exist",
+    ):
         discover_cases(root)
 
 
 def test_nnunet_missing_label_folder_is_named(tmp_path: Path) -> None:
     root = make_nnunet(tmp_path, ["a"], labels=False)
-    with pytest.raises(InputError, match="labelsTr: expected the nnU-Net training label folder, found nothing"):
+    with pytest.raises(
+        InputError, match="labelsTr: expected the nnU-Net training label folder, found nothing"
+    ):
         discover_cases(root)
 
 
@@ -122,31 +142,43 @@ def test_nnunet_unexpected_files_are_named(tmp_path: Path) -> None:
         discover_cases(root)
     (root / "imagesTr" / "notes.txt").unlink()
     write(root / "labelsTr" / "orphan.nii.gz")
-    with pytest.raises(InputError, match=r"labelsTr/orphan\.nii\.gz: label has no image "
-                                         r"imagesTr/orphan_0000\.nii\.gz"):
+    with pytest.raises(
+        InputError,
+        match=r"labelsTr/orphan\.nii\.gz: label has no image "
+        r"imagesTr/orphan_0000\.nii\.gz",
+    ):
         discover_cases(root)
 
 
 def test_nnunet_missing_channel_0_is_named(tmp_path: Path) -> None:
     root = make_nnunet(tmp_path, ["a"])
     (root / "imagesTr" / "a_0000.nii.gz").unlink()
-    with pytest.raises(InputError, match=r"a_0000\.nii\.gz: channel 0 \(CT\).*found channel\(s\) "
-                                         r"\[1\]"):
+    with pytest.raises(
+        InputError,
+        match=r"a_0000\.nii\.gz: channel 0 \(CT\).*found channel\(s\) "
+        r"\[1\]",
+    ):
         discover_cases(root)
 
 
 # --- MSD / Decathlon -----------------------------------------------------------------------------
 
+
 def test_msd_reads_the_training_list(tmp_path: Path) -> None:
     root = make_msd(tmp_path / "Task03_Liver", ["liver_1", "liver_0"])
     cases = discover_cases(root)  # auto: the "training" list wins over imagesTr/
     assert cases == [
-        CaseRef("liver_0", root / "imagesTr" / "liver_0.nii.gz", root / "labelsTr" / "liver_0.nii.gz"),
-        CaseRef("liver_1", root / "imagesTr" / "liver_1.nii.gz", root / "labelsTr" / "liver_1.nii.gz"),
+        CaseRef(
+            "liver_0", root / "imagesTr" / "liver_0.nii.gz", root / "labelsTr" / "liver_0.nii.gz"
+        ),
+        CaseRef(
+            "liver_1", root / "imagesTr" / "liver_1.nii.gz", root / "labelsTr" / "liver_1.nii.gz"
+        ),
     ]
     assert discover_cases(root, layout="msd") == cases
     assert discover_cases(root, split="test") == [
-        CaseRef("liver_99", root / "imagesTs" / "liver_99.nii.gz", None)]
+        CaseRef("liver_99", root / "imagesTs" / "liver_99.nii.gz", None)
+    ]
 
 
 def test_msd_reads_nnunet_v1_channel_files(tmp_path: Path) -> None:
@@ -159,13 +191,19 @@ def test_msd_reads_nnunet_v1_channel_files(tmp_path: Path) -> None:
 def test_msd_missing_files_are_named(tmp_path: Path) -> None:
     root = make_msd(tmp_path, ["liver_0", "liver_1"])
     (root / "labelsTr" / "liver_1.nii.gz").unlink()
-    with pytest.raises(InputError, match=r"labelsTr/liver_1\.nii\.gz: label file for image "
-                                         r"imagesTr/liver_1\.nii\.gz \(listed in dataset\.json "
-                                         r"training\[1\]\) does not exist"):
+    with pytest.raises(
+        InputError,
+        match=r"labelsTr/liver_1\.nii\.gz: label file for image "
+        r"imagesTr/liver_1\.nii\.gz \(listed in dataset\.json "
+        r"training\[1\]\) does not exist",
+    ):
         discover_cases(root)
     (root / "imagesTr" / "liver_0.nii.gz").unlink()
-    with pytest.raises(InputError, match=r"imagesTr/liver_0\.nii\.gz: image listed in "
-                                         r"dataset\.json training\[0\] does not exist"):
+    with pytest.raises(
+        InputError,
+        match=r"imagesTr/liver_0\.nii\.gz: image listed in "
+        r"dataset\.json training\[0\] does not exist",
+    ):
         discover_cases(root)
 
 
@@ -186,12 +224,19 @@ def test_msd_layout_needs_dataset_json(tmp_path: Path) -> None:
 
 # --- AbdomenAtlas --------------------------------------------------------------------------------
 
+
 def test_abdomenatlas_cases_have_the_segmentations_folder_as_label(tmp_path: Path) -> None:
     root = make_atlas(tmp_path, ["BDMAP_00000002", "BDMAP_00000001"])
     (root / "metadata.csv").write_text("case\n")  # files beside the case folders are ignored
     cases = discover_cases(root)
-    assert cases == [CaseRef(f"BDMAP_0000000{i}", root / f"BDMAP_0000000{i}" / "ct.nii.gz",
-                             root / f"BDMAP_0000000{i}" / "segmentations") for i in (1, 2)]
+    assert cases == [
+        CaseRef(
+            f"BDMAP_0000000{i}",
+            root / f"BDMAP_0000000{i}" / "ct.nii.gz",
+            root / f"BDMAP_0000000{i}" / "segmentations",
+        )
+        for i in (1, 2)
+    ]
     assert discover_cases(root, layout="abdomenatlas") == cases
 
 
@@ -208,6 +253,7 @@ def test_abdomenatlas_missing_files_are_named(tmp_path: Path) -> None:
 
 # --- auto-detection and bad arguments ------------------------------------------------------------
 
+
 def test_missing_root_and_file_root_are_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nowhere: expected a dataset folder, found nothing"):
         discover_cases(tmp_path / "nowhere")
@@ -218,8 +264,11 @@ def test_missing_root_and_file_root_are_named(tmp_path: Path) -> None:
 
 def test_empty_folder_says_what_was_looked_for(tmp_path: Path) -> None:
     (tmp_path / ".DS_Store").write_text("")
-    with pytest.raises(InputError, match=r"dataset folder is empty; expected nnU-Net v2.*MSD.*"
-                                         r"AbdomenAtlas"):
+    with pytest.raises(
+        InputError,
+        match=r"dataset folder is empty; expected nnU-Net v2.*MSD.*"
+        r"AbdomenAtlas",
+    ):
         discover_cases(tmp_path)
 
 
@@ -253,6 +302,7 @@ def test_duplicate_case_ids_are_refused(tmp_path: Path) -> None:
 
 
 # --- AbdomenAtlas mask folders -------------------------------------------------------------------
+
 
 def test_masks_combine_into_label_ids_with_tumors_winning(tmp_path: Path) -> None:
     seg = tmp_path / "segmentations"
@@ -295,16 +345,22 @@ def test_masks_must_match_shape_like(tmp_path: Path) -> None:
     seg = tmp_path / "segmentations"
     write(seg / "liver.nii.gz", box(0, 4))
     image = Volume(np.zeros((8, 8, 5), np.int16), AFFINE, None, tmp_path / "ct.nii.gz")
-    with pytest.raises(InputError, match=r"liver\.nii\.gz: shape \(8, 8, 4\) does not match image "
-                                         r"\(8, 8, 5\)"):
+    with pytest.raises(
+        InputError,
+        match=r"liver\.nii\.gz: shape \(8, 8, 4\) does not match image "
+        r"\(8, 8, 5\)",
+    ):
         read_abdomenatlas_label(seg, ATLAS, shape_like=image)
 
 
 def test_folder_without_known_masks_lists_what_it_found(tmp_path: Path) -> None:
     seg = tmp_path / "segmentations"
     write(seg / "aorta.nii.gz")
-    with pytest.raises(InputError, match=r"expected at least one of .*liver\.nii\.gz.*found "
-                                         r"aorta\.nii\.gz"):
+    with pytest.raises(
+        InputError,
+        match=r"expected at least one of .*liver\.nii\.gz.*found "
+        r"aorta\.nii\.gz",
+    ):
         read_abdomenatlas_label(seg, ATLAS)
     with pytest.raises(InputError, match="found nothing"):
         read_abdomenatlas_label(tmp_path / "absent", ATLAS)
@@ -317,6 +373,7 @@ def test_label_map_without_folder_files_is_refused(tmp_path: Path) -> None:
 
 
 # --- read_case_label -----------------------------------------------------------------------------
+
 
 def test_read_case_label_dispatches_on_file_or_folder(tmp_path: Path) -> None:
     image = Volume(np.zeros(SHAPE, np.int16), AFFINE, None, tmp_path / "ct.nii.gz")

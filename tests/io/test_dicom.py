@@ -12,7 +12,9 @@ from tumorsynth.io import load_volume
 sitk = pytest.importorskip("SimpleITK")
 
 
-def write_series(folder: Path, array_kji: np.ndarray, spacing=(0.8, 0.7, 2.0), origin=(10.0, -20.0, 5.0)):
+def write_series(
+    folder: Path, array_kji: np.ndarray, spacing=(0.8, 0.7, 2.0), origin=(10.0, -20.0, 5.0)
+):
     image = sitk.GetImageFromArray(array_kji)
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
@@ -21,7 +23,9 @@ def write_series(folder: Path, array_kji: np.ndarray, spacing=(0.8, 0.7, 2.0), o
     folder.mkdir()
     for k in range(image.GetDepth()):
         sl = image[:, :, k]
-        sl.SetMetaData("0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k))))
+        sl.SetMetaData(
+            "0020|0032", "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k)))
+        )
         sl.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
         sl.SetMetaData("0020|0013", str(k))
         sl.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.42")  # one series

@@ -53,10 +53,18 @@ def test_lits_and_kits_presets() -> None:
 
 
 def test_output_convention() -> None:
-    ids = {name: OUTPUT_LABELS.id_of(name) for name in
-           ("liver", "liver_tumor", "pancreas", "pancreas_tumor", "kidney", "kidney_tumor")}
-    assert ids == {"liver": 1, "liver_tumor": 2, "pancreas": 3, "pancreas_tumor": 4,
-                   "kidney": 5, "kidney_tumor": 6}
+    ids = {
+        name: OUTPUT_LABELS.id_of(name)
+        for name in ("liver", "liver_tumor", "pancreas", "pancreas_tumor", "kidney", "kidney_tumor")
+    }
+    assert ids == {
+        "liver": 1,
+        "liver_tumor": 2,
+        "pancreas": 3,
+        "pancreas_tumor": 4,
+        "kidney": 5,
+        "kidney_tumor": 6,
+    }
 
 
 def test_user_json_file(tmp_path: Path) -> None:
@@ -92,14 +100,17 @@ def test_mapping_is_accepted_directly() -> None:
     assert resolve_label_map(label_map) is label_map
 
 
-@pytest.mark.parametrize("text, found", [
-    ("{\"liver\": 1", "unreadable JSON"),
-    ("", "unreadable JSON"),
-    ("[1, 2]", "found list"),
-    ("5", "found int"),
-    ("{}", "found none"),
-    ("{\"liver_tumor\": 2}", "found none"),
-])
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        ('{"liver": 1', "unreadable JSON"),
+        ("", "unreadable JSON"),
+        ("[1, 2]", "found list"),
+        ("5", "found int"),
+        ("{}", "found none"),
+        ('{"liver_tumor": 2}', "found none"),
+    ],
+)
 def test_bad_json_file_is_named_with_what_was_found(tmp_path: Path, text: str, found: str) -> None:
     path = tmp_path / "map.json"
     path.write_text(text)

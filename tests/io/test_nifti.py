@@ -31,9 +31,9 @@ SPACING = (0.8, 0.9, 2.5)
 def oblique_lps_affine() -> np.ndarray:
     """An LPS-like affine with a rotation about z and an offset: nothing a default would give."""
     theta = np.deg2rad(10.0)
-    rot = np.array([[np.cos(theta), -np.sin(theta), 0.0],
-                    [np.sin(theta), np.cos(theta), 0.0],
-                    [0.0, 0.0, 1.0]])
+    rot = np.array(
+        [[np.cos(theta), -np.sin(theta), 0.0], [np.sin(theta), np.cos(theta), 0.0], [0.0, 0.0, 1.0]]
+    )
     affine = np.eye(4)
     affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ rot @ np.diag(SPACING)
     affine[:3, 3] = [120.5, 98.25, -301.0]
@@ -49,8 +49,14 @@ def ct_array(seed: int = 0) -> np.ndarray:
     return (array + rng.integers(-15, 16, SHAPE)).astype(np.int16)
 
 
-def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None, *,
-                qform_code: int = 1, sform_code: int = 1) -> Path:
+def write_nifti(
+    path: Path,
+    array: np.ndarray,
+    affine: np.ndarray | None = None,
+    *,
+    qform_code: int = 1,
+    sform_code: int = 1,
+) -> Path:
     affine = oblique_lps_affine() if affine is None else affine
     img = nib.Nifti1Image(array, affine)
     img.set_qform(affine, code=qform_code)
@@ -65,12 +71,15 @@ def folder_entries(folder: Path) -> list[str]:
 
 # --- round trip -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("codes", [(1, 1), (2, 4), (0, 1), (1, 0)])
-def test_round_trip_keeps_dtype_affine_codes_zooms_and_values(tmp_path: Path,
-                                                              codes: tuple[int, int]) -> None:
+def test_round_trip_keeps_dtype_affine_codes_zooms_and_values(
+    tmp_path: Path, codes: tuple[int, int]
+) -> None:
     qform_code, sform_code = codes
-    source = write_nifti(tmp_path / "ct.nii.gz", ct_array(), qform_code=qform_code,
-                         sform_code=sform_code)
+    source = write_nifti(
+        tmp_path / "ct.nii.gz", ct_array(), qform_code=qform_code, sform_code=sform_code
+    )
     vol = load_image(source)
     assert vol.array.dtype == np.int16
     np.testing.assert_array_equal(vol.array, ct_array())
@@ -108,8 +117,9 @@ def test_save_with_a_new_array_keeps_the_grid_and_dtype(tmp_path: Path) -> None:
 @pytest.mark.parametrize("codes", [(1, 1), (1, 0), (0, 0)])
 def test_a_changed_affine_wins_over_the_header(tmp_path: Path, codes: tuple[int, int]) -> None:
     """A crop moves the origin; the header it carries must not put the old one back."""
-    vol = load_image(write_nifti(tmp_path / "ct.nii.gz", ct_array(), qform_code=codes[0],
-                                 sform_code=codes[1]))
+    vol = load_image(
+        write_nifti(tmp_path / "ct.nii.gz", ct_array(), qform_code=codes[0], sform_code=codes[1])
+    )
     moved = vol.affine.copy()
     moved[:3, 3] += moved[:3, :3] @ np.array([2.0, 3.0, 1.0])  # origin of array[2:, 3:, 1:]
     crop = Volume(np.ascontiguousarray(vol.array[2:, 3:, 1:]), moved, vol.header, vol.path)
@@ -150,6 +160,7 @@ def test_scaled_integer_file_is_written_back_in_its_on_disk_type(tmp_path: Path)
 
 # --- shape -------------------------------------------------------------------------------------
 
+
 def test_4d_with_trailing_singleton_is_read_as_3d(tmp_path: Path) -> None:
     path = write_nifti(tmp_path / "ct4d.nii.gz", ct_array()[..., np.newaxis])
     assert nib.load(str(path)).shape == (*SHAPE, 1)
@@ -170,6 +181,7 @@ def test_non_3d_is_refused_naming_file_and_shape(tmp_path: Path, shape: tuple[in
 
 
 # --- unreadable files ----------------------------------------------------------------------------
+
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "nope.nii.gz"
@@ -200,6 +212,7 @@ def test_non_nifti_bytes_are_refused_naming_the_file(tmp_path: Path, content: by
 
 
 # --- intensities and label values ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nan_or_inf_image_is_refused(tmp_path: Path, bad: float) -> None:
@@ -257,6 +270,7 @@ def test_negative_label_ids_are_refused(tmp_path: Path) -> None:
 
 # --- grids -------------------------------------------------------------------------------------
 
+
 def _volume(array: np.ndarray, affine: np.ndarray, name: str) -> Volume:
     return Volume(array, affine, None, Path(name))
 
@@ -290,6 +304,7 @@ def test_affine_mismatch_is_refused() -> None:
 
 # --- atomic output --------------------------------------------------------------------------------
 
+
 def test_save_leaves_only_the_target(tmp_path: Path) -> None:
     vol = load_image(write_nifti(tmp_path / "ct.nii.gz", ct_array()))
     out = tmp_path / "out"
@@ -302,8 +317,9 @@ def _disk_full_after_partial_write(img: nib.Nifti1Image, filename: str) -> None:
     raise OSError(errno.ENOSPC, "No space left on device", filename)
 
 
-def test_disk_full_leaves_nothing_and_says_so(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_leaves_nothing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     vol = load_image(write_nifti(tmp_path / "ct.nii.gz", ct_array()))
     out = tmp_path / "out"
     out.mkdir()
@@ -314,8 +330,9 @@ def test_disk_full_leaves_nothing_and_says_so(tmp_path: Path,
     assert folder_entries(out) == []
 
 
-def test_failed_save_keeps_the_previous_file_intact(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_save_keeps_the_previous_file_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     vol = load_image(write_nifti(tmp_path / "ct.nii.gz", ct_array()))
     target = save_volume(vol, tmp_path / "out" / "a.nii.gz")
     before = target.read_bytes()
@@ -341,20 +358,12 @@ def test_interrupted_save_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     assert folder_entries(out) == []
 
 
-def test_unwritable_folder_is_refused(tmp_path: Path) -> None:
+def test_unwritable_folder_is_refused(tmp_path: Path, locked_dir: Path) -> None:
     vol = load_image(write_nifti(tmp_path / "ct.nii.gz", ct_array()))
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user (root) who can write into a 0o500 folder")
-        with pytest.raises(OutputError, match="not writable") as info:
-            save_volume(vol, locked / "a.nii.gz")
-        assert str(locked) in str(info.value)
-        assert folder_entries(locked) == []
-    finally:
-        locked.chmod(0o700)
+    with pytest.raises(OutputError, match="not writable") as info:
+        save_volume(vol, locked_dir / "a.nii.gz")
+    assert str(locked_dir) in str(info.value)
+    assert folder_entries(locked_dir) == []
 
 
 def test_output_path_through_a_file_is_refused(tmp_path: Path) -> None:

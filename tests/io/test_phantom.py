@@ -13,8 +13,10 @@ from tumorsynth.io.phantom import PHANTOM_DESCRIPTION, make_phantom
 
 SEEDS = (0, 7)
 PHANTOM = PRESETS["phantom"]
-LIVER, PANCREAS, KIDNEY, SPLEEN, VESSEL, BONE = (PHANTOM.organ_ids(name)[0] for name in (
-    "liver", "pancreas", "kidney", "spleen", "vessel", "bone"))
+LIVER, PANCREAS, KIDNEY, SPLEEN, VESSEL, BONE = (
+    PHANTOM.organ_ids(name)[0]
+    for name in ("liver", "pancreas", "kidney", "spleen", "vessel", "bone")
+)
 
 
 @pytest.fixture(scope="module", params=SEEDS)
@@ -122,13 +124,16 @@ def test_small_and_coarse_grids_work() -> None:
     assert image.shape == (16, 16, 16)  # a small FOV crops the anatomy around the centre
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"shape": (64, 64)}, "shape"),
-    ({"shape": (64, 64, 4)}, "shape"),
-    ({"spacing_mm": (1.0, -1.0, 1.0)}, "spacing_mm"),
-    ({"spacing_mm": (1.0, float("nan"), 1.0)}, "spacing_mm"),
-    ({"seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"shape": (64, 64)}, "shape"),
+        ({"shape": (64, 64, 4)}, "shape"),
+        ({"spacing_mm": (1.0, -1.0, 1.0)}, "spacing_mm"),
+        ({"spacing_mm": (1.0, float("nan"), 1.0)}, "spacing_mm"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_bad_arguments_raise_naming_the_argument(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_phantom(**kwargs)
@@ -149,10 +154,12 @@ def test_label_ids_are_exactly_the_healthy_phantom_preset(phantom: tuple[Volume,
     assert tumor_ids == {2, 4, 6} and not np.isin(label.array, list(tumor_ids)).any()
 
 
-@pytest.mark.parametrize("organ, lo_ml, hi_ml", [
-    ("liver", 1000, 2500), ("spleen", 100, 400), ("pancreas", 40, 120)])
-def test_organ_volumes_are_plausible(phantom: tuple[Volume, Volume], organ: str, lo_ml: float,
-                                     hi_ml: float) -> None:
+@pytest.mark.parametrize(
+    "organ, lo_ml, hi_ml", [("liver", 1000, 2500), ("spleen", 100, 400), ("pancreas", 40, 120)]
+)
+def test_organ_volumes_are_plausible(
+    phantom: tuple[Volume, Volume], organ: str, lo_ml: float, hi_ml: float
+) -> None:
     _, label = phantom
     volume_ml = _ml(label.array == PHANTOM.organ_ids(organ)[0], label)
     assert lo_ml <= volume_ml <= hi_ml, f"{organ}: {volume_ml:.0f} mL"
@@ -172,7 +179,8 @@ def test_two_kidneys_of_plausible_size_on_both_sides(phantom: tuple[Volume, Volu
 
 
 def test_liver_is_on_the_patients_right_and_spleen_on_the_left(
-        phantom: tuple[Volume, Volume]) -> None:
+    phantom: tuple[Volume, Volume],
+) -> None:
     _, label = phantom
     liver_x = _world_centroid(label.array == LIVER, label)[0]
     spleen_x = _world_centroid(label.array == SPLEEN, label)[0]
@@ -191,8 +199,10 @@ def test_anatomical_relations(phantom: tuple[Volume, Volume]) -> None:
     assert max(right_kidney[1], left_kidney[1]) < liver[1]  # kidneys posterior to the liver
     assert left_kidney[2] > right_kidney[2]  # the right kidney sits lower, under the liver
     assert pancreas_x.min() < -20 and pancreas_x.max() > 40  # crosses the midline
-    z_top = {name: np.nonzero((lab == i).any(axis=(0, 1)))[0].max()
-             for name, i in (("liver", LIVER), ("pancreas", PANCREAS), ("kidney", KIDNEY))}
+    z_top = {
+        name: np.nonzero((lab == i).any(axis=(0, 1)))[0].max()
+        for name, i in (("liver", LIVER), ("pancreas", PANCREAS), ("kidney", KIDNEY))
+    }
     assert z_top["liver"] > z_top["kidney"] and z_top["liver"] > z_top["pancreas"]
 
 
@@ -205,7 +215,8 @@ def test_liver_holds_a_4_cm_radius_tumor_deep_inside(phantom: tuple[Volume, Volu
 
 
 def test_thin_liver_vessels_stay_liver_labelled_thick_ones_are_vessel(
-        phantom: tuple[Volume, Volume]) -> None:
+    phantom: tuple[Volume, Volume],
+) -> None:
     image, label = phantom
     ct = image.array.astype(np.float32)
     deep_liver = _interior(label.array == LIVER, 3)  # away from thick vessels and other organs
@@ -218,11 +229,20 @@ def test_thin_liver_vessels_stay_liver_labelled_thick_ones_are_vessel(
 
 
 # --------------------------------------------------------------------------- intensities
-@pytest.mark.parametrize("organ, lo_hu, hi_hu", [
-    ("liver", 95, 120), ("spleen", 100, 125), ("pancreas", 85, 115), ("kidney", 125, 180),
-    ("vessel", 140, 200), ("bone", 200, 500)])
-def test_organ_interiors_have_contrast_enhanced_hu(phantom: tuple[Volume, Volume], organ: str,
-                                                   lo_hu: float, hi_hu: float) -> None:
+@pytest.mark.parametrize(
+    "organ, lo_hu, hi_hu",
+    [
+        ("liver", 95, 120),
+        ("spleen", 100, 125),
+        ("pancreas", 85, 115),
+        ("kidney", 125, 180),
+        ("vessel", 140, 200),
+        ("bone", 200, 500),
+    ],
+)
+def test_organ_interiors_have_contrast_enhanced_hu(
+    phantom: tuple[Volume, Volume], organ: str, lo_hu: float, hi_hu: float
+) -> None:
     image, label = phantom
     mask = label.array == PHANTOM.organ_ids(organ)[0]
     interior = _interior(mask, 1 if organ in ("pancreas", "vessel", "bone") else 2)
@@ -244,8 +264,7 @@ def test_liver_noise_is_ct_like(phantom: tuple[Volume, Volume]) -> None:
     assert np.corrcoef(a, b)[0, 1] > 0.2
 
 
-def test_body_is_surrounded_by_air_and_holds_fat_and_muscle(
-        phantom: tuple[Volume, Volume]) -> None:
+def test_body_is_surrounded_by_air_and_holds_fat_and_muscle(phantom: tuple[Volume, Volume]) -> None:
     image, label = phantom
     a = image.array
     for face in (a[0], a[-1], a[:, 0], a[:, -1]):  # axial FOV border: x and y faces
@@ -259,4 +278,3 @@ def test_body_is_surrounded_by_air_and_holds_fat_and_muscle(
     assert -130 <= peak_fat <= -60  # fat around -90..-100 HU
     assert np.mean((body > 20) & (body < 80)) > 0.05  # muscle wall, psoas, paraspinal muscles
     assert a.min() >= -1024
-

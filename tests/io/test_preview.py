@@ -51,7 +51,7 @@ def phantom() -> tuple[np.ndarray, np.ndarray]:
 
 def _tiles(montage: Image.Image, tile_px: int, row: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rgb = np.asarray(montage)
-    band = rgb[row * tile_px:(row + 1) * tile_px]
+    band = rgb[row * tile_px : (row + 1) * tile_px]
     return band[:, :tile_px], band[:, tile_px:]
 
 
@@ -74,8 +74,9 @@ def test_window_maps_w400_l40() -> None:
 
 def test_montage_size_is_rows_by_columns_of_tiles(phantom) -> None:
     image, label = phantom
-    montage = render_tumor_montage(image, label, SPACING, [CENTER] * 3, tumor_ids=[2],
-                                   max_rows=2, tile_px=64)
+    montage = render_tumor_montage(
+        image, label, SPACING, [CENTER] * 3, tumor_ids=[2], max_rows=2, tile_px=64
+    )
     assert montage.mode == "RGB"
     assert montage.size == (2 * 64, 2 * 64)
 
@@ -83,11 +84,21 @@ def test_montage_size_is_rows_by_columns_of_tiles(phantom) -> None:
 def test_tumor_contour_is_red_at_the_tumor_and_absent_without_tumor(phantom) -> None:
     image, label = phantom
     tile_px, crop_mm = 128, 40.0
-    montage = render_tumor_montage(image, label, SPACING, [CENTER, (48.0, 40.0, 3.0)],
-                                   tumor_ids=[2], organ_ids=[1], crop_mm=crop_mm, tile_px=tile_px)
+    montage = render_tumor_montage(
+        image,
+        label,
+        SPACING,
+        [CENTER, (48.0, 40.0, 3.0)],
+        tumor_ids=[2],
+        organ_ids=[1],
+        crop_mm=crop_mm,
+        tile_px=tile_px,
+    )
     i, j, k = (int(c) for c in CENTER)
-    extent_mm = [np.count_nonzero(line == 2) * s  # tumor's voxelized diameter along each axis
-                 for line, s in zip((label[:, j, k], label[i, :, k], label[i, j, :]), SPACING)]
+    extent_mm = [
+        np.count_nonzero(line == 2) * s  # tumor's voxelized diameter along each axis
+        for line, s in zip((label[:, j, k], label[i, :, k], label[i, j, :]), SPACING)
+    ]
     axial, coronal = _tiles(montage, tile_px, row=0)
     for tile, (along_rows, along_cols) in ((axial, (1, 0)), (coronal, (2, 0))):
         rows, cols = np.nonzero(_red(tile))
@@ -106,8 +117,9 @@ def test_ras_orientation_is_radiological(phantom) -> None:
     image, label = phantom
     tile_px = 128
     center = ((SHAPE[0] - 1) / 2, (SHAPE[1] - 1) / 2, CENTER[2])
-    montage = render_tumor_montage(image, label, SPACING, [center], tumor_ids=[2],
-                                   crop_mm=90.0, tile_px=tile_px)
+    montage = render_tumor_montage(
+        image, label, SPACING, [center], tumor_ids=[2], crop_mm=90.0, tile_px=tile_px
+    )
     axial, coronal = _tiles(montage, tile_px)
     rows, cols = np.nonzero(_white(axial))
     left_marker = rows.size and cols[np.abs(rows - tile_px / 2) < 5]
@@ -121,33 +133,59 @@ def test_ras_orientation_is_radiological(phantom) -> None:
 
 def test_lps_and_permuted_inputs_look_the_same_as_ras(phantom) -> None:
     image, label = phantom
-    ras = render_tumor_montage(image, label, SPACING, [CENTER], tumor_ids=[2], organ_ids=[1],
-                               affine=RAS_AFFINE, crop_mm=70.0, tile_px=96)
+    ras = render_tumor_montage(
+        image,
+        label,
+        SPACING,
+        [CENTER],
+        tumor_ids=[2],
+        organ_ids=[1],
+        affine=RAS_AFFINE,
+        crop_mm=70.0,
+        tile_px=96,
+    )
     lps_center = (SHAPE[0] - 1 - CENTER[0], SHAPE[1] - 1 - CENTER[1], CENTER[2])
-    lps = render_tumor_montage(image[::-1, ::-1], label[::-1, ::-1], SPACING, [lps_center],
-                               tumor_ids=[2], organ_ids=[1], affine=LPS_AFFINE, crop_mm=70.0,
-                               tile_px=96)
+    lps = render_tumor_montage(
+        image[::-1, ::-1],
+        label[::-1, ::-1],
+        SPACING,
+        [lps_center],
+        tumor_ids=[2],
+        organ_ids=[1],
+        affine=LPS_AFFINE,
+        crop_mm=70.0,
+        tile_px=96,
+    )
     np.testing.assert_array_equal(np.asarray(lps), np.asarray(ras))
     # Voxel axes stored as (k, j, i): the affine's columns say which is which.
     zyx_affine = RAS_AFFINE[:, [2, 1, 0, 3]]
-    zyx = render_tumor_montage(image.transpose(2, 1, 0), label.transpose(2, 1, 0),
-                               SPACING[::-1], [CENTER[::-1]], tumor_ids=[2], organ_ids=[1],
-                               affine=zyx_affine, crop_mm=70.0, tile_px=96)
+    zyx = render_tumor_montage(
+        image.transpose(2, 1, 0),
+        label.transpose(2, 1, 0),
+        SPACING[::-1],
+        [CENTER[::-1]],
+        tumor_ids=[2],
+        organ_ids=[1],
+        affine=zyx_affine,
+        crop_mm=70.0,
+        tile_px=96,
+    )
     np.testing.assert_array_equal(np.asarray(zyx), np.asarray(ras))
 
 
 def test_crop_beyond_the_volume_is_padded_with_air(phantom) -> None:
     image, label = phantom
     tile_px, crop_mm = 128, 80.0
-    montage = render_tumor_montage(image, label, SPACING, [(2.0, 40.0, 20.0)], tumor_ids=[2],
-                                   crop_mm=crop_mm, tile_px=tile_px)
+    montage = render_tumor_montage(
+        image, label, SPACING, [(2.0, 40.0, 20.0)], tumor_ids=[2], crop_mm=crop_mm, tile_px=tile_px
+    )
     axial, _ = _tiles(montage, tile_px)
     outside_mm = crop_mm / 2 - (2.0 + 0.5) * SPACING[0]  # beyond the volume's low-x face
     outside_px = int(outside_mm / crop_mm * tile_px)
-    assert np.all(axial[:, -(outside_px - 2):] == 0)  # low x is on the image right: air, black
+    assert np.all(axial[:, -(outside_px - 2) :] == 0)  # low x is on the image right: air, black
     y_outside_px = int((crop_mm - SHAPE[1] * SPACING[1]) / 2 / crop_mm * tile_px)  # 8 mm each side
-    assert np.all(axial[:y_outside_px - 2] == 0) and np.all(axial[-(y_outside_px - 2):] == 0)
-    inside = axial[y_outside_px + 2:-(y_outside_px + 2), :tile_px - outside_px - 2]
+    assert np.all(axial[: y_outside_px - 2] == 0) and np.all(axial[-(y_outside_px - 2) :] == 0)
+    inside = axial[y_outside_px + 2 : -(y_outside_px + 2), : tile_px - outside_px - 2]
     assert np.all(inside.max(axis=-1) > 0)  # tissue (or a contour), no air inside the volume
 
 
@@ -164,8 +202,14 @@ def test_titles_are_drawn(phantom) -> None:
     image, label = phantom
     kwargs = dict(tumor_ids=[2], organ_ids=[1], tile_px=128)
     plain = render_tumor_montage(image, label, SPACING, [CENTER, CENTER], **kwargs)
-    titled = render_tumor_montage(image, label, SPACING, [CENTER, CENTER],
-                                  titles=["liver #1  d=16.0 mm  20 HU", "liver #2"], **kwargs)
+    titled = render_tumor_montage(
+        image,
+        label,
+        SPACING,
+        [CENTER, CENTER],
+        titles=["liver #1  d=16.0 mm  20 HU", "liver #2"],
+        **kwargs,
+    )
     assert titled.size == plain.size
     difference = np.any(np.asarray(titled) != np.asarray(plain), axis=-1)
     assert difference[:20, :128].any() and difference[128:148, :128].any()
@@ -187,13 +231,29 @@ def test_bad_arguments_are_refused(phantom) -> None:
 
 def test_overview_shows_tumor_slices(phantom) -> None:
     image, label = phantom
-    overview = render_overview(image, label, SPACING, tumor_ids=[2], organ_ids=[1],
-                               affine=LPS_AFFINE, n_slices=3, min_gap_mm=4.0, tile_px=96)
+    overview = render_overview(
+        image,
+        label,
+        SPACING,
+        tumor_ids=[2],
+        organ_ids=[1],
+        affine=LPS_AFFINE,
+        n_slices=3,
+        min_gap_mm=4.0,
+        tile_px=96,
+    )
     assert overview.size == (3 * 96, 96)
     tiles = np.split(np.asarray(overview), 3, axis=1)
     assert all(_red(tile).any() for tile in tiles)
-    healthy = render_overview(image, np.where(label == 2, 1, label).astype(np.uint8), SPACING,
-                              tumor_ids=[2], organ_ids=[1], n_slices=2, tile_px=64)
+    healthy = render_overview(
+        image,
+        np.where(label == 2, 1, label).astype(np.uint8),
+        SPACING,
+        tumor_ids=[2],
+        organ_ids=[1],
+        n_slices=2,
+        tile_px=64,
+    )
     assert healthy.size == (2 * 64, 64) and not _red(np.asarray(healthy)).any()
 
 

@@ -17,19 +17,40 @@ from tumorsynth.io.records import TumorRecord, append_records, read_manifest
 def make_record(index: int = 0, **changes: Any) -> TumorRecord:
     """A record with awkward floats (1/3, 0.1+0.2) so that any rounding on the way shows."""
     record = TumorRecord(
-        case_id="liver_3", tumor_index=index, organ="liver", size_class="small",
-        generator="heuristic", generator_version="1.0", seed=2**62 + 12345, tumor_label=2,
-        center_vox=(10.5, 1 / 3, 30.25), center_mm=(-120.125, 0.1 + 0.2, 47.0),
-        radii_mm=(8.0, 7.5, 9.125), diameter_mm=16.1, volume_ml=2.2, n_voxels=140,
-        early_stage=True, tumor_mean_hu=70.25, parenchyma_mean_hu=105.5, contrast_hu=-35.25,
+        case_id="liver_3",
+        tumor_index=index,
+        organ="liver",
+        size_class="small",
+        generator="heuristic",
+        generator_version="1.0",
+        seed=2**62 + 12345,
+        tumor_label=2,
+        center_vox=(10.5, 1 / 3, 30.25),
+        center_mm=(-120.125, 0.1 + 0.2, 47.0),
+        radii_mm=(8.0, 7.5, 9.125),
+        diameter_mm=16.1,
+        volume_ml=2.2,
+        n_voxels=140,
+        early_stage=True,
+        tumor_mean_hu=70.25,
+        parenchyma_mean_hu=105.5,
+        contrast_hu=-35.25,
         exophytic=False,
-        shape={"radii_mm": [8.0, 7.5, 9.125], "rotation": [1.0, 0.0, 0.0] * 3,
-               "satellites": [{"offset_mm": [1.0, 2.0, 3.0], "radius_mm": 2.5}]},
+        shape={
+            "radii_mm": [8.0, 7.5, 9.125],
+            "rotation": [1.0, 0.0, 0.0] * 3,
+            "satellites": [{"offset_mm": [1.0, 2.0, 3.0], "radius_mm": 2.5}],
+        },
         appearance={"kind": "solid", "target_hu": 70.0 + 1e-9, "dense_spots": []},
-        attempts=2, filter_verdict={"kept": True, "detected_fraction": 0.8125},
-        image_path="imagesTr/liver_3_syn1_0000.nii.gz", label_path="labelsTr/liver_3_syn1.nii.gz",
-        source_image="/data/liver_3_0000.nii.gz", source_label="/data/liver_3.nii.gz",
-        label_map={"preset": "totalsegmentator"}, variant=1, tumorsynth_version="0.1.0",
+        attempts=2,
+        filter_verdict={"kept": True, "detected_fraction": 0.8125},
+        image_path="imagesTr/liver_3_syn1_0000.nii.gz",
+        label_path="labelsTr/liver_3_syn1.nii.gz",
+        source_image="/data/liver_3_0000.nii.gz",
+        source_label="/data/liver_3.nii.gz",
+        label_map={"preset": "totalsegmentator"},
+        variant=1,
+        tumorsynth_version="0.1.0",
         extra={"note": "é ünïcode"},
     )
     return replace(record, **changes) if changes else record
@@ -41,6 +62,7 @@ def write_lines(path: Path, lines: list[str], *, final_newline: bool = True) -> 
 
 
 # --- records -------------------------------------------------------------------------------------
+
 
 def test_record_round_trips_exactly_through_json() -> None:
     record = make_record()
@@ -92,6 +114,7 @@ def test_a_malformed_centre_is_refused(value: object) -> None:
 
 # --- manifests -----------------------------------------------------------------------------------
 
+
 def test_append_then_read_gives_the_same_records(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.jsonl"
     records = [make_record(i) for i in range(3)]
@@ -104,8 +127,9 @@ def test_append_then_read_gives_the_same_records(tmp_path: Path) -> None:
 def test_last_line_cut_off_by_a_crash_is_ignored(tmp_path: Path) -> None:
     good = [make_record(i) for i in range(2)]
     fragment = make_record(2).to_json()[:57]
-    manifest = write_lines(tmp_path / "manifest.jsonl", [r.to_json() for r in good] + [fragment],
-                           final_newline=False)
+    manifest = write_lines(
+        tmp_path / "manifest.jsonl", [r.to_json() for r in good] + [fragment], final_newline=False
+    )
     assert read_manifest(manifest) == good
 
 
@@ -117,8 +141,7 @@ def test_a_complete_last_line_without_newline_is_also_ignored(tmp_path: Path) ->
 
 
 def test_corrupt_middle_line_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
-    lines = [make_record(0).to_json(), "{\"case_id\": \"liver_3\", garbage",
-             make_record(1).to_json()]
+    lines = [make_record(0).to_json(), '{"case_id": "liver_3", garbage', make_record(1).to_json()]
     manifest = write_lines(tmp_path / "manifest.jsonl", lines)
     with pytest.raises(InputError, match="JSON") as info:
         read_manifest(manifest)
@@ -128,8 +151,9 @@ def test_corrupt_middle_line_is_an_error_naming_file_and_line(tmp_path: Path) ->
 def test_record_lacking_fields_names_file_line_and_fields(tmp_path: Path) -> None:
     partial = make_record(1).to_dict()
     del partial["volume_ml"]
-    manifest = write_lines(tmp_path / "manifest.jsonl",
-                           ["", make_record(0).to_json(), json.dumps(partial)])
+    manifest = write_lines(
+        tmp_path / "manifest.jsonl", ["", make_record(0).to_json(), json.dumps(partial)]
+    )
     with pytest.raises(InputError, match="'volume_ml'") as info:
         read_manifest(manifest)
     assert str(info.value).startswith(f"{manifest}:3:")
@@ -155,10 +179,14 @@ def test_missing_manifest_is_named(tmp_path: Path) -> None:
 
 # --- durable appends ------------------------------------------------------------------------------
 
+
 def test_append_repairs_a_fragment_before_appending(tmp_path: Path) -> None:
     good = make_record(0)
-    manifest = write_lines(tmp_path / "manifest.jsonl",
-                           [good.to_json(), make_record(1).to_json()[:40]], final_newline=False)
+    manifest = write_lines(
+        tmp_path / "manifest.jsonl",
+        [good.to_json(), make_record(1).to_json()[:40]],
+        final_newline=False,
+    )
     append_line_durably(manifest, make_record(2).to_json())
     expected = good.to_json() + "\n" + make_record(2).to_json() + "\n"
     assert manifest.read_text(encoding="utf-8") == expected
@@ -167,15 +195,16 @@ def test_append_repairs_a_fragment_before_appending(tmp_path: Path) -> None:
 
 def test_append_repairs_a_fragment_longer_than_its_read_window(tmp_path: Path) -> None:
     good = make_record(0)
-    manifest = write_lines(tmp_path / "manifest.jsonl", [good.to_json(), "{" + "x" * 200_000],
-                           final_newline=False)
+    manifest = write_lines(
+        tmp_path / "manifest.jsonl", [good.to_json(), "{" + "x" * 200_000], final_newline=False
+    )
     append_line_durably(manifest, make_record(1).to_json())
     assert read_manifest(manifest) == [good, make_record(1)]
 
 
 def test_append_repairs_a_file_that_is_only_a_fragment(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text("{\"case_id\": \"li")
+    manifest.write_text('{"case_id": "li')
     append_line_durably(manifest, make_record(0).to_json())
     assert read_manifest(manifest) == [make_record(0)]
 

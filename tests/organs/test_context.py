@@ -10,7 +10,9 @@ def blob_scan(noise_hu=15.0, parenchyma=110.0, with_vessel=True, seed=0):
     rng = np.random.default_rng(seed)
     shape = (90, 90, 50)
     grid = np.indices(shape).astype(np.float32)
-    r = np.sqrt(((grid[0] - 45) / 35) ** 2 + ((grid[1] - 45) / 35) ** 2 + ((grid[2] - 25) / 20) ** 2)
+    r = np.sqrt(
+        ((grid[0] - 45) / 35) ** 2 + ((grid[1] - 45) / 35) ** 2 + ((grid[2] - 25) / 20) ** 2
+    )
     organ = r < 1.0
     image = np.where(organ, parenchyma, -100.0).astype(np.float32)
     vessel = np.zeros(shape, bool)

@@ -26,8 +26,12 @@ OLD_MTIME_NS = 1_000_000_000 * 1_000_000_000  # 2001-09-09: a time no fresh writ
 
 
 def settings(**kwargs: object) -> BatchSettings:
-    options: dict[str, object] = {"requests": (TumorRequest("liver", 1, "small"),),
-                                  "label_map": "phantom", "seed": 7, "per_case": 1}
+    options: dict[str, object] = {
+        "requests": (TumorRequest("liver", 1, "small"),),
+        "label_map": "phantom",
+        "seed": 7,
+        "per_case": 1,
+    }
     options.update(kwargs)
     return BatchSettings(**options)  # type: ignore[arg-type]
 
@@ -40,9 +44,16 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ct, seg = make_phantom(seed, shape=SHAPE, spacing_mm=SPACING)
         save_volume(ct, root / "imagesTr" / f"{case_id}_0000.nii.gz")
         save_volume(seg, root / "labelsTr" / f"{case_id}.nii.gz")
-    (root / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1},
-         "numTraining": len(CASE_IDS), "file_ending": ".nii.gz"}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "CT"},
+                "labels": {"background": 0, "liver": 1},
+                "numTraining": len(CASE_IDS),
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
     return root
 
 
@@ -85,15 +96,18 @@ def record_keys(out: Path) -> list[tuple[str, int, int]]:
     return [(r.case_id, r.variant, r.tumor_index) for r in read_manifest(out / MANIFEST_NAME)]
 
 
-def assert_complete(out: Path, case_ids: tuple[str, ...], per_case: int = 1, tumors: int = 1) -> None:
+def assert_complete(
+    out: Path, case_ids: tuple[str, ...], per_case: int = 1, tumors: int = 1
+) -> None:
     """Every variant listed exactly once with its files, nothing else, no temporary files."""
     keys = record_keys(out)
     assert len(keys) == len(set(keys)), f"duplicate records: {keys}"
     expected = {(c, k, t) for c in case_ids for k in range(per_case) for t in range(tumors)}
     assert set(keys) == expected
     names = [f"{c}_syn{k}" for c in case_ids for k in range(per_case)]
-    assert output_files(out) == sorted([f"imagesTr/{n}_0000.nii.gz" for n in names]
-                                       + [f"labelsTr/{n}.nii.gz" for n in names])
+    assert output_files(out) == sorted(
+        [f"imagesTr/{n}_0000.nii.gz" for n in names] + [f"labelsTr/{n}.nii.gz" for n in names]
+    )
     for record in read_manifest(out / MANIFEST_NAME):
         assert (out / str(record.image_path)).is_file() and (out / str(record.label_path)).is_file()
     assert not [p for p in out.rglob("*") if ".part" in p.name]
@@ -154,7 +168,9 @@ def test_progress_false_prints_nothing(cases, tmp_path, capfd):
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
     run_batch(cases[:1], tmp_path / "loud", settings(), progress=True)
-    assert "synthesizing" in capfd.readouterr().err  # the bar exists, so the check above means something
+    assert (
+        "synthesizing" in capfd.readouterr().err
+    )  # the bar exists, so the check above means something
 
 
 # -- resume --------------------------------------------------------------------------------------
@@ -223,8 +239,11 @@ def test_rerun_with_other_settings_is_refused(cases, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_batch(cases, out, settings(), progress=False, on_case=on_case)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    for other in (settings(seed=8), settings(per_case=2),
-                  settings(requests=(TumorRequest("liver", 1, "tiny"),))):
+    for other in (
+        settings(seed=8),
+        settings(per_case=2),
+        settings(requests=(TumorRequest("liver", 1, "tiny"),)),
+    ):
         with pytest.raises(InputError, match="other settings"):
             run_batch(cases, out, other, progress=False)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

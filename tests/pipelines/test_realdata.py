@@ -19,12 +19,15 @@ IRCAD_MAP = {"liver": 1, "kidney": 5}
 
 def synth(case, label_map, **kw):
     ct, seg = case
-    return synthesize_case(ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map=label_map,
-                           affine=ct.affine, **kw)
+    return synthesize_case(
+        ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map=label_map, affine=ct.affine, **kw
+    )
 
 
-@pytest.mark.parametrize("organ,size", [("liver", "small"), ("liver", "large"),
-                                        ("kidney", "small"), ("kidney", "medium")])
+@pytest.mark.parametrize(
+    "organ,size",
+    [("liver", "small"), ("liver", "large"), ("kidney", "small"), ("kidney", "medium")],
+)
 def test_p07_tumors_sit_in_the_organ_and_replay_exactly(p07, organ, size):
     ct, seg = p07
     out = synth(p07, IRCAD_MAP, organ=organ, count=2 if size != "large" else 1, size=size, rng=7)
@@ -42,16 +45,26 @@ def test_p07_tumors_sit_in_the_organ_and_replay_exactly(p07, organ, size):
     for r in out.records:
         assert r.tumor_mean_hu < r.parenchyma_mean_hu  # hypodense relative to this scan's organ
     records = [TumorRecord.from_dict(json.loads(r.to_json())) for r in out.records]
-    again = replay_case(ct.array, seg.array, records, spacing_mm=ct.spacing_mm,
-                        label_map=IRCAD_MAP, affine=ct.affine)
+    again = replay_case(
+        ct.array,
+        seg.array,
+        records,
+        spacing_mm=ct.spacing_mm,
+        label_map=IRCAD_MAP,
+        affine=ct.affine,
+    )
     assert np.array_equal(again.image, out.image) and np.array_equal(again.label, out.label)
     assert out.image.dtype == ct.array.dtype == np.int16
 
 
 def test_p07_voxels_far_from_tumors_are_untouched(p07):
     ct, _ = p07
-    out = synth(p07, IRCAD_MAP, requests=[TumorRequest("liver", 3, "medium"),
-                                          TumorRequest("kidney", 1, "small")], rng=3)
+    out = synth(
+        p07,
+        IRCAD_MAP,
+        requests=[TumorRequest("liver", 3, "medium"), TumorRequest("kidney", 1, "small")],
+        rng=3,
+    )
     tumors = np.isin(out.label, [2, 6])
     reach = max(1.6 * max(r.radii_mm) + 10 for r in out.records)
     far = far_from(tumors, ct.spacing_mm, reach)
@@ -84,8 +97,7 @@ def test_p17_synthetic_and_real_tumors_look_alike(p17):
     import cc3d
 
     comps = cc3d.connected_components(seg.array == 2, connectivity=26)
-    real = [lesion_appearance(ct.array, comps == i, seg.array == 1, ct.spacing_mm)
-            for i in (1, 2)]
+    real = [lesion_appearance(ct.array, comps == i, seg.array == 1, ct.spacing_mm) for i in (1, 2)]
     out = synth(p17, "lits", organ="liver", count=1, size="medium", rng=5)
     new = (out.label == 2) & (seg.array != 2)
     fake = lesion_appearance(out.image, new, out.label == 1, ct.spacing_mm)
@@ -96,8 +108,9 @@ def test_p17_synthetic_and_real_tumors_look_alike(p17):
     assert fake.core_hu < fake.rim_hu + 5  # no brighter core than rim, like the real ones
 
 
-@pytest.mark.parametrize("organ,size", [("liver", "medium"), ("pancreas", "tiny"),
-                                        ("kidney", "small")])
+@pytest.mark.parametrize(
+    "organ,size", [("liver", "medium"), ("pancreas", "tiny"), ("kidney", "small")]
+)
 def test_totalseg_example_at_3mm(totalseg, organ, size):
     ct, seg = totalseg
     assert ct.spacing_mm == pytest.approx((3.0, 3.0, 3.0))
@@ -109,8 +122,14 @@ def test_totalseg_example_at_3mm(totalseg, organ, size):
     ids = {"liver": [5], "pancreas": [7], "kidney": [2, 3]}[organ]
     assert np.isin(seg.array[out.label == tumor_id], ids).mean() > 0.4
     records = [TumorRecord.from_dict(json.loads(r.to_json()))]
-    again = replay_case(ct.array, seg.array, records, spacing_mm=ct.spacing_mm,
-                        label_map="totalsegmentator", affine=ct.affine)
+    again = replay_case(
+        ct.array,
+        seg.array,
+        records,
+        spacing_mm=ct.spacing_mm,
+        label_map="totalsegmentator",
+        affine=ct.affine,
+    )
     assert np.array_equal(again.image, out.image)
 
 

@@ -20,8 +20,14 @@ def run(phantom, label_map_override=None, **kw):
     if "requests" not in kw:
         kw.setdefault("organ", "liver")
     kw.setdefault("rng", 0)
-    return synthesize_case(ct.array, seg.array, spacing_mm=ct.spacing_mm,
-                           label_map=label_map_override or "phantom", affine=ct.affine, **kw)
+    return synthesize_case(
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map=label_map_override or "phantom",
+        affine=ct.affine,
+        **kw,
+    )
 
 
 def test_identity_nothing_requested_nothing_changed(phantom):
@@ -46,8 +52,10 @@ def test_effect_tumors_labelled_darker_inside_the_liver(phantom):
 
 
 def test_direction_larger_class_larger_tumors(phantom):
-    vols = {size: np.mean([r.volume_ml for r in run(phantom, count=2, size=size, rng=4).records])
-            for size in ("tiny", "small", "medium")}
+    vols = {
+        size: np.mean([r.volume_ml for r in run(phantom, count=2, size=size, rng=4).records])
+        for size in ("tiny", "small", "medium")
+    }
     assert vols["tiny"] < vols["small"] < vols["medium"]
     for r in run(phantom, count=2, size="small", rng=4).records:
         assert 10.0 < r.diameter_mm < 25.0
@@ -64,11 +72,24 @@ def test_same_seed_same_voxels_other_seed_other_voxels(phantom):
 
 def test_replay_from_json_records_is_voxel_exact(phantom):
     ct, seg = phantom
-    out = run(phantom, requests=[TumorRequest("liver", 2, "medium"), TumorRequest("kidney", 1, "small"),
-                                 TumorRequest("pancreas", 1, "tiny")], rng=5)
+    out = run(
+        phantom,
+        requests=[
+            TumorRequest("liver", 2, "medium"),
+            TumorRequest("kidney", 1, "small"),
+            TumorRequest("pancreas", 1, "tiny"),
+        ],
+        rng=5,
+    )
     records = [TumorRecord.from_dict(json.loads(r.to_json())) for r in out.records]
-    again = replay_case(ct.array, seg.array, records, spacing_mm=ct.spacing_mm,
-                        label_map="phantom", affine=ct.affine)
+    again = replay_case(
+        ct.array,
+        seg.array,
+        records,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        affine=ct.affine,
+    )
     assert np.array_equal(again.image, out.image)
     assert np.array_equal(again.label, out.label)
     assert [r.volume_ml for r in again.records] == [r.volume_ml for r in out.records]
@@ -76,8 +97,11 @@ def test_replay_from_json_records_is_voxel_exact(phantom):
 
 def test_shape_dtype_kept_and_voxels_far_from_tumors_untouched(phantom):
     ct, seg = phantom
-    out = run(phantom, requests=[TumorRequest("liver", 2, "large"), TumorRequest("kidney", 1, "medium")],
-              rng=2)
+    out = run(
+        phantom,
+        requests=[TumorRequest("liver", 2, "large"), TumorRequest("kidney", 1, "medium")],
+        rng=2,
+    )
     assert out.image.shape == ct.array.shape and out.image.dtype == ct.array.dtype
     assert out.label.dtype == np.uint8
     tumors = np.isin(out.label, [2, 4, 6])
@@ -103,9 +127,20 @@ def test_tumors_do_not_overlap_and_records_are_complete(phantom):
             assert np.linalg.norm(centers[i] - centers[j]) > 2 * 7.5  # both at least 6 mm radius
     for r in out.records:
         d = r.to_dict()
-        for key in ("case_id", "organ", "generator", "seed", "center_mm", "radii_mm",
-                    "diameter_mm", "volume_ml", "tumor_label", "tumor_mean_hu",
-                    "parenchyma_mean_hu", "generator_version"):
+        for key in (
+            "case_id",
+            "organ",
+            "generator",
+            "seed",
+            "center_mm",
+            "radii_mm",
+            "diameter_mm",
+            "volume_ml",
+            "tumor_label",
+            "tumor_mean_hu",
+            "parenchyma_mean_hu",
+            "generator_version",
+        ):
             assert d[key] is not None
         assert r.early_stage == (r.diameter_mm < 20)
         world = phantom[0].affine @ np.append(r.center_vox, 1.0)
@@ -113,13 +148,20 @@ def test_tumors_do_not_overlap_and_records_are_complete(phantom):
 
 
 def test_largest_tumors_are_placed_first(phantom):
-    out = run(phantom, requests=[TumorRequest("liver", 2, "tiny"), TumorRequest("liver", 1, "large")],
-              rng=1)
+    out = run(
+        phantom,
+        requests=[TumorRequest("liver", 2, "tiny"), TumorRequest("liver", 1, "large")],
+        rng=1,
+    )
     assert [r.size_class for r in out.records] == ["large", "tiny", "tiny"]
 
 
 def test_mixed_sizes_draw_several_classes(phantom):
-    sizes = {r.size_class for seed in range(4) for r in run(phantom, count=4, size="mixed", rng=seed).records}
+    sizes = {
+        r.size_class
+        for seed in range(4)
+        for r in run(phantom, count=4, size="mixed", rng=seed).records
+    }
     assert len(sizes) >= 3
 
 
@@ -140,8 +182,13 @@ def test_bad_arguments_are_refused(phantom):
         TumorRequest("liver", -1)
     ct, seg = phantom
     with pytest.raises(InputError, match="does not match"):
-        synthesize_case(ct.array, seg.array[:, :, :10], spacing_mm=ct.spacing_mm,
-                        label_map="phantom", organ="liver")
+        synthesize_case(
+            ct.array,
+            seg.array[:, :, :10],
+            spacing_mm=ct.spacing_mm,
+            label_map="phantom",
+            organ="liver",
+        )
 
 
 def _phantom_map():

@@ -31,8 +31,9 @@ def test_volume_matches_ellipsoid_in_mm_at_anisotropic_spacing():
 def test_rotation_keeps_volume_and_moves_extent():
     rot = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)  # 90 deg about axis 2
     base = ShapeSpec(center_vox=(60.0, 60.0, 60.0), radii_mm=(12.0, 4.0, 4.0))
-    turned = ShapeSpec(center_vox=(60.0, 60.0, 60.0), radii_mm=(12.0, 4.0, 4.0),
-                       rotation=tuple(rot.ravel()))
+    turned = ShapeSpec(
+        center_vox=(60.0, 60.0, 60.0), radii_mm=(12.0, 4.0, 4.0), rotation=tuple(rot.ravel())
+    )
     v0, f0 = volume_mm3(base)
     v1, f1 = volume_mm3(turned)
     assert v1 == pytest.approx(v0, rel=0.01)
@@ -42,17 +43,32 @@ def test_rotation_keeps_volume_and_moves_extent():
 
 
 def test_larger_radius_larger_volume():
-    small = ShapeSpec(center_vox=(60.0, 60.0, 60.0), radii_mm=(5.0, 5.0, 5.0),
-                      deform_amplitude_mm=1.0, deform_scale_mm=5.0, deform_seed=1)
-    large = ShapeSpec(center_vox=(60.0, 60.0, 60.0), radii_mm=(9.0, 9.0, 9.0),
-                      deform_amplitude_mm=1.0, deform_scale_mm=5.0, deform_seed=1)
+    small = ShapeSpec(
+        center_vox=(60.0, 60.0, 60.0),
+        radii_mm=(5.0, 5.0, 5.0),
+        deform_amplitude_mm=1.0,
+        deform_scale_mm=5.0,
+        deform_seed=1,
+    )
+    large = ShapeSpec(
+        center_vox=(60.0, 60.0, 60.0),
+        radii_mm=(9.0, 9.0, 9.0),
+        deform_amplitude_mm=1.0,
+        deform_scale_mm=5.0,
+        deform_seed=1,
+    )
     assert volume_mm3(large)[0] > 4 * volume_mm3(small)[0]
 
 
 def test_deformation_changes_the_outline_but_not_the_size():
     plain = ShapeSpec(center_vox=(60.0, 60.0, 60.0), radii_mm=(10.0, 10.0, 10.0))
-    bumpy = ShapeSpec(center_vox=(60.0, 60.0, 60.0), radii_mm=(10.0, 10.0, 10.0),
-                      deform_amplitude_mm=1.5, deform_scale_mm=6.0, deform_seed=4)
+    bumpy = ShapeSpec(
+        center_vox=(60.0, 60.0, 60.0),
+        radii_mm=(10.0, 10.0, 10.0),
+        deform_amplitude_mm=1.5,
+        deform_scale_mm=6.0,
+        deform_seed=4,
+    )
     v0, f0 = volume_mm3(plain)
     v1, f1 = volume_mm3(bumpy)
     assert v1 == pytest.approx(v0, rel=0.15)
@@ -61,8 +77,11 @@ def test_deformation_changes_the_outline_but_not_the_size():
 
 
 def test_satellites_add_separate_nodules():
-    spec = ShapeSpec(center_vox=(60.0, 60.0, 60.0), radii_mm=(8.0, 8.0, 8.0),
-                     satellites=(Satellite((16.0, 0.0, 0.0), 3.0),))
+    spec = ShapeSpec(
+        center_vox=(60.0, 60.0, 60.0),
+        radii_mm=(8.0, 8.0, 8.0),
+        satellites=(Satellite((16.0, 0.0, 0.0), 3.0),),
+    )
     vol, field = volume_mm3(spec)
     assert vol == pytest.approx(4 / 3 * math.pi * (8**3 + 3**3), rel=0.05)
     from scipy import ndimage as ndi
@@ -81,10 +100,17 @@ def test_soft_mask_is_half_on_the_surface_and_monotonic():
 
 
 def test_spec_survives_json_exactly():
-    spec = ShapeSpec(center_vox=(10.123456789, 20.5, 3.25), radii_mm=(1 / 3, 2.5, 7.0),
-                     rotation=tuple(np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0].ravel()),
-                     deform_amplitude_mm=0.7, deform_scale_mm=4.4, deform_seed=99, mass_effect=0.2,
-                     bulge_mm=1.5, satellites=(Satellite((1.0, 2.0, 3.0), 2.0),))
+    spec = ShapeSpec(
+        center_vox=(10.123456789, 20.5, 3.25),
+        radii_mm=(1 / 3, 2.5, 7.0),
+        rotation=tuple(np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0].ravel()),
+        deform_amplitude_mm=0.7,
+        deform_scale_mm=4.4,
+        deform_seed=99,
+        mass_effect=0.2,
+        bulge_mm=1.5,
+        satellites=(Satellite((1.0, 2.0, 3.0), 2.0),),
+    )
     again = ShapeSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
 

@@ -9,9 +9,12 @@ def axes(n: int, step: float, start: float = 0.0):
 
 
 def test_unit_variance_and_zero_mean_over_many_seeds():
-    values = np.concatenate([
-        smooth_random_field(axes(24, 1.0, -12), scale_mm=3.0, extent_mm=14.0, seed=s).ravel()
-        for s in range(20)])
+    values = np.concatenate(
+        [
+            smooth_random_field(axes(24, 1.0, -12), scale_mm=3.0, extent_mm=14.0, seed=s).ravel()
+            for s in range(20)
+        ]
+    )
     assert abs(values.mean()) < 0.1
     assert 0.85 < values.std() < 1.15
 

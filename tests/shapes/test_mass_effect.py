@@ -39,9 +39,13 @@ def test_more_mass_effect_moves_tissue_further():
     label = np.zeros(image.shape, np.uint8)
     shifts = []
     for alpha in (0.1, 0.4):
-        spec = ShapeSpec(center_vox=(40.0, 40.0, 40.0), radii_mm=(10.0, 10.0, 10.0), mass_effect=alpha)
+        spec = ShapeSpec(
+            center_vox=(40.0, 40.0, 40.0), radii_mm=(10.0, 10.0, 10.0), mass_effect=alpha
+        )
         box = mass_effect_box(spec, (1.0, 1.0, 1.0), image.shape)
-        out = apply_mass_effect(spec, (1.0, 1.0, 1.0), box, image[box.slices].copy(), label[box.slices])
+        out = apply_mass_effect(
+            spec, (1.0, 1.0, 1.0), box, image[box.slices].copy(), label[box.slices]
+        )
         shifts.append(r[box.slices][out.image > 150].mean())
     assert shifts[1] > shifts[0]
 
@@ -51,7 +55,9 @@ def test_label_moves_with_the_tissue():
     label = np.where(r < 12.0, 1, 0).astype(np.uint8)  # an organ edge just outside the tumor
     spec = ShapeSpec(center_vox=(40.0, 40.0, 40.0), radii_mm=(10.0, 10.0, 10.0), mass_effect=0.4)
     box = mass_effect_box(spec, (1.0, 1.0, 1.0), image.shape)
-    out = apply_mass_effect(spec, (1.0, 1.0, 1.0), box, image[box.slices].copy(), label[box.slices].copy())
+    out = apply_mass_effect(
+        spec, (1.0, 1.0, 1.0), box, image[box.slices].copy(), label[box.slices].copy()
+    )
     assert out.label.sum() > label[box.slices].sum() * 1.05
     assert set(np.unique(out.label)) <= {0, 1}
 
@@ -75,10 +81,14 @@ def test_warp_never_folds_tissue(alpha):
     _, r = shell_image()
     spec = ShapeSpec(center_vox=(40.0, 40.0, 40.0), radii_mm=(10.0, 10.0, 10.0), mass_effect=alpha)
     box = mass_effect_box(spec, (1.0, 1.0, 1.0), r.shape)
-    out = apply_mass_effect(spec, (1.0, 1.0, 1.0), box, r[box.slices].astype(np.float32),
-                            np.zeros(box.shape, np.uint8))
+    out = apply_mass_effect(
+        spec, (1.0, 1.0, 1.0), box, r[box.slices].astype(np.float32), np.zeros(box.shape, np.uint8)
+    )
     c = [40 - o for o in box.origin]
-    for ray in (out.image[c[0] + 10:, c[1], c[2]], out.image[c[0], c[1] + 10:, c[2]],
-                out.image[c[0], c[1], c[2] + 10:]):
+    for ray in (
+        out.image[c[0] + 10 :, c[1], c[2]],
+        out.image[c[0], c[1] + 10 :, c[2]],
+        out.image[c[0], c[1], c[2] + 10 :],
+    ):
         assert np.all(np.diff(ray) >= -0.05)
     assert out.moved.any()

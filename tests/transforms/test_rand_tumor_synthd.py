@@ -33,27 +33,40 @@ def make_transform(**kwargs: object) -> RandTumorSynthd:
 def meta_sample(ct: Volume, seg: Volume) -> dict[str, MetaTensor]:
     """A channel-first MetaTensor sample as LoadImaged + EnsureChannelFirstd would give it."""
     affine = torch.as_tensor(ct.affine)
-    return {"image": MetaTensor(torch.as_tensor(ct.array[None].astype(np.float32)), affine=affine),
-            "label": MetaTensor(torch.as_tensor(seg.array[None].astype(np.float32)), affine=affine)}
+    return {
+        "image": MetaTensor(torch.as_tensor(ct.array[None].astype(np.float32)), affine=affine),
+        "label": MetaTensor(torch.as_tensor(seg.array[None].astype(np.float32)), affine=affine),
+    }
 
 
 def numpy_sample(ct: Volume, seg: Volume) -> dict[str, object]:
-    return {"image": ct.array[None].copy(), "label": seg.array[None].copy(),
-            "image_meta_dict": {"affine": ct.affine.copy()}}
+    return {
+        "image": ct.array[None].copy(),
+        "label": seg.array[None].copy(),
+        "image_meta_dict": {"affine": ct.affine.copy()},
+    }
 
 
 def as_array(value: object) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
-def assert_changes_near_tumors(changed: np.ndarray, records: list[dict], affine: np.ndarray) -> None:
+def assert_changes_near_tumors(
+    changed: np.ndarray, records: list[dict], affine: np.ndarray
+) -> None:
     """Every changed voxel lies near a tumor (its blurred edge and mass effect), none far away."""
     assert changed.any()
     voxels = np.argwhere(changed)
     world = (affine @ np.c_[voxels, np.ones(len(voxels))].T)[:3].T
     reach_mm = 2.0 * float(np.sqrt((affine[:3, :3] ** 2).sum(axis=0)).max())
-    ratio = np.min([np.linalg.norm(world - np.asarray(r["center_mm"]), axis=1)
-                    / (3.0 * max(r["radii_mm"]) + reach_mm) for r in records], axis=0)
+    ratio = np.min(
+        [
+            np.linalg.norm(world - np.asarray(r["center_mm"]), axis=1)
+            / (3.0 * max(r["radii_mm"]) + reach_mm)
+            for r in records
+        ],
+        axis=0,
+    )
     assert ratio.max() <= 1.0
 
 
@@ -62,8 +75,9 @@ def equivalent_diameter_mm(volume_ml: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def phantom_files(phantom: tuple[Volume, Volume], tmp_path_factory: pytest.TempPathFactory
-                  ) -> dict[str, str]:
+def phantom_files(
+    phantom: tuple[Volume, Volume], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     ct, seg = phantom
     folder = tmp_path_factory.mktemp("phantom_nifti")
     save_volume(ct, folder / "ct.nii.gz")
@@ -87,8 +101,9 @@ def restore_global_rng():
 
 
 def load(files: dict[str, str], *transforms: object) -> dict[str, object]:
-    pipeline = Compose([LoadImaged(keys=KEYS, image_only=True), EnsureChannelFirstd(keys=KEYS),
-                        *transforms])
+    pipeline = Compose(
+        [LoadImaged(keys=KEYS, image_only=True), EnsureChannelFirstd(keys=KEYS), *transforms]
+    )
     return pipeline(dict(files))
 
 
@@ -181,7 +196,9 @@ def test_same_seed_same_output_whatever_the_global_rng(phantom):
 def test_randomness_comes_from_self_R(phantom):
     ct, seg = phantom
     by_seed = make_transform().set_random_state(seed=5)(meta_sample(ct, seg))
-    by_state = make_transform().set_random_state(state=np.random.RandomState(5))(meta_sample(ct, seg))
+    by_state = make_transform().set_random_state(state=np.random.RandomState(5))(
+        meta_sample(ct, seg)
+    )
     assert torch.equal(by_seed["image"], by_state["image"])
     assert by_seed["tumors"] == by_state["tumors"]
 
@@ -191,7 +208,11 @@ def test_calls_draw_from_no_global_generator(phantom):
     np_state, torch_state = np.random.get_state(), torch.get_rng_state()
     make_transform(count=1).set_random_state(0)(meta_sample(ct, seg))
     after = np.random.get_state()
-    assert np_state[0] == after[0] and np.array_equal(np_state[1], after[1]) and np_state[2] == after[2]
+    assert (
+        np_state[0] == after[0]
+        and np.array_equal(np_state[1], after[1])
+        and np_state[2] == after[2]
+    )
     assert torch.equal(torch_state, torch.get_rng_state())
 
 
@@ -216,7 +237,9 @@ def test_tumor_size_is_physical_at_any_spacing(phantom, fine_phantom):
             records = out["tumors"]
             assert records
             n_tumor = int((as_array(out["label"]) == LIVER_TUMOR).sum())
-            assert sum(r["volume_ml"] for r in records) == pytest.approx(n_tumor * voxel_ml, rel=1e-3)
+            assert sum(r["volume_ml"] for r in records) == pytest.approx(
+                n_tumor * voxel_ml, rel=1e-3
+            )
             for record in records:
                 assert record["n_voxels"] * voxel_ml == pytest.approx(record["volume_ml"], rel=1e-3)
                 diameters.append(equivalent_diameter_mm(record["volume_ml"]))
@@ -343,18 +366,23 @@ def test_allow_missing_keys(phantom):
     with pytest.raises(InputError, match="'label'"):
         make_transform().set_random_state(0)(image_only)
     # With both keys present it still synthesizes.
-    both = make_transform(allow_missing_keys=True, count=1).set_random_state(0)(meta_sample(ct, seg))
+    both = make_transform(allow_missing_keys=True, count=1).set_random_state(0)(
+        meta_sample(ct, seg)
+    )
     assert (as_array(both["label"]) == LIVER_TUMOR).any()
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"organ": "brain"}, "brain"),
-    ({"organ": ("liver", "lung")}, "lung"),
-    ({"size": "huge"}, "huge"),
-    ({"count": -1}, "-1"),
-    ({"on_error": "ignore"}, "ignore"),
-    ({"label_map": "no_such_preset"}, "no_such_preset"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"organ": "brain"}, "brain"),
+        ({"organ": ("liver", "lung")}, "lung"),
+        ({"size": "huge"}, "huge"),
+        ({"count": -1}, "-1"),
+        ({"on_error": "ignore"}, "ignore"),
+        ({"label_map": "no_such_preset"}, "no_such_preset"),
+    ],
+)
 def test_invalid_arguments_are_refused_in_init(kwargs, message):
     with pytest.raises(InputError, match=message):
         make_transform(**kwargs)
@@ -368,8 +396,13 @@ def test_keys_must_be_image_and_label():
 # -- in a MONAI Dataset ----------------------------------------------------------------------------
 def test_in_dataset_and_dataloader(phantom_files, phantom):
     ct, _ = phantom
-    transform = Compose([LoadImaged(keys=KEYS, image_only=True), EnsureChannelFirstd(keys=KEYS),
-                         make_transform(size="tiny", records_key=None)])
+    transform = Compose(
+        [
+            LoadImaged(keys=KEYS, image_only=True),
+            EnsureChannelFirstd(keys=KEYS),
+            make_transform(size="tiny", records_key=None),
+        ]
+    )
     dataset = Dataset(data=[dict(phantom_files), dict(phantom_files)], transform=transform)
     batches = list(DataLoader(dataset, batch_size=2, num_workers=0))
     assert len(batches) == 1
@@ -387,10 +420,18 @@ def test_in_dataset_and_dataloader(phantom_files, phantom):
 def test_totalsegmentator_pancreas(totalseg):
     ct, seg = totalseg
     affine = torch.as_tensor(ct.affine)
-    sample = {"image": MetaTensor(torch.as_tensor(ct.array[None].astype(np.float32)), affine=affine),
-              "label": MetaTensor(torch.as_tensor(seg.array[None].astype(np.int16)), affine=affine)}
-    transform = RandTumorSynthd(KEYS, organ="pancreas", size="small", count=1,
-                                label_map="totalsegmentator", records_key="tumors")
+    sample = {
+        "image": MetaTensor(torch.as_tensor(ct.array[None].astype(np.float32)), affine=affine),
+        "label": MetaTensor(torch.as_tensor(seg.array[None].astype(np.int16)), affine=affine),
+    }
+    transform = RandTumorSynthd(
+        KEYS,
+        organ="pancreas",
+        size="small",
+        count=1,
+        label_map="totalsegmentator",
+        records_key="tumors",
+    )
     out = transform.set_random_state(0)(sample)
     np.testing.assert_allclose(out["image"].affine.numpy(), ct.affine)
     lab = as_array(out["label"])[0]

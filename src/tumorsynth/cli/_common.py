@@ -16,12 +16,17 @@ EXIT_INTERRUPTED = 130
 
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
-    parser.add_argument("--seed", type=int, default=default,
-                        help=f"random seed; the same seed gives the same tumors (default {default})")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=default,
+        help=f"random seed; the same seed gives the same tumors (default {default})",
+    )
 
 
-def apply_config(parser: argparse.ArgumentParser, argv: Sequence[str],
-                 args: argparse.Namespace) -> argparse.Namespace:
+def apply_config(
+    parser: argparse.ArgumentParser, argv: Sequence[str], args: argparse.Namespace
+) -> argparse.Namespace:
     """Reparse with the config file's values as defaults, so command-line flags still win."""
     from tumorsynth.errors import InputError
 
@@ -38,8 +43,9 @@ def apply_config(parser: argparse.ArgumentParser, argv: Sequence[str],
 
             data = yaml.safe_load(text)
     except ValueError as exc:
-        raise InputError(str(path), f"expected a YAML/JSON mapping of options, found unparsable "
-                         f"text ({exc})") from exc
+        raise InputError(
+            str(path), f"expected a YAML/JSON mapping of options, found unparsable text ({exc})"
+        ) from exc
     if not isinstance(data, dict):
         raise InputError(str(path), f"expected a mapping of options, found {type(data).__name__}")
     known = vars(args)
@@ -47,8 +53,11 @@ def apply_config(parser: argparse.ArgumentParser, argv: Sequence[str],
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest not in known or dest.startswith("_"):
-            raise InputError(str(path), f"unknown option {key!r} for '{args.command}'; known are "
-                             f"{sorted(k for k in known if not k.startswith('_'))}")
+            raise InputError(
+                str(path),
+                f"unknown option {key!r} for '{args.command}'; known are "
+                f"{sorted(k for k in known if not k.startswith('_'))}",
+            )
         defaults[dest] = value
     sub = _subparser(parser, args.command)
     sub.set_defaults(**defaults)
@@ -73,6 +82,9 @@ def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
         print(f"tumorsynth {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"tumorsynth {args.command}: interrupted; finished cases are kept, rerun the same "
-              "command to resume", file=sys.stderr)
+        print(
+            f"tumorsynth {args.command}: interrupted; finished cases are kept, rerun the same "
+            "command to resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED

@@ -8,8 +8,12 @@ from tumorsynth.cli._common import add_seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="tumorsynth_demo", metavar="DIR",
-                        help="output folder (default ./tumorsynth_demo)")
+    parser.add_argument(
+        "--out",
+        default="tumorsynth_demo",
+        metavar="DIR",
+        help="output folder (default ./tumorsynth_demo)",
+    )
     add_seed(parser)
     parser.add_argument("--image", help="run on this real CT instead of the phantom")
     parser.add_argument("--label", help="organ labels of --image")
@@ -24,19 +28,33 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     if args.image is None:
-        print("tumorsynth demo: using the embedded PHANTOM, a procedurally generated abdominal CT "
-              "(not a patient); pass --image/--label for a real scan")
-    demo = run_demo(args.out, seed=args.seed, image=args.image, label=args.label,
-                    label_map=args.label_map, progress=not args.no_progress)
-    print(f"{'organ':<9} {'size':<7} {'diam mm':>8} {'vol mL':>8} {'tumor HU':>9} "
-          f"{'organ HU':>9} {'contrast':>9}  kind")
+        print(
+            "tumorsynth demo: using the embedded PHANTOM, a procedurally generated abdominal CT "
+            "(not a patient); pass --image/--label for a real scan"
+        )
+    demo = run_demo(
+        args.out,
+        seed=args.seed,
+        image=args.image,
+        label=args.label,
+        label_map=args.label_map,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{'organ':<9} {'size':<7} {'diam mm':>8} {'vol mL':>8} {'tumor HU':>9} "
+        f"{'organ HU':>9} {'contrast':>9}  kind"
+    )
     for r in demo.records:
-        print(f"{r.organ:<9} {r.size_class:<7} {r.diameter_mm:>8.1f} {r.volume_ml:>8.2f} "
-              f"{r.tumor_mean_hu:>9.0f} {r.parenchyma_mean_hu:>9.0f} {r.contrast_hu:>+9.0f}  "
-              f"{r.appearance.get('kind', '')}{' exophytic' if r.exophytic else ''}")
+        print(
+            f"{r.organ:<9} {r.size_class:<7} {r.diameter_mm:>8.1f} {r.volume_ml:>8.2f} "
+            f"{r.tumor_mean_hu:>9.0f} {r.parenchyma_mean_hu:>9.0f} {r.contrast_hu:>+9.0f}  "
+            f"{r.appearance.get('kind', '')}{' exophytic' if r.exophytic else ''}"
+        )
     print(f"{len(demo.records)} tumors in {time.perf_counter() - start:.1f} s -> {demo.out_dir}/")
-    print(f"  images: {demo.out_dir}/imagesTr, labels: {demo.out_dir}/labelsTr, "
-          f"records: {demo.out_dir}/manifest.jsonl")
+    print(
+        f"  images: {demo.out_dir}/imagesTr, labels: {demo.out_dir}/labelsTr, "
+        f"records: {demo.out_dir}/manifest.jsonl"
+    )
     for path in demo.previews:
         print(f"  preview: {path}")
     return 0

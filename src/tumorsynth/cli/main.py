@@ -27,13 +27,17 @@ SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tumorsynth",
-        description="Realistic synthetic tumors in healthy CT, at native spacing.")
+        description="Realistic synthetic tumors in healthy CT, at native spacing.",
+    )
     parser.add_argument("--version", action="version", version=f"tumorsynth {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
-        child.add_argument("--config", metavar="FILE",
-                           help="YAML or JSON file of option defaults (command-line flags win)")
+        child.add_argument(
+            "--config",
+            metavar="FILE",
+            help="YAML or JSON file of option defaults (command-line flags win)",
+        )
         importlib.import_module(f"tumorsynth.cli.{module}").add_arguments(child)
         child.set_defaults(_module=module)
     return parser

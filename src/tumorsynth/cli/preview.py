@@ -10,8 +10,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", help="or: a CT ...")
     parser.add_argument("--label", help="... and its label holding tumors")
     parser.add_argument("--label-map", default="tumorsynth", help="label map of --label")
-    parser.add_argument("--out", metavar="DIR", help="folder for the PNGs (default DIR/previews, "
-                        "or beside --image)")
+    parser.add_argument(
+        "--out", metavar="DIR", help="folder for the PNGs (default DIR/previews, or beside --image)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,26 +13,52 @@ SIZES = ("tiny", "small", "medium", "large", "mixed")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", metavar="CT", help="one CT (NIfTI or DICOM folder)")
-    parser.add_argument("--label", metavar="SEG", help="its organ labels (file or AbdomenAtlas "
-                        "segmentations/ folder)")
-    parser.add_argument("--dataset", metavar="DIR", help="a dataset folder instead (nnU-Net v2, "
-                        "MSD or AbdomenAtlas layout)")
-    parser.add_argument("--layout", default="auto", choices=("auto", "nnunet", "msd", "abdomenatlas"))
-    parser.add_argument("--label-map", default="totalsegmentator", metavar="PRESET_OR_JSON",
-                        help="totalsegmentator, msd, lits, kits, abdomenatlas, tumorsynth, phantom, "
-                        "or a JSON file like {\"liver\": 1, \"kidney\": [2, 3]} "
-                        "(default totalsegmentator)")
-    parser.add_argument("--organ", default="liver",
-                        help="liver, pancreas, kidney, or several separated by commas")
-    parser.add_argument("--count", type=int, default=None,
-                        help="tumors per organ (default: drawn from the size class's range)")
-    parser.add_argument("--size", default="small", choices=SIZES,
-                        help="size class: tiny 4, small 8, medium 16, large 32 mm base radius")
+    parser.add_argument(
+        "--label",
+        metavar="SEG",
+        help="its organ labels (file or AbdomenAtlas segmentations/ folder)",
+    )
+    parser.add_argument(
+        "--dataset",
+        metavar="DIR",
+        help="a dataset folder instead (nnU-Net v2, MSD or AbdomenAtlas layout)",
+    )
+    parser.add_argument(
+        "--layout", default="auto", choices=("auto", "nnunet", "msd", "abdomenatlas")
+    )
+    parser.add_argument(
+        "--label-map",
+        default="totalsegmentator",
+        metavar="PRESET_OR_JSON",
+        help="totalsegmentator, msd, lits, kits, abdomenatlas, tumorsynth, phantom, "
+        'or a JSON file like {"liver": 1, "kidney": [2, 3]} '
+        "(default totalsegmentator)",
+    )
+    parser.add_argument(
+        "--organ", default="liver", help="liver, pancreas, kidney, or several separated by commas"
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="tumors per organ (default: drawn from the size class's range)",
+    )
+    parser.add_argument(
+        "--size",
+        default="small",
+        choices=SIZES,
+        help="size class: tiny 4, small 8, medium 16, large 32 mm base radius",
+    )
     parser.add_argument("--generator", default="heuristic")
     add_seed(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (nnU-Net v2 layout)")
-    parser.add_argument("--per-case", type=int, default=1, metavar="K",
-                        help="synthetic variants per input case (default 1)")
+    parser.add_argument(
+        "--per-case",
+        type=int,
+        default=1,
+        metavar="K",
+        help="synthetic variants per input case (default 1)",
+    )
     parser.add_argument("--workers", type=int, default=1, metavar="W", help="processes")
     parser.add_argument("--case-id", help="case id for --image (default: from the file name)")
     parser.add_argument("--preview", action="store_true", help="write PNG montages too")
@@ -50,39 +76,58 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise InputError("--out", "an output folder is required")
     if bool(args.image) == bool(args.dataset):
-        raise InputError("--image/--dataset", "give exactly one: --image CT --label SEG for one "
-                         "case, or --dataset DIR")
+        raise InputError(
+            "--image/--dataset",
+            "give exactly one: --image CT --label SEG for one case, or --dataset DIR",
+        )
     if args.per_case < 1 or args.workers < 1:
-        raise InputError("--per-case/--workers", f"expected >= 1, found {args.per_case}/{args.workers}")
+        raise InputError(
+            "--per-case/--workers", f"expected >= 1, found {args.per_case}/{args.workers}"
+        )
     organs = [o.strip() for o in str(args.organ).split(",") if o.strip()]
     known = registered_organs()
     unknown = [organ for organ in organs if organ not in known]
     if unknown or not organs:
-        raise InputError("--organ", f"expected one or more of {', '.join(known)} separated by "
-                         f"commas, found {str(args.organ)!r}")
+        raise InputError(
+            "--organ",
+            f"expected one or more of {', '.join(known)} separated by "
+            f"commas, found {str(args.organ)!r}",
+        )
     if args.count is not None and args.count < 1:
-        raise InputError("--count", f"expected >= 1 tumor per organ, found {args.count} (a run "
-                         "without tumors has nothing to record)")
+        raise InputError(
+            "--count",
+            f"expected >= 1 tumor per organ, found {args.count} (a run "
+            "without tumors has nothing to record)",
+        )
     get_generator(args.generator)
     requests = tuple(TumorRequest(o, args.count, args.size) for o in organs)
     label_map = str(args.label_map)
-    settings = BatchSettings(requests, label_map=label_map, generator=args.generator,
-                             seed=int(args.seed), per_case=int(args.per_case),
-                             preview=bool(args.preview))
+    settings = BatchSettings(
+        requests,
+        label_map=label_map,
+        generator=args.generator,
+        seed=int(args.seed),
+        per_case=int(args.per_case),
+        preview=bool(args.preview),
+    )
     settings.resolved_label_map()
     if args.image:
         if not args.label:
             raise InputError("--label", "--image needs its organ labels (--label SEG)")
-        cases = [CaseRef(args.case_id or case_id_from(args.image), Path(args.image),
-                         Path(args.label))]
+        cases = [
+            CaseRef(args.case_id or case_id_from(args.image), Path(args.image), Path(args.label))
+        ]
     else:
         cases = discover_cases(args.dataset, layout=args.layout)
-    result = run_batch(cases, args.out, settings, workers=int(args.workers),
-                       progress=not args.no_progress)
-    print(f"{len(result.records)} tumors in {result.variants_done} new case variants -> "
-          f"{result.out_dir} (manifest.jsonl"
-          + (f"; {result.variants_skipped} already done, skipped" if result.variants_skipped else "")
-          + ")")
+    result = run_batch(
+        cases, args.out, settings, workers=int(args.workers), progress=not args.no_progress
+    )
+    print(
+        f"{len(result.records)} tumors in {result.variants_done} new case variants -> "
+        f"{result.out_dir} (manifest.jsonl"
+        + (f"; {result.variants_skipped} already done, skipped" if result.variants_skipped else "")
+        + ")"
+    )
     return 0
 
 

@@ -40,8 +40,9 @@ def get_generator(generator: str | TumorGenerator, **options: object) -> TumorGe
     try:
         factory = _FACTORIES[generator]
     except KeyError:
-        raise InputError(f"generator {generator!r}", f"unknown generator; known are "
-                         f"{sorted(_FACTORIES)}") from None
+        raise InputError(
+            f"generator {generator!r}", f"unknown generator; known are {sorted(_FACTORIES)}"
+        ) from None
     return factory(**options)
 
 

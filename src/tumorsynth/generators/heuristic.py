@@ -98,11 +98,12 @@ class HeuristicAppearance:
         return plain_json(data)  # type: ignore[return-value]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "HeuristicAppearance":
+    def from_dict(cls, data: Mapping[str, Any]) -> HeuristicAppearance:
         values = dict(data)
         values["dense_spots"] = tuple(
             DenseSpot(tuple(s["offset_mm"]), float(s["radius_mm"]), float(s["hu"]))
-            for s in values.get("dense_spots", ()))
+            for s in values.get("dense_spots", ())
+        )
         return cls(**values)
 
 
@@ -127,10 +128,13 @@ class HeuristicGenerator:
         size = site.size_class
         if rng.random() < rules.cyst_probability:
             spec = HeuristicAppearance(
-                kind="cyst", parenchyma_hu=stats.median_hu, noise_hu=stats.noise_hu,
+                kind="cyst",
+                parenchyma_hu=stats.median_hu,
+                noise_hu=stats.noise_hu,
                 target_hu=float(rng.uniform(*rules.cyst_hu)),
                 edge_width_mm=float(rng.uniform(*rules.cyst_edge_width_mm)),
-                texture_seed=int(rng.integers(2**31 - 1)))
+                texture_seed=int(rng.integers(2**31 - 1)),
+            )
             return spec.to_dict()
         bigger = size in ("medium", "large")
         necrosis = bigger and rng.random() < rules.necrosis_probability
@@ -139,10 +143,13 @@ class HeuristicGenerator:
         min_radius = min(site.shape.radii_mm)
         phase = rules.enhancement(stats.median_hu)  # less contrast on a non-contrast scan
         spec = HeuristicAppearance(
-            kind="solid", parenchyma_hu=stats.median_hu, noise_hu=stats.noise_hu,
+            kind="solid",
+            parenchyma_hu=stats.median_hu,
+            noise_hu=stats.noise_hu,
             target_hu=stats.median_hu + phase * float(rng.uniform(*rules.contrast_hu)),
-            centre_drop_hu=(phase * float(rng.uniform(*rules.centre_drop_hu))
-                            * _SIZE_CENTRE_GAIN[size]),
+            centre_drop_hu=(
+                phase * float(rng.uniform(*rules.centre_drop_hu)) * _SIZE_CENTRE_GAIN[size]
+            ),
             texture_hu=float(rng.uniform(*rules.texture_hu)) * _SIZE_TEXTURE_GAIN[size],
             texture_scale_mm=float(rng.uniform(*rules.texture_scale_mm)),
             texture_seed=int(rng.integers(2**31 - 1)),
@@ -156,15 +163,21 @@ class HeuristicGenerator:
         return spec.to_dict()
 
     @staticmethod
-    def _draw_spots(rng: np.random.Generator, min_radius: float,
-                    hu_range: tuple[float, float]) -> tuple[DenseSpot, ...]:
+    def _draw_spots(
+        rng: np.random.Generator, min_radius: float, hu_range: tuple[float, float]
+    ) -> tuple[DenseSpot, ...]:
         spots = []
         for _ in range(int(rng.integers(1, 5))):
             direction = rng.standard_normal(3)
             direction /= np.linalg.norm(direction)
             offset = direction * rng.uniform(0.0, 0.6) * min_radius
-            spots.append(DenseSpot(tuple(float(v) for v in offset),  # type: ignore[arg-type]
-                                   float(rng.uniform(1.0, 2.5)), float(rng.uniform(*hu_range))))
+            spots.append(
+                DenseSpot(
+                    tuple(float(v) for v in offset),  # type: ignore[arg-type]
+                    float(rng.uniform(1.0, 2.5)),
+                    float(rng.uniform(*hu_range)),
+                )
+            )
         return tuple(spots)
 
     # -- deterministic side --------------------------------------------------------------------
@@ -191,15 +204,16 @@ class HeuristicGenerator:
         target = self._target(app, inputs)
         return background + weight * (target + noise - background)
 
-    def _noise(self, app: HeuristicAppearance, background: np.ndarray, low: np.ndarray,
-               weight: np.ndarray) -> np.ndarray:
+    def _noise(
+        self, app: HeuristicAppearance, background: np.ndarray, low: np.ndarray, weight: np.ndarray
+    ) -> np.ndarray:
         """The scan's own noise (clipped high-pass residual) where the tissue under the tumor is
         parenchyma; where it is not (fat, vessel walls), the residual would carry that anatomy's
         edges into the tumor, so Gaussian noise of the same std and a CT-like grain stands in."""
         noise_hu = max(app.noise_hu, 1.0)
         clip = np.float32(_NOISE_CLIP * noise_hu)
         noise = np.clip(background - low, -clip, clip)
-        foreign = (np.abs(low - np.float32(app.parenchyma_hu)) > np.float32(max(4 * noise_hu, 50.0)))
+        foreign = np.abs(low - np.float32(app.parenchyma_hu)) > np.float32(max(4 * noise_hu, 50.0))
         foreign &= weight > 0.01
         box = bounding_box(foreign, margin=(2, 2, 2))
         if box is None:
@@ -208,8 +222,11 @@ class HeuristicGenerator:
         # noise only in the box around the foreign voxels: a deterministic function of the crop.
         widened = ndi.binary_dilation(foreign[box], iterations=2) & (weight[box] > 0.01)
         rng = np.random.default_rng(app.texture_seed + 1)
-        grain = ndi.gaussian_filter(rng.standard_normal(widened.shape, dtype=np.float32),
-                                    sigma=_GRAIN_SIGMA_VOX, truncate=3.0)
+        grain = ndi.gaussian_filter(
+            rng.standard_normal(widened.shape, dtype=np.float32),
+            sigma=_GRAIN_SIGMA_VOX,
+            truncate=3.0,
+        )
         grain *= np.float32(noise_hu / max(float(grain.std()), 1e-6))
         sub = noise[box]
         sub[widened] = np.clip(grain[widened], -clip, clip)
@@ -228,12 +245,18 @@ class HeuristicGenerator:
             center = inputs.shape.center_vox
             axes = crop_axes_mm(box.origin, box.shape, inputs.spacing_mm, center)
             extent = max(float(np.abs(a).max()) for a in axes)
-            texture = smooth_random_field(axes, scale_mm=app.texture_scale_mm, extent_mm=extent,
-                                          seed=app.texture_seed,
-                                          components=2 if app.necrosis_fraction else 1)
+            texture = smooth_random_field(
+                axes,
+                scale_mm=app.texture_scale_mm,
+                extent_mm=extent,
+                seed=app.texture_seed,
+                components=2 if app.necrosis_fraction else 1,
+            )
             target += np.float32(app.texture_hu) * texture[0]
             if app.necrosis_fraction:
-                edge = (depth - np.float32(1.0 - app.necrosis_fraction)) + np.float32(0.12) * texture[1]
+                edge = (depth - np.float32(1.0 - app.necrosis_fraction)) + np.float32(
+                    0.12
+                ) * texture[1]
                 necrotic = 1.0 / (1.0 + np.exp(-edge / np.float32(0.04)))
                 target += necrotic * (np.float32(app.necrosis_hu) - target)
         if app.rim_hu:
@@ -244,7 +267,10 @@ class HeuristicGenerator:
             x, y, z = crop_axes_mm(box.origin, box.shape, inputs.spacing_mm, center)
             for spot in app.dense_spots:
                 ox, oy, oz = spot.offset_mm
-                r2 = ((x - ox)[:, None, None] ** 2 + (y - oy)[None, :, None] ** 2
-                      + (z - oz)[None, None, :] ** 2).astype(np.float32)
+                r2 = (
+                    (x - ox)[:, None, None] ** 2
+                    + (y - oy)[None, :, None] ** 2
+                    + (z - oz)[None, None, :] ** 2
+                ).astype(np.float32)
                 target += np.float32(spot.hu) * np.exp(-r2 / np.float32(2 * spot.radius_mm**2))
         return target

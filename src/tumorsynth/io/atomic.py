@@ -16,8 +16,13 @@ from typing import BinaryIO
 
 from tumorsynth.errors import OutputError
 
-__all__ = ["atomic_path", "ensure_writable_dir", "append_line_durably", "append_lines_durably",
-           "output_dir"]
+__all__ = [
+    "atomic_path",
+    "ensure_writable_dir",
+    "append_line_durably",
+    "append_lines_durably",
+    "output_dir",
+]
 
 
 @contextlib.contextmanager
@@ -39,8 +44,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     ensure_writable_dir(target.parent)
     suffix = "".join(target.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}.", suffix=f".part{suffix}",
-                                    dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name.split('.')[0]}.", suffix=f".part{suffix}", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
@@ -69,8 +75,8 @@ def output_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
         if candidate.exists():
             break
         first_new = candidate
-    ensure_writable_dir(folder)
     try:
+        ensure_writable_dir(folder)
         yield folder
     except BaseException:
         if first_new is not None:
@@ -96,8 +102,11 @@ def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise _output_error(folder, exc) from exc
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(str(folder), "output folder is not writable",
-                          fix="choose another --out or fix its permissions")
+        raise OutputError(
+            str(folder),
+            "output folder is not writable",
+            fix="choose another --out or fix its permissions",
+        )
     return folder
 
 
@@ -147,9 +156,15 @@ def _end_of_last_line(handle: BinaryIO, size: int, chunk: int = 65536) -> int:
 
 def _output_error(path: Path, exc: OSError) -> OutputError:
     if exc.errno == errno.ENOSPC:
-        return OutputError(str(path), "disk full while writing; nothing partial was kept",
-                           fix="free space or choose another --out")
+        return OutputError(
+            str(path),
+            "disk full while writing; nothing partial was kept",
+            fix="free space or choose another --out",
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(str(path), f"not writable ({exc.strerror})",
-                           fix="choose another --out or fix its permissions")
+        return OutputError(
+            str(path),
+            f"not writable ({exc.strerror})",
+            fix="choose another --out or fix its permissions",
+        )
     return OutputError(str(path), f"cannot write ({exc.strerror or exc})")

@@ -26,13 +26,21 @@ from tumorsynth.errors import InputError
 from tumorsynth.io.label_maps import LabelMap
 from tumorsynth.io.nifti import Volume, check_same_grid, load_label
 
-__all__ = ["CaseRef", "DatasetLayout", "discover_cases", "read_abdomenatlas_label", "read_case_label"]
+__all__ = [
+    "CaseRef",
+    "DatasetLayout",
+    "discover_cases",
+    "read_abdomenatlas_label",
+    "read_case_label",
+]
 
 #: Dataset layouts :func:`discover_cases` reads; ``"auto"`` picks one by looking at the folder.
 DatasetLayout = Literal["auto", "nnunet", "msd", "abdomenatlas"]
 
-_LOOKED_FOR = ("nnU-Net v2 (imagesTr/, labelsTr/), MSD (dataset.json with a \"training\" list) "
-               "or AbdomenAtlas (<case>/ct.nii.gz)")
+_LOOKED_FOR = (
+    'nnU-Net v2 (imagesTr/, labelsTr/), MSD (dataset.json with a "training" list) '
+    "or AbdomenAtlas (<case>/ct.nii.gz)"
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,12 @@ class CaseRef:
     label: Path | None
 
 
-def discover_cases(root: str | os.PathLike[str], *, layout: DatasetLayout = "auto",
-                   split: Literal["train", "test"] = "train") -> list[CaseRef]:
+def discover_cases(
+    root: str | os.PathLike[str],
+    *,
+    layout: DatasetLayout = "auto",
+    split: Literal["train", "test"] = "train",
+) -> list[CaseRef]:
     """List the cases of a dataset folder, sorted by case id.
 
     Parameters
@@ -95,14 +107,18 @@ def discover_cases(root: str | os.PathLike[str], *, layout: DatasetLayout = "aut
     seen: dict[str, Path] = {}
     for case in cases:
         if case.case_id in seen:
-            raise InputError(str(case.image), f"case id {case.case_id!r} is used twice (also by "
-                             f"{_rel(seen[case.case_id], root)})")
+            raise InputError(
+                str(case.image),
+                f"case id {case.case_id!r} is used twice (also by "
+                f"{_rel(seen[case.case_id], root)})",
+            )
         seen[case.case_id] = case.image
     return sorted(cases, key=lambda case: case.case_id)
 
 
-def read_abdomenatlas_label(folder: str | os.PathLike[str], label_map: LabelMap,
-                            shape_like: Volume | None = None) -> Volume:
+def read_abdomenatlas_label(
+    folder: str | os.PathLike[str], label_map: LabelMap, shape_like: Volume | None = None
+) -> Volume:
     """Combine an AbdomenAtlas folder of per-organ binary masks into one label volume.
 
     Every ``<stem>.nii.gz`` that ``label_map.folder_files`` names and the folder holds is read;
@@ -159,9 +175,12 @@ def read_abdomenatlas_label(folder: str | os.PathLike[str], label_map: LabelMap,
         read.append(stem)
     if base is None:
         known = sorted({f"{stem}.nii.gz" for stem, _ in files})
-        raise InputError(str(folder), f"expected at least one of {', '.join(known)} "
-                         f"(label map {label_map.name!r}), found {_describe(_visible(folder))}",
-                         fix="is this an AbdomenAtlas segmentations folder?")
+        raise InputError(
+            str(folder),
+            f"expected at least one of {', '.join(known)} "
+            f"(label map {label_map.name!r}), found {_describe(_visible(folder))}",
+            fix="is this an AbdomenAtlas segmentations folder?",
+        )
     first, combined = base
     header = first.header.copy() if first.header is not None else None
     if header is not None:
@@ -170,8 +189,9 @@ def read_abdomenatlas_label(folder: str | os.PathLike[str], label_map: LabelMap,
     return Volume(combined, first.affine, header, folder, {"label_files": read})
 
 
-def read_case_label(ref_label: str | os.PathLike[str], label_map: LabelMap,
-                    image: Volume) -> Volume:
+def read_case_label(
+    ref_label: str | os.PathLike[str], label_map: LabelMap, image: Volume
+) -> Volume:
     """Read a case's label, a file or an AbdomenAtlas folder, checked against the image's grid.
 
     Parameters
@@ -198,6 +218,7 @@ def read_case_label(ref_label: str | os.PathLike[str], label_map: LabelMap,
 
 # --- layouts -------------------------------------------------------------------------------------
 
+
 def _detect_layout(root: Path) -> Literal["nnunet", "msd", "abdomenatlas"]:
     entries = _visible(root)
     if not entries:
@@ -221,30 +242,40 @@ def _nnunet_cases(root: Path, split: str) -> list[CaseRef]:
     meta = _read_dataset_json(root) or {}
     ending = meta.get("file_ending", ".nii.gz")
     if not isinstance(ending, str) or not ending.startswith("."):
-        raise InputError(str(root / "dataset.json"), f"expected file_ending such as '.nii.gz', "
-                         f"found {ending!r}")
+        raise InputError(
+            str(root / "dataset.json"), f"expected file_ending such as '.nii.gz', found {ending!r}"
+        )
     suffix = "Tr" if split == "train" else "Ts"
     images_dir, labels_dir = root / f"images{suffix}", root / f"labels{suffix}"
     _require_dir(images_dir, f"the nnU-Net {split} image folder")
     if split == "train":
-        _require_dir(labels_dir, "the nnU-Net training label folder",
-                     fix="training cases need labels; use split='test' for unlabelled images")
+        _require_dir(
+            labels_dir,
+            "the nnU-Net training label folder",
+            fix="training cases need labels; use split='test' for unlabelled images",
+        )
     pattern = re.compile(rf"(?P<case>.+)_(?P<channel>\d{{4}}){re.escape(ending)}")
     channels: dict[str, set[int]] = {}
     for path in _visible(images_dir):
         match = pattern.fullmatch(path.name)
         if match is None or not path.is_file():
-            raise InputError(str(path), f"unexpected entry in images{suffix}/: expected files "
-                             f"named <case>_<4-digit channel>{ending}",
-                             fix="move it out of the folder, or set file_ending in dataset.json")
+            raise InputError(
+                str(path),
+                f"unexpected entry in images{suffix}/: expected files "
+                f"named <case>_<4-digit channel>{ending}",
+                fix="move it out of the folder, or set file_ending in dataset.json",
+            )
         channels.setdefault(match["case"], set()).add(int(match["channel"]))
     if not channels:
         raise InputError(str(images_dir), f"expected <case>_0000{ending} images, found none")
     labels: dict[str, Path] = {}
     for path in _visible(labels_dir) if labels_dir.is_dir() else []:
         if not path.name.endswith(ending) or not path.is_file():
-            raise InputError(str(path), f"unexpected entry in labels{suffix}/: expected files "
-                             f"named <case>{ending}", fix="move it out of the folder")
+            raise InputError(
+                str(path),
+                f"unexpected entry in labels{suffix}/: expected files named <case>{ending}",
+                fix="move it out of the folder",
+            )
         case_id = path.name[: -len(ending)]
         if case_id not in channels:
             raise InputError(str(path), f"label has no image images{suffix}/{case_id}_0000{ending}")
@@ -253,12 +284,17 @@ def _nnunet_cases(root: Path, split: str) -> list[CaseRef]:
     for case_id, found in channels.items():
         image = images_dir / f"{case_id}_0000{ending}"
         if 0 not in found:
-            raise InputError(str(image), f"channel 0 (CT) of case {case_id!r} does not exist; "
-                             f"found channel(s) {sorted(found)}")
+            raise InputError(
+                str(image),
+                f"channel 0 (CT) of case {case_id!r} does not exist; "
+                f"found channel(s) {sorted(found)}",
+            )
         label = labels.get(case_id)
         if label is None and split == "train":
-            raise InputError(str(labels_dir / f"{case_id}{ending}"), f"label file for image "
-                             f"{_rel(image, root)} does not exist")
+            raise InputError(
+                str(labels_dir / f"{case_id}{ending}"),
+                f"label file for image {_rel(image, root)} does not exist",
+            )
         cases.append(CaseRef(case_id, image, label))
     return cases
 
@@ -278,20 +314,28 @@ def _msd_cases(root: Path, split: str) -> list[CaseRef]:
         where = f"dataset.json {key}[{index}]"
         if split == "test" and isinstance(entry, str):
             entry = {"image": entry}
-        if (not isinstance(entry, dict) or not isinstance(entry.get("image"), str)
-                or not isinstance(entry.get("label", ""), str)
-                or (split == "train" and "label" not in entry)):
-            raise InputError(str(json_path), f"{key}[{index}]: expected {{\"image\": \"./imagesTr/"
-                             f"x.nii.gz\", \"label\": \"./labelsTr/x.nii.gz\"}}, found "
-                             f"{str(entry)[:120]}")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("image"), str)
+            or not isinstance(entry.get("label", ""), str)
+            or (split == "train" and "label" not in entry)
+        ):
+            raise InputError(
+                str(json_path),
+                f'{key}[{index}]: expected {{"image": "./imagesTr/'
+                f'x.nii.gz", "label": "./labelsTr/x.nii.gz"}}, found '
+                f"{str(entry)[:120]}",
+            )
         listed = root / entry["image"]
         image = listed if listed.is_file() else _with_channel0(listed)
         if not image.is_file():
             raise InputError(str(listed), f"image listed in {where} does not exist")
         label = root / entry["label"] if "label" in entry else None
         if label is not None and not label.is_file():
-            raise InputError(str(label), f"label file for image {_rel(image, root)} (listed in "
-                             f"{where}) does not exist")
+            raise InputError(
+                str(label),
+                f"label file for image {_rel(image, root)} (listed in {where}) does not exist",
+            )
         cases.append(CaseRef(_strip_nifti(listed.name), image, label))
     if not cases:
         raise InputError(str(json_path), f"the {key!r} list is empty; expected at least one case")
@@ -305,33 +349,47 @@ def _abdomenatlas_cases(root: Path, split: str) -> list[CaseRef]:
             continue  # metadata (csv, README) beside the case folders
         image = folder / "ct.nii.gz"
         if not image.is_file():
-            raise InputError(str(image), f"CT of AbdomenAtlas case {folder.name!r} does not exist",
-                             fix="every case folder needs ct.nii.gz; move other folders out")
+            raise InputError(
+                str(image),
+                f"CT of AbdomenAtlas case {folder.name!r} does not exist",
+                fix="every case folder needs ct.nii.gz; move other folders out",
+            )
         label = folder / "segmentations"
         if not label.is_dir() and split == "train":
-            raise InputError(str(label), f"mask folder for image {_rel(image, root)} does not "
-                             "exist")
+            raise InputError(
+                str(label), f"mask folder for image {_rel(image, root)} does not exist"
+            )
         cases.append(CaseRef(folder.name, image, label if label.is_dir() else None))
     if not cases:
-        raise InputError(str(root), f"expected AbdomenAtlas case folders (<case>/ct.nii.gz), "
-                         f"found {_describe(_visible(root))}")
+        raise InputError(
+            str(root),
+            f"expected AbdomenAtlas case folders (<case>/ct.nii.gz), "
+            f"found {_describe(_visible(root))}",
+        )
     return cases
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
+
 def _folder_file_ids(label_map: LabelMap) -> list[tuple[str, int]]:
     """(file stem, label id) pairs, organs first and tumors last so that tumors win overlaps."""
     if not label_map.folder_files:
-        raise InputError(f"label map {label_map.name!r}", "names no per-organ mask files, so a "
-                         "segmentations folder cannot be read", fix="use the 'abdomenatlas' preset")
+        raise InputError(
+            f"label map {label_map.name!r}",
+            "names no per-organ mask files, so a segmentations folder cannot be read",
+            fix="use the 'abdomenatlas' preset",
+        )
     organs: list[tuple[str, int]] = []
     tumors: list[tuple[str, int]] = []
     for name, stems in label_map.folder_files.items():
         ids = label_map.organs.get(name) or label_map.tumors.get(name)
         if not ids:
-            raise InputError(f"label map {label_map.name!r}", f"lists mask files for {name!r} "
-                             "but gives it no label id", fix=f"add an id for {name!r}")
+            raise InputError(
+                f"label map {label_map.name!r}",
+                f"lists mask files for {name!r} but gives it no label id",
+                fix=f"add an id for {name!r}",
+            )
         (tumors if name in label_map.tumors else organs).extend((stem, ids[0]) for stem in stems)
     return organs + tumors
 
@@ -343,7 +401,9 @@ def _read_dataset_json(root: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(str(path), f"expected a JSON object, found unreadable JSON ({exc})") from exc
+        raise InputError(
+            str(path), f"expected a JSON object, found unreadable JSON ({exc})"
+        ) from exc
     if not isinstance(meta, dict):
         raise InputError(str(path), f"expected a JSON object, found {type(meta).__name__}")
     return meta
@@ -352,7 +412,7 @@ def _read_dataset_json(root: Path) -> dict[str, Any] | None:
 def _with_channel0(path: Path) -> Path:
     """nnU-Net v1 lists ``imagesTr/x.nii.gz`` for the file ``imagesTr/x_0000.nii.gz``."""
     stem = _strip_nifti(path.name)
-    return path.with_name(f"{stem}_0000{path.name[len(stem):]}")
+    return path.with_name(f"{stem}_0000{path.name[len(stem) :]}")
 
 
 def _strip_nifti(name: str) -> str:

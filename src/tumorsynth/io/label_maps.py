@@ -71,8 +71,11 @@ class LabelMap:
             return self.organs[organ]
         if self.generic_organ:
             return self.generic_organ
-        raise InputError(f"label map {self.name!r}", f"has no organ {organ!r}; it knows "
-                         f"{sorted(self.organs)}", fix="pass a label map that names this organ")
+        raise InputError(
+            f"label map {self.name!r}",
+            f"has no organ {organ!r}; it knows {sorted(self.organs)}",
+            fix="pass a label map that names this organ",
+        )
 
     def tumor_ids(self, organ: str) -> tuple[int, ...]:
         """Label ids of existing tumors of ``organ`` (empty when the map has none)."""
@@ -90,9 +93,11 @@ class LabelMap:
         """The single id an output convention uses for ``name`` (organ or ``<organ>_tumor``)."""
         ids = self.organs.get(name) or self.tumors.get(name)
         if not ids:
-            raise InputError(f"label map {self.name!r}", f"has no id for {name!r}; it knows "
-                             f"{sorted({**self.organs, **self.tumors})}",
-                             fix="add it to the output label map")
+            raise InputError(
+                f"label map {self.name!r}",
+                f"has no id for {name!r}; it knows {sorted({**self.organs, **self.tumors})}",
+                fix="add it to the output label map",
+            )
         return ids[0]
 
     def to_json(self) -> dict[str, object]:
@@ -163,18 +168,23 @@ def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | Labe
         return PRESETS[text.lower()]
     path = Path(text)
     if path.suffix.lower() != ".json" and not path.exists():
-        raise InputError(f"--label-map {text!r}", f"expected a preset ({', '.join(PRESETS)}) or a "
-                         "JSON file such as {\"liver\": 1, \"kidney\": [2, 3]}, found neither")
+        raise InputError(
+            f"--label-map {text!r}",
+            f"expected a preset ({', '.join(PRESETS)}) or a "
+            'JSON file such as {"liver": 1, "kidney": [2, 3]}, found neither',
+        )
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise InputError(str(path), "label-map JSON file does not exist") from exc
     except (OSError, ValueError) as exc:
-        raise InputError(str(path), f"expected a JSON object of organ -> id(s), found unreadable "
-                         f"JSON ({exc})") from exc
+        raise InputError(
+            str(path), f"expected a JSON object of organ -> id(s), found unreadable JSON ({exc})"
+        ) from exc
     if not isinstance(data, dict):
-        raise InputError(str(path), f"expected a JSON object of organ -> id(s), found "
-                         f"{type(data).__name__}")
+        raise InputError(
+            str(path), f"expected a JSON object of organ -> id(s), found {type(data).__name__}"
+        )
     return _from_mapping(data, str(path))
 
 
@@ -185,10 +195,13 @@ def _from_mapping(data: dict[str, object], where: str) -> LabelMap:
     generic_tumor: tuple[int, ...] = ()
     for key, value in data.items():
         values = value if isinstance(value, (list, tuple)) else [value]
-        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                 for v in values):
-            raise InputError(where, f"entry {key!r}: expected a positive integer id or a list of "
-                             f"them, found {value!r}")
+        if not values or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+        ):
+            raise InputError(
+                where,
+                f"entry {key!r}: expected a positive integer id or a list of them, found {value!r}",
+            )
         ids = tuple(int(v) for v in values)
         if key == "organ":
             generic_organ = ids
@@ -199,9 +212,14 @@ def _from_mapping(data: dict[str, object], where: str) -> LabelMap:
         else:
             organs[key] = ids
     if not organs and not generic_organ:
-        raise InputError(where, "expected at least one organ, e.g. {\"liver\": 1}, found none")
-    return LabelMap(Path(where).name if where != "<mapping>" else where, organs, tumors,
-                    generic_organ, generic_tumor)
+        raise InputError(where, 'expected at least one organ, e.g. {"liver": 1}, found none')
+    return LabelMap(
+        Path(where).name if where != "<mapping>" else where,
+        organs,
+        tumors,
+        generic_organ,
+        generic_tumor,
+    )
 
 
 def ids_present(label: np.ndarray, ids: Sequence[int]) -> bool:

@@ -63,7 +63,7 @@ class Volume:
     def name(self) -> str:
         return str(self.path) if self.path is not None else "<array>"
 
-    def with_array(self, array: np.ndarray) -> "Volume":
+    def with_array(self, array: np.ndarray) -> Volume:
         """Same grid and header, new voxels."""
         return Volume(array, self.affine, self.header, self.path, dict(self.meta))
 
@@ -97,20 +97,35 @@ def load_volume(path: str | os.PathLike[str], *, role: str = "image") -> Volume:
     try:
         img = nib.load(str(path))
         array, header = _read_hu(img)
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
-        raise InputError(str(path), f"cannot read {role} as NIfTI: expected a complete .nii or "
-                         f".nii.gz file, found {type(exc).__name__}: {exc}",
-                         fix="the file may be truncated or not a NIfTI; re-export it") from exc
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        zlib.error,
+        gzip.BadGzipFile,
+        nib.filebasedimages.ImageFileError,
+    ) as exc:
+        raise InputError(
+            str(path),
+            f"cannot read {role} as NIfTI: expected a complete .nii or "
+            f".nii.gz file, found {type(exc).__name__}: {exc}",
+            fix="the file may be truncated or not a NIfTI; re-export it",
+        ) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(str(path), f"expected a NIfTI {role}, found {type(img).__name__}")
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3:
-        raise InputError(str(path), f"expected a 3-D {role}, found shape {tuple(array.shape)}",
-                         fix="split 4-D series into 3-D volumes first")
+        raise InputError(
+            str(path),
+            f"expected a 3-D {role}, found shape {tuple(array.shape)}",
+            fix="split 4-D series into 3-D volumes first",
+        )
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or min(spacing_from_affine(affine)) <= 0:
-        raise InputError(str(path), f"affine is not a valid voxel-to-mm transform: {affine.tolist()}")
+        raise InputError(
+            str(path), f"affine is not a valid voxel-to-mm transform: {affine.tolist()}"
+        )
     return Volume(array, affine, header, path)
 
 
@@ -133,7 +148,7 @@ def _read_hu(img: nib.Nifti1Image) -> tuple[np.ndarray, nib.Nifti1Header]:
         target = np.int16 if info.min <= lo and hi <= info.max else np.int32
         array = values.astype(target, copy=False)
     else:
-        array = (raw.astype(np.float32) * np.float32(slope) + np.float32(inter))
+        array = raw.astype(np.float32) * np.float32(slope) + np.float32(inter)
     header.set_data_dtype(array.dtype)
     header.set_slope_inter(1.0, 0.0)
     return array, header
@@ -160,9 +175,12 @@ def as_label_array(array: np.ndarray, where: str) -> np.ndarray:
             raise InputError(where, "expected integer label ids, found NaN or Inf values")
         rounded = np.rint(array)
         if np.any(rounded != array):
-            raise InputError(where, "expected integer label ids, found fractional values "
-                             f"(e.g. {array[rounded != array].flat[0]!r})",
-                             fix="is this an image passed as --label?")
+            raise InputError(
+                where,
+                "expected integer label ids, found fractional values "
+                f"(e.g. {array[rounded != array].flat[0]!r})",
+                fix="is this an image passed as --label?",
+            )
         array = rounded
     elif not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
         raise InputError(where, f"expected integer label ids, found dtype {array.dtype}")
@@ -179,8 +197,11 @@ def check_ct_intensities(array: np.ndarray, where: str) -> None:
         finite = np.isfinite(array)
         if not finite.all():
             bad = int(array.size - np.count_nonzero(finite))
-            raise InputError(where, f"expected finite CT intensities, found {bad} NaN/Inf voxels",
-                             fix="fill or crop them before synthesis")
+            raise InputError(
+                where,
+                f"expected finite CT intensities, found {bad} NaN/Inf voxels",
+                fix="fill or crop them before synthesis",
+            )
     if not (np.issubdtype(array.dtype, np.number)):
         raise InputError(where, f"expected a numeric CT image, found dtype {array.dtype}")
     sample = array[::4, ::4, ::2] if min(array.shape) > 8 else array
@@ -190,23 +211,37 @@ def check_ct_intensities(array: np.ndarray, where: str) -> None:
             f"{where}: intensities do not look like Hounsfield units (0.5-99.5 percentile "
             f"{lo:.1f} to {hi:.1f}; CT has air near -1000 and soft tissue 0-200 HU). Organ contrast "
             "is set in HU, so synthesized tumors will be wrong if the scan is normalized; apply "
-            "synthesis before intensity scaling.", CTIntensityWarning, stacklevel=3)
+            "synthesis before intensity scaling.",
+            CTIntensityWarning,
+            stacklevel=3,
+        )
 
 
 def check_same_grid(image: Volume, label: Volume, *, atol_mm: float = 1e-3) -> None:
     """Refuse an image/label pair whose shapes or affines differ."""
     if image.shape != label.shape:
-        raise InputError(label.name, f"shape {label.shape} does not match image {image.shape} "
-                         f"({image.name})", fix="the label must be on the image's voxel grid")
+        raise InputError(
+            label.name,
+            f"shape {label.shape} does not match image {image.shape} ({image.name})",
+            fix="the label must be on the image's voxel grid",
+        )
     diff = float(np.max(np.abs(image.affine - label.affine)))
     if diff > atol_mm:
-        raise InputError(label.name, f"affine differs from the image's ({image.name}) by up to "
-                         f"{diff:.4g} mm; expected the same voxel grid",
-                         fix="resample the label onto the image, or fix its header")
+        raise InputError(
+            label.name,
+            f"affine differs from the image's ({image.name}) by up to "
+            f"{diff:.4g} mm; expected the same voxel grid",
+            fix="resample the label onto the image, or fix its header",
+        )
 
 
-def save_volume(volume: Volume, path: str | os.PathLike[str], *, array: np.ndarray | None = None,
-                description: str | None = None) -> Path:
+def save_volume(
+    volume: Volume,
+    path: str | os.PathLike[str],
+    *,
+    array: np.ndarray | None = None,
+    description: str | None = None,
+) -> Path:
     """Write ``array`` (default ``volume.array``) with the volume's affine and header, atomically.
 
     The header's data type and scaling are kept when the array fits them, so an int16 CT is
@@ -240,13 +275,18 @@ def _load_dicom_series(folder: Path, role: str) -> Volume:
     try:
         import SimpleITK as sitk  # optional extra: tumorsynth[dicom]
     except ImportError as exc:
-        raise InputError(str(folder), f"{role} is a folder; reading DICOM needs SimpleITK",
-                         fix="pip install 'tumorsynth[dicom]'") from exc
+        raise InputError(
+            str(folder),
+            f"{role} is a folder; reading DICOM needs SimpleITK",
+            fix="pip install 'tumorsynth[dicom]'",
+        ) from exc
     reader = sitk.ImageSeriesReader()
     files = reader.GetGDCMSeriesFileNames(str(folder))
     if not files:
-        raise InputError(str(folder), "expected a DICOM series or a NIfTI file, found a folder "
-                         "without DICOM files")
+        raise InputError(
+            str(folder),
+            "expected a DICOM series or a NIfTI file, found a folder without DICOM files",
+        )
     reader.SetFileNames(files)
     try:
         image = reader.Execute()

@@ -32,14 +32,31 @@ PHANTOM_DESCRIPTION = "tumorsynth PHANTOM (synthetic, not a patient)"
 #: Tissue name -> (HU in portal-venous phase, label id, paint priority). A tissue is painted only
 #: over tissues of equal or lower priority: organs stop at the muscle wall, bone cuts everything.
 _TISSUES: dict[str, tuple[float, int, int]] = {
-    "air": (-1000.0, 0, 10), "visceral_fat": (-90.0, 0, 1), "subcutaneous_fat": (-100.0, 0, 9),
-    "skin": (30.0, 0, 9), "muscle": (50.0, 0, 6), "lung": (-850.0, 0, 3), "heart": (130.0, 0, 3),
-    "bowel_wall": (70.0, 0, 2), "bowel_fluid": (15.0, 0, 2), "stool": (-30.0, 0, 2),
-    "gas": (-900.0, 0, 2), "liver": (103.0, 1, 4), "spleen": (112.0, 7, 4),
-    "gallbladder": (8.0, 0, 5), "pancreas": (100.0, 3, 5), "kidney_cortex": (170.0, 5, 5),
-    "kidney_medulla": (120.0, 5, 5), "renal_sinus_fat": (-60.0, 0, 5), "urine": (10.0, 0, 5),
-    "aorta": (180.0, 8, 7), "vein": (150.0, 8, 7), "portal_vein": (172.0, 8, 7),
-    "disc": (85.0, 0, 8), "csf": (20.0, 0, 8), "cancellous_bone": (250.0, 9, 8),
+    "air": (-1000.0, 0, 10),
+    "visceral_fat": (-90.0, 0, 1),
+    "subcutaneous_fat": (-100.0, 0, 9),
+    "skin": (30.0, 0, 9),
+    "muscle": (50.0, 0, 6),
+    "lung": (-850.0, 0, 3),
+    "heart": (130.0, 0, 3),
+    "bowel_wall": (70.0, 0, 2),
+    "bowel_fluid": (15.0, 0, 2),
+    "stool": (-30.0, 0, 2),
+    "gas": (-900.0, 0, 2),
+    "liver": (103.0, 1, 4),
+    "spleen": (112.0, 7, 4),
+    "gallbladder": (8.0, 0, 5),
+    "pancreas": (100.0, 3, 5),
+    "kidney_cortex": (170.0, 5, 5),
+    "kidney_medulla": (120.0, 5, 5),
+    "renal_sinus_fat": (-60.0, 0, 5),
+    "urine": (10.0, 0, 5),
+    "aorta": (180.0, 8, 7),
+    "vein": (150.0, 8, 7),
+    "portal_vein": (172.0, 8, 7),
+    "disc": (85.0, 0, 8),
+    "csf": (20.0, 0, 8),
+    "cancellous_bone": (250.0, 9, 8),
     "cortical_bone": (700.0, 9, 8),
 }
 _T = {name: i for i, name in enumerate(_TISSUES)}
@@ -49,8 +66,16 @@ _VESSEL_ID = 8
 #: Intrahepatic vessels thicker than this radius (mm) leave the liver label, like real masks.
 _LABELLED_VESSEL_RADIUS_MM = 3.0
 #: Per-seed spread (HU, 1 sd, clipped at 2 sd) of enhancement, like contrast timing varies.
-_ENHANCEMENT_SD_HU = {"liver": 2.5, "spleen": 4.0, "pancreas": 3.0, "kidney_cortex": 6.0,
-                      "kidney_medulla": 5.0, "aorta": 8.0, "vein": 6.0, "portal_vein": 6.0}
+_ENHANCEMENT_SD_HU = {
+    "liver": 2.5,
+    "spleen": 4.0,
+    "pancreas": 3.0,
+    "kidney_cortex": 6.0,
+    "kidney_medulla": 5.0,
+    "aorta": 8.0,
+    "vein": 6.0,
+    "portal_vein": 6.0,
+}
 Segment = tuple[np.ndarray, np.ndarray, float, float]  # start, end (mm), radius at each end (mm)
 Box = tuple[slice, slice, slice]
 
@@ -74,8 +99,9 @@ class _Scene:
         """Reference radii (mm) scaled to this patient, each times a random factor ~ 1 +- sd."""
         return np.array(radii_mm) * self.g * self.rng.normal(1.0, sd, len(radii_mm)).clip(0.8, 1.2)
 
-    def box(self, lo: Sequence[float], hi: Sequence[float], within: Box | None = None
-            ) -> Box | None:
+    def box(
+        self, lo: Sequence[float], hi: Sequence[float], within: Box | None = None
+    ) -> Box | None:
         """Voxel slices whose centres lie in the world box [lo, hi] (mm); None when empty."""
         out = []
         for a, (axis, s) in enumerate(zip(self.axes, self.spacing)):
@@ -95,14 +121,16 @@ class _Scene:
 
     def noise(self, shape: tuple[int, ...], scale_mm: float) -> np.ndarray:
         """Smooth zero-mean unit-sd random field (float32) varying over about ``scale_mm``."""
-        coarse = [max(3, int(np.ceil(2.0 * n * s / scale_mm)) + 1)
-                  for n, s in zip(shape, self.spacing)]
+        coarse = [
+            max(3, int(np.ceil(2.0 * n * s / scale_mm)) + 1) for n, s in zip(shape, self.spacing)
+        ]
         field = ndimage.gaussian_filter(self.rng.standard_normal(coarse, dtype=np.float32), 1.0)
         field /= max(float(field.std()), 1e-6)
         return _resize_linear(field, shape)
 
-    def paint(self, box: Box | None, mask: np.ndarray, name: str,
-              onto: Sequence[str] | None = None) -> None:
+    def paint(
+        self, box: Box | None, mask: np.ndarray, name: str, onto: Sequence[str] | None = None
+    ) -> None:
         """Set ``mask`` voxels of ``box`` to tissue ``name`` where it does not overwrite a tissue
         of higher priority (or, with ``onto``, only where the current tissue is one of those)."""
         if box is None:
@@ -116,8 +144,12 @@ class _Scene:
         view[mask & allowed] = t
 
 
-def make_phantom(seed: RngLike = 0, *, shape: Sequence[int] = (192, 160, 96),
-                 spacing_mm: Sequence[float] = (2.0, 2.0, 2.5)) -> tuple[Volume, Volume]:
+def make_phantom(
+    seed: RngLike = 0,
+    *,
+    shape: Sequence[int] = (192, 160, 96),
+    spacing_mm: Sequence[float] = (2.0, 2.0, 2.5),
+) -> tuple[Volume, Volume]:
     """Generate a synthetic healthy contrast-enhanced (portal-venous) abdominal CT and its labels.
 
     Parameters
@@ -153,8 +185,9 @@ def make_phantom(seed: RngLike = 0, *, shape: Sequence[int] = (192, 160, 96),
     shape_t, spacing = _check_grid(shape, spacing_mm)
     seed_int = _resolve_seed(seed)
     rng = np.random.default_rng(seed_int)
-    ax, ay, az = (((np.arange(n) - (n - 1) / 2.0) * s).astype(np.float32)
-                  for n, s in zip(shape_t, spacing))
+    ax, ay, az = (
+        ((np.arange(n) - (n - 1) / 2.0) * s).astype(np.float32) for n, s in zip(shape_t, spacing)
+    )
     axes = (ax, ay, az)
     gx, gy, gz = (float(v) for v in rng.normal(1.0, 0.035, 3).clip(0.92, 1.08))  # body size
     scene = _Scene(axes, spacing, np.zeros(shape_t, np.uint8), rng, (gx, gy, gz))
@@ -183,18 +216,24 @@ def make_phantom(seed: RngLike = 0, *, shape: Sequence[int] = (192, 160, 96),
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [float(a[0]) for a in axes]
     meta = {"phantom": True, "seed": seed_int}
-    return (Volume(image, affine, _header(image, affine), None, dict(meta)),
-            Volume(label, affine, _header(label, affine), None, dict(meta)))
+    return (
+        Volume(image, affine, _header(image, affine), None, dict(meta)),
+        Volume(label, affine, _header(label, affine), None, dict(meta)),
+    )
 
 
-def _check_grid(shape: Sequence[int], spacing_mm: Sequence[float]
-                ) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+def _check_grid(
+    shape: Sequence[int], spacing_mm: Sequence[float]
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
     if len(shape) != 3 or any(int(n) != n or n < 8 for n in shape):
-        raise InputError("make_phantom(shape=...)", "expected 3 integers >= 8, found "
-                         f"{tuple(shape)}")
+        raise InputError(
+            "make_phantom(shape=...)", f"expected 3 integers >= 8, found {tuple(shape)}"
+        )
     if len(spacing_mm) != 3 or not all(np.isfinite(s) and 0.3 <= s <= 20 for s in spacing_mm):
-        raise InputError("make_phantom(spacing_mm=...)", "expected 3 finite voxel sizes in "
-                         f"[0.3, 20] mm, found {tuple(spacing_mm)}")
+        raise InputError(
+            "make_phantom(spacing_mm=...)",
+            f"expected 3 finite voxel sizes in [0.3, 20] mm, found {tuple(spacing_mm)}",
+        )
     sx, sy, sz = (float(s) for s in spacing_mm)
     return (int(shape[0]), int(shape[1]), int(shape[2])), (sx, sy, sz)
 
@@ -207,8 +246,9 @@ def _resolve_seed(seed: RngLike) -> int:
         return int(seed)
     if seed is None or isinstance(seed, np.random.Generator):
         return int(np.random.default_rng(seed).integers(2**63))
-    raise TypeError("make_phantom: seed must be an int, a numpy Generator or None, found "
-                    f"{type(seed).__name__}")
+    raise TypeError(
+        f"make_phantom: seed must be an int, a numpy Generator or None, found {type(seed).__name__}"
+    )
 
 
 def _header(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Header:
@@ -240,8 +280,9 @@ def _resize_linear(field: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cross product of two 3-vectors (np.cross is slow for single vectors)."""
-    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2],
-                     a[0] * b[1] - a[1] * b[0]])
+    return np.array(
+        [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    )
 
 
 def _rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:
@@ -253,8 +294,13 @@ def _rotation(ax_deg: float, ay_deg: float, az_deg: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def _ellipsoid_f(xyz: tuple[np.ndarray, ...], center: np.ndarray, radii: np.ndarray,
-                 rot: np.ndarray | None = None, taper: float = 0.0) -> np.ndarray:
+def _ellipsoid_f(
+    xyz: tuple[np.ndarray, ...],
+    center: np.ndarray,
+    radii: np.ndarray,
+    rot: np.ndarray | None = None,
+    taper: float = 0.0,
+) -> np.ndarray:
     """Normalized ellipsoidal radius minus 1 (negative inside, float32) on open grids ``xyz``.
 
     ``rot`` turns the ellipsoid's own axes into world axes; ``taper`` widens the two first
@@ -282,13 +328,15 @@ def _smooth_path(points: np.ndarray, iterations: int = 3) -> np.ndarray:
     for _ in range(iterations):
         q = 0.75 * points[:-1] + 0.25 * points[1:]
         r = 0.25 * points[:-1] + 0.75 * points[1:]
-        points = np.vstack([points[:1], np.stack([q, r], 1).reshape(-1, points.shape[1]),
-                            points[-1:]])
+        points = np.vstack(
+            [points[:1], np.stack([q, r], 1).reshape(-1, points.shape[1]), points[-1:]]
+        )
     return points
 
 
-def _capsules(scene: _Scene, box: Box, segments: Sequence[Segment]
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _capsules(
+    scene: _Scene, box: Box, segments: Sequence[Segment]
+) -> tuple[np.ndarray, np.ndarray]:
     """Signed distance (mm, negative inside) to a union of tapered capsules in ``box``, and the
     capsule radius (mm) at the nearest centre-line point. Each segment is evaluated only in its
     own bounding box, so long vessel trees stay cheap."""
@@ -315,9 +363,14 @@ def _capsules(scene: _Scene, box: Box, segments: Sequence[Segment]
     return sd, radius
 
 
-def _tube(scene: _Scene, name: str, path: np.ndarray, wobble_mm: float = 1.0,
-          scale_mm: float = 15.0, onto: Sequence[str] | None = None
-          ) -> tuple[Box | None, np.ndarray]:
+def _tube(
+    scene: _Scene,
+    name: str,
+    path: np.ndarray,
+    wobble_mm: float = 1.0,
+    scale_mm: float = 15.0,
+    onto: Sequence[str] | None = None,
+) -> tuple[Box | None, np.ndarray]:
     """Paint a smooth tube along ``path`` (rows x, y, z, radius in mm); returns its box and
     wobbled signed distance (mm)."""
     reach = float(path[:, 3].max()) + 3.0 * wobble_mm + 2.0 * max(scene.spacing)
@@ -332,8 +385,9 @@ def _tube(scene: _Scene, name: str, path: np.ndarray, wobble_mm: float = 1.0,
     return box, sd
 
 
-def _organ_box(scene: _Scene, center: np.ndarray, radii: np.ndarray, margin: float = 1.4
-               ) -> Box | None:
+def _organ_box(
+    scene: _Scene, center: np.ndarray, radii: np.ndarray, margin: float = 1.4
+) -> Box | None:
     reach = float(np.max(radii)) * margin
     return scene.box(center - reach, center + reach)
 
@@ -356,8 +410,11 @@ def _body(scene: _Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     depth2d = (1.0 - rho) * np.maximum(np.hypot(xx, yy), 1e-3) / np.maximum(rho, 1e-6)
     fat2d = habitus * (10.0 + 14.0 * np.clip(yy / half_ant, 0, 1) + 6.0 * np.abs(xx) / half_w)
     ax = np.abs(xx) + 0 * yy
-    wall2d = 6.0 + 9.0 * np.clip(ax / half_w, 0, 1) ** 1.5 + np.where(
-        (yy > 0) & (ax > 8) & (ax < 70), 5.0, 0.0)
+    wall2d = (
+        6.0
+        + 9.0 * np.clip(ax / half_w, 0, 1) ** 1.5
+        + np.where((yy > 0) & (ax > 8) & (ax < 70), 5.0, 0.0)
+    )
     wall2d = np.where((yy > 0) & (ax <= 8), 3.0, wall2d).astype(np.float32)
     fat2d = fat2d.astype(np.float32)
     depth = depth2d[:, :, None] + 4.0 * scene.noise(scene.tissue.shape, 80.0)
@@ -384,8 +441,9 @@ def _back(scene: _Scene) -> None:
         para = ((xx - side * 35 * gx) / 30) ** 2 + ((yy + 74 * gy) / 19) ** 2 < 1
         scene.paint(box, para, "muscle", onto=("visceral_fat",))
         r_psoas = np.clip(6.0 + 0.14 * (25 * gz - zz), 0, 24)
-        psoas = ((xx - side * (20 + r_psoas)) ** 2 + ((yy - yv - 0.3 * r_psoas) * 1.15) ** 2
-                 < r_psoas**2)
+        psoas = (xx - side * (20 + r_psoas)) ** 2 + (
+            (yy - yv - 0.3 * r_psoas) * 1.15
+        ) ** 2 < r_psoas**2
         scene.paint(box, psoas, "muscle", onto=("visceral_fat",))
     period, disc_mm = 36.0 * gz, 8.0
     pos = np.mod(zz - scene.rng.uniform(0, period), period)
@@ -397,8 +455,11 @@ def _back(scene: _Scene) -> None:
     scene.paint(box, vert & ~disc & cortex, "cortical_bone")
     scene.paint(box, vert & ~disc & ~cortex, "cancellous_bone")
     r_canal = np.hypot(xx, yy - yc)
-    arch = (((r_canal < 16) & (yy < yc + 4)) | ((np.abs(xx) < 4) & (yy < yc) & (yy > yc - 22))
-            | ((np.abs(xx) < 34) & (np.abs(yy - yc - 2) < 3) & (pos > 16) & (pos < 24)))
+    arch = (
+        ((r_canal < 16) & (yy < yc + 4))
+        | ((np.abs(xx) < 4) & (yy < yc) & (yy > yc - 22))
+        | ((np.abs(xx) < 34) & (np.abs(yy - yc - 2) < 3) & (pos > 16) & (pos < 24))
+    )
     scene.paint(box, arch & (r_canal >= 9) & (pos > disc_mm + 1), "cortical_bone")
     scene.paint(box, r_canal < 9, "csf")
 
@@ -427,27 +488,34 @@ def _ribs(scene: _Scene, depth2d: np.ndarray, fat2d: np.ndarray) -> None:
             cortex = dist[ii, kk] > 0.55
             current = scene.tissue[sel]
             ok = _PRIORITY[current] <= _PRIORITY[_T["cortical_bone"]]
-            scene.tissue[sel] = np.where(ok, np.where(cortex, _T["cortical_bone"],
-                                                      _T["cancellous_bone"]), current)
+            scene.tissue[sel] = np.where(
+                ok, np.where(cortex, _T["cortical_bone"], _T["cancellous_bone"]), current
+            )
 
 
 def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]], np.ndarray]:
     """Liver (right lobe, left lobe and caudate, smoothly joined) and gallbladder. Returns the
     liver's box, its vessel trees (segments, HU; rendered later) and the hilum (mm)."""
     g = scene.g
-    lobes = [(scene.at(-62, 4, 24, 4), scene.size(70, 85, 76, sd=0.04),
-              _rotation(*scene.rng.normal((0, 20, 0), 5)), 0.3),
-             (scene.at(-5, 42, 56, 4), scene.size(64, 34, 36, sd=0.04),
-              _rotation(0, -15, 10), 0.0),
-             (scene.at(-20, -6, 60, 3), scene.size(28, 26, 36, sd=0.04), None, 0.0)]
+    lobes = [
+        (
+            scene.at(-62, 4, 24, 4),
+            scene.size(70, 85, 76, sd=0.04),
+            _rotation(*scene.rng.normal((0, 20, 0), 5)),
+            0.3,
+        ),
+        (scene.at(-5, 42, 56, 4), scene.size(64, 34, 36, sd=0.04), _rotation(0, -15, 10), 0.0),
+        (scene.at(-20, -6, 60, 3), scene.size(28, 26, 36, sd=0.04), None, 0.0),
+    ]
     hilum = scene.at(-32, -2, 14, 3)
     box = scene.box(np.array([-150, -100, -70]) * g, np.array([80, 100, 110]) * g)
     if box is None:
         return None, [], hilum
     xyz = scene.xyz(box)
     # visceral surface: the right lobe ends below the hilum medially, lower towards its lateral tip
-    underside = (hilum[2] - 12.0 + 0.75 * (xyz[0] - hilum[0]) - 0.35 * (xyz[1] - hilum[1])
-                 - xyz[2]) / np.float32(70.0)
+    underside = (
+        hilum[2] - 12.0 + 0.75 * (xyz[0] - hilum[0]) - 0.35 * (xyz[1] - hilum[1]) - xyz[2]
+    ) / np.float32(70.0)
     f = np.maximum(_ellipsoid_f(xyz, *lobes[0]), underside)
     for center, radii, rot, taper in lobes[1:]:
         f = _smooth_min(f, _ellipsoid_f(xyz, center, radii, rot, taper), 0.15)
@@ -461,30 +529,50 @@ def _liver(scene: _Scene) -> tuple[Box | None, list[tuple[list[Segment], float]]
         scene.paint(gb_box, gb < 0, "gallbladder")
 
     def inside(p: np.ndarray) -> bool:
-        idx = [int(np.rint((p[a] - scene.axes[a][0]) / scene.spacing[a])) - box[a].start
-               for a in range(3)]
+        idx = [
+            int(np.rint((p[a] - scene.axes[a][0]) / scene.spacing[a])) - box[a].start
+            for a in range(3)
+        ]
         return all(0 <= i < n for i, n in zip(idx, f.shape)) and bool(f[tuple(idx)] < -0.03)
 
-    portal = _vessel_tree(scene, inside, [(hilum, (-1.0, 0.1, 0.45), 6.5),
-                                          (hilum, (0.4, 0.8, 0.45), 5.5),
-                                          (hilum, (-0.6, 0.6, -0.2), 4.0)])
+    portal = _vessel_tree(
+        scene,
+        inside,
+        [
+            (hilum, (-1.0, 0.1, 0.45), 6.5),
+            (hilum, (0.4, 0.8, 0.45), 5.5),
+            (hilum, (-0.6, 0.6, -0.2), 4.0),
+        ],
+    )
     ivc = scene.at(-20, -16, 80)
-    hepatic = _vessel_tree(scene, inside, [(ivc + (-8, 2, 0), (-0.85, 0.25, -0.45), 6.0),
-                                           (ivc + (2, 8, 2), (-0.15, 0.85, -0.5), 5.5),
-                                           (ivc + (8, 6, 2), (0.7, 0.65, -0.3), 5.0)])
+    hepatic = _vessel_tree(
+        scene,
+        inside,
+        [
+            (ivc + (-8, 2, 0), (-0.85, 0.25, -0.45), 6.0),
+            (ivc + (2, 8, 2), (-0.15, 0.85, -0.5), 5.5),
+            (ivc + (8, 6, 2), (0.7, 0.65, -0.3), 5.0),
+        ],
+    )
     return box, [(portal, 180.0), (hepatic, 168.0)], hilum
 
 
-def _vessel_tree(scene: _Scene, inside: Callable[[np.ndarray], bool],
-                 roots: Sequence[tuple[np.ndarray, Sequence[float], float]],
-                 min_radius_mm: float = 1.2, max_segments: int = 160) -> list[Segment]:
+def _vessel_tree(
+    scene: _Scene,
+    inside: Callable[[np.ndarray], bool],
+    roots: Sequence[tuple[np.ndarray, Sequence[float], float]],
+    min_radius_mm: float = 1.2,
+    max_segments: int = 160,
+) -> list[Segment]:
     """Random branching tree of capsule segments (mm) that stays where ``inside`` is True:
     each node continues its direction (radius x 0.92, bent 5-25 degrees) and sprouts a side
     branch (radius x 0.65, 35-75 degrees away), until the radius falls below ``min_radius_mm``.
     A branch that would leave the organ tries a few other directions, then stops."""
     rng = scene.rng
-    stack = [(np.asarray(p, float), np.asarray(d, float) / np.linalg.norm(d), r, 0.0, 1.0)
-             for p, d, r in roots]
+    stack = [
+        (np.asarray(p, float), np.asarray(d, float) / np.linalg.norm(d), r, 0.0, 1.0)
+        for p, d, r in roots
+    ]
     segments: list[Segment] = []
     while stack and len(segments) < max_segments:
         p, d0, r, lo, hi = stack.pop(0)
@@ -513,8 +601,11 @@ def _kidney(scene: _Scene, side: int) -> np.ndarray:
     about 11 x 6 x 5 cm, upper pole tilted medially and posteriorly. Returns the hilum (mm)."""
     center = scene.at(side * 70, -37, -35 if side < 0 else -15, 4)
     radii = scene.size(31, 26, 56, sd=0.05)
-    rot = _rotation(12 + scene.rng.normal(0, 4), -side * (15 + scene.rng.normal(0, 4)),
-                    -side * (30 + scene.rng.normal(0, 6)))
+    rot = _rotation(
+        12 + scene.rng.normal(0, 4),
+        -side * (15 + scene.rng.normal(0, 4)),
+        -side * (30 + scene.rng.normal(0, 6)),
+    )
     medial = np.array([-side * radii[0], 0.0, 0.0])
     hilum = center + rot @ medial
     box = _organ_box(scene, center, radii, 1.2)
@@ -550,8 +641,15 @@ def _spleen(scene: _Scene) -> None:
 def _pancreas(scene: _Scene) -> np.ndarray:
     """Pancreas: a lobulated tube, head right of the midline in the duodenal loop, body across
     the aorta, tail up to the splenic hilum (about 15 cm long, 2-2.5 cm thick). Returns its path."""
-    ref = np.array([[-36, 10, -24, 15.0], [-15, 22, -6, 12.5], [20, 22, 2, 12.5],
-                    [55, 4, 16, 11.5], [78, -16, 30, 9.5]])
+    ref = np.array(
+        [
+            [-36, 10, -24, 15.0],
+            [-15, 22, -6, 12.5],
+            [20, 22, 2, 12.5],
+            [55, 4, 16, 11.5],
+            [78, -16, 30, 9.5],
+        ]
+    )
     jitter = np.column_stack([scene.rng.normal(0, 4, (5, 3)), scene.rng.normal(0, 0.8, 5)])
     path = _smooth_path((ref + jitter) * np.append(scene.g, 1.0))
     _tube(scene, "pancreas", path, wobble_mm=2.0, scale_mm=10.0)
@@ -573,14 +671,16 @@ def _stomach(scene: _Scene) -> None:
     scene.paint(box, (f < -0.12) & (xyz[1] >= level), "gas", onto=("bowel_wall",))
 
 
-def _great_vessels(scene: _Scene, liver_hilum: np.ndarray, kidney_hila: Sequence[np.ndarray],
-                   pancreas: np.ndarray) -> None:
+def _great_vessels(
+    scene: _Scene, liver_hilum: np.ndarray, kidney_hila: Sequence[np.ndarray], pancreas: np.ndarray
+) -> None:
     """Aorta, IVC, portal and splenic veins, renal veins (all labelled vessel)."""
     z0, z1 = float(scene.axes[2][0]) - 20, float(scene.axes[2][-1]) + 20
     zs = np.linspace(z0, z1, 6)
     aorta_x = 12 * scene.g[0] + scene.rng.normal(0, 3) + scene.rng.normal(0, 2, 6)
-    aorta = np.column_stack([aorta_x, np.full(6, -16 * scene.g[1]), zs,
-                             np.linspace(10, 12.5, 6) * scene.g[0]])
+    aorta = np.column_stack(
+        [aorta_x, np.full(6, -16 * scene.g[1]), zs, np.linspace(10, 12.5, 6) * scene.g[0]]
+    )
     _tube(scene, "aorta", _smooth_path(aorta), wobble_mm=0.5)
     ivc_pts = [scene.at(-20, -16, zi, 2) for zi in np.linspace(z0, 85, 5)] + [scene.at(-15, -8, z1)]
     ivc = np.column_stack([np.array(ivc_pts), np.full(6, 11.0) * scene.g[0]])
@@ -588,7 +688,7 @@ def _great_vessels(scene: _Scene, liver_hilum: np.ndarray, kidney_hila: Sequence
     confluence = pancreas[len(pancreas) // 3, :3] + (0, -14, 0)
     portal = np.array([[*confluence, 7.5], [*scene.at(-26, 2, 10, 2), 7.0], [*liver_hilum, 6.0]])
     _tube(scene, "portal_vein", _smooth_path(portal), wobble_mm=0.5)
-    splenic = pancreas[len(pancreas) // 3:].copy()
+    splenic = pancreas[len(pancreas) // 3 :].copy()
     splenic[:, 1] -= splenic[:, 3] * 0.9
     splenic[:, 3] = 4.5
     _tube(scene, "portal_vein", splenic, wobble_mm=0.5)
@@ -602,13 +702,25 @@ def _great_vessels(scene: _Scene, liver_hilum: np.ndarray, kidney_hila: Sequence
 def _bowel(scene: _Scene) -> None:
     """Colon frame (gas and stool) and small-bowel loops (fluid, some gas) in the free fat."""
     rng = scene.rng
-    colon_ref = np.array([[-105, 5, -130, 20], [-108, 5, -45, 20], [-90, 40, -20, 19],
-                          [-40, 65, -25, 17], [20, 68, -35, 17], [75, 55, -15, 17],
-                          [105, 20, 15, 16], [110, -5, -40, 15], [100, 0, -130, 15]], float)
+    colon_ref = np.array(
+        [
+            [-105, 5, -130, 20],
+            [-108, 5, -45, 20],
+            [-90, 40, -20, 19],
+            [-40, 65, -25, 17],
+            [20, 68, -35, 17],
+            [75, 55, -15, 17],
+            [105, 20, 15, 16],
+            [110, -5, -40, 15],
+            [100, 0, -130, 15],
+        ],
+        float,
+    )
     colon_ref[:, :3] += rng.normal(0, 5, (len(colon_ref), 3))
     colon = _smooth_path(colon_ref * np.append(scene.g, 1.0))
-    box, sd = _tube(scene, "bowel_wall", colon, wobble_mm=2.5, scale_mm=20.0,
-                    onto=("visceral_fat",))
+    box, sd = _tube(
+        scene, "bowel_wall", colon, wobble_mm=2.5, scale_mm=20.0, onto=("visceral_fat",)
+    )
     if box is not None:
         lumen = sd < -3.0
         scene.paint(box, lumen & (scene.noise(sd.shape, 15.0) > -0.3), "gas", ("bowel_wall",))
@@ -624,8 +736,9 @@ def _bowel(scene: _Scene) -> None:
     loops -= np.clip(bias, 0.0, 0.3)
     scene.paint(box, loops < 0.32, "bowel_wall", onto=("visceral_fat",))
     scene.paint(box, loops < 0.22, "bowel_fluid", onto=("bowel_wall",))
-    scene.paint(box, (loops < 0.22) & (scene.noise(shape, 12.0) > 1.6), "gas",
-                onto=("bowel_fluid",))
+    scene.paint(
+        box, (loops < 0.22) & (scene.noise(shape, 12.0) > 1.6), "gas", onto=("bowel_fluid",)
+    )
 
 
 def _thorax(scene: _Scene, rho2d: np.ndarray) -> None:
@@ -636,8 +749,12 @@ def _thorax(scene: _Scene, rho2d: np.ndarray) -> None:
     if box is None:
         return
     zz = scene.xyz(box)[2]
-    scene.paint(box, zz > dome[box[0], box[1]][:, :, None], "lung",
-                onto=("visceral_fat", "bowel_wall", "bowel_fluid", "stool", "gas"))
+    scene.paint(
+        box,
+        zz > dome[box[0], box[1]][:, :, None],
+        "lung",
+        onto=("visceral_fat", "bowel_wall", "bowel_fluid", "stool", "gas"),
+    )
     center, radii = scene.at(20, 25, 160, 5), scene.size(75, 60, 60)
     heart_box = _organ_box(scene, center, radii)
     if heart_box is not None:
@@ -646,8 +763,13 @@ def _thorax(scene: _Scene, rho2d: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------- image
-def _liver_detail(scene: _Scene, image: np.ndarray, label: np.ndarray, box: Box,
-                  trees: Sequence[tuple[list[Segment], float]]) -> None:
+def _liver_detail(
+    scene: _Scene,
+    image: np.ndarray,
+    label: np.ndarray,
+    box: Box,
+    trees: Sequence[tuple[list[Segment], float]],
+) -> None:
     """Mottled parenchyma and intrahepatic vessels with partial-volume edges. Vessels wider
     than 2 x ``_LABELLED_VESSEL_RADIUS_MM`` are labelled vessel; thinner ones stay liver."""
     liver = scene.tissue[box] == _T["liver"]
@@ -661,8 +783,13 @@ def _liver_detail(scene: _Scene, image: np.ndarray, label: np.ndarray, box: Box,
         label[box][(sd < 0) & (radius >= _LABELLED_VESSEL_RADIUS_MM) & liver] = _VESSEL_ID
 
 
-def _ct_finish(image: np.ndarray, rng: np.random.Generator, noise_sd_hu: float,
-               blur_vox: float = 0.6, noise_vox: float = 0.8) -> np.ndarray:
+def _ct_finish(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    noise_sd_hu: float,
+    blur_vox: float = 0.6,
+    noise_vox: float = 0.8,
+) -> np.ndarray:
     """Partial-volume blur, spatially correlated noise of sd ``noise_sd_hu``, rounded to int16."""
     image = ndimage.gaussian_filter(image, blur_vox, mode="nearest")
     white = rng.standard_normal(image.shape, dtype=np.float32)

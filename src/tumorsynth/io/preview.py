@@ -39,8 +39,9 @@ _ORGAN_RGB = np.array([0, 255, 0], dtype=np.float32)
 _ORGAN_ALPHA = 0.6
 
 
-def window_to_uint8(array: np.ndarray, level_hu: float = 40.0,
-                    width_hu: float = 400.0) -> np.ndarray:
+def window_to_uint8(
+    array: np.ndarray, level_hu: float = 40.0, width_hu: float = 400.0
+) -> np.ndarray:
     """Map CT intensities (HU) to display gray values through a window.
 
     Parameters
@@ -137,14 +138,15 @@ def render_tumor_montage(
         raise InputError("centers_vox", "expected at least one tumor centre, found none")
     crops = _per_row("crop_mm", crop_mm, len(centers_vox))[: len(centers)]
     if titles is not None and len(titles) != len(centers_vox):
-        raise InputError("titles", f"expected one title per centre ({len(centers_vox)}), "
-                         f"found {len(titles)}")
+        raise InputError(
+            "titles", f"expected one title per centre ({len(centers_vox)}), found {len(titles)}"
+        )
     view = _View(affine, spacing_mm, tumor_ids, organ_ids, level_hu, width_hu, tile_px)
     canvas = np.empty((len(centers) * tile_px, 2 * tile_px, 3), dtype=np.uint8)
     for row, (center, crop) in enumerate(zip(centers, crops)):
         for col, plane in enumerate(_MONTAGE_PLANES):
             tile = view.tile(image, label, plane, center, (crop, crop))
-            canvas[row * tile_px:(row + 1) * tile_px, col * tile_px:(col + 1) * tile_px] = tile
+            canvas[row * tile_px : (row + 1) * tile_px, col * tile_px : (col + 1) * tile_px] = tile
     montage = Image.fromarray(canvas, mode="RGB")
     if titles is not None:
         for row, title in enumerate(titles[: len(centers)]):
@@ -198,13 +200,17 @@ def render_overview(
     row_axis, col_axis, slice_axis = view.voxel_axes("axial")
     other = tuple(a for a in range(3) if a != slice_axis)
     tumor_area = np.count_nonzero(_mask(label, view.tumor_ids), axis=other)
-    organ_area = np.count_nonzero(_mask(label, view.organ_ids), axis=other) if view.organ_ids \
+    organ_area = (
+        np.count_nonzero(_mask(label, view.organ_ids), axis=other)
+        if view.organ_ids
         else np.zeros_like(tumor_area)
+    )
     slices = _pick_slices(tumor_area, organ_area, n_slices, min_gap_mm / spacing_mm[slice_axis])
     slices.sort(reverse=view.toward_ras[slice_axis])  # superior first
     center = [(n - 1) / 2.0 for n in image.shape]
-    fov_mm = max(image.shape[row_axis] * spacing_mm[row_axis],
-                 image.shape[col_axis] * spacing_mm[col_axis])
+    fov_mm = max(
+        image.shape[row_axis] * spacing_mm[row_axis], image.shape[col_axis] * spacing_mm[col_axis]
+    )
     pixel_cm2 = spacing_mm[row_axis] * spacing_mm[col_axis] / 100.0
     tiles, captions = [], []
     for index in slices:
@@ -232,14 +238,24 @@ def save_png(img: Image.Image, path: str | os.PathLike[str]) -> Path:
 class _View:
     """Display settings shared by all tiles of one figure: orientation, window, ids, tile size."""
 
-    def __init__(self, affine: np.ndarray | None, spacing_mm: Sequence[float],
-                 tumor_ids: Sequence[int], organ_ids: Sequence[int], level_hu: float,
-                 width_hu: float, tile_px: int) -> None:
+    def __init__(
+        self,
+        affine: np.ndarray | None,
+        spacing_mm: Sequence[float],
+        tumor_ids: Sequence[int],
+        organ_ids: Sequence[int],
+        level_hu: float,
+        width_hu: float,
+        tile_px: int,
+    ) -> None:
         if int(tile_px) < 8:
             raise InputError("tile_px", f"expected at least 8 pixels, found {tile_px}")
         window_to_uint8(np.zeros(1), level_hu, width_hu)  # validates the window once
-        ornt = io_orientation(np.asarray(affine, dtype=float)) if affine is not None \
+        ornt = (
+            io_orientation(np.asarray(affine, dtype=float))
+            if affine is not None
             else np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
+        )
         if not np.all(np.isfinite(ornt)):
             raise InputError("affine", f"cannot tell the voxel axes' directions from {affine}")
         #: voxel axis along world axis w (0 R-L, 1 A-P, 2 S-I)
@@ -256,8 +272,14 @@ class _View:
         rows, cols, fixed = _PLANE_WORLD_AXES[plane]
         return self.axis_of_world[rows], self.axis_of_world[cols], self.axis_of_world[fixed]
 
-    def tile(self, image: np.ndarray, label: np.ndarray, plane: Plane,
-             center: tuple[float, ...], fov_mm: tuple[float, float]) -> np.ndarray:
+    def tile(
+        self,
+        image: np.ndarray,
+        label: np.ndarray,
+        plane: Plane,
+        center: tuple[float, ...],
+        fov_mm: tuple[float, float],
+    ) -> np.ndarray:
         """RGB tile (tile_px, tile_px, 3) of ``plane`` through ``center``.
 
         ``fov_mm`` is the field of view (mm) along the tile's rows and columns.
@@ -265,8 +287,11 @@ class _View:
         row_axis, col_axis, fixed_axis = self.voxel_axes(plane)
         index = math.floor(center[fixed_axis] + 0.5)
         if not 0 <= index < image.shape[fixed_axis]:
-            raise InputError("centers_vox", f"centre {center} lies outside the volume of shape "
-                             f"{image.shape} along voxel axis {fixed_axis}")
+            raise InputError(
+                "centers_vox",
+                f"centre {center} lies outside the volume of shape "
+                f"{image.shape} along voxel axis {fixed_axis}",
+            )
         # Window of whole voxels around the centre, 1 voxel wider than the field of view so the
         # resampling box below always lies inside it; (start, centre in PIL pixel units, half).
         spans = []
@@ -305,8 +330,15 @@ class _View:
         return rgb
 
 
-def _padded_plane(volume: np.ndarray, fixed_axis: int, index: int, row_axis: int, col_axis: int,
-                  spans: list[tuple[int, int, float, float]], fill: float) -> np.ndarray:
+def _padded_plane(
+    volume: np.ndarray,
+    fixed_axis: int,
+    index: int,
+    row_axis: int,
+    col_axis: int,
+    spans: list[tuple[int, int, float, float]],
+    fill: float,
+) -> np.ndarray:
     """2-D window ``[row span, col span]`` of the slice ``index`` along ``fixed_axis``.
 
     Only the window is read (a view, then one small copy); parts outside the volume are ``fill``.
@@ -320,7 +352,7 @@ def _padded_plane(volume: np.ndarray, fixed_axis: int, index: int, row_axis: int
     if row_axis > col_axis:  # the slice keeps voxel-axis order; tiles want (rows, cols)
         piece = piece.T
     out = np.full((r1 - r0, c1 - c0), fill, dtype=volume.dtype)
-    out[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0] = piece
+    out[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0] = piece
     return out
 
 
@@ -337,12 +369,13 @@ def _mask(labels: np.ndarray, ids: Sequence[int]) -> np.ndarray:
 def _boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` with a 4-neighbour outside it (1 px contour; the tile edge is no edge)."""
     padded = np.pad(mask, 1, mode="edge")
-    interior = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~interior
 
 
-def _pick_slices(tumor_area: np.ndarray, organ_area: np.ndarray, n_slices: int,
-                 min_gap_vox: float) -> list[int]:
+def _pick_slices(
+    tumor_area: np.ndarray, organ_area: np.ndarray, n_slices: int, min_gap_vox: float
+) -> list[int]:
     """Indices of up to ``n_slices`` slices, largest tumor (then organ) area first, spread apart."""
     score = tumor_area if tumor_area.any() else organ_area
     if not score.any():
@@ -367,8 +400,9 @@ def _per_row(name: str, value: float | Sequence[float], n_rows: int) -> list[flo
     else:
         values = [float(v) for v in value]
     if len(values) != n_rows:
-        raise InputError(name, f"expected one value or one per centre ({n_rows}), "
-                         f"found {len(values)}")
+        raise InputError(
+            name, f"expected one value or one per centre ({n_rows}), found {len(values)}"
+        )
     if not all(v > 0 and math.isfinite(v) for v in values):
         raise InputError(name, f"expected sizes > 0 mm, found {values}")
     return values
@@ -376,8 +410,11 @@ def _per_row(name: str, value: float | Sequence[float], n_rows: int) -> list[flo
 
 def _check_grid(image: np.ndarray, label: np.ndarray, spacing_mm: Sequence[float]) -> None:
     if image.ndim != 3 or image.shape != label.shape:
-        raise InputError("label", f"expected a 3-D image and a label of the same shape, found "
-                         f"{image.shape} and {label.shape}")
+        raise InputError(
+            "label",
+            f"expected a 3-D image and a label of the same shape, found "
+            f"{image.shape} and {label.shape}",
+        )
     if len(spacing_mm) != 3 or not all(float(s) > 0 for s in spacing_mm):
         raise InputError("spacing_mm", f"expected three voxel sizes > 0 mm, found {spacing_mm}")
 

@@ -73,20 +73,27 @@ class TumorRecord:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
-    def with_paths(self, **paths: str | None) -> "TumorRecord":
+    def with_paths(self, **paths: str | None) -> TumorRecord:
         return replace(self, **paths)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = "<record>") -> "TumorRecord":
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "<record>") -> TumorRecord:
         if not isinstance(data, Mapping):
-            raise InputError(where, f"expected a JSON object (one tumor record), found "
-                             f"{type(data).__name__}", fix="was it written by tumorsynth?")
+            raise InputError(
+                where,
+                f"expected a JSON object (one tumor record), found {type(data).__name__}",
+                fix="was it written by tumorsynth?",
+            )
         known = {f.name for f in fields(cls)}
-        required = [f.name for f in fields(cls) if f.name not in data
-                    and f.default is MISSING and f.default_factory is MISSING]
+        required = [
+            f.name
+            for f in fields(cls)
+            if f.name not in data and f.default is MISSING and f.default_factory is MISSING
+        ]
         if required:
-            raise InputError(where, f"tumor record lacks {required}",
-                             fix="was it written by tumorsynth?")
+            raise InputError(
+                where, f"tumor record lacks {required}", fix="was it written by tumorsynth?"
+            )
         values = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
         for key in ("center_vox", "center_mm", "radii_mm"):
@@ -119,8 +126,10 @@ def read_manifest(path: str | os.PathLike[str]) -> list[TumorRecord]:
         try:
             data = json.loads(line)
         except ValueError as exc:
-            raise InputError(f"{path}:{number}", f"expected one JSON record per line, found "
-                             f"unparsable text ({exc})") from exc
+            raise InputError(
+                f"{path}:{number}",
+                f"expected one JSON record per line, found unparsable text ({exc})",
+            ) from exc
         records.append(TumorRecord.from_dict(data, where=f"{path}:{number}"))
     return records
 

@@ -44,8 +44,11 @@ def get_profile(organ: str | OrganProfile) -> OrganProfile:
     try:
         return _PROFILES[organ]
     except KeyError:
-        raise InputError(f"organ {organ!r}", f"no organ profile; known organs are "
-                         f"{sorted(_PROFILES)}", fix="register_profile() adds one") from None
+        raise InputError(
+            f"organ {organ!r}",
+            f"no organ profile; known organs are {sorted(_PROFILES)}",
+            fix="register_profile() adds one",
+        ) from None
 
 
 def registered_organs() -> tuple[str, ...]:

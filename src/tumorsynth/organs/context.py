@@ -54,8 +54,9 @@ class OccupiedSphere:
     radius_mm: float
 
 
-def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)
-                 ) -> tuple[slice, slice, slice] | None:
+def bounding_box(
+    mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)
+) -> tuple[slice, slice, slice] | None:
     """Bounding box of a boolean mask, grown by ``margin`` voxels and clipped; None if empty."""
     box = []
     for axis in range(3):
@@ -63,8 +64,12 @@ def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)
         hits = np.flatnonzero(mask.any(axis=others))
         if hits.size == 0:
             return None
-        box.append(slice(max(0, int(hits[0]) - margin[axis]),
-                         min(mask.shape[axis], int(hits[-1]) + 1 + margin[axis])))
+        box.append(
+            slice(
+                max(0, int(hits[0]) - margin[axis]),
+                min(mask.shape[axis], int(hits[-1]) + 1 + margin[axis]),
+            )
+        )
     return (box[0], box[1], box[2])
 
 
@@ -100,9 +105,16 @@ class OrganContext:
     _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, image: np.ndarray, organ_mask: np.ndarray, spacing_mm: Vec3,
-              profile: OrganProfile, *, where: str = "<image>",
-              avoid_mask: np.ndarray | None = None) -> "OrganContext":
+    def build(
+        cls,
+        image: np.ndarray,
+        organ_mask: np.ndarray,
+        spacing_mm: Vec3,
+        profile: OrganProfile,
+        *,
+        where: str = "<image>",
+        avoid_mask: np.ndarray | None = None,
+    ) -> OrganContext:
         """Analyse ``organ_mask`` (bool, full volume) in ``image`` (HU, any dtype).
 
         ``avoid_mask`` (bool, full volume) marks existing tumors to keep clear of.
@@ -114,8 +126,11 @@ class OrganContext:
         """
         bbox = bounding_box(organ_mask)
         if bbox is None:
-            raise PlacementError(where, f"organ {profile.name!r} is absent (no voxels in its mask)",
-                                 fix="check --organ and --label-map")
+            raise PlacementError(
+                where,
+                f"organ {profile.name!r} is absent (no voxels in its mask)",
+                fix="check --organ and --label-map",
+            )
         stride = tuple(max(1, int(round(_COARSE_MM / s))) for s in spacing_mm)
         coarse = tuple(slice(b.start, b.stop, st) for b, st in zip(bbox, stride))
         coarse_spacing = tuple(s * st for s, st in zip(spacing_mm, stride))
@@ -124,8 +139,9 @@ class OrganContext:
         order = "F" if organ_mask.flags.f_contiguous else "C"
         mask_c = np.array(organ_mask[coarse], order=order)
         # Pad by one voxel so the bounding box edge counts as outside the organ.
-        depth = edt.edt(np.pad(mask_c, 1), anisotropy=coarse_spacing, parallel=1,
-                        black_border=True, order=order)[1:-1, 1:-1, 1:-1].astype(np.float32)
+        depth = edt.edt(
+            np.pad(mask_c, 1), anisotropy=coarse_spacing, parallel=1, black_border=True, order=order
+        )[1:-1, 1:-1, 1:-1].astype(np.float32)
         image_c = np.array(image[coarse], dtype=np.float32, order=order)
         interior = depth > 3.0
         if interior.sum() < 20:
@@ -144,19 +160,31 @@ class OrganContext:
             median = float(np.median(values))
         noise = _measure_noise(image, organ_mask, bbox, spacing_mm)
         stats = ParenchymaStats(
-            median_hu=median, noise_hu=noise,
-            p05_hu=float(np.percentile(values, 5)), p95_hu=float(np.percentile(values, 95)),
+            median_hu=median,
+            noise_hu=noise,
+            p05_hu=float(np.percentile(values, 5)),
+            p95_hu=float(np.percentile(values, 95)),
             vessel_fraction=float(vessels.sum() / max(1, mask_c.sum())),
             n_voxels=int(np.count_nonzero(mask_c)) * int(np.prod(stride)),
         )
         lo, hi = profile.expected_parenchyma_hu
         if not lo <= median <= hi:
-            warnings.warn(f"{where}: {profile.name} parenchyma median {median:.0f} HU is outside the "
-                          f"expected {lo:.0f}..{hi:.0f} HU; is the mask or the image right?",
-                          stacklevel=2)
-        context = cls(profile.name, profile, tuple(float(s) for s in spacing_mm),  # type: ignore[arg-type]
-                      tuple(int(s) for s in image.shape), bbox, stride, depth,  # type: ignore[arg-type]
-                      clearance, stats)
+            warnings.warn(
+                f"{where}: {profile.name} parenchyma median {median:.0f} HU is outside the "
+                f"expected {lo:.0f}..{hi:.0f} HU; is the mask or the image right?",
+                stacklevel=2,
+            )
+        context = cls(
+            profile.name,
+            profile,
+            tuple(float(s) for s in spacing_mm),  # type: ignore[arg-type]
+            tuple(int(s) for s in image.shape),
+            bbox,
+            stride,
+            depth,  # type: ignore[arg-type]
+            clearance,
+            stats,
+        )
         if avoid_mask is not None:
             context.occupy_mask(avoid_mask)
         return context
@@ -181,8 +209,14 @@ class OrganContext:
         out[inside] = self.depth_mm[good[:, 0], good[:, 1], good[:, 2]]
         return out
 
-    def candidates(self, *, min_depth_mm: float, max_depth_mm: float = math.inf,
-                   min_clearance_mm: float = 0.0, keep_clear_mm: float = 0.0) -> np.ndarray:
+    def candidates(
+        self,
+        *,
+        min_depth_mm: float,
+        max_depth_mm: float = math.inf,
+        min_clearance_mm: float = 0.0,
+        keep_clear_mm: float = 0.0,
+    ) -> np.ndarray:
         """All coarse-grid voxels (N, 3) that satisfy depth, vessel clearance and collision rules.
 
         ``keep_clear_mm`` is the new tumor's bounding radius (plus gap): candidates closer than
@@ -193,9 +227,15 @@ class OrganContext:
             index = index[self._clear_of_tumors(index, keep_clear_mm)]
         return index
 
-    def pick(self, rng: np.random.Generator, *, min_depth_mm: float,
-             max_depth_mm: float = math.inf, min_clearance_mm: float = 0.0,
-             keep_clear_mm: float = 0.0) -> np.ndarray | None:
+    def pick(
+        self,
+        rng: np.random.Generator,
+        *,
+        min_depth_mm: float,
+        max_depth_mm: float = math.inf,
+        min_clearance_mm: float = 0.0,
+        keep_clear_mm: float = 0.0,
+    ) -> np.ndarray | None:
         """One coarse-grid voxel drawn uniformly from :meth:`candidates`, or None if there is none.
 
         Organ voxels are kept sorted by depth, so the voxels deep enough are a slice of that list;
@@ -217,8 +257,12 @@ class OrganContext:
                 ok[ok] = self._clear_of_tumors(index[ok], keep_clear_mm)
             if ok.any():
                 return index[int(np.argmax(ok))]
-        every = self.candidates(min_depth_mm=min_depth_mm, max_depth_mm=max_depth_mm,
-                                min_clearance_mm=min_clearance_mm, keep_clear_mm=keep_clear_mm)
+        every = self.candidates(
+            min_depth_mm=min_depth_mm,
+            max_depth_mm=max_depth_mm,
+            min_clearance_mm=min_clearance_mm,
+            keep_clear_mm=keep_clear_mm,
+        )
         return every[int(rng.integers(len(every)))] if len(every) else None
 
     def _depth_order(self) -> tuple[np.ndarray, np.ndarray]:
@@ -241,8 +285,9 @@ class OrganContext:
             ok &= (index[:, 2] >= math.floor(lo * n)) & (index[:, 2] < math.ceil(hi * n))
         return ok
 
-    def _allowed(self, min_depth_mm: float, max_depth_mm: float, min_clearance_mm: float
-                 ) -> np.ndarray:
+    def _allowed(
+        self, min_depth_mm: float, max_depth_mm: float, min_clearance_mm: float
+    ) -> np.ndarray:
         ok = (self.depth_mm >= min_depth_mm) & (self.depth_mm <= max_depth_mm)
         if min_clearance_mm > 0:
             ok &= self.clearance_mm >= min_clearance_mm
@@ -250,7 +295,7 @@ class OrganContext:
         if (lo, hi) != (0.0, 1.0):
             n = ok.shape[2]
             ok[:, :, : int(math.floor(lo * n))] = False
-            ok[:, :, int(math.ceil(hi * n)):] = False
+            ok[:, :, int(math.ceil(hi * n)) :] = False
         return ok
 
     def _clear_of_tumors(self, index: np.ndarray, keep_clear_mm: float) -> np.ndarray:
@@ -264,8 +309,12 @@ class OrganContext:
     def occupy(self, center_vox: np.ndarray, radius_mm: float) -> None:
         """Mark a sphere as taken (a tumor placed in this run)."""
         center_mm = np.asarray(center_vox, dtype=np.float64) * np.array(self.spacing_mm)
-        self.occupied.append(OccupiedSphere(tuple(float(c) for c in center_mm),  # type: ignore[arg-type]
-                                            float(radius_mm)))
+        self.occupied.append(
+            OccupiedSphere(
+                tuple(float(c) for c in center_mm),  # type: ignore[arg-type]
+                float(radius_mm),
+            )
+        )
 
     def occupy_mask(self, mask: np.ndarray) -> None:
         """Mark every connected component of ``mask`` (existing tumors) as taken."""
@@ -291,15 +340,22 @@ def _vessel_clearance(vessels: np.ndarray, spacing_mm: Vec3) -> np.ndarray:
         return np.full(vessels.shape, np.inf, dtype=np.float32)
     pad = [(0, (-n) % 2) for n in vessels.shape]
     v = np.pad(vessels, pad)
-    pooled = v.reshape(v.shape[0] // 2, 2, v.shape[1] // 2, 2, v.shape[2] // 2, 2).any(axis=(1, 3, 5))
+    pooled = v.reshape(v.shape[0] // 2, 2, v.shape[1] // 2, 2, v.shape[2] // 2, 2).any(
+        axis=(1, 3, 5)
+    )
     dist = edt.edt(~pooled, anisotropy=tuple(2 * s for s in spacing_mm), parallel=1)
     dist = np.maximum(dist.astype(np.float32) - np.float32(0.5 * max(spacing_mm)), 0.0)
     index = np.ix_(*(np.arange(n) // 2 for n in vessels.shape))
     return dist[index]
 
 
-def _measure_noise(image: np.ndarray, organ_mask: np.ndarray, bbox: tuple[slice, slice, slice],
-                   spacing_mm: Vec3, n_slabs: int = 5) -> float:
+def _measure_noise(
+    image: np.ndarray,
+    organ_mask: np.ndarray,
+    bbox: tuple[slice, slice, slice],
+    spacing_mm: Vec3,
+    n_slabs: int = 5,
+) -> float:
     """Robust std of the 2 mm high-pass residual on a few slices through the organ.
 
     The 3-D Gaussian is separable, so the residual of one slice needs only the weighted sum of
@@ -312,12 +368,15 @@ def _measure_noise(image: np.ndarray, organ_mask: np.ndarray, bbox: tuple[slice,
     weights /= weights.sum()
     erode = int(math.ceil(2 * _NOISE_SIGMA_MM / min(spacing_mm[:2])))  # keep clear of organ edges
     k0, k1 = bbox[2].start, bbox[2].stop
-    centres = np.unique(np.linspace(k0 + (k1 - k0) * 0.2, k0 + (k1 - k0) * 0.8, n_slabs).astype(int))
+    centres = np.unique(
+        np.linspace(k0 + (k1 - k0) * 0.2, k0 + (k1 - k0) * 0.8, n_slabs).astype(int)
+    )
     residuals = []
     for k in centres:
         ks = np.clip(k + offsets, 0, image.shape[2] - 1)
-        blurred_z = np.zeros((bbox[0].stop - bbox[0].start, bbox[1].stop - bbox[1].start),
-                             dtype=np.float32)
+        blurred_z = np.zeros(
+            (bbox[0].stop - bbox[0].start, bbox[1].stop - bbox[1].start), dtype=np.float32
+        )
         for w, kk in zip(weights, ks):
             blurred_z += w * image[bbox[0], bbox[1], kk]
         low = ndi.gaussian_filter(blurred_z, sigma=sigma[:2], truncate=3.0)

@@ -20,16 +20,25 @@ LIVER = OrganProfile(
     },
     shape=ShapeRules(),
     # Large liver tumors reach the capsule (IRCAD 1.17's do); a small bulge is allowed.
-    placement=PlacementRules(depth_fraction=0.6, min_depth_mm=4.0, bulge_mm=2.0,
-                             vessel_clearance_mm=6.0),
+    placement=PlacementRules(
+        depth_fraction=0.6, min_depth_mm=4.0, bulge_mm=2.0, vessel_clearance_mm=6.0
+    ),
     # IRCAD 1.17 (two real tumors, 79 and 86 mL): liver 104 HU; tumor 0-4 mm from the edge
     # 76-91 HU (-13..-28), 10-20 mm deep 37-58 HU (-46..-67); 10-90% edge rise 5-6.5 mm of the
     # mean profile (benchmarks/calibration.py), heterogeneity (4 mm low-pass std) 17-86 HU.
     appearance=AppearanceRules(
-        contrast_hu=(-40.0, -12.0), centre_drop_hu=(10.0, 50.0), texture_hu=(6.0, 26.0),
-        texture_scale_mm=(3.0, 7.0), edge_width_mm=(1.0, 2.5), necrosis_probability=0.35,
-        necrosis_hu=(15.0, 40.0), rim_probability=0.25, dense_spot_probability=0.2,
-        cyst_probability=0.0, unenhanced_hu=55.0, enhanced_hu=110.0,
+        contrast_hu=(-40.0, -12.0),
+        centre_drop_hu=(10.0, 50.0),
+        texture_hu=(6.0, 26.0),
+        texture_scale_mm=(3.0, 7.0),
+        edge_width_mm=(1.0, 2.5),
+        necrosis_probability=0.35,
+        necrosis_hu=(15.0, 40.0),
+        rim_probability=0.25,
+        dense_spot_probability=0.2,
+        cyst_probability=0.0,
+        unenhanced_hu=55.0,
+        enhanced_hu=110.0,
     ),
     expected_parenchyma_hu=(30.0, 180.0),
 )

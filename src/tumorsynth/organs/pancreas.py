@@ -22,13 +22,21 @@ PANCREAS = OrganProfile(
     shape=ShapeRules(deform_amplitude=(0.1, 0.25), satellite_count=(1, 2)),
     # PDAC expands the gland contour: centres need only ~40% of the radius inside, and the mass
     # may bulge 5 mm into the surrounding fat.
-    placement=PlacementRules(depth_fraction=0.4, min_depth_mm=2.0, bulge_mm=5.0,
-                             vessel_clearance_mm=4.0),
+    placement=PlacementRules(
+        depth_fraction=0.4, min_depth_mm=2.0, bulge_mm=5.0, vessel_clearance_mm=4.0
+    ),
     appearance=AppearanceRules(
-        contrast_hu=(-45.0, -15.0), centre_drop_hu=(0.0, 20.0), texture_hu=(3.0, 10.0),
-        texture_scale_mm=(2.5, 5.0), edge_width_mm=(1.5, 3.0), necrosis_probability=0.1,
-        rim_probability=0.0, dense_spot_probability=0.0, cyst_probability=0.1,
-        unenhanced_hu=40.0, enhanced_hu=110.0,
+        contrast_hu=(-45.0, -15.0),
+        centre_drop_hu=(0.0, 20.0),
+        texture_hu=(3.0, 10.0),
+        texture_scale_mm=(2.5, 5.0),
+        edge_width_mm=(1.5, 3.0),
+        necrosis_probability=0.1,
+        rim_probability=0.0,
+        dense_spot_probability=0.0,
+        cyst_probability=0.1,
+        unenhanced_hu=40.0,
+        enhanced_hu=110.0,
     ),
     mixed_weights={"tiny": 0.25, "small": 0.35, "medium": 0.3, "large": 0.1},
     expected_parenchyma_hu=(0.0, 200.0),

@@ -169,7 +169,8 @@ class OrganProfile:
     placement: PlacementRules = field(default_factory=PlacementRules)
     appearance: AppearanceRules = field(default_factory=AppearanceRules)
     mixed_weights: Mapping[SizeClass, float] = field(
-        default_factory=lambda: {"tiny": 0.3, "small": 0.35, "medium": 0.25, "large": 0.1})
+        default_factory=lambda: {"tiny": 0.3, "small": 0.35, "medium": 0.25, "large": 0.1}
+    )
     expected_parenchyma_hu: Range = (20.0, 220.0)
     vessel_threshold_hu: float = 40.0
 

@@ -43,8 +43,17 @@ from tumorsynth.io.records import (
 )
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
 
-__all__ = ["BatchSettings", "BatchOutput", "run_batch", "synthesize_files", "variant_name",
-           "write_dataset_json", "write_preview", "preview_manifest", "progress_bar"]
+__all__ = [
+    "BatchSettings",
+    "BatchOutput",
+    "run_batch",
+    "synthesize_files",
+    "variant_name",
+    "write_dataset_json",
+    "write_preview",
+    "preview_manifest",
+    "progress_bar",
+]
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,15 @@ def variant_name(case_id: str, variant: int) -> str:
     return f"{case_id}_syn{variant}"
 
 
-def run_batch(cases: Sequence[CaseRef], out_dir: str | os.PathLike[str], settings: BatchSettings,
-              *, workers: int = 1, progress: bool = True,
-              on_case: Callable[[str, list[TumorRecord]], None] | None = None) -> BatchOutput:
+def run_batch(
+    cases: Sequence[CaseRef],
+    out_dir: str | os.PathLike[str],
+    settings: BatchSettings,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    on_case: Callable[[str, list[TumorRecord]], None] | None = None,
+) -> BatchOutput:
     """Synthesize ``settings.per_case`` variants of every case into ``out_dir``, resuming.
 
     Parameters
@@ -105,9 +120,14 @@ def run_batch(cases: Sequence[CaseRef], out_dir: str | os.PathLike[str], setting
         return _run_batch(cases, out, settings, workers, progress, on_case)
 
 
-def _run_batch(cases: Sequence[CaseRef], out: Path, settings: BatchSettings, workers: int,
-               progress: bool, on_case: Callable[[str, list[TumorRecord]], None] | None
-               ) -> BatchOutput:
+def _run_batch(
+    cases: Sequence[CaseRef],
+    out: Path,
+    settings: BatchSettings,
+    workers: int,
+    progress: bool,
+    on_case: Callable[[str, list[TumorRecord]], None] | None,
+) -> BatchOutput:
     _check_not_inside_inputs(out, cases)
     _check_run_settings(out, settings, write=False)
     manifest = out / MANIFEST_NAME
@@ -154,67 +174,117 @@ def _complete_variants(manifest: Path) -> set[tuple[str, int]]:
     groups: dict[tuple[str, int], list[TumorRecord]] = {}
     for record in records:
         groups.setdefault((record.case_id, record.variant), []).append(record)
-    complete = {key for key, group in groups.items()
-                if group[0].variant_tumors in (None, len(group))}
+    complete = {
+        key for key, group in groups.items() if group[0].variant_tumors in (None, len(group))
+    }
     if len(complete) < len(groups) or manifest.read_bytes()[-1:] not in (b"", b"\n"):
         rewrite_manifest(manifest, [r for r in records if (r.case_id, r.variant) in complete])
     return complete
 
 
-def synthesize_files(case: CaseRef, out_dir: Path, settings: BatchSettings,
-                     variants: Sequence[int]) -> list[tuple[int, list[TumorRecord]]]:
+def synthesize_files(
+    case: CaseRef, out_dir: Path, settings: BatchSettings, variants: Sequence[int]
+) -> list[tuple[int, list[TumorRecord]]]:
     """Load one case once, write each requested variant's image and label (and preview)."""
     label_map = settings.resolved_label_map()
     image = load_image(case.image)
     if case.label is None:
-        raise InputError(str(case.image), "has no label; tumors are placed by the organ mask",
-                         fix="give --label or a dataset with labels")
+        raise InputError(
+            str(case.image),
+            "has no label; tumors are placed by the organ mask",
+            fix="give --label or a dataset with labels",
+        )
     label = read_case_label(case.label, label_map, image)
     produced = []
     for k in variants:
         name = variant_name(case.case_id, k)
         out = synthesize_case(
-            image.array, label.array, spacing_mm=image.spacing_mm, label_map=label_map,
-            requests=settings.requests, generator=settings.generator,
-            rng=derive_seed(settings.seed, case.case_id, k), case_id=case.case_id,
-            affine=image.affine, where=str(case.image))
+            image.array,
+            label.array,
+            spacing_mm=image.spacing_mm,
+            label_map=label_map,
+            requests=settings.requests,
+            generator=settings.generator,
+            rng=derive_seed(settings.seed, case.case_id, k),
+            case_id=case.case_id,
+            affine=image.affine,
+            where=str(case.image),
+        )
         image_rel = f"imagesTr/{name}_0000.nii.gz"
         label_rel = f"labelsTr/{name}.nii.gz"
-        save_volume(image, out_dir / image_rel, array=out.image,
-                    description=f"tumorsynth {__version__} synthetic tumors")
+        save_volume(
+            image,
+            out_dir / image_rel,
+            array=out.image,
+            description=f"tumorsynth {__version__} synthetic tumors",
+        )
         try:
             save_volume(label, out_dir / label_rel, array=out.label)
         except BaseException:
             (out_dir / image_rel).unlink(missing_ok=True)  # no image without its label
             raise
-        records = [r.with_paths(image_path=image_rel, label_path=label_rel,
-                                source_image=str(Path(case.image).resolve()),
-                                source_label=str(Path(case.label).resolve()), variant=k,
-                                variant_tumors=len(out.records))
-                   for r in out.records]
+        records = [
+            r.with_paths(
+                image_path=image_rel,
+                label_path=label_rel,
+                source_image=str(Path(case.image).resolve()),
+                source_label=str(Path(case.label).resolve()),
+                variant=k,
+                variant_tumors=len(out.records),
+            )
+            for r in out.records
+        ]
         if settings.preview and records:
-            write_preview(out_dir / "previews" / f"{name}.png", out.image, out.label,
-                          image.spacing_mm, image.affine, records)
+            write_preview(
+                out_dir / "previews" / f"{name}.png",
+                out.image,
+                out.label,
+                image.spacing_mm,
+                image.affine,
+                records,
+            )
         produced.append((k, records))
     return produced
 
 
-def write_preview(path: Path, image: Any, label: Any, spacing_mm: Sequence[float], affine: Any,
-                  records: Sequence[TumorRecord]) -> Path:
+def write_preview(
+    path: Path,
+    image: Any,
+    label: Any,
+    spacing_mm: Sequence[float],
+    affine: Any,
+    records: Sequence[TumorRecord],
+) -> Path:
     """A PNG montage (axial and coronal through each tumor, W400 L40, contours)."""
-    titles = [f"{r.organ} #{r.tumor_index} {r.size_class}  d={r.diameter_mm:.1f} mm  "
-              f"{r.contrast_hu:+.0f} HU" for r in records]
+    titles = [
+        f"{r.organ} #{r.tumor_index} {r.size_class}  d={r.diameter_mm:.1f} mm  "
+        f"{r.contrast_hu:+.0f} HU"
+        for r in records
+    ]
     crops = [max(60.0, 3.0 * r.diameter_mm) for r in records]
     tumor_ids = sorted({r.tumor_label for r in records})
-    organ_ids = sorted({OUTPUT_LABELS.id_of(r.organ) for r in records if r.organ in OUTPUT_LABELS.organs})
-    img = render_tumor_montage(image, label, tuple(spacing_mm), [r.center_vox for r in records],
-                               tumor_ids=tumor_ids, organ_ids=organ_ids, affine=affine,
-                               titles=titles, crop_mm=crops, max_rows=len(records))
+    organ_ids = sorted(
+        {OUTPUT_LABELS.id_of(r.organ) for r in records if r.organ in OUTPUT_LABELS.organs}
+    )
+    img = render_tumor_montage(
+        image,
+        label,
+        tuple(spacing_mm),
+        [r.center_vox for r in records],
+        tumor_ids=tumor_ids,
+        organ_ids=organ_ids,
+        affine=affine,
+        titles=titles,
+        crop_mm=crops,
+        max_rows=len(records),
+    )
     return save_png(img, path)
 
 
-def preview_manifest(manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
-                     ) -> list[Path]:
+def preview_manifest(
+    manifest: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+) -> list[Path]:
     """One PNG montage per case variant of a batch manifest (default ``DIR/previews``)."""
     manifest = Path(manifest)
     base = manifest.parent
@@ -222,37 +292,62 @@ def preview_manifest(manifest: str | os.PathLike[str], out_dir: str | os.PathLik
     groups: dict[str, list[TumorRecord]] = {}
     for record in read_manifest(manifest):
         if not record.image_path or not record.label_path:
-            raise InputError(str(manifest), f"record {record.case_id}#{record.tumor_index} has no "
-                             "image_path/label_path")
+            raise InputError(
+                str(manifest),
+                f"record {record.case_id}#{record.tumor_index} has no image_path/label_path",
+            )
         groups.setdefault(record.image_path, []).append(record)
     written = []
     for image_path, records in groups.items():
         image = load_image(base / image_path)
         label = load_volume(base / str(records[0].label_path), role="label")
         name = Path(image_path).name.replace("_0000.nii.gz", "").replace(".nii.gz", "")
-        written.append(write_preview(out / f"{name}.png", image.array, label.array,
-                                     image.spacing_mm, image.affine, records))
+        written.append(
+            write_preview(
+                out / f"{name}.png",
+                image.array,
+                label.array,
+                image.spacing_mm,
+                image.affine,
+                records,
+            )
+        )
     return written
 
 
 def write_dataset_json(out_dir: Path, output_labels: LabelMap) -> Path:
     """nnU-Net v2 ``dataset.json`` describing the images written so far."""
-    images = sorted((out_dir / "imagesTr").glob("*_0000.nii.gz")) if (out_dir / "imagesTr").is_dir() else []
+    images = (
+        sorted((out_dir / "imagesTr").glob("*_0000.nii.gz"))
+        if (out_dir / "imagesTr").is_dir()
+        else []
+    )
     labels = {"background": 0}
-    for name, ids in sorted({**output_labels.organs, **output_labels.tumors}.items(),
-                            key=lambda item: item[1][0]):
+    for name, ids in sorted(
+        {**output_labels.organs, **output_labels.tumors}.items(), key=lambda item: item[1][0]
+    ):
         labels[name] = ids[0]
-    data = {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": len(images),
-            "file_ending": ".nii.gz", "name": out_dir.name,
-            "description": f"synthetic tumors by tumorsynth {__version__}"}
+    data = {
+        "channel_names": {"0": "CT"},
+        "labels": labels,
+        "numTraining": len(images),
+        "file_ending": ".nii.gz",
+        "name": out_dir.name,
+        "description": f"synthetic tumors by tumorsynth {__version__}",
+    }
     path = out_dir / "dataset.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
     return path
 
 
-def _run_pool(todo: list[tuple[CaseRef, list[int]]], out: Path, settings: BatchSettings,
-              workers: int, finish: Callable[[str, list[tuple[int, list[TumorRecord]]]], None]) -> None:
+def _run_pool(
+    todo: list[tuple[CaseRef, list[int]]],
+    out: Path,
+    settings: BatchSettings,
+    workers: int,
+    finish: Callable[[str, list[tuple[int, list[TumorRecord]]]], None],
+) -> None:
     """Run cases in worker processes; the parent alone writes the manifest.
 
     When a case fails, no new case starts, the cases already running are finished and recorded
@@ -266,7 +361,9 @@ def _run_pool(todo: list[tuple[CaseRef, list[int]]], out: Path, settings: BatchS
             while futures or (queue and error is None):
                 while queue and error is None and len(futures) < 2 * workers:
                     case, variants = queue.pop(0)
-                    futures[pool.submit(synthesize_files, case, out, settings, variants)] = case.case_id
+                    futures[pool.submit(synthesize_files, case, out, settings, variants)] = (
+                        case.case_id
+                    )
                 ready, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in ready:
                     case_id = futures.pop(future)
@@ -295,13 +392,19 @@ def _check_run_settings(out: Path, settings: BatchSettings, *, write: bool) -> N
         except ValueError:
             found = None
         if not found or found.get("settings") != wanted["settings"]:
-            raise InputError(str(path), "this folder holds a run with other settings "
-                             f"({json.dumps(found.get('settings') if found else None)}); "
-                             "resuming it would mix two runs", fix="use another --out")
+            raise InputError(
+                str(path),
+                "this folder holds a run with other settings "
+                f"({json.dumps(found.get('settings') if found else None)}); "
+                "resuming it would mix two runs",
+                fix="use another --out",
+            )
         if found.get("tumorsynth_version") != __version__:
-            warnings.warn(f"{path}: run was started by tumorsynth "
-                          f"{found.get('tumorsynth_version')}, resuming with {__version__}",
-                          stacklevel=3)
+            warnings.warn(
+                f"{path}: run was started by tumorsynth "
+                f"{found.get('tumorsynth_version')}, resuming with {__version__}",
+                stacklevel=3,
+            )
         return
     if not write:
         return
@@ -314,8 +417,11 @@ def _check_not_inside_inputs(out: Path, cases: Sequence[CaseRef]) -> None:
     for case in cases:
         for source in (case.image, case.label):
             if source is not None and Path(source).resolve().parent == resolved / "imagesTr":
-                raise InputError(str(out), "is the input dataset's own folder; outputs would mix "
-                                 "with inputs", fix="choose another --out")
+                raise InputError(
+                    str(out),
+                    "is the input dataset's own folder; outputs would mix with inputs",
+                    fix="choose another --out",
+                )
 
 
 class _NoBar:

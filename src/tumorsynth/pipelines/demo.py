@@ -31,9 +31,11 @@ PHANTOM_REQUESTS = (
     TumorRequest("pancreas", 1, "small"),
     TumorRequest("kidney", 2, "medium"),
 )
-_REAL_SCAN_REQUESTS = {"liver": TumorRequest("liver", 3, "mixed"),
-                       "pancreas": TumorRequest("pancreas", 1, "small"),
-                       "kidney": TumorRequest("kidney", 1, "small")}
+_REAL_SCAN_REQUESTS = {
+    "liver": TumorRequest("liver", 3, "mixed"),
+    "pancreas": TumorRequest("pancreas", 1, "small"),
+    "kidney": TumorRequest("kidney", 1, "small"),
+}
 
 
 @dataclass
@@ -44,17 +46,27 @@ class DemoOutput:
     previews: list[Path] = field(default_factory=list)
 
 
-def run_demo(out_dir: str | os.PathLike[str], *, seed: int = 0, image: str | None = None,
-             label: str | None = None, label_map: str = "totalsegmentator",
-             progress: bool = True) -> DemoOutput:
+def run_demo(
+    out_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    image: str | None = None,
+    label: str | None = None,
+    label_map: str = "totalsegmentator",
+    progress: bool = True,
+) -> DemoOutput:
     """Run the demo into ``out_dir`` (phantom unless ``image`` and ``label`` are given)."""
     out = ensure_writable_dir(out_dir)
     if image is None:
         ct, seg = make_phantom(seed)
-        image_path = save_volume(ct, out / "phantom" / "phantom_ct.nii.gz",
-                                 description="tumorsynth PHANTOM (synthetic, not a patient)")
-        label_path = save_volume(seg, out / "phantom" / "phantom_label.nii.gz",
-                                 description="tumorsynth PHANTOM labels")
+        image_path = save_volume(
+            ct,
+            out / "phantom" / "phantom_ct.nii.gz",
+            description="tumorsynth PHANTOM (synthetic, not a patient)",
+        )
+        label_path = save_volume(
+            seg, out / "phantom" / "phantom_label.nii.gz", description="tumorsynth PHANTOM labels"
+        )
         requests, lmap_name, case_id = PHANTOM_REQUESTS, "phantom", "phantom"
     else:
         if label is None:
@@ -64,26 +76,38 @@ def run_demo(out_dir: str | os.PathLike[str], *, seed: int = 0, image: str | Non
         present = _organs_present(label_path, lmap)
         requests = tuple(_REAL_SCAN_REQUESTS[o] for o in _REAL_SCAN_REQUESTS if o in present)
         if not requests:
-            raise InputError(str(label_path), f"holds none of liver, pancreas, kidney under label "
-                             f"map {lmap.name!r}", fix="pass the right --label-map")
+            raise InputError(
+                str(label_path),
+                f"holds none of liver, pancreas, kidney under label map {lmap.name!r}",
+                fix="pass the right --label-map",
+            )
         lmap_name = label_map
         case_id = image_path.name.split(".")[0]
     settings = BatchSettings(requests, label_map=lmap_name, seed=seed, per_case=1, preview=True)
-    result = run_batch([CaseRef(case_id, Path(image_path), Path(label_path))], out, settings,
-                       progress=progress)
+    result = run_batch(
+        [CaseRef(case_id, Path(image_path), Path(label_path))], out, settings, progress=progress
+    )
     demo = DemoOutput(out, image is None, result.records)
     name = variant_name(case_id, 0)
     demo.previews.append(out / "previews" / f"{name}.png")
     made = load_volume(out / "imagesTr" / f"{name}_0000.nii.gz")
     made_label = load_label(out / "labelsTr" / f"{name}.nii.gz")
-    overview = render_overview(made.array, made_label.array, made.spacing_mm, affine=made.affine,
-                               tumor_ids=sorted(i for ids in OUTPUT_LABELS.tumors.values() for i in ids),
-                               organ_ids=sorted(i for ids in OUTPUT_LABELS.organs.values() for i in ids))
+    overview = render_overview(
+        made.array,
+        made_label.array,
+        made.spacing_mm,
+        affine=made.affine,
+        tumor_ids=sorted(i for ids in OUTPUT_LABELS.tumors.values() for i in ids),
+        organ_ids=sorted(i for ids in OUTPUT_LABELS.organs.values() for i in ids),
+    )
     demo.previews.append(save_png(overview, out / "previews" / f"{name}_overview.png"))
     return demo
 
 
 def _organs_present(label_path: Path, lmap: LabelMap) -> set[str]:
     seg = load_label(label_path).array
-    return {organ for organ in _REAL_SCAN_REQUESTS
-            if organ in lmap.organs and ids_present(seg, lmap.organs[organ])}
+    return {
+        organ
+        for organ in _REAL_SCAN_REQUESTS
+        if organ in lmap.organs and ids_present(seg, lmap.organs[organ])
+    }

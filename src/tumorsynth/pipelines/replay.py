@@ -18,8 +18,9 @@ from tumorsynth.pipelines.synthesize import replay_case
 __all__ = ["replay_manifest"]
 
 
-def replay_manifest(manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                    progress: bool = True) -> list[TumorRecord]:
+def replay_manifest(
+    manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, progress: bool = True
+) -> list[TumorRecord]:
     """Re-render every case variant of ``manifest`` into ``out_dir`` with the same file names.
 
     Sources are read from the records' ``source_image`` / ``source_label``; the new manifest
@@ -27,21 +28,29 @@ def replay_manifest(manifest: str | os.PathLike[str], out_dir: str | os.PathLike
     """
     records = read_manifest(manifest)
     if (Path(out_dir) / MANIFEST_NAME).exists():
-        raise InputError(str(Path(out_dir) / MANIFEST_NAME), "exists already; replay writes a fresh folder",
-                         fix="choose an empty --out")
+        raise InputError(
+            str(Path(out_dir) / MANIFEST_NAME),
+            "exists already; replay writes a fresh folder",
+            fix="choose an empty --out",
+        )
     groups: dict[str, list[TumorRecord]] = defaultdict(list)
     for record in records:
-        if not (record.image_path and record.label_path and record.source_image
-                and record.source_label):
-            raise InputError(f"{manifest}", f"record {record.case_id}#{record.tumor_index} lacks "
-                             "image/label/source paths; it was not written by a batch run")
+        if not (
+            record.image_path and record.label_path and record.source_image and record.source_label
+        ):
+            raise InputError(
+                f"{manifest}",
+                f"record {record.case_id}#{record.tumor_index} lacks "
+                "image/label/source paths; it was not written by a batch run",
+            )
         groups[record.image_path].append(record)
     with output_dir(out_dir) as out:
         return _replay_groups(groups, out, progress)
 
 
-def _replay_groups(groups: dict[str, list[TumorRecord]], out: Path, progress: bool
-                   ) -> list[TumorRecord]:
+def _replay_groups(
+    groups: dict[str, list[TumorRecord]], out: Path, progress: bool
+) -> list[TumorRecord]:
     bar = progress_bar(len(groups), progress)
     replayed: list[TumorRecord] = []
     try:
@@ -50,8 +59,15 @@ def _replay_groups(groups: dict[str, list[TumorRecord]], out: Path, progress: bo
             label_map = resolve_label_map(first.label_map or "totalsegmentator")
             image = load_image(first.source_image)  # type: ignore[arg-type]
             label = read_case_label(Path(first.source_label), label_map, image)  # type: ignore[arg-type]
-            result = replay_case(image.array, label.array, group, spacing_mm=image.spacing_mm,
-                                 label_map=label_map, affine=image.affine, where=str(image.path))
+            result = replay_case(
+                image.array,
+                label.array,
+                group,
+                spacing_mm=image.spacing_mm,
+                label_map=label_map,
+                affine=image.affine,
+                where=str(image.path),
+            )
             save_volume(image, out / image_path, array=result.image)
             save_volume(label, out / str(first.label_path), array=result.label)
             new = [r.with_paths(variant=old.variant) for r, old in zip(result.records, group)]

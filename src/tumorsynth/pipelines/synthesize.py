@@ -61,8 +61,10 @@ class TumorRequest:
 
     def __post_init__(self) -> None:
         if self.size not in (*SIZE_CLASSES, "mixed"):
-            raise InputError("size", f"expected one of {', '.join((*SIZE_CLASSES, 'mixed'))}, "
-                             f"found {self.size!r}")
+            raise InputError(
+                "size",
+                f"expected one of {', '.join((*SIZE_CLASSES, 'mixed'))}, found {self.size!r}",
+            )
         if self.count is not None and self.count < 0:
             raise InputError("count", f"expected a count >= 0, found {self.count}")
 
@@ -82,13 +84,21 @@ class TumorSpec:
     tumor_label: int
 
     @classmethod
-    def from_record(cls, record: TumorRecord, output_labels: LabelMap = OUTPUT_LABELS
-                    ) -> "TumorSpec":
+    def from_record(
+        cls, record: TumorRecord, output_labels: LabelMap = OUTPUT_LABELS
+    ) -> TumorSpec:
         """The spec a record was rendered from (its organ label from ``output_labels``)."""
-        return cls(record.organ, record.size_class, record.generator,  # type: ignore[arg-type]
-                   record.generator_version, record.seed, ShapeSpec.from_dict(record.shape),
-                   dict(record.appearance), output_labels.id_of(record.organ),
-                   record.tumor_label)
+        return cls(
+            record.organ,
+            record.size_class,
+            record.generator,  # type: ignore[arg-type]
+            record.generator_version,
+            record.seed,
+            ShapeSpec.from_dict(record.shape),
+            dict(record.appearance),
+            output_labels.id_of(record.organ),
+            record.tumor_label,
+        )
 
 
 @dataclass
@@ -103,10 +113,10 @@ class SynthesisOutput:
 @dataclass
 class _Patch:
     box: Box
-    image: np.ndarray      # new values for box, input dtype
-    label: np.ndarray      # new label for box
-    changed: np.ndarray    # bool, box: voxels whose image value may differ
-    tumor: np.ndarray      # bool, box: the tumor's voxels
+    image: np.ndarray  # new values for box, input dtype
+    label: np.ndarray  # new label for box
+    changed: np.ndarray  # bool, box: voxels whose image value may differ
+    tumor: np.ndarray  # bool, box: the tumor's voxels
     n_voxels: int
     tumor_mean_hu: float
     parenchyma_mean_hu: float
@@ -185,19 +195,48 @@ def synthesize_case(
             raise InputError("synthesize_case", "expected organ= or requests=, found neither")
         requests = [TumorRequest(organ, count, size)]
     with single_threaded_blas():
-        return _synthesize(image, label, spacing_mm, label_map, requests, generator, rng, case_id,
-                           affine, output_labels, where, max_attempts)
+        return _synthesize(
+            image,
+            label,
+            spacing_mm,
+            label_map,
+            requests,
+            generator,
+            rng,
+            case_id,
+            affine,
+            output_labels,
+            where,
+            max_attempts,
+        )
 
 
-def _synthesize(image: np.ndarray, label: np.ndarray, spacing_mm: Sequence[float],
-                label_map: LabelMap | str | Mapping[str, Any], requests: Sequence[TumorRequest],
-                generator: str | TumorGenerator, rng: RngLike, case_id: str,
-                affine: np.ndarray | None, output_labels: LabelMap, where: str,
-                max_attempts: int) -> SynthesisOutput:
+def _synthesize(
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing_mm: Sequence[float],
+    label_map: LabelMap | str | Mapping[str, Any],
+    requests: Sequence[TumorRequest],
+    generator: str | TumorGenerator,
+    rng: RngLike,
+    case_id: str,
+    affine: np.ndarray | None,
+    output_labels: LabelMap,
+    where: str,
+    max_attempts: int,
+) -> SynthesisOutput:
     rng = as_rng(rng)
     gen = get_generator(generator)
-    state = _prepare(image, label, spacing_mm, label_map, output_labels, affine, where,
-                     [r.organ for r in requests])
+    state = _prepare(
+        image,
+        label,
+        spacing_mm,
+        label_map,
+        output_labels,
+        affine,
+        where,
+        [r.organ for r in requests],
+    )
     contexts: dict[str, OrganContext] = {}
     records: list[TumorRecord] = []
     # Largest first: big tumors need the deep parts of an organ, small ones fit around them.
@@ -214,71 +253,147 @@ def _synthesize(image: np.ndarray, label: np.ndarray, spacing_mm: Sequence[float
         tumor_rng = np.random.default_rng(seed)
         for attempt in range(1, max_attempts + 1):
             shape = RandomTumorShape(profile).draw(context, size_class, tumor_rng, where=where)
-            site = TumorSite(organ_name, size_class, profile, context.parenchyma, shape,
-                             state.spacing_mm)
-            spec = TumorSpec(organ_name, size_class, gen.name, gen.version, seed, shape,
-                             gen.draw(site, tumor_rng), organ_label, tumor_label)
+            site = TumorSite(
+                organ_name, size_class, profile, context.parenchyma, shape, state.spacing_mm
+            )
+            spec = TumorSpec(
+                organ_name,
+                size_class,
+                gen.name,
+                gen.version,
+                seed,
+                shape,
+                gen.draw(site, tumor_rng),
+                organ_label,
+                tumor_label,
+            )
             patch = _render(spec, state, gen)
-            if patch.n_voxels >= max(1, MIN_KEPT_FRACTION * _ellipsoid_voxels(shape, state.spacing_mm)):
+            if patch.n_voxels >= max(
+                1, MIN_KEPT_FRACTION * _ellipsoid_voxels(shape, state.spacing_mm)
+            ):
                 _commit(patch, state)
                 records.append(_record(spec, patch, state, case_id, len(records), attempt))
                 break
             context.occupied.pop()  # give the space back and draw again
         else:
-            raise PlacementError(where, f"could not fit a whole {size_class} tumor in the "
-                                 f"{organ_name} in {max_attempts} attempts (tumors were cut off "
-                                 "by the organ edge)", fix="ask for a smaller --size")
+            raise PlacementError(
+                where,
+                f"could not fit a whole {size_class} tumor in the "
+                f"{organ_name} in {max_attempts} attempts (tumors were cut off "
+                "by the organ edge)",
+                fix="ask for a smaller --size",
+            )
     return SynthesisOutput(state.image, state.label, records)
 
 
-def render_specs(image: np.ndarray, label: np.ndarray, specs: Sequence[TumorSpec], *,
-                 spacing_mm: Sequence[float], label_map: LabelMap | str | Mapping[str, Any],
-                 case_id: str = "case", affine: np.ndarray | None = None,
-                 output_labels: LabelMap = OUTPUT_LABELS, where: str = "<image>",
-                 generators: Mapping[str, TumorGenerator] | None = None) -> SynthesisOutput:
+def render_specs(
+    image: np.ndarray,
+    label: np.ndarray,
+    specs: Sequence[TumorSpec],
+    *,
+    spacing_mm: Sequence[float],
+    label_map: LabelMap | str | Mapping[str, Any],
+    case_id: str = "case",
+    affine: np.ndarray | None = None,
+    output_labels: LabelMap = OUTPUT_LABELS,
+    where: str = "<image>",
+    generators: Mapping[str, TumorGenerator] | None = None,
+) -> SynthesisOutput:
     """Render frozen specs in order (the deterministic side); same specs, same voxels."""
     with single_threaded_blas():
-        return _render_all(image, label, specs, spacing_mm, label_map, case_id, affine,
-                           output_labels, where, generators)
+        return _render_all(
+            image,
+            label,
+            specs,
+            spacing_mm,
+            label_map,
+            case_id,
+            affine,
+            output_labels,
+            where,
+            generators,
+        )
 
 
-def _render_all(image: np.ndarray, label: np.ndarray, specs: Sequence[TumorSpec],
-                spacing_mm: Sequence[float], label_map: LabelMap | str | Mapping[str, Any],
-                case_id: str, affine: np.ndarray | None, output_labels: LabelMap, where: str,
-                generators: Mapping[str, TumorGenerator] | None) -> SynthesisOutput:
-    state = _prepare(image, label, spacing_mm, label_map, output_labels, affine, where,
-                     sorted({s.organ for s in specs}))
+def _render_all(
+    image: np.ndarray,
+    label: np.ndarray,
+    specs: Sequence[TumorSpec],
+    spacing_mm: Sequence[float],
+    label_map: LabelMap | str | Mapping[str, Any],
+    case_id: str,
+    affine: np.ndarray | None,
+    output_labels: LabelMap,
+    where: str,
+    generators: Mapping[str, TumorGenerator] | None,
+) -> SynthesisOutput:
+    state = _prepare(
+        image,
+        label,
+        spacing_mm,
+        label_map,
+        output_labels,
+        affine,
+        where,
+        sorted({s.organ for s in specs}),
+    )
     cache: dict[str, TumorGenerator] = dict(generators or {})
     records = []
     for spec in specs:
         gen = cache.setdefault(spec.generator, get_generator(spec.generator))
         if gen.version != spec.generator_version:
-            raise InputError(where, f"tumor was made by {spec.generator} {spec.generator_version}, "
-                             f"this is {gen.version}; replay would not be exact")
+            raise InputError(
+                where,
+                f"tumor was made by {spec.generator} {spec.generator_version}, "
+                f"this is {gen.version}; replay would not be exact",
+            )
         patch = _render(spec, state, gen)
         _commit(patch, state)
         records.append(_record(spec, patch, state, case_id, len(records), 1))
     return SynthesisOutput(state.image, state.label, records)
 
 
-def replay_case(image: np.ndarray, label: np.ndarray, records: Sequence[TumorRecord], *,
-                spacing_mm: Sequence[float], label_map: LabelMap | str | Mapping[str, Any],
-                affine: np.ndarray | None = None, output_labels: LabelMap = OUTPUT_LABELS,
-                where: str = "<image>") -> SynthesisOutput:
+def replay_case(
+    image: np.ndarray,
+    label: np.ndarray,
+    records: Sequence[TumorRecord],
+    *,
+    spacing_mm: Sequence[float],
+    label_map: LabelMap | str | Mapping[str, Any],
+    affine: np.ndarray | None = None,
+    output_labels: LabelMap = OUTPUT_LABELS,
+    where: str = "<image>",
+) -> SynthesisOutput:
     """Reproduce a case's tumors from their records, voxel for voxel."""
     ordered = sorted(records, key=lambda r: r.tumor_index)
     specs = [TumorSpec.from_record(record, output_labels) for record in ordered]
     case_id = ordered[0].case_id if ordered else "case"
-    out = render_specs(image, label, specs, spacing_mm=spacing_mm, label_map=label_map,
-                       case_id=case_id, affine=affine, output_labels=output_labels, where=where)
-    out.records = [new.with_paths(image_path=old.image_path, label_path=old.label_path,
-                                  source_image=old.source_image, source_label=old.source_label)
-                   for new, old in zip(out.records, ordered)]
+    out = render_specs(
+        image,
+        label,
+        specs,
+        spacing_mm=spacing_mm,
+        label_map=label_map,
+        case_id=case_id,
+        affine=affine,
+        output_labels=output_labels,
+        where=where,
+    )
+    out.records = [
+        new.with_paths(
+            image_path=old.image_path,
+            label_path=old.label_path,
+            source_image=old.source_image,
+            source_label=old.source_label,
+        )
+        for new, old in zip(out.records, ordered)
+    ]
     return out
 
 
-def to_output_labels(label: np.ndarray, label_map: LabelMap, output_labels: LabelMap,
-                     organs: Sequence[str] = ()) -> np.ndarray:
+def to_output_labels(
+    label: np.ndarray, label_map: LabelMap, output_labels: LabelMap, organs: Sequence[str] = ()
+) -> np.ndarray:
     """Relabel ``label`` into the output convention (organs and their tumors; the rest -> 0).
 
     A generic map (MSD: 1 organ, 2 tumor) is read as the first of ``organs``.
@@ -309,9 +424,16 @@ def single_threaded_blas() -> threadpool_limits:
     return threadpool_limits(1, user_api="blas")
 
 
-def _prepare(image: np.ndarray, label: np.ndarray, spacing_mm: Sequence[float],
-             label_map: LabelMap | str | Mapping[str, Any], output_labels: LabelMap,
-             affine: np.ndarray | None, where: str, organs: Sequence[str]) -> _CaseState:
+def _prepare(
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing_mm: Sequence[float],
+    label_map: LabelMap | str | Mapping[str, Any],
+    output_labels: LabelMap,
+    affine: np.ndarray | None,
+    where: str,
+    organs: Sequence[str],
+) -> _CaseState:
     if image.ndim != 3:
         raise InputError(where, f"expected a 3-D image, found shape {image.shape}")
     if label.shape != image.shape:
@@ -322,8 +444,15 @@ def _prepare(image: np.ndarray, label: np.ndarray, spacing_mm: Sequence[float],
     lmap = resolve_label_map(label_map)
     if affine is None:
         affine = np.diag([*spacing, 1.0])
-    return _CaseState(image, image.copy(order="K"), to_output_labels(label, lmap, output_labels, organs), label,
-                      lmap, spacing, np.asarray(affine, dtype=float))  # type: ignore[arg-type]
+    return _CaseState(
+        image,
+        image.copy(order="K"),
+        to_output_labels(label, lmap, output_labels, organs),
+        label,
+        lmap,
+        spacing,
+        np.asarray(affine, dtype=float),
+    )  # type: ignore[arg-type]
 
 
 def _build_context(state: _CaseState, organ: str, where: str) -> OrganContext:
@@ -331,13 +460,23 @@ def _build_context(state: _CaseState, organ: str, where: str) -> OrganContext:
     mask = _mask_of(state.source_label, ids)
     if not mask.any():
         found = [int(i) for i in _present_ids(state.source_label) if i]
-        raise PlacementError(where, f"organ {organ!r} is absent: label ids {list(ids)} (map "
-                             f"{state.label_map.name!r}) are not in the label, which holds ids "
-                             f"{found}", fix="check --label-map and --organ")
+        raise PlacementError(
+            where,
+            f"organ {organ!r} is absent: label ids {list(ids)} (map "
+            f"{state.label_map.name!r}) are not in the label, which holds ids "
+            f"{found}",
+            fix="check --label-map and --organ",
+        )
     tumor_ids = state.label_map.tumor_ids(organ)
     avoid = _mask_of(state.source_label, tumor_ids) if tumor_ids else None
-    return OrganContext.build(state.source_image, mask, state.spacing_mm, get_profile(organ),
-                              where=where, avoid_mask=avoid)
+    return OrganContext.build(
+        state.source_image,
+        mask,
+        state.spacing_mm,
+        get_profile(organ),
+        where=where,
+        avoid_mask=avoid,
+    )
 
 
 def _draw_sizes(request: TumorRequest, rng: np.random.Generator) -> list[SizeClass]:
@@ -369,10 +508,18 @@ def _render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Patch:
         background, changed = original, np.zeros(box.shape, dtype=bool)
     inner = box.inner(sbox)
     field = render_shape(shape_spec, spacing, sbox)
-    allowed = _allowed_region(spec, field.distance_mm, label[inner], background[inner],
-                              source_label, state.label_map, spacing)
-    new = gen.render(spec.appearance, RenderInput(background[inner], original[inner], field,
-                                                  allowed, spacing))
+    allowed = _allowed_region(
+        spec,
+        field.distance_mm,
+        label[inner],
+        background[inner],
+        source_label,
+        state.label_map,
+        spacing,
+    )
+    new = gen.render(
+        spec.appearance, RenderInput(background[inner], original[inner], field, allowed, spacing)
+    )
     changed[inner] |= new != background[inner]
     final = background  # a fresh array either way (crop copy or warped copy)
     final[inner] = new
@@ -380,18 +527,31 @@ def _render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Patch:
     tumor[inner] = (field.distance_mm < 0) & allowed
     label[tumor] = spec.tumor_label
     image_out = _to_dtype(final, state.image.dtype)
-    shell = (field.distance_mm > 2.0) & (field.distance_mm <= 8.0) & (label[inner] == spec.organ_label)
+    shell = (
+        (field.distance_mm > 2.0) & (field.distance_mm <= 8.0) & (label[inner] == spec.organ_label)
+    )
     n_voxels = int(tumor.sum())
     return _Patch(
-        box, image_out, label, changed, tumor, n_voxels,
+        box,
+        image_out,
+        label,
+        changed,
+        tumor,
+        n_voxels,
         float(final[tumor].mean()) if n_voxels else math.nan,
         float(final[inner][shell].mean()) if shell.any() else math.nan,
     )
 
 
-def _allowed_region(spec: TumorSpec, distance: np.ndarray, label: np.ndarray, image: np.ndarray,
-                    source_label: np.ndarray, label_map: LabelMap,
-                    spacing: Vec3) -> np.ndarray:
+def _allowed_region(
+    spec: TumorSpec,
+    distance: np.ndarray,
+    label: np.ndarray,
+    image: np.ndarray,
+    source_label: np.ndarray,
+    label_map: LabelMap,
+    spacing: Vec3,
+) -> np.ndarray:
     """Where the tumor may have voxels: its organ, plus soft tissue within the allowed bulge."""
     organ = label == spec.organ_label
     inside = distance < 0
@@ -425,26 +585,39 @@ def _commit(patch: _Patch, state: _CaseState) -> None:
     state.label[patch.box.slices] = patch.label
 
 
-def _record(spec: TumorSpec, patch: _Patch, state: _CaseState, case_id: str, index: int,
-            attempts: int) -> TumorRecord:
+def _record(
+    spec: TumorSpec, patch: _Patch, state: _CaseState, case_id: str, index: int, attempts: int
+) -> TumorRecord:
     voxel_ml = float(np.prod(state.spacing_mm)) / 1000.0
     volume = patch.n_voxels * voxel_ml
     diameter = (6.0 * volume * 1000.0 / math.pi) ** (1.0 / 3.0)
     center = np.asarray(spec.shape.center_vox, dtype=float)
     center_mm = state.affine @ np.append(center, 1.0)
     return TumorRecord(
-        case_id=case_id, tumor_index=index, organ=spec.organ, size_class=spec.size_class,
-        generator=spec.generator, generator_version=spec.generator_version, seed=spec.seed,
-        tumor_label=spec.tumor_label, center_vox=tuple(float(c) for c in center),  # type: ignore[arg-type]
+        case_id=case_id,
+        tumor_index=index,
+        organ=spec.organ,
+        size_class=spec.size_class,
+        generator=spec.generator,
+        generator_version=spec.generator_version,
+        seed=spec.seed,
+        tumor_label=spec.tumor_label,
+        center_vox=tuple(float(c) for c in center),  # type: ignore[arg-type]
         center_mm=tuple(round(float(c), 3) for c in center_mm[:3]),  # type: ignore[arg-type]
         radii_mm=tuple(round(float(r), 3) for r in spec.shape.radii_mm),  # type: ignore[arg-type]
-        diameter_mm=round(diameter, 3), volume_ml=round(volume, 4), n_voxels=patch.n_voxels,
+        diameter_mm=round(diameter, 3),
+        volume_ml=round(volume, 4),
+        n_voxels=patch.n_voxels,
         early_stage=bool(diameter < EARLY_STAGE_DIAMETER_MM),
         tumor_mean_hu=round(patch.tumor_mean_hu, 2),
         parenchyma_mean_hu=round(patch.parenchyma_mean_hu, 2),
         contrast_hu=round(patch.tumor_mean_hu - patch.parenchyma_mean_hu, 2),
-        exophytic=spec.shape.exophytic, shape=spec.shape.to_dict(), appearance=dict(spec.appearance),
-        attempts=attempts, label_map=state.label_map.to_json(), tumorsynth_version=__version__,
+        exophytic=spec.shape.exophytic,
+        shape=spec.shape.to_dict(),
+        appearance=dict(spec.appearance),
+        attempts=attempts,
+        label_map=state.label_map.to_json(),
+        tumorsynth_version=__version__,
     )
 
 

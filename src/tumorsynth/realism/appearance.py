@@ -54,9 +54,13 @@ class LesionAppearance:
         return {k: round(float(v), 2) for k, v in asdict(self).items()}
 
 
-def lesion_appearance(image: np.ndarray, lesion: np.ndarray, organ: np.ndarray,
-                      spacing_mm: tuple[float, float, float], margin_mm: float = 15.0
-                      ) -> LesionAppearance:
+def lesion_appearance(
+    image: np.ndarray,
+    lesion: np.ndarray,
+    organ: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    margin_mm: float = 15.0,
+) -> LesionAppearance:
     """Measure one lesion (bool mask) in ``image`` (HU) inside ``organ`` (bool mask).
 
     Works in the lesion's bounding box plus ``margin_mm``; the lesion must be non-empty.
@@ -65,8 +69,10 @@ def lesion_appearance(image: np.ndarray, lesion: np.ndarray, organ: np.ndarray,
         raise ValueError("lesion mask is empty")
     idx = np.nonzero(lesion)
     pad = [int(np.ceil(margin_mm / s)) for s in spacing_mm]
-    box = tuple(slice(max(0, int(i.min()) - p), min(n, int(i.max()) + p + 1))
-                for i, p, n in zip(idx, pad, image.shape))
+    box = tuple(
+        slice(max(0, int(i.min()) - p), min(n, int(i.max()) + p + 1))
+        for i, p, n in zip(idx, pad, image.shape)
+    )
     img = image[box].astype(np.float32)
     les = lesion[box]
     org = organ[box] | les
@@ -75,7 +81,11 @@ def lesion_appearance(image: np.ndarray, lesion: np.ndarray, organ: np.ndarray,
     signed = np.where(les, -inside, outside)
     shell = (outside > 3) & (outside <= 10) & org & ~les
     resid = img - ndi.gaussian_filter(img, sigma=[2.0 / s for s in spacing_mm])
-    noise = 1.4826 * float(np.median(np.abs(resid[shell] - np.median(resid[shell])))) if shell.any() else np.nan
+    noise = (
+        1.4826 * float(np.median(np.abs(resid[shell] - np.median(resid[shell]))))
+        if shell.any()
+        else np.nan
+    )
     tumor_mean = float(img[les].mean())
     paren = float(img[shell].mean()) if shell.any() else np.nan
     depth_max = float(inside.max())
@@ -84,9 +94,12 @@ def lesion_appearance(image: np.ndarray, lesion: np.ndarray, organ: np.ndarray,
     low = ndi.gaussian_filter(img, sigma=[4.0 / s for s in spacing_mm])
     deep = les & (inside > 2)
     return LesionAppearance(
-        tumor_mean_hu=tumor_mean, parenchyma_mean_hu=paren, contrast_hu=tumor_mean - paren,
+        tumor_mean_hu=tumor_mean,
+        parenchyma_mean_hu=paren,
+        contrast_hu=tumor_mean - paren,
         cnr=abs(tumor_mean - paren) / noise if noise and noise > 0 else np.nan,
-        rim_hu=float(img[rim].mean()), core_hu=float(img[core].mean()) if core.any() else np.nan,
+        rim_hu=float(img[rim].mean()),
+        core_hu=float(img[core].mean()) if core.any() else np.nan,
         heterogeneity_hu=float(low[deep].std()) if deep.any() else np.nan,
         edge_width_mm=_edge_width(img, signed, org, min(spacing_mm)),
         volume_ml=float(lesion.sum()) * float(np.prod(spacing_mm)) / 1000.0,
@@ -111,6 +124,7 @@ def _edge_width(img: np.ndarray, signed: np.ndarray, organ: np.ndarray, step: fl
     if abs(outer - inner) < 1e-3:
         return float("nan")
     frac = (m - inner) / (outer - inner)
+
     # Profile is monotonic on average; take the first crossings from the inside out.
     def crossing(level: float) -> float:
         above = np.nonzero(frac >= level)[0]

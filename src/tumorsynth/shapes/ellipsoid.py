@@ -78,8 +78,10 @@ class ShapeSpec:
     @property
     def bounding_radius_mm(self) -> float:
         """Radius of a sphere around the centre that holds the whole tumor, satellites included."""
-        reach = [float(np.linalg.norm(s.offset_mm)) + s.radius_mm + 2.5 * self.deform_amplitude_mm
-                 for s in self.satellites]
+        reach = [
+            float(np.linalg.norm(s.offset_mm)) + s.radius_mm + 2.5 * self.deform_amplitude_mm
+            for s in self.satellites
+        ]
         return max([self.main_radius_mm, *reach])
 
     def half_extents_mm(self) -> np.ndarray:
@@ -97,7 +99,7 @@ class ShapeSpec:
         return plain_json(data)  # type: ignore[return-value]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> "ShapeSpec":
+    def from_dict(cls, data: Mapping[str, object]) -> ShapeSpec:
         values = dict(data)
         values["center_vox"] = tuple(values["center_vox"])  # type: ignore[arg-type]
         values["radii_mm"] = tuple(values["radii_mm"])  # type: ignore[arg-type]
@@ -124,21 +126,30 @@ class Box:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def inner(self, other: "Box") -> tuple[slice, slice, slice]:
+    def inner(self, other: Box) -> tuple[slice, slice, slice]:
         """Slices of ``other`` (which must lie inside this box) relative to this box."""
-        return tuple(slice(b - a, b - a + n)  # type: ignore[return-value]
-                     for a, b, n in zip(self.origin, other.origin, other.shape))
+        return tuple(
+            slice(b - a, b - a + n)  # type: ignore[return-value]
+            for a, b, n in zip(self.origin, other.origin, other.shape)
+        )
 
     @classmethod
-    def around(cls, center_vox: Sequence[float], half_mm: Sequence[float] | float,
-               spacing_mm: Sequence[float], volume_shape: Sequence[int]) -> "Box":
+    def around(
+        cls,
+        center_vox: Sequence[float],
+        half_mm: Sequence[float] | float,
+        spacing_mm: Sequence[float],
+        volume_shape: Sequence[int],
+    ) -> Box:
         """The box of voxels within ``half_mm`` of ``center_vox`` along each axis, clipped."""
         half = [half_mm] * 3 if isinstance(half_mm, (int, float)) else list(half_mm)
         lo = [max(0, int(math.floor(c - h / s))) for c, h, s in zip(center_vox, half, spacing_mm)]
-        hi = [min(n, int(math.ceil(c + h / s)) + 1)
-              for c, h, s, n in zip(center_vox, half, spacing_mm, volume_shape)]
-        hi = [max(h, l + 1) for l, h in zip(lo, hi)]
-        return cls(tuple(lo), tuple(h - l for l, h in zip(lo, hi)))  # type: ignore[arg-type]
+        hi = [
+            min(n, int(math.ceil(c + h / s)) + 1)
+            for c, h, s, n in zip(center_vox, half, spacing_mm, volume_shape)
+        ]
+        hi = [max(top, bottom + 1) for bottom, top in zip(lo, hi)]
+        return cls(tuple(lo), tuple(top - bottom for bottom, top in zip(lo, hi)))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -156,11 +167,11 @@ class ShapeField:
     center_vox: tuple[float, float, float]
 
 
-def shape_box(spec: ShapeSpec, spacing_mm: Sequence[float], volume_shape: Sequence[int],
-              margin_mm: float) -> Box:
+def shape_box(
+    spec: ShapeSpec, spacing_mm: Sequence[float], volume_shape: Sequence[int], margin_mm: float
+) -> Box:
     """The crop that holds the whole tumor plus ``margin_mm`` (for soft edges and texture)."""
-    return Box.around(spec.center_vox, spec.half_extents_mm() + margin_mm, spacing_mm,
-                      volume_shape)
+    return Box.around(spec.center_vox, spec.half_extents_mm() + margin_mm, spacing_mm, volume_shape)
 
 
 def render_shape(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box) -> ShapeField:
@@ -177,9 +188,13 @@ def render_shape(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box) -> Shap
     x, y, z = (a.astype(np.float32) for a in axes)
     grid = (x[:, None, None], y[None, :, None], z[None, None, :])
     if spec.deform_amplitude_mm > 0:
-        disp = smooth_random_field(axes, scale_mm=spec.deform_scale_mm,
-                                   extent_mm=spec.bounding_radius_mm, seed=spec.deform_seed,
-                                   components=3)
+        disp = smooth_random_field(
+            axes,
+            scale_mm=spec.deform_scale_mm,
+            extent_mm=spec.bounding_radius_mm,
+            seed=spec.deform_seed,
+            components=3,
+        )
         disp *= np.float32(spec.deform_amplitude_mm)
         for axis in range(3):
             disp[axis] += grid[axis]

@@ -16,8 +16,9 @@ import numpy as np
 __all__ = ["bspline_matrix", "smooth_random_field", "crop_axes_mm"]
 
 
-def bspline_matrix(positions_mm: np.ndarray, spacing_mm: float, n_coef: int,
-                   first_knot_mm: float) -> np.ndarray:
+def bspline_matrix(
+    positions_mm: np.ndarray, spacing_mm: float, n_coef: int, first_knot_mm: float
+) -> np.ndarray:
     """Cubic B-spline basis: row ``i`` holds the weights of the ``n_coef`` control values at
     ``positions_mm[i]`` (control point ``c`` sits at ``first_knot_mm + c * spacing_mm``)."""
     t = (np.asarray(positions_mm, dtype=np.float64) - first_knot_mm) / spacing_mm
@@ -38,8 +39,12 @@ def bspline_matrix(positions_mm: np.ndarray, spacing_mm: float, n_coef: int,
     return out
 
 
-def crop_axes_mm(origin_vox: Sequence[int], shape: Sequence[int], spacing_mm: Sequence[float],
-                 center_vox: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_axes_mm(
+    origin_vox: Sequence[int],
+    shape: Sequence[int],
+    spacing_mm: Sequence[float],
+    center_vox: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Voxel-centre positions of a crop along each axis, in mm relative to ``center_vox``."""
     return tuple(  # type: ignore[return-value]
         ((o + np.arange(n)) - c) * s
@@ -47,8 +52,14 @@ def crop_axes_mm(origin_vox: Sequence[int], shape: Sequence[int], spacing_mm: Se
     )
 
 
-def smooth_random_field(axes_mm: Sequence[np.ndarray], *, scale_mm: float, extent_mm: float,
-                        seed: int, components: int = 1) -> np.ndarray:
+def smooth_random_field(
+    axes_mm: Sequence[np.ndarray],
+    *,
+    scale_mm: float,
+    extent_mm: float,
+    seed: int,
+    components: int = 1,
+) -> np.ndarray:
     """Unit-variance smooth random field(s) sampled on a grid, float32 ``(components, nx, ny, nz)``.
 
     Parameters
@@ -73,8 +84,9 @@ def smooth_random_field(axes_mm: Sequence[np.ndarray], *, scale_mm: float, exten
     half = int(math.ceil(extent_mm / scale_mm)) + 2
     n_coef = 2 * half + 1
     first = -half * scale_mm
-    coef = np.random.default_rng(seed).standard_normal((components, n_coef, n_coef, n_coef),
-                                                       dtype=np.float32)
+    coef = np.random.default_rng(seed).standard_normal(
+        (components, n_coef, n_coef, n_coef), dtype=np.float32
+    )
     mats = [bspline_matrix(ax, scale_mm, n_coef, first) for ax in axes_mm]
     # The spline's per-point variance is separable (sum of squared weights per axis), so scaling
     # each basis row normalizes the field to unit variance exactly, at no extra cost.
@@ -83,6 +95,6 @@ def smooth_random_field(axes_mm: Sequence[np.ndarray], *, scale_mm: float, exten
     out = np.empty((components, nx, ny, nz), dtype=np.float32)
     for c in range(components):
         t = (coef[c].reshape(n_coef * n_coef, n_coef) @ bz.T).reshape(n_coef, n_coef, nz)
-        t = np.matmul(by[None], t)                                  # (cx, ny, nz)
+        t = np.matmul(by[None], t)  # (cx, ny, nz)
         np.matmul(bx, t.reshape(n_coef, ny * nz), out=out[c].reshape(nx, ny * nz))
     return out

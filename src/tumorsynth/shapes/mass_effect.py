@@ -17,16 +17,22 @@ from scipy import ndimage as ndi
 from tumorsynth.shapes.ellipsoid import Box, ShapeSpec
 from tumorsynth.shapes.fields import crop_axes_mm
 
-__all__ = ["MASS_EFFECT_REACH", "mass_effect_box", "MassEffectOutput", "apply_mass_effect",
-           "ellipsoid_quadratic"]
+__all__ = [
+    "MASS_EFFECT_REACH",
+    "mass_effect_box",
+    "MassEffectOutput",
+    "apply_mass_effect",
+    "ellipsoid_quadratic",
+]
 
 #: Tissue moves out to this many tumor radii (in ellipsoidal coordinate q).
 MASS_EFFECT_REACH = 1.6
 _MIN_SHIFT_VOX = 0.05
 
 
-def mass_effect_box(spec: ShapeSpec, spacing_mm: Sequence[float],
-                    volume_shape: Sequence[int]) -> Box | None:
+def mass_effect_box(
+    spec: ShapeSpec, spacing_mm: Sequence[float], volume_shape: Sequence[int]
+) -> Box | None:
     """The crop in which ``spec``'s mass effect moves tissue; None when it has none."""
     if spec.mass_effect <= 0:
         return None
@@ -46,9 +52,15 @@ class MassEffectOutput:
     label: np.ndarray
 
 
-def apply_mass_effect(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box,
-                      image_crop: np.ndarray, label_crop: np.ndarray, *,
-                      inner_margin_mm: float = 0.0) -> MassEffectOutput:
+def apply_mass_effect(
+    spec: ShapeSpec,
+    spacing_mm: Sequence[float],
+    box: Box,
+    image_crop: np.ndarray,
+    label_crop: np.ndarray,
+    *,
+    inner_margin_mm: float = 0.0,
+) -> MassEffectOutput:
     """Push the tissue of ``image_crop`` (float32) and ``label_crop`` (ints) outward.
 
     Both crops cover ``box``. The image is resampled trilinearly, the label by nearest neighbour,
@@ -64,8 +76,9 @@ def apply_mass_effect(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box,
     # Deep inside, the tumor replaces the tissue anyway; skip it.
     # Inside the tumor the generator shows the unmoved tissue; warped values are needed only
     # outside it, and the deformation can pull the surface in by 2.5 amplitudes.
-    q_inner = max(0.3, 1.0 - (2.5 * spec.deform_amplitude_mm + inner_margin_mm)
-                  / float(radii.min()) - 0.05)
+    q_inner = max(
+        0.3, 1.0 - (2.5 * spec.deform_amplitude_mm + inner_margin_mm) / float(radii.min()) - 0.05
+    )
     zone = q2 > np.float32(q_inner**2)
     zone &= q2 < np.float32(MASS_EFFECT_REACH**2)
     idx = np.nonzero(zone)
@@ -77,17 +90,17 @@ def apply_mass_effect(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box,
     t = np.clip((qz - np.float32(1.0)) / np.float32(MASS_EFFECT_REACH - 1.0), 0.0, 1.0)
     t *= t
     np.subtract(1.0, t, out=t)
-    t *= t                                            # taper (1 - t^2)^2
+    t *= t  # taper (1 - t^2)^2
     q0 /= np.maximum(qz, np.float32(1e-6))
     np.subtract(1.0, q0, out=q0)
-    shrink = t * q0                                   # 1 - s(q): fraction of p to pull from
+    shrink = t * q0  # 1 - s(q): fraction of p to pull from
     step = np.float32(1.0) / np.asarray(spacing_mm, dtype=np.float32)[:, None]
     # |p| <= q * r_max, so this bound on the shift (in voxels) drops only voxels that stay put.
     keep = qz * shrink > np.float32(_MIN_SHIFT_VOX / (float(radii.max()) * float(step.max())))
     idx = tuple(i[keep] for i in idx)
     shrink = shrink[keep]
     src = np.stack([x[idx[0]], y[idx[1]], z[idx[2]]])  # mm, (3, N)
-    src *= (1.0 - shrink)
+    src *= 1.0 - shrink
     src *= step
     src += (np.asarray(spec.center_vox) - np.asarray(box.origin)).astype(np.float32)[:, None]
     image_out = image_crop.copy()
@@ -105,8 +118,9 @@ def apply_mass_effect(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box,
     return MassEffectOutput(box, moved, image_out, label_out)
 
 
-def ellipsoid_quadratic(rotation: np.ndarray, radii_mm: np.ndarray, x: np.ndarray, y: np.ndarray,
-                        z: np.ndarray) -> np.ndarray:
+def ellipsoid_quadratic(
+    rotation: np.ndarray, radii_mm: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> np.ndarray:
     """``q^2`` of a rotated ellipsoid on the grid ``x, y, z`` (mm from its centre), float32.
 
     ``q^2 = p^T A p`` with ``A = R diag(1 / r^2) R^T``; the in-plane part is summed on the 2-D
@@ -115,8 +129,8 @@ def ellipsoid_quadratic(rotation: np.ndarray, radii_mm: np.ndarray, x: np.ndarra
     a = (rotation / np.asarray(radii_mm, dtype=np.float64) ** 2) @ rotation.T
     a = a.astype(np.float32)
     xx, yy = x[:, None], y[None, :]
-    plane = a[0, 0] * xx * xx + 2 * a[0, 1] * xx * yy + a[1, 1] * yy * yy   # (nx, ny)
-    slope = 2 * a[0, 2] * xx + 2 * a[1, 2] * yy                            # (nx, ny)
+    plane = a[0, 0] * xx * xx + 2 * a[0, 1] * xx * yy + a[1, 1] * yy * yy  # (nx, ny)
+    slope = 2 * a[0, 2] * xx + 2 * a[1, 2] * yy  # (nx, ny)
     q2 = slope[:, :, None] * z[None, None, :]
     q2 += plane[:, :, None]
     q2 += (a[2, 2] * z * z)[None, None, :]

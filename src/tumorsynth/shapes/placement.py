@@ -51,8 +51,9 @@ class RandomTumorShape:
     def __init__(self, profile: OrganProfile) -> None:
         self.profile = profile
 
-    def draw(self, context: OrganContext, size: SizeClass, rng: RngLike = None, *,
-             where: str = "<image>") -> ShapeSpec:
+    def draw(
+        self, context: OrganContext, size: SizeClass, rng: RngLike = None, *, where: str = "<image>"
+    ) -> ShapeSpec:
         """Draw one tumor's geometry and mark its space as occupied in ``context``.
 
         Raises
@@ -67,16 +68,20 @@ class RandomTumorShape:
         place = self.profile.placement
         needed = math.inf
         for _ in range(_TRIES):  # a smaller draw of the same class may fit where this one did not
-            radii = tuple(float(rule.base_radius_mm * rng.uniform(*rules.axis_jitter))
-                          for _ in range(3))
+            radii = tuple(
+                float(rule.base_radius_mm * rng.uniform(*rules.axis_jitter)) for _ in range(3)
+            )
             mean_r = float(np.mean(radii))
             rotation = random_rotation(rng)
             amplitude = float(rng.uniform(*rules.deform_amplitude) * mean_r)
             scale = float(max(2.0, rng.uniform(*rules.deform_scale) * mean_r))
             deform_seed = int(rng.integers(2**31 - 1))
             mass_effect = float(rng.uniform(*rule.mass_effect))
-            exophytic = (size != "tiny" and place.exophytic_probability > 0
-                         and rng.random() < place.exophytic_probability)
+            exophytic = (
+                size != "tiny"
+                and place.exophytic_probability > 0
+                and rng.random() < place.exophytic_probability
+            )
             main_r = max(radii) + amplitude
             if exophytic:
                 lo, hi = place.exophytic_depth
@@ -89,11 +94,17 @@ class RandomTumorShape:
             needed = min(needed, min_depth)
             clearance = min(main_r + 1.0, place.vessel_clearance_mm)
             keep_clear = main_r + place.gap_mm
-            pick = context.pick(rng, min_depth_mm=min_depth, max_depth_mm=max_depth,
-                                min_clearance_mm=clearance, keep_clear_mm=keep_clear)
+            pick = context.pick(
+                rng,
+                min_depth_mm=min_depth,
+                max_depth_mm=max_depth,
+                min_clearance_mm=clearance,
+                keep_clear_mm=keep_clear,
+            )
             if pick is None:  # vessels everywhere: place anyway, the tumor displaces them
-                pick = context.pick(rng, min_depth_mm=min_depth, max_depth_mm=max_depth,
-                                    keep_clear_mm=keep_clear)
+                pick = context.pick(
+                    rng, min_depth_mm=min_depth, max_depth_mm=max_depth, keep_clear_mm=keep_clear
+                )
             if pick is not None:
                 break
         else:
@@ -108,15 +119,20 @@ class RandomTumorShape:
             center_vox=tuple(float(c) for c in center),  # type: ignore[arg-type]
             radii_mm=radii,  # type: ignore[arg-type]
             rotation=tuple(float(v) for v in rotation.ravel()),
-            deform_amplitude_mm=amplitude, deform_scale_mm=scale, deform_seed=deform_seed,
-            mass_effect=mass_effect, bulge_mm=float(bulge), exophytic=bool(exophytic),
+            deform_amplitude_mm=amplitude,
+            deform_scale_mm=scale,
+            deform_seed=deform_seed,
+            mass_effect=mass_effect,
+            bulge_mm=float(bulge),
+            exophytic=bool(exophytic),
             satellites=satellites,
         )
         context.occupy(center, spec.bounding_radius_mm)
         return spec
 
-    def _draw_satellites(self, context: OrganContext, center: np.ndarray, mean_r: float,
-                         rng: np.random.Generator) -> tuple[Satellite, ...]:
+    def _draw_satellites(
+        self, context: OrganContext, center: np.ndarray, mean_r: float, rng: np.random.Generator
+    ) -> tuple[Satellite, ...]:
         rules = self.profile.shape
         spacing = np.array(context.spacing_mm)
         out = []
@@ -131,14 +147,21 @@ class RandomTumorShape:
                 out.append(Satellite(tuple(float(v) for v in offset), radius))  # type: ignore[arg-type]
         return tuple(out)
 
-    def _raise_no_room(self, context: OrganContext, size: SizeClass, min_depth: float,
-                       where: str) -> None:
+    def _raise_no_room(
+        self, context: OrganContext, size: SizeClass, min_depth: float, where: str
+    ) -> None:
         deepest = float(context.depth_mm.max())
         if deepest < min_depth:
             raise PlacementError(
-                where, f"{context.organ} is too small for a {size} tumor: its centre needs "
+                where,
+                f"{context.organ} is too small for a {size} tumor: its centre needs "
                 f"{min_depth:.1f} mm of organ around it, the deepest point of this {context.organ} "
-                f"is {deepest:.1f} mm from its surface", fix="ask for a smaller --size")
+                f"is {deepest:.1f} mm from its surface",
+                fix="ask for a smaller --size",
+            )
         raise PlacementError(
-            where, f"no room left in the {context.organ} for another {size} tumor without touching "
-            f"the {len(context.occupied)} tumors already there", fix="ask for fewer or smaller tumors")
+            where,
+            f"no room left in the {context.organ} for another {size} tumor without touching "
+            f"the {len(context.occupied)} tumors already there",
+            fix="ask for fewer or smaller tumors",
+        )

@@ -90,13 +90,15 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         if not 0.0 <= float(prob) <= 1.0:
-            raise InputError("RandTumorSynthd(prob=...)", f"expected a probability in [0, 1], "
-                             f"found {prob}")
+            raise InputError(
+                "RandTumorSynthd(prob=...)", f"expected a probability in [0, 1], found {prob}"
+            )
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         if len(self.keys) != 2:
-            raise InputError("RandTumorSynthd(keys=...)", f"expected (image_key, label_key), found "
-                             f"{self.keys}")
+            raise InputError(
+                "RandTumorSynthd(keys=...)", f"expected (image_key, label_key), found {self.keys}"
+            )
         self.organs = (organ,) if isinstance(organ, str) else tuple(organ)
         for name in self.organs:
             get_profile(name)
@@ -106,14 +108,16 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
         self.output_labels = output_labels
         self.records_key = records_key
         if on_error not in ("raise", "skip"):
-            raise InputError("RandTumorSynthd(on_error=...)", f"expected 'raise' or 'skip', found "
-                             f"{on_error!r}")
+            raise InputError(
+                "RandTumorSynthd(on_error=...)", f"expected 'raise' or 'skip', found {on_error!r}"
+            )
         self.on_error = on_error
         self._seed = 0
         self._organ_index = 0
 
-    def set_random_state(self, seed: int | None = None,
-                         state: np.random.RandomState | None = None) -> "RandTumorSynthd":
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> RandTumorSynthd:
         super().set_random_state(seed, state)
         return self
 
@@ -142,10 +146,17 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
             affine = _affine(image, d, image_key)
             try:
                 out = synthesize_case(
-                    img, lab, spacing_mm=spacing_from_affine(affine), label_map=self.label_map,
-                    requests=[self.requests[self._organ_index]], generator=self.generator,
-                    rng=self._seed, affine=affine, output_labels=self.output_labels,
-                    where=f"RandTumorSynthd[{image_key}]")
+                    img,
+                    lab,
+                    spacing_mm=spacing_from_affine(affine),
+                    label_map=self.label_map,
+                    requests=[self.requests[self._organ_index]],
+                    generator=self.generator,
+                    rng=self._seed,
+                    affine=affine,
+                    output_labels=self.output_labels,
+                    where=f"RandTumorSynthd[{image_key}]",
+                )
                 new_image, new_label = out.image, out.label
                 records = [r.to_dict() for r in out.records]
             except PlacementError as exc:
@@ -166,9 +177,11 @@ def _channel(value: Any, key: Hashable) -> np.ndarray:
     """The single channel of a channel-first array/tensor as a numpy array."""
     array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
     if array.ndim != 4 or array.shape[0] != 1:
-        raise InputError(f"RandTumorSynthd[{key!r}]", f"expected a channel-first 3-D volume of "
-                         f"shape (1, X, Y, Z), found {array.shape}",
-                         fix="add EnsureChannelFirstd before this transform")
+        raise InputError(
+            f"RandTumorSynthd[{key!r}]",
+            f"expected a channel-first 3-D volume of shape (1, X, Y, Z), found {array.shape}",
+            fix="add EnsureChannelFirstd before this transform",
+        )
     return array[0]
 
 
@@ -178,10 +191,15 @@ def _affine(image: Any, data: Mapping[Hashable, Any], key: Hashable) -> np.ndarr
     meta = data.get(f"{key}_meta_dict")
     if isinstance(meta, Mapping) and "affine" in meta:
         affine = meta["affine"]
-        return np.asarray(affine.numpy() if isinstance(affine, torch.Tensor) else affine, dtype=float)
-    raise InputError(f"RandTumorSynthd[{key!r}]", "cannot tell the voxel spacing: expected a "
-                     f"MetaTensor or a '{key}_meta_dict' with an affine, found neither",
-                     fix="load with LoadImaged (image_only=True gives MetaTensors)")
+        return np.asarray(
+            affine.numpy() if isinstance(affine, torch.Tensor) else affine, dtype=float
+        )
+    raise InputError(
+        f"RandTumorSynthd[{key!r}]",
+        "cannot tell the voxel spacing: expected a "
+        f"MetaTensor or a '{key}_meta_dict' with an affine, found neither",
+        fix="load with LoadImaged (image_only=True gives MetaTensors)",
+    )
 
 
 def _like(array: np.ndarray, like: Any) -> Any:
