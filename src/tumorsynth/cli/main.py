@@ -21,6 +21,9 @@ SUBCOMMANDS = {
     "replay": ("replay", "reproduce a manifest's tumors voxel for voxel"),
     "preview": ("preview", "PNG montages of the tumors of a manifest or a labelled scan"),
     "demo": ("demo", "the main job on an embedded abdominal CT phantom (no data needed)"),
+    "train": ("train", "train a tumor segmentor on real, synthetic or mixed data"),
+    "predict": ("predict", "segment CTs with a trained checkpoint"),
+    "evaluate": ("evaluate", "DSC, NSD, lesion and patient-level detection of predicted tumors"),
 }
 
 
@@ -54,9 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tumorsynth.cli._common import apply_config, run_guarded
 
     def dispatch(parsed: argparse.Namespace) -> int:
-        if getattr(parsed, "config", None):
+        module = importlib.import_module(f"tumorsynth.cli.{parsed._module}")
+        # For most commands --config holds option defaults; for train it is the training config.
+        if getattr(parsed, "config", None) and not getattr(module, "CONFIG_IS_INPUT", False):
             parsed = apply_config(parser, argv, parsed)
-        return int(importlib.import_module(f"tumorsynth.cli.{parsed._module}").run(parsed) or 0)
+        return int(module.run(parsed) or 0)
 
     return run_guarded(dispatch, args)
 

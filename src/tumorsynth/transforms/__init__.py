@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RandTumorSynthd"]
+__all__ = ["RandTumorSynthd", "TumorSynthd"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "RandTumorSynthd":
-        from tumorsynth.transforms.rand_tumor_synthd import RandTumorSynthd
+    if name in __all__:
+        from tumorsynth.transforms import rand_tumor_synthd
 
-        return RandTumorSynthd
+        return getattr(rand_tumor_synthd, name)
     raise AttributeError(name)

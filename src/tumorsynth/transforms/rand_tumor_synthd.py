@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 
-from tumorsynth._types import SizeClass
+from tumorsynth._types import SizeClass, derive_seed
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
@@ -28,7 +28,7 @@ from tumorsynth.io.nifti import spacing_from_affine
 from tumorsynth.organs import get_profile
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case, to_output_labels
 
-__all__ = ["RandTumorSynthd"]
+__all__ = ["RandTumorSynthd", "TumorSynthd"]
 
 
 class RandTumorSynthd(RandomizableTransform, MapTransform):
@@ -208,3 +208,29 @@ def _like(array: np.ndarray, like: Any) -> Any:
     if isinstance(like, MetaTensor) and isinstance(out, MetaTensor):
         out.copy_meta_from(like)
     return out
+
+
+class TumorSynthd(MapTransform):
+    """The deterministic twin of :class:`RandTumorSynthd`: tumors drawn from a fixed seed per case.
+
+    For validation sets made from healthy scans: every epoch sees the same synthetic tumors. The
+    seed of a sample is ``derive_seed(seed, data[id_key])``.
+    """
+
+    def __init__(self, keys: KeysCollection = ("image", "label"), organ: str = "liver",
+                 count: int | None = None, size: SizeClass | Literal["mixed"] = "mixed",
+                 label_map: str | Mapping[str, Any] | LabelMap = "totalsegmentator",
+                 generator: str | TumorGenerator = "heuristic", seed: int = 0,
+                 id_key: str = "case_id", output_labels: LabelMap = OUTPUT_LABELS,
+                 records_key: str | None = None) -> None:
+        super().__init__(keys)
+        self.seed = int(seed)
+        self.id_key = id_key
+        self._rand = RandTumorSynthd(keys, organ=organ, prob=1.0, count=count, size=size,
+                                     label_map=label_map, generator=generator,
+                                     output_labels=output_labels, records_key=records_key,
+                                     on_error="skip")
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        case_id = str(data.get(self.id_key, ""))
+        return self._rand.set_random_state(seed=derive_seed(self.seed, case_id) % (2**32))(data)

@@ -1,0 +1,443 @@
+"""Per-case segmentation metrics: Dice (DSC), normalized surface Dice (NSD), one-case evaluation.
+
+Everything is in physical units at the scan's own spacing (never resampled to 1 mm). NSD follows
+Nikolov et al. (2021) with voxel surfaces, as MONAI's ``compute_surface_dice`` does without
+sub-voxels: the surface of a mask is its voxels with at least one of the 6 face neighbours outside
+the mask (beyond the scan's edge counts as outside); a surface voxel is correct when its Euclidean
+distance in mm to the other mask's surface is at most the tolerance, and
+
+    NSD = (correct pred surface voxels + correct gt surface voxels) / (all surface voxels).
+
+Distances are exact Euclidean distance transforms (``edt``, anisotropic) computed only on the
+bounding box of ``pred | gt`` grown by the tolerance plus one voxel, so the cost follows the
+lesions, not the scan.
+
+Empty masks (the convention of the whole evaluation package):
+
+=============  ==============  ====================================================
+ground truth   prediction      DSC = NSD
+=============  ==============  ====================================================
+empty          empty           1.0 (a correct control; left out of the means)
+empty          not empty       0.0 (a control with a false-positive prediction)
+not empty      empty           0.0 (a missed case)
+=============  ==============  ====================================================
+
+``dsc_mean`` and ``nsd_mean`` of a report are taken over the cases that contain tumor only.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import edt
+import numpy as np
+
+from tumorsynth.errors import InputError
+from tumorsynth.evaluation.lesions import (
+    STRATUM_NAMES,
+    LesionRecord,
+    match_lesions,
+    patient_positive,
+)
+
+__all__ = [
+    "CaseEvaluation",
+    "dice",
+    "evaluate_case",
+    "normalized_surface_dice",
+    "summarize_cases",
+    "surface_voxels",
+    "tumor_mask",
+]
+
+#: Float32 distances that should equal the tolerance exactly may round a hair above it.
+_DISTANCE_SLACK = 1e-6
+
+
+@dataclass
+class CaseEvaluation:
+    """Metrics of one case for one tumor class.
+
+    Attributes
+    ----------
+    case_id
+        The case's id (file name without ``.nii.gz``).
+    dsc, nsd
+        Dice and normalized surface Dice in [0, 1] (see the module's table for empty masks).
+    has_tumor
+        Whether the ground truth contains tumor (False: a control case).
+    lesions
+        One :class:`~tumorsynth.evaluation.lesions.LesionRecord` per ground-truth lesion.
+    detected
+        Number of detected lesions.
+    fp_components
+        Predicted components that overlap no ground-truth lesion.
+    predicted_positive
+        Patient-level call (kept predicted volume above the threshold).
+    gt_volume_ml, pred_volume_ml
+        Tumor volumes in mL.
+    kept_pred_volume_mm3
+        Predicted volume in mm^3 after dropping components under the minimum radius.
+    spacing_mm
+        Voxel size used, in mm.
+    """
+
+    case_id: str
+    dsc: float
+    nsd: float
+    has_tumor: bool
+    lesions: list[LesionRecord] = field(default_factory=list)
+    detected: int = 0
+    fp_components: int = 0
+    predicted_positive: bool = False
+    gt_volume_ml: float = 0.0
+    pred_volume_ml: float = 0.0
+    kept_pred_volume_mm3: float = 0.0
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    @property
+    def n_lesions(self) -> int:
+        return len(self.lesions)
+
+    @property
+    def false_positive_case(self) -> bool:
+        """A control (no tumor in the ground truth) with predicted tumor voxels."""
+        return not self.has_tumor and self.pred_volume_ml > 0
+
+    def to_json(self) -> dict[str, object]:
+        """Plain-JSON mapping (NaN stays a float; the report writer turns it into null)."""
+        data = asdict(self)
+        data["n_lesions"] = self.n_lesions
+        data["false_positive_case"] = self.false_positive_case
+        data["spacing_mm"] = [float(s) for s in self.spacing_mm]
+        return data
+
+
+def tumor_mask(label: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """Boolean mask of the voxels of ``label`` whose id is in ``ids``.
+
+    A boolean ``label`` is already a mask and is returned as a copy, whatever ``ids`` says.
+
+    Examples
+    --------
+    >>> tumor_mask(np.array([0, 1, 2, 6], np.uint8), (2, 6)).tolist()
+    [False, False, True, True]
+    """
+    ids = sorted({int(i) for i in ids})
+    if not ids:
+        raise InputError("tumor ids", "expected at least one tumor label id, found none")
+    if label.dtype == bool:
+        return label.copy(order="K")
+    if len(ids) > 4:
+        return np.isin(label, ids)
+    mask = label == ids[0]  # a few comparisons beat a table lookup on a 512x512 scan
+    for value in ids[1:]:
+        mask |= label == value
+    return mask
+
+
+def dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Dice similarity coefficient ``2 |P & G| / (|P| + |G|)`` of two boolean masks.
+
+    Both empty gives 1.0 (see the module's table).
+
+    Examples
+    --------
+    >>> a = np.zeros(10, bool); a[:4] = True
+    >>> b = np.zeros(10, bool); b[2:6] = True
+    >>> dice(a, b)
+    0.5
+    """
+    total = int(np.count_nonzero(pred)) + int(np.count_nonzero(gt))
+    if total == 0:
+        return 1.0
+    return 2.0 * int(np.count_nonzero(pred & gt)) / total
+
+
+def surface_voxels(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` with at least one of their 6 face neighbours outside it.
+
+    Voxels on the array's border count as surface (outside the array is outside the mask), as
+    with ``scipy.ndimage.binary_erosion`` and its default zero border.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 5, 5), bool); m[1:4, 1:4, 1:4] = True
+    >>> int(surface_voxels(m).sum())  # a 3x3x3 cube: all but the centre
+    26
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.flags.f_contiguous and not mask.flags.c_contiguous:
+        return surface_voxels(mask.T).T  # symmetric in the axes; numpy is fast in memory order
+    interior = mask.copy()
+    for axis in range(3):
+        low = [slice(None)] * 3
+        high = [slice(None)] * 3
+        low[axis], high[axis] = slice(None, -1), slice(1, None)
+        interior[tuple(high)] &= mask[tuple(low)]  # neighbour at index - 1 is inside
+        interior[tuple(low)] &= mask[tuple(high)]  # neighbour at index + 1 is inside
+        edge = [slice(None)] * 3
+        for end in (0, -1):  # the scan's edge: the outside neighbour is not in the mask
+            edge[axis] = end  # type: ignore[call-overload]
+            interior[tuple(edge)] = False
+    return mask & ~interior
+
+
+def _crop_union(
+    pred: np.ndarray, gt: np.ndarray, margin_vox: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]] | None:
+    """Crop both masks to the bounding box of their union grown by ``margin_vox``; None if empty."""
+    union = pred | gt
+    starts, stops = [0, 0, 0], [0, 0, 0]
+    for axis in (2, 1, 0):  # narrow the union as we go, so later passes read less
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(union.any(axis=other))
+        if hits.size == 0:
+            return None
+        first, last = int(hits[0]), int(hits[-1])
+        index = [slice(None)] * 3
+        index[axis] = slice(first, last + 1)
+        union = union[tuple(index)]
+        starts[axis] = max(first - int(margin_vox[axis]), 0)
+        stops[axis] = min(last + 1 + int(margin_vox[axis]), pred.shape[axis])
+    box = tuple(slice(a, b) for a, b in zip(starts, stops))
+    crops = np.ascontiguousarray(pred[box]), np.ascontiguousarray(gt[box])
+    return crops[0], crops[1], (starts[0], starts[1], starts[2])
+
+
+def _margin_vox(spacing_mm: Sequence[float], tolerance_mm: float) -> tuple[int, int, int]:
+    return tuple(math.ceil(tolerance_mm / float(s)) + 1 for s in spacing_mm)  # type: ignore[return-value]
+
+
+def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(s) for s in spacing_mm)
+    if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
+        raise InputError("spacing_mm", f"expected three voxel sizes > 0 mm, found {spacing_mm!r}")
+    return values  # type: ignore[return-value]
+
+
+def normalized_surface_dice(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing_mm: Sequence[float],
+    tolerance_mm: float = 2.0,
+) -> float:
+    """Normalized surface Dice of two boolean masks at ``tolerance_mm``.
+
+    Parameters
+    ----------
+    pred, gt
+        Boolean masks on the same 3-D grid.
+    spacing_mm
+        Voxel size in mm along each axis (anisotropic spacing is handled exactly).
+    tolerance_mm
+        Distance in mm within which a surface voxel counts as correct (inclusive).
+
+    Returns
+    -------
+    float
+        NSD in [0, 1]; 1.0 when both are empty, 0.0 when exactly one is.
+
+    Examples
+    --------
+    >>> g = np.zeros((12, 12, 12), bool); g[3:9, 3:9, 3:9] = True
+    >>> p = np.roll(g, 1, axis=2)
+    >>> normalized_surface_dice(p, g, (1, 1, 1))  # 1 mm shift, within 2 mm
+    1.0
+    >>> round(normalized_surface_dice(p, g, (1, 1, 3)), 3)  # 3 mm shift: the z caps miss
+    0.763
+    """
+    spacing = _check_spacing(spacing_mm)
+    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
+    cropped = _crop_union(pred, gt, _margin_vox(spacing, tolerance_mm))
+    if cropped is None:
+        return 1.0
+    pred, gt, _ = cropped
+    pred_surface, gt_surface = surface_voxels(pred), surface_voxels(gt)
+    n_pred, n_gt = int(pred_surface.sum()), int(gt_surface.sum())
+    if n_pred == 0 or n_gt == 0:
+        return 0.0
+    limit = tolerance_mm + _DISTANCE_SLACK
+    to_gt = edt.edt(np.ascontiguousarray(~gt_surface), anisotropy=spacing, black_border=False)
+    to_pred = edt.edt(np.ascontiguousarray(~pred_surface), anisotropy=spacing, black_border=False)
+    correct = int(np.count_nonzero(to_gt[pred_surface] <= limit)) + int(
+        np.count_nonzero(to_pred[gt_surface] <= limit)
+    )
+    return correct / (n_pred + n_gt)
+
+
+def evaluate_case(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing_mm: Sequence[float],
+    *,
+    tumor_ids_pred: Sequence[int],
+    tumor_ids_gt: Sequence[int],
+    nsd_tolerance_mm: float = 2.0,
+    patient_threshold_mm3: float = 30.0,
+    min_radius_mm: float = 3.0,
+    case_id: str = "case",
+) -> CaseEvaluation:
+    """Evaluate one predicted label map against its ground truth for one tumor class.
+
+    Parameters
+    ----------
+    pred, gt
+        Label maps (or boolean masks) on the same 3-D grid.
+    spacing_mm
+        Voxel size in mm along each voxel axis, e.g. ``spacing_from_affine(affine)``.
+    tumor_ids_pred, tumor_ids_gt
+        Label ids that make up the tumor class in each map (a boolean array is taken as the
+        tumor mask itself).
+    nsd_tolerance_mm
+        NSD tolerance in mm.
+    patient_threshold_mm3, min_radius_mm
+        Patient-level call: see :func:`~tumorsynth.evaluation.lesions.patient_positive`.
+    case_id
+        Name used in reports.
+
+    Returns
+    -------
+    CaseEvaluation
+
+    Examples
+    --------
+    >>> gt = np.zeros((30, 30, 30), np.uint8); gt[5:15, 5:15, 5:15] = 2
+    >>> r = evaluate_case(gt, gt, (1.0, 1.0, 2.0), tumor_ids_pred=(2,), tumor_ids_gt=(2,))
+    >>> r.dsc, r.nsd, r.detected, r.lesions[0]["volume_ml"]
+    (1.0, 1.0, 1, 2.0)
+    """
+    spacing = _check_spacing(spacing_mm)
+    if pred.shape != gt.shape:
+        raise InputError(
+            case_id, f"prediction shape {pred.shape} does not match ground truth {gt.shape}"
+        )
+    if not nsd_tolerance_mm >= 0:
+        raise InputError("nsd_tolerance_mm", f"expected >= 0 mm, found {nsd_tolerance_mm}")
+    pred_mask, gt_mask = tumor_mask(pred, tumor_ids_pred), tumor_mask(gt, tumor_ids_gt)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    cropped = _crop_union(pred_mask, gt_mask, _margin_vox(spacing, nsd_tolerance_mm))
+    if cropped is None:  # a control with an empty prediction
+        return CaseEvaluation(case_id, 1.0, 1.0, False, spacing_mm=spacing)
+    pred_mask, gt_mask, origin = cropped
+    match = match_lesions(pred_mask, gt_mask, spacing, offset_vox=origin)
+    positive, kept_mm3 = patient_positive(
+        match.pred_volumes_mm3, threshold_mm3=patient_threshold_mm3, min_radius_mm=min_radius_mm
+    )
+    return CaseEvaluation(
+        case_id=case_id,
+        dsc=dice(pred_mask, gt_mask),
+        nsd=normalized_surface_dice(pred_mask, gt_mask, spacing, nsd_tolerance_mm),
+        has_tumor=bool(gt_mask.any()),
+        lesions=match.lesions,
+        detected=match.detected,
+        fp_components=match.fp_components,
+        predicted_positive=positive,
+        gt_volume_ml=int(np.count_nonzero(gt_mask)) * voxel_ml,
+        pred_volume_ml=int(np.count_nonzero(pred_mask)) * voxel_ml,
+        kept_pred_volume_mm3=kept_mm3,
+        spacing_mm=spacing,
+    )
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, np.nan)
+
+
+def summarize_cases(
+    cases: Sequence[CaseEvaluation], *, n_bootstrap: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Summary statistics of a set of cases with 95% percentile bootstrap intervals.
+
+    Every statistic is a ratio of per-case sums, ``sum(numerator) / sum(denominator)``, so a
+    bootstrap resample of cases recomputes it exactly (lesions are pooled over the resampled
+    cases). Ratios with an empty denominator (e.g. specificity without controls) are NaN.
+
+    Parameters
+    ----------
+    cases
+        Per-case results.
+    n_bootstrap
+        Number of resamples (0: intervals are NaN).
+    seed
+        Seed of the ``numpy.random.Generator`` that draws the resamples.
+
+    Returns
+    -------
+    dict
+        Counts, point estimates and ``ci95`` (``[low, high]`` per statistic).
+    """
+    n = len(cases)
+    n_strata = len(STRATUM_NAMES)
+    tumor = np.array([c.has_tumor for c in cases], dtype=float)
+    positive = np.array([c.predicted_positive for c in cases], dtype=float)
+    lesions = np.zeros((n, n_strata))
+    found = np.zeros((n, n_strata))
+    early = np.zeros((n, 2))
+    for row, case in enumerate(cases):
+        for lesion in case.lesions:
+            column = STRATUM_NAMES.index(lesion["stratum"])
+            lesions[row, column] += 1
+            found[row, column] += lesion["detected"]
+            if lesion["early_stage"]:
+                early[row] += (1, lesion["detected"])
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        "dsc_mean": (np.array([c.dsc for c in cases]) * tumor, tumor),
+        "nsd_mean": (np.array([c.nsd for c in cases]) * tumor, tumor),
+        "lesion_sensitivity": (found.sum(axis=1), lesions.sum(axis=1)),
+        "early_stage_sensitivity": (early[:, 1], early[:, 0]),
+        "fp_per_case": (np.array([c.fp_components for c in cases], float), np.ones(n)),
+        "patient_sensitivity": (positive * tumor, tumor),
+        "patient_specificity": ((1 - positive) * (1 - tumor), 1 - tumor),
+    }
+    for column, name in enumerate(STRATUM_NAMES):
+        columns[f"stratum {name}"] = (found[:, column], lesions[:, column])
+    numerators = np.stack([num for num, _ in columns.values()], axis=1).reshape(n, -1)
+    denominators = np.stack([den for _, den in columns.values()], axis=1).reshape(n, -1)
+    point = _ratio(numerators.sum(axis=0), denominators.sum(axis=0))
+    low = high = np.full(len(columns), np.nan)
+    if n and int(n_bootstrap) > 0:
+        rng = np.random.default_rng(int(seed))
+        picks = rng.integers(0, n, size=(int(n_bootstrap), n))
+        rows = np.repeat(np.arange(int(n_bootstrap)), n) * n
+        weights = np.bincount(rows + picks.ravel(), minlength=int(n_bootstrap) * n)
+        weights = weights.reshape(int(n_bootstrap), n).astype(float)
+        resampled = _ratio(weights @ numerators, weights @ denominators)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+            low, high = np.nanpercentile(resampled, [2.5, 97.5], axis=0)
+    value = dict(zip(columns, point.tolist()))
+    ci = {name: [lo, hi] for name, lo, hi in zip(columns, low.tolist(), high.tolist())}
+    tumor_dsc = [c.dsc for c in cases if c.has_tumor]
+    summary: dict[str, Any] = {
+        "n_cases": n,
+        "n_tumor_cases": int(tumor.sum()),
+        "n_controls": int(n - tumor.sum()),
+        "n_false_positive_cases": sum(c.false_positive_case for c in cases),
+        "n_lesions": int(lesions.sum()),
+        "n_detected": int(found.sum()),
+        "n_lesions_by_stratum": dict(zip(STRATUM_NAMES, lesions.sum(axis=0).astype(int).tolist())),
+        "n_detected_by_stratum": dict(zip(STRATUM_NAMES, found.sum(axis=0).astype(int).tolist())),
+        "n_early_stage_lesions": int(early[:, 0].sum()),
+        "n_early_stage_detected": int(early[:, 1].sum()),
+        "dsc_median": float(np.median(tumor_dsc)) if tumor_dsc else math.nan,
+    }
+    for name in columns:
+        if not name.startswith("stratum "):
+            summary[name] = value[name]
+    summary["lesion_sensitivity_by_stratum"] = {s: value[f"stratum {s}"] for s in STRATUM_NAMES}
+    summary["ci95"] = {name: ci[name] for name in columns if not name.startswith("stratum ")}
+    summary["ci95"]["lesion_sensitivity_by_stratum"] = {
+        s: ci[f"stratum {s}"] for s in STRATUM_NAMES
+    }
+    summary["bootstrap"] = {
+        "n_resamples": int(n_bootstrap),
+        "seed": int(seed),
+        "method": "percentile",
+    }
+    return summary

@@ -1,0 +1,134 @@
+"""Segmentation networks: MONAI's UNet, DynUNet configured the nnU-Net way, and SwinUNETR.
+
+One frozen :class:`SegmentorConfig` describes a network; :func:`build_segmentor` builds it. The
+DynUNet topology follows nnU-Net's planning rule (:func:`nnunet_topology`): an axis is pooled while
+its feature map stays at least 8 voxels and its spacing is not more than twice the finest one;
+an axis whose spacing is much coarser gets 1-voxel kernels in the first stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from torch import nn
+
+__all__ = ["SegmentorConfig", "build_segmentor", "nnunet_topology", "count_parameters", "BACKBONES"]
+
+Backbone = Literal["unet", "dynunet", "swinunetr"]
+BACKBONES: tuple[str, ...] = ("unet", "dynunet", "swinunetr")
+
+
+@dataclass(frozen=True)
+class SegmentorConfig:
+    """A segmentation network.
+
+    Attributes
+    ----------
+    backbone
+        ``unet`` (MONAI UNet with residual units), ``dynunet`` (nnU-Net-style), ``swinunetr``.
+    in_channels, out_channels
+        Input channels (1: CT) and classes including background.
+    patch_size
+        Training crop in voxels (x, y, z); SwinUNETR needs multiples of 32.
+    spacing_mm
+        Voxel size the network works at (sets the DynUNet topology).
+    channels
+        UNet / DynUNet feature counts per stage (DynUNet: first ones used, capped at 320).
+    feature_size
+        SwinUNETR feature size (multiple of 12).
+    swin_v2
+        SwinUNETR v2 (residual convolution blocks in the encoder).
+    deep_supervision
+        DynUNet deep supervision heads (training only).
+    """
+
+    backbone: Backbone = "unet"
+    in_channels: int = 1
+    out_channels: int = 3
+    patch_size: tuple[int, int, int] = (96, 96, 96)
+    spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
+    channels: tuple[int, ...] = (32, 64, 128, 256, 320)
+    feature_size: int = 48
+    swin_v2: bool = False
+    deep_supervision: bool = False
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SegmentorConfig":
+        values = dict(data)
+        for key in ("patch_size", "spacing_mm", "channels"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def nnunet_topology(patch_size: Sequence[int], spacing_mm: Sequence[float], *,
+                    min_feature_map: int = 8, max_stages: int = 6
+                    ) -> tuple[list[list[int]], list[list[int]]]:
+    """Kernels and strides per stage by nnU-Net's rule (first stage stride 1).
+
+    Examples
+    --------
+    >>> kernels, strides = nnunet_topology((96, 96, 96), (1.5, 1.5, 1.5))
+    >>> strides[:3]
+    [[1, 1, 1], [2, 2, 2], [2, 2, 2]]
+    """
+    size = list(patch_size)
+    spacing = list(spacing_mm)
+    kernels: list[list[int]] = []
+    strides: list[list[int]] = [[1, 1, 1]]
+    kernels.append([3 if s <= 2 * min(spacing) else 1 for s in spacing])
+    while len(strides) < max_stages:
+        finest = min(spacing)
+        pool = [int(n >= 2 * min_feature_map and s <= 2 * finest) for n, s in zip(size, spacing)]
+        if not any(pool):
+            break
+        strides.append([2 if p else 1 for p in pool])
+        size = [n // 2 if p else n for n, p in zip(size, pool)]
+        spacing = [s * 2 if p else s for s, p in zip(spacing, pool)]
+        kernels.append([3 if s <= 2 * min(spacing) else 1 for s in spacing])
+    return kernels, strides
+
+
+def build_segmentor(config: SegmentorConfig) -> nn.Module:
+    """The network ``config`` describes (MONAI implementations, randomly initialized)."""
+    if config.backbone == "unet":
+        from monai.networks.nets import UNet
+
+        chans = tuple(config.channels)
+        return UNet(spatial_dims=3, in_channels=config.in_channels,
+                    out_channels=config.out_channels, channels=chans,
+                    strides=(2,) * (len(chans) - 1), num_res_units=2, norm="instance",
+                    dropout=config.dropout)
+    if config.backbone == "dynunet":
+        from monai.networks.nets import DynUNet
+
+        kernels, strides = nnunet_topology(config.patch_size, config.spacing_mm)
+        filters = [min(config.channels[i] if i < len(config.channels) else 320, 320)
+                   for i in range(len(strides))]
+        return DynUNet(spatial_dims=3, in_channels=config.in_channels,
+                       out_channels=config.out_channels, kernel_size=kernels, strides=strides,
+                       upsample_kernel_size=strides[1:], filters=filters,
+                       norm_name=("INSTANCE", {"affine": True}),
+                       deep_supervision=config.deep_supervision,
+                       deep_supr_num=max(1, min(2, len(strides) - 2)), res_block=True,
+                       dropout=config.dropout or None)
+    if config.backbone == "swinunetr":
+        from monai.networks.nets import SwinUNETR
+
+        if any(p % 32 for p in config.patch_size):
+            raise ValueError(f"SwinUNETR needs a patch size divisible by 32, got {config.patch_size}")
+        return SwinUNETR(in_channels=config.in_channels, out_channels=config.out_channels,
+                         feature_size=config.feature_size, use_v2=config.swin_v2,
+                         drop_rate=config.dropout, spatial_dims=3)
+    raise ValueError(f"unknown backbone {config.backbone!r}; known are {BACKBONES}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+

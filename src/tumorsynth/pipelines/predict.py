@@ -1,0 +1,156 @@
+"""Predict tumor (and organ) labels with a trained segmentor, on the input's own grid.
+
+The CT is oriented to RAS and resampled to the network's spacing exactly as in training, windowed,
+segmented with Gaussian-weighted sliding windows, and the class probabilities are resampled back
+onto the input grid (MONAI's tracked inverse of the spatial transforms) before the argmax. Output
+labels follow the tumorsynth convention (e.g. 1 liver, 2 liver tumor) and are written with the
+input's affine and header. Needs the ``torch`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import sliding_window_inference
+from monai.transforms import Compose, Orientation, Spacing
+from scipy import ndimage as ndi
+from tqdm import tqdm
+
+from tumorsynth.errors import InputError
+from tumorsynth.io.atomic import output_dir
+from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
+from tumorsynth.io.nifti import Volume, check_same_grid, load_image, load_label, save_volume
+from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict
+from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor
+
+__all__ = ["Segmentor", "load_segmentor", "predict_files", "restrict_to_organ"]
+
+KIND = "segmentor"
+
+
+@dataclass
+class Segmentor:
+    """A trained network with the preprocessing it was trained with."""
+
+    model: torch.nn.Module
+    config: dict[str, Any]
+    device: torch.device
+
+    @property
+    def organ(self) -> str:
+        return str(self.config["organ"])
+
+    def predict(self, image: Volume, *, overlap: float = 0.25, sw_batch_size: int = 4
+                ) -> np.ndarray:
+        """Labels (uint8, output convention) on ``image``'s grid."""
+        spacing = tuple(self.config["spacing_mm"])
+        spatial = Compose([Orientation(axcodes="RAS"), Spacing(pixdim=spacing, mode="bilinear")])
+        tensor = MetaTensor(torch.as_tensor(np.asarray(image.array, dtype=np.float32))[None],
+                            affine=torch.as_tensor(image.affine, dtype=torch.float64))
+        prepared = spatial(tensor)
+        lo, hi = self.config["hu_window"]
+        net_in = ((prepared.as_tensor().clamp(lo, hi) - lo) / (hi - lo))[None].to(self.device)
+        amp = self.device.type == "cuda"
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            logits = sliding_window_inference(net_in, tuple(self.config["patch_size"]),
+                                              sw_batch_size, self.model, overlap=overlap,
+                                              mode="gaussian")
+        probs = torch.softmax(logits.float(), dim=1)[0].cpu()
+        restored = spatial.inverse(MetaTensor(probs, meta=prepared.meta,
+                                              applied_operations=prepared.applied_operations))
+        classes = restored.as_tensor().argmax(0).numpy().astype(np.uint8)
+        if classes.shape != image.shape:
+            raise RuntimeError(f"prediction grid {classes.shape} != input {image.shape}")
+        organ_id = OUTPUT_LABELS.id_of(self.organ)
+        tumor_id = OUTPUT_LABELS.id_of(f"{self.organ}_tumor")
+        lut = np.array([0, organ_id, tumor_id], dtype=np.uint8)
+        return lut[classes]
+
+
+def load_segmentor(folder: str | os.PathLike[str], device: str = "auto") -> Segmentor:
+    """Load a checkpoint folder written by ``tumorsynth train`` (sha256-checked)."""
+    config, state = load_pretrained_state(folder, kind=KIND)
+    model_config = SegmentorConfig.from_dict(config["model"])
+    model = build_segmentor(model_config)
+    load_state_strict(model, state, str(folder))
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model.to(dev).eval()
+    return Segmentor(model, config, dev)
+
+
+def restrict_to_organ(labels: np.ndarray, organ_mask: np.ndarray, tumor_id: int,
+                      spacing_mm: Sequence[float], margin_mm: float = 5.0) -> np.ndarray:
+    """Drop predicted tumor voxels farther than ``margin_mm`` from the given organ mask."""
+    if not organ_mask.any():
+        out = labels.copy()
+        out[out == tumor_id] = 0
+        return out
+    structure = ndi.generate_binary_structure(3, 1)
+    steps = max(1, int(round(margin_mm / min(spacing_mm))))
+    near = ndi.binary_dilation(organ_mask, structure=structure, iterations=steps)
+    out = labels.copy()
+    out[(out == tumor_id) & ~near] = 0
+    return out
+
+
+def _inputs(path: Path) -> list[tuple[str, Path]]:
+    """(case id, image) pairs: one file, or the NIfTI files of a folder (nnU-Net ``_0000``)."""
+    if path.is_file():
+        return [(_case_id(path), path)]
+    if not path.is_dir():
+        raise InputError(str(path), "input does not exist", fix="pass a CT file or a folder of them")
+    files = sorted(p for p in path.iterdir() if p.name.endswith((".nii.gz", ".nii"))
+                   and not p.name.startswith("."))
+    files = [p for p in files if not re.search(r"_(?!0000)\d{4}\.nii(\.gz)?$", p.name)]
+    if not files:
+        raise InputError(str(path), "holds no .nii/.nii.gz images")
+    return [(_case_id(p), p) for p in files]
+
+
+def _case_id(path: Path) -> str:
+    name = re.sub(r"\.nii(\.gz)?$", "", path.name)
+    return re.sub(r"_0000$", "", name)
+
+
+def predict_files(checkpoint: str | os.PathLike[str], inputs: str | os.PathLike[str],
+                  out_dir: str | os.PathLike[str], *, device: str = "auto", overlap: float = 0.25,
+                  organ_masks: str | os.PathLike[str] | None = None,
+                  organ_mask_label_map: str = "totalsegmentator", progress: bool = True
+                  ) -> list[tuple[Path, float]]:
+    """Segment every input CT into ``out_dir/<case>.nii.gz``; returns (file, seconds) pairs.
+
+    ``organ_masks`` (a label file, or a folder with ``<case>.nii.gz`` per case) restricts tumors
+    to the organ the network was trained for.
+    """
+    segmentor = load_segmentor(checkpoint, device)
+    cases = _inputs(Path(inputs))
+    written = []
+    with output_dir(out_dir) as out:
+        for case_id, path in tqdm(cases, disable=not progress, desc="predicting", unit="case"):
+            image = load_image(path)
+            start = time.perf_counter()
+            labels = segmentor.predict(image, overlap=overlap)
+            if organ_masks is not None:
+                mask_path = Path(organ_masks)
+                if mask_path.is_dir():
+                    mask_path = mask_path / f"{case_id}.nii.gz"
+                organ = load_label(mask_path)
+                check_same_grid(image, organ)
+                ids = resolve_label_map(organ_mask_label_map).organ_ids(segmentor.organ)
+                labels = restrict_to_organ(labels, np.isin(organ.array, ids),
+                                           OUTPUT_LABELS.id_of(f"{segmentor.organ}_tumor"),
+                                           image.spacing_mm)
+            seconds = time.perf_counter() - start
+            target = save_volume(image, out / f"{case_id}.nii.gz", array=labels)
+            written.append((target, seconds))
+    return written

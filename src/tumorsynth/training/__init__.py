@@ -1,0 +1,2 @@
+"""Training loops (segmentation now; autoencoder, diffusion and adversarial ones later). Needs the
+``torch`` extra."""

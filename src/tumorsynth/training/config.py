@@ -1,0 +1,195 @@
+"""Training configuration: one YAML file a user can read and diff, frozen once loaded.
+
+Example (``tumorsynth train --config unet_synthetic_liver.yaml``)::
+
+    name: unet_synthetic_liver
+    seed: 0
+    data:
+      mode: synthetic            # real | synthetic | mixed
+      organ: liver
+      healthy: [data/Dataset001_Healthy]     # healthy CT + organ labels (tumors synthesized);
+      healthy_label_map: totalsegmentator    # an entry may be {path: DIR, label_map: PRESET}
+      real: []                   # CT with real tumors (nnU-Net v2 / MSD / AbdomenAtlas folders)
+      real_label_map: lits
+      synthetic_fraction: 0.5    # mixed: share of crops from healthy scans with synthetic tumors
+      generator: heuristic
+      tumor_size: mixed
+      val_fraction: 0.2
+      spacing_mm: [1.5, 1.5, 1.5]   # null: the median spacing of the training scans
+      hu_window: [-175, 250]
+    model: {backbone: unet}
+    optim: {lr: 3.0e-4, weight_decay: 1.0e-5, warmup_steps: 100, max_steps: 2000, batch_size: 2}
+    train: {out_dir: runs/unet_synthetic_liver, val_every: 250}
+
+Unknown keys are errors that name the key and the keys that exist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tumorsynth.errors import InputError
+from tumorsynth.models.segmentors import BACKBONES, SegmentorConfig
+
+__all__ = ["DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "load_train_config"]
+
+Mode = Literal["real", "synthetic", "mixed"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training data comes from and how it is prepared."""
+
+    mode: Mode = "synthetic"
+    organ: str = "liver"
+    healthy: tuple[str | dict[str, str], ...] = ()
+    healthy_label_map: str = "totalsegmentator"
+    real: tuple[str | dict[str, str], ...] = ()
+    real_label_map: str = "lits"
+    synthetic_fraction: float = 0.5
+    generator: str = "heuristic"
+    tumor_size: str = "mixed"
+    tumors_per_case: int | None = None
+    synthesis_prob: float = 1.0
+    val_fraction: float = 0.2
+    val_cases: tuple[str, ...] = ()
+    spacing_mm: tuple[float, float, float] | None = (1.5, 1.5, 1.5)
+    hu_window: tuple[float, float] = (-175.0, 250.0)
+    samples_per_case: int = 2
+    positive_fraction: float = 0.67
+    num_workers: int = 4
+    cache: bool = True
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay, counted in optimizer steps."""
+
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    batch_size: int = 2
+    amp: bool = True
+    grad_clip: float = 12.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where results go and how often to validate and save; ``max_minutes`` stops training
+    early (after saving) when the wall-clock budget is spent."""
+
+    out_dir: str = "runs/default"
+    val_every: int = 250
+    checkpoint_every: int = 250
+    log_every: int = 10
+    device: str = "auto"
+    sw_overlap: float = 0.25
+    max_val_cases: int = 8
+    max_minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "default"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: SegmentorConfig = field(default_factory=SegmentorConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def classes(self) -> dict[str, int]:
+        """Network output classes: 0 background, 1 organ, 2 tumor (of ``data.organ``)."""
+        return {"background": 0, self.data.organ: 1, f"{self.data.organ}_tumor": 2}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> "TrainConfig":
+        data = dict(data or {})
+        _check_keys(data, cls, where)
+        sections = {"data": DataConfig, "model": SegmentorConfig, "optim": OptimConfig,
+                    "train": RunConfig}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in sections:
+                if not isinstance(value, dict):
+                    raise InputError(where, f"'{key}' must be a mapping, found {value!r}")
+                _check_keys(value, sections[key], f"{where}: {key}")
+                values[key] = sections[key](**_tuples(value, sections[key]))
+            else:
+                values[key] = value
+        config = cls(**values)
+        _validate(config, where)
+        return config
+
+
+def load_train_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
+                      ) -> TrainConfig:
+    """Read a YAML/JSON training config; ``overrides`` (nested dict) win over the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(str(path), f"expected YAML, found unparsable text ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise InputError(str(path), f"expected a mapping of settings, found {type(raw).__name__}")
+    merged = _merge(raw, overrides or {})
+    return TrainConfig.from_dict(merged, str(path))
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _check_keys(data: dict[str, Any], cls: type, where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(where, f"unknown setting(s) {unknown}; known are {sorted(known)}")
+
+
+def _tuples(values: dict[str, Any], cls: type) -> dict[str, Any]:
+    """YAML lists -> tuples for tuple-typed fields (frozen configs stay hashable)."""
+    out = dict(values)
+    for f in fields(cls):
+        if f.name in out and isinstance(out[f.name], list) and "tuple" in str(f.type):
+            out[f.name] = tuple(out[f.name])
+    return out
+
+
+def _validate(config: TrainConfig, where: str) -> None:
+    d = config.data
+    if d.mode not in ("real", "synthetic", "mixed"):
+        raise InputError(where, f"data.mode: expected real, synthetic or mixed, found {d.mode!r}")
+    if d.mode in ("synthetic", "mixed") and not d.healthy:
+        raise InputError(where, f"data.mode {d.mode!r} needs healthy scans (data.healthy)")
+    if d.mode in ("real", "mixed") and not d.real:
+        raise InputError(where, f"data.mode {d.mode!r} needs scans with real tumors (data.real)")
+    if not 0.0 < d.synthetic_fraction < 1.0 and d.mode == "mixed":
+        raise InputError(where, f"data.synthetic_fraction must be in (0, 1), found {d.synthetic_fraction}")
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise InputError(where, f"data.val_fraction must be in [0, 1), found {d.val_fraction}")
+    if config.model.backbone not in BACKBONES:
+        raise InputError(where, f"model.backbone: expected one of {BACKBONES}, found "
+                         f"{config.model.backbone!r}")
+    if config.model.out_channels != len(config.classes):
+        raise InputError(where, f"model.out_channels must be {len(config.classes)} "
+                         f"(background, organ, tumor), found {config.model.out_channels}")
+    if config.optim.max_steps < 1 or config.optim.batch_size < 1:
+        raise InputError(where, "optim.max_steps and optim.batch_size must be >= 1")

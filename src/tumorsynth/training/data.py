@@ -1,0 +1,245 @@
+"""Training data: real-tumor and healthy cases, their split, and the MONAI transform chains.
+
+Deterministic preparation (load, channel first, RAS orientation, resampling to the working
+spacing, relabelling) is cached per case; tumors are synthesized on the cached volume at every
+draw (``RandTumorSynthd``), then HU-windowed and cropped around background, organ and tumor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import CacheDataset, Dataset
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    Orientationd,
+    RandCropByLabelClassesd,
+    RandFlipd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityRanged,
+    SpatialPadd,
+    Spacingd,
+)
+
+from tumorsynth._types import derive_seed
+from tumorsynth.errors import InputError
+from tumorsynth.io.datasets import CaseRef, discover_cases
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.nifti import spacing_from_affine
+from tumorsynth.pipelines.synthesize import to_output_labels
+from tumorsynth.training.config import TrainConfig
+from tumorsynth.transforms import RandTumorSynthd, TumorSynthd
+
+__all__ = ["CaseItem", "split_cases", "median_spacing", "ToClassesd", "RelabelToOutputd",
+           "prepare_transforms", "train_transforms", "val_transforms", "build_datasets"]
+
+
+@dataclass(frozen=True)
+class CaseItem:
+    """One training case: ``kind`` is ``real`` (annotated tumors) or ``healthy`` (organ labels);
+    ``label_map`` says which ids its label file uses."""
+
+    case_id: str
+    image: str
+    label: str
+    kind: str
+    label_map: str
+
+    def as_dict(self) -> dict[str, str]:
+        # Not "label_map": MONAI reads every "label_*" key as the label's meta dictionary.
+        return {"case_id": self.case_id, "image": self.image, "label": self.label,
+                "kind": self.kind, "labelmap": self.label_map}
+
+
+def _items(entries: Sequence[str | Mapping[str, str]], kind: str, default_map: str
+           ) -> list[CaseItem]:
+    items = []
+    for entry in entries:
+        folder = entry if isinstance(entry, str) else entry.get("path", "")
+        label_map = default_map if isinstance(entry, str) else entry.get("label_map", default_map)
+        resolve_label_map(label_map)
+        for ref in discover_cases(folder):
+            if ref.label is None:
+                raise InputError(str(ref.image), "training case has no label")
+            items.append(CaseItem(f"{kind}:{ref.case_id}", str(ref.image), str(ref.label), kind,
+                                  str(label_map)))
+    return items
+
+
+def split_cases(config: TrainConfig) -> tuple[list[CaseItem], list[CaseItem]]:
+    """(train, validation) cases. Validation comes from real cases when there are any (it is
+    never the test set: that is evaluated separately), else from healthy cases with seeded
+    synthetic tumors; ``data.val_cases`` names them explicitly."""
+    d = config.data
+    real = _items(d.real, "real", d.real_label_map) if d.mode in ("real", "mixed") else []
+    healthy = (_items(d.healthy, "healthy", d.healthy_label_map)
+               if d.mode in ("synthetic", "mixed") else [])
+    pool = real if real else healthy
+    if d.val_cases:
+        wanted = set(d.val_cases)
+        val = [c for c in real + healthy if c.case_id.split(":", 1)[1] in wanted or c.case_id in wanted]
+        missing = wanted - {c.case_id.split(":", 1)[1] for c in val} - {c.case_id for c in val}
+        if missing:
+            raise InputError("data.val_cases", f"cases {sorted(missing)} are not in the data")
+    else:
+        order = sorted(pool, key=lambda c: derive_seed(config.seed, c.case_id))
+        n_val = int(round(d.val_fraction * len(order))) if len(order) > 1 else 0
+        val = order[:n_val]
+    val_ids = {c.case_id for c in val}
+    train = [c for c in real + healthy if c.case_id not in val_ids]
+    if not train:
+        raise InputError("data", "no training cases left after the validation split")
+    return train, val
+
+
+def median_spacing(items: Sequence[CaseItem]) -> tuple[float, float, float]:
+    """Median voxel size (mm) over the cases, read from headers only, in RAS axis order."""
+    spacings = []
+    for item in items:
+        img = nib.load(item.image)
+        ornt = nib.orientations.io_orientation(img.affine)
+        sp = np.array(spacing_from_affine(img.affine))
+        spacings.append(sp[np.argsort(ornt[:, 0])])
+    return tuple(float(v) for v in np.median(np.array(spacings), axis=0))  # type: ignore[return-value]
+
+
+class RelabelToOutputd(MapTransform):
+    """Input labels -> the tumorsynth output convention, deterministically; the input label map
+    is the sample's ``labelmap`` entry (so datasets of different conventions mix)."""
+
+    def __init__(self, keys: Sequence[str], organ: str, map_key: str = "labelmap") -> None:
+        super().__init__(keys)
+        self.organ, self.map_key = organ, map_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        label_map: LabelMap = resolve_label_map(d[self.map_key])
+        for key in self.key_iterator(d):
+            value = d[key]
+            array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            out = to_output_labels(np.rint(array).astype(np.int64), label_map, OUTPUT_LABELS,
+                                   [self.organ])
+            d[key] = _like(out, value)
+        return d
+
+
+class ToClassesd(MapTransform):
+    """Output-convention labels -> network classes: 0 background, 1 organ, 2 its tumor."""
+
+    def __init__(self, keys: Sequence[str], organ: str) -> None:
+        super().__init__(keys)
+        self.organ_id = OUTPUT_LABELS.id_of(organ)
+        self.tumor_id = OUTPUT_LABELS.id_of(f"{organ}_tumor")
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            classes = torch.zeros_like(torch.as_tensor(value), dtype=torch.uint8)
+            t = torch.as_tensor(value)
+            classes[t == self.organ_id] = 1
+            classes[t == self.tumor_id] = 2
+            d[key] = _like(classes, value)
+        return d
+
+
+def _like(array: Any, like: Any) -> Any:
+    from monai.utils import convert_to_dst_type
+
+    out, *_ = convert_to_dst_type(array, like, dtype=None)
+    return out
+
+
+def prepare_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> list:
+    """The deterministic, cacheable part: load, orient, resample; real labels relabelled."""
+    steps: list = [
+        LoadImaged(keys=("image", "label"), image_only=True),
+        EnsureChannelFirstd(keys=("image", "label")),
+        Orientationd(keys=("image", "label"), axcodes="RAS"),
+        Spacingd(keys=("image", "label"), pixdim=tuple(spacing_mm), mode=("bilinear", "nearest")),
+        RelabelToOutputd(["label"], config.data.organ),
+    ]
+    del kind  # every kind is relabelled by its own label map
+    return steps
+
+
+def _window(config: TrainConfig) -> ScaleIntensityRanged:
+    lo, hi = config.data.hu_window
+    return ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
+
+
+def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> Compose:
+    d = config.data
+    steps = prepare_transforms(config, spacing_mm, kind)
+    if kind == "healthy":
+        steps.append(RandTumorSynthd(keys=("image", "label"), organ=d.organ, prob=d.synthesis_prob,
+                                     count=d.tumors_per_case, size=d.tumor_size,  # type: ignore[arg-type]
+                                     label_map=OUTPUT_LABELS, generator=d.generator,
+                                     on_error="skip"))
+    pf = d.positive_fraction
+    steps += [
+        ToClassesd(["label"], d.organ),
+        _window(config),
+        SpatialPadd(keys=("image", "label"), spatial_size=config.model.patch_size),
+        RandCropByLabelClassesd(keys=("image", "label"), label_key="label",
+                                spatial_size=config.model.patch_size, num_classes=3,
+                                ratios=(1.0 - pf, pf / 3.0, 2.0 * pf / 3.0),
+                                num_samples=d.samples_per_case, warn=False),
+        RandFlipd(keys=("image", "label"), prob=0.2, spatial_axis=0),
+        RandScaleIntensityd(keys="image", factors=0.1, prob=0.3),
+        RandShiftIntensityd(keys="image", offsets=0.05, prob=0.3),
+        EnsureTyped(keys=("image", "label"), track_meta=False),
+    ]
+    return Compose(steps)
+
+
+def val_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> Compose:
+    d = config.data
+    steps = prepare_transforms(config, spacing_mm, kind)
+    if kind == "healthy":
+        steps.append(TumorSynthd(keys=("image", "label"), organ=d.organ, count=d.tumors_per_case,
+                                 size=d.tumor_size,  # type: ignore[arg-type]
+                                 label_map=OUTPUT_LABELS, generator=d.generator,
+                                 seed=config.seed))
+    steps += [ToClassesd(["label"], d.organ), _window(config)]
+    return Compose(steps)
+
+
+def build_datasets(config: TrainConfig, train: Sequence[CaseItem], val: Sequence[CaseItem],
+                   spacing_mm: Sequence[float]) -> tuple[torch.utils.data.Dataset, list[float],
+                                                          torch.utils.data.Dataset | None]:
+    """Training dataset (real and healthy parts concatenated), per-item sampling weights that
+    give ``synthetic_fraction`` of the draws to healthy scans in mixed mode, and validation."""
+    d = config.data
+    parts, weights = [], []
+    for kind in ("real", "healthy"):
+        items = [c.as_dict() for c in train if c.kind == kind]
+        if not items:
+            continue
+        transform = train_transforms(config, spacing_mm, kind)
+        ds = (CacheDataset(items, transform, num_workers=None, progress=False)
+              if d.cache else Dataset(items, transform))
+        parts.append(ds)
+        share = 1.0 if d.mode != "mixed" else (d.synthetic_fraction if kind == "healthy"
+                                               else 1.0 - d.synthetic_fraction)
+        weights += [share / len(items)] * len(items)
+    dataset = torch.utils.data.ConcatDataset(parts)
+    val_ds = None
+    if val:
+        val_parts = []
+        for kind in ("real", "healthy"):
+            items = [c.as_dict() for c in val if c.kind == kind]
+            if items:
+                val_parts.append(Dataset(items, val_transforms(config, spacing_mm, kind)))
+        val_ds = torch.utils.data.ConcatDataset(val_parts)
+    return dataset, weights, val_ds

@@ -1,0 +1,301 @@
+"""Train a tumor segmentation network on real, synthetic or mixed data (CPU, one GPU, torchrun DDP).
+
+Steps, not epochs: crops are drawn from an endless, weighted stream of cases, so "mixed 50%" means
+half of the crops come from healthy scans with synthetic tumors. Checkpoints hold the frozen config
+(``config.json`` + ``model.safetensors`` + sha256) and a resumable training state; the metrics log
+is ``metrics.csv`` (plus TensorBoard when it is installed).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import DataLoader
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+from tqdm import tqdm
+
+from tumorsynth import __version__
+from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
+from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict, save_pretrained
+from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, count_parameters
+from tumorsynth.training.config import TrainConfig
+from tumorsynth.training.data import build_datasets, median_spacing, split_cases
+
+__all__ = ["TrainOutput", "train_segmentation", "segmentor_checkpoint_config", "make_loader", "KIND"]
+
+KIND = "segmentor"
+
+
+@dataclass
+class TrainOutput:
+    out_dir: Path
+    steps: int
+    best_val_tumor_dsc: float
+    best_step: int
+    crops_per_second: float
+    data_time_fraction: float
+
+
+def segmentor_checkpoint_config(config: TrainConfig, model_config: SegmentorConfig,
+                                step: int) -> dict[str, Any]:
+    """What a prediction needs to reproduce the training preprocessing, frozen with the weights."""
+    return {"model": model_config.to_dict(), "classes": config.classes, "organ": config.data.organ,
+            "spacing_mm": list(model_config.spacing_mm), "hu_window": list(config.data.hu_window),
+            "patch_size": list(model_config.patch_size), "step": step,
+            "train_config": config.to_dict(), "tumorsynth_version": __version__}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            return torch.device("cuda", local)
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _lr_lambda(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def train_segmentation(config: TrainConfig, *, resume: bool = False,
+                       progress: bool = True) -> TrainOutput:
+    """Train per ``config``; resume from ``out_dir/checkpoints/last`` when asked."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = torch.distributed.get_rank() if distributed else 0
+    device = _device(config.train.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    out = ensure_writable_dir(config.train.out_dir) if rank == 0 else Path(config.train.out_dir)
+
+    train_items, val_items = split_cases(config)
+    spacing = tuple(config.data.spacing_mm) if config.data.spacing_mm else median_spacing(train_items)
+    model_config = dataclasses.replace(config.model, spacing_mm=tuple(float(s) for s in spacing))
+    dataset, weights, val_ds = build_datasets(config, train_items, val_items, spacing)
+    loader = make_loader(config, dataset, weights, rank=rank, pin_memory=device.type == "cuda")
+
+    with torch.random.fork_rng(devices=[]):  # seeded initialization without touching global state
+        torch.manual_seed(config.seed)
+        model = build_segmentor(model_config).to(device)
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr,
+                                  weight_decay=config.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(config.optim.warmup_steps, config.optim.max_steps))
+    amp = config.optim.amp and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+
+    step, best, best_step = 0, -1.0, 0
+    ckpt_dir = out / "checkpoints"
+    if resume and (ckpt_dir / "last" / "train_state.pt").exists():
+        step, best, best_step = _resume(ckpt_dir / "last", model, optimizer, scheduler)
+    if rank == 0:
+        _write_json(out / "train_config.json", config.to_dict())
+    log = _MetricsLog(out, enabled=rank == 0, resume=resume)
+    bar = tqdm(total=config.optim.max_steps, initial=step, disable=not progress or rank != 0,
+               desc=config.name, unit="step", dynamic_ncols=True)
+    batches = iter(loader)
+    data_time = compute_time = 0.0
+    crops = 0
+    window_start = time.perf_counter()
+    deadline = (window_start + 60.0 * config.train.max_minutes
+                if config.train.max_minutes else math.inf)
+    stop_at = config.optim.max_steps
+    model.train()
+    while step < stop_at:
+        t0 = time.perf_counter()
+        batch = next(batches)
+        image = batch["image"].to(device, non_blocking=True)
+        label = batch["label"].to(device, non_blocking=True)
+        t1 = time.perf_counter()
+        with autocast():
+            output = model(image)
+            loss = _loss(loss_fn, output, label)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t2 = time.perf_counter()
+        data_time += t1 - t0
+        compute_time += t2 - t1
+        crops += image.shape[0]
+        step += 1
+        bar.update(1)
+        if stop_at == config.optim.max_steps and _out_of_time(deadline, distributed, device):
+            stop_at = step  # out of time: validate, save and stop at this step
+        if step % config.train.log_every == 0 or step == stop_at:
+            elapsed = time.perf_counter() - window_start
+            row = {"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
+                   "crops_per_s": crops / max(elapsed, 1e-9),
+                   "data_fraction": data_time / max(data_time + compute_time, 1e-9)}
+            if device.type == "cuda":
+                row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+            log.write(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", crops_s=f"{row['crops_per_s']:.1f}")
+        if val_ds is not None and (step % config.train.val_every == 0 or step == stop_at):
+            dsc = _validate(model, val_ds, config, model_config, device, autocast)
+            log.write({"step": step, "val_tumor_dsc": dsc["tumor"], "val_organ_dsc": dsc["organ"]})
+            if rank == 0 and dsc["tumor"] > best:
+                best, best_step = dsc["tumor"], step
+                save_pretrained(model, segmentor_checkpoint_config(config, model_config, step),
+                                ckpt_dir / "best", kind=KIND)
+            model.train()
+        if rank == 0 and (step % config.train.checkpoint_every == 0 or step == stop_at):
+            _save_state(ckpt_dir / "last", model, optimizer, scheduler, step, best, best_step,
+                        segmentor_checkpoint_config(config, model_config, step))
+    bar.close()
+    total = data_time + compute_time
+    result = TrainOutput(out, step, best, best_step,
+                         crops / max(time.perf_counter() - window_start, 1e-9),
+                         data_time / max(total, 1e-9))
+    if rank == 0:
+        summary = dataclasses.asdict(result) | {"parameters": count_parameters(model),
+                                                "device": str(device)}
+        summary["out_dir"] = str(out)
+        _write_json(out / "summary.json", summary)
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return result
+
+
+def _out_of_time(deadline: float, distributed: bool, device: torch.device) -> bool:
+    """Past the wall-clock budget; under DDP every rank agrees (or they would deadlock)."""
+    late = time.perf_counter() > deadline
+    if not distributed or deadline == math.inf:
+        return late
+    flag = torch.tensor([float(late)], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def make_loader(config: TrainConfig, dataset: Any, weights: list[float], *, rank: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """An endless loader: cases drawn with replacement by weight, ``samples_per_case`` crops each,
+    so a batch holds ``optim.batch_size`` crops."""
+    generator = torch.Generator().manual_seed(config.seed + rank)
+    sampler = torch.utils.data.WeightedRandomSampler(weights, num_samples=10**8, replacement=True,
+                                                     generator=generator)
+    cases_per_batch = max(1, config.optim.batch_size // config.data.samples_per_case)
+    return DataLoader(dataset, batch_size=cases_per_batch, sampler=sampler,
+                      num_workers=config.data.num_workers,
+                      persistent_workers=config.data.num_workers > 0, pin_memory=pin_memory)
+
+
+def _loss(loss_fn: DiceCELoss, output: Any, label: torch.Tensor) -> torch.Tensor:
+    if isinstance(output, torch.Tensor) and output.dim() == label.dim() + 1:  # deep supervision
+        heads = torch.unbind(output, dim=1)
+        weights = [0.5**i for i in range(len(heads))]
+        return sum(w * loss_fn(h.float(), label) for w, h in zip(weights, heads)) / sum(weights)
+    return loss_fn(output.float(), label)
+
+
+@torch.no_grad()
+def _validate(model: torch.nn.Module, val_ds: Any, config: TrainConfig,
+              model_config: SegmentorConfig, device: torch.device, autocast: Any
+              ) -> dict[str, float]:
+    """Mean DSC of organ and tumor over validation volumes (sliding window, Gaussian blending);
+    cases without tumor count for the tumor mean only when the prediction is also empty."""
+    model.eval()
+    organ, tumor = [], []
+    for index in range(min(len(val_ds), config.train.max_val_cases)):
+        item = val_ds[index]
+        image = torch.as_tensor(item["image"])[None].to(device)
+        label = torch.as_tensor(item["label"])[None].to(device)
+        with autocast():
+            logits = sliding_window_inference(image, model_config.patch_size, 4, model,
+                                              overlap=config.train.sw_overlap, mode="gaussian")
+        pred = logits.argmax(1, keepdim=True)
+        for cls, store in ((1, organ), (2, tumor)):
+            p, g = pred == cls, label == cls
+            denom = p.sum() + g.sum()
+            if denom > 0:
+                store.append(float(2 * (p & g).sum() / denom))
+            elif cls == 2:
+                store.append(1.0)
+    return {"organ": float(np.mean(organ)) if organ else math.nan,
+            "tumor": float(np.mean(tumor)) if tumor else math.nan}
+
+
+def _save_state(folder: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, step: int,
+                best: float, best_step: int, config: dict[str, Any]) -> None:
+    save_pretrained(model, config, folder, kind=KIND)
+    with atomic_path(folder / "train_state.pt") as tmp:
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "step": step, "best": best, "best_step": best_step}, tmp)
+
+
+def _resume(folder: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any
+            ) -> tuple[int, float, int]:
+    _, state = load_pretrained_state(folder, kind=KIND)
+    module = model.module if hasattr(model, "module") else model
+    load_state_strict(module, state, str(folder))
+    train_state = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(train_state["optimizer"])
+    scheduler.load_state_dict(train_state["scheduler"])
+    return int(train_state["step"]), float(train_state["best"]), int(train_state["best_step"])
+
+
+class _MetricsLog:
+    """Appends rows to ``metrics.csv`` (fixed columns, empty where a row has no value) and to
+    TensorBoard when it is installed."""
+
+    COLUMNS = ("step", "loss", "lr", "crops_per_s", "data_fraction", "gpu_mem_gb",
+               "val_tumor_dsc", "val_organ_dsc")
+
+    def __init__(self, out: Path, *, enabled: bool, resume: bool) -> None:
+        self.path = out / "metrics.csv"
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        if not (resume and self.path.exists()):
+            with open(self.path, "w", newline="") as handle:
+                csv.writer(handle).writerow(self.COLUMNS)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:  # TensorBoard is optional
+            self.writer = None
+
+    def write(self, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", newline="") as handle:
+            csv.writer(handle).writerow(
+                ["" if row.get(c) is None else (f"{row[c]:.6g}" if isinstance(row[c], float) else row[c])
+                 for c in self.COLUMNS])
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.writer.add_scalar(key, value, row["step"])
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
