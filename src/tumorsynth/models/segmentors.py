@@ -2,7 +2,7 @@
 
 One frozen :class:`SegmentorConfig` describes a network; :func:`build_segmentor` builds it. The
 DynUNet topology follows nnU-Net's planning rule (:func:`nnunet_topology`): an axis is pooled while
-its feature map stays at least 8 voxels and its spacing is not more than twice the finest one;
+its feature map stays at least 4 voxels and its spacing is not more than twice the finest one;
 an axis whose spacing is much coarser gets 1-voxel kernels in the first stages.
 """
 
@@ -68,7 +68,7 @@ class SegmentorConfig:
 
 
 def nnunet_topology(patch_size: Sequence[int], spacing_mm: Sequence[float], *,
-                    min_feature_map: int = 8, max_stages: int = 6
+                    min_feature_map: int = 4, max_stages: int = 6
                     ) -> tuple[list[list[int]], list[list[int]]]:
     """Kernels and strides per stage by nnU-Net's rule (first stage stride 1).
 
