@@ -76,3 +76,26 @@ def test_real_mode_needs_real_data(phantom_dataset, tmp_path):
 
     with pytest.raises(InputError, match="real"):
         TrainConfig.from_dict(tiny_config(phantom_dataset, tmp_path) | {"data": {"mode": "real"}})
+
+
+def test_torchrun_ddp_on_cpu(phantom_dataset, tmp_path):
+    """Two processes (gloo) train one model; only rank 0 writes checkpoints and reports."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        torchrun = shutil.which("torchrun")
+    config = tiny_config(phantom_dataset, tmp_path / "run")
+    config["optim"]["max_steps"] = 2
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m",
+                           "tumorsynth.cli.main", "train", "--config", str(tmp_path / "c.yaml"),
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("trained 2 steps") == 1
+    assert (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").is_file()

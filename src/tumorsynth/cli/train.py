@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 #: --config is the training configuration (YAML), not a file of option defaults.
 CONFIG_IS_INPUT = True
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         node[parts[-1]] = yaml.safe_load(value)
     config = load_train_config(args.config, overrides)
     result = train_segmentation(config, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
     print(f"trained {result.steps} steps -> {result.out_dir}; best validation tumor DSC "
           f"{result.best_val_tumor_dsc:.3f} at step {result.best_step}; "
           f"{result.crops_per_second:.1f} crops/s, data loading {100 * result.data_time_fraction:.0f}% "

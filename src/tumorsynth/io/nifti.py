@@ -30,7 +30,12 @@ __all__ = [
     "check_same_grid",
     "spacing_from_affine",
     "CTIntensityWarning",
+    "RAS_LABELS",
 ]
+
+
+#: nibabel's RAS+ axis convention (for MONAI's Orientation, whose default is changing).
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
 class CTIntensityWarning(UserWarning):

@@ -28,7 +28,14 @@ from tqdm import tqdm
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
-from tumorsynth.io.nifti import Volume, check_same_grid, load_image, load_label, save_volume
+from tumorsynth.io.nifti import (
+    RAS_LABELS,
+    Volume,
+    check_same_grid,
+    load_image,
+    load_label,
+    save_volume,
+)
 from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict
 from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor
 
@@ -49,11 +56,17 @@ class Segmentor:
     def organ(self) -> str:
         return str(self.config["organ"])
 
-    def predict(self, image: Volume, *, overlap: float = 0.25, sw_batch_size: int = 4
-                ) -> np.ndarray:
+    def predict(
+        self, image: Volume, *, overlap: float = 0.25, sw_batch_size: int = 4
+    ) -> np.ndarray:
         """Labels (uint8, output convention) on ``image``'s grid."""
         spacing = tuple(self.config["spacing_mm"])
-        spatial = Compose([Orientation(axcodes="RAS"), Spacing(pixdim=spacing, mode="bilinear")])
+        spatial = Compose(
+            [
+                Orientation(axcodes="RAS", labels=RAS_LABELS),
+                Spacing(pixdim=spacing, mode="bilinear"),
+            ]
+        )
         # Resampling there and back runs on the network's device (grid_sample on the GPU): on an
         # H100 it was most of a 512x512x150 prediction when done on the CPU.
         voxels = torch.as_tensor(np.asarray(image.array, dtype=np.float32))[None].to(self.device)
@@ -64,13 +77,21 @@ class Segmentor:
             net_in = ((prepared.as_tensor().clamp(lo, hi) - lo) / (hi - lo))[None]
             amp = self.device.type == "cuda"
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = sliding_window_inference(net_in, tuple(self.config["patch_size"]),
-                                                  sw_batch_size, self.model, overlap=overlap,
-                                                  mode="gaussian")
+                logits = sliding_window_inference(
+                    net_in,
+                    tuple(self.config["patch_size"]),
+                    sw_batch_size,
+                    self.model,
+                    overlap=overlap,
+                    mode="gaussian",
+                )
             probs = torch.softmax(logits.float(), dim=1)[0]
             del logits, net_in
-            restored = spatial.inverse(MetaTensor(probs, meta=prepared.meta,
-                                                  applied_operations=prepared.applied_operations))
+            restored = spatial.inverse(
+                MetaTensor(
+                    probs, meta=prepared.meta, applied_operations=prepared.applied_operations
+                )
+            )
             classes = restored.as_tensor().argmax(0).to(torch.uint8).cpu().numpy()
         if classes.shape != image.shape:
             raise RuntimeError(f"prediction grid {classes.shape} != input {image.shape}")
@@ -86,14 +107,22 @@ def load_segmentor(folder: str | os.PathLike[str], device: str = "auto") -> Segm
     model_config = SegmentorConfig.from_dict(config["model"])
     model = build_segmentor(model_config)
     load_state_strict(model, state, str(folder))
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else ("cpu" if device == "auto" else device)
+    )
     model.to(dev).eval()
     return Segmentor(model, config, dev)
 
 
-def restrict_to_organ(labels: np.ndarray, organ_mask: np.ndarray, tumor_id: int,
-                      spacing_mm: Sequence[float], margin_mm: float = 5.0) -> np.ndarray:
+def restrict_to_organ(
+    labels: np.ndarray,
+    organ_mask: np.ndarray,
+    tumor_id: int,
+    spacing_mm: Sequence[float],
+    margin_mm: float = 5.0,
+) -> np.ndarray:
     """Drop predicted tumor voxels farther than ``margin_mm`` from the given organ mask."""
     if not organ_mask.any():
         out = labels.copy()
@@ -112,9 +141,14 @@ def _inputs(path: Path) -> list[tuple[str, Path]]:
     if path.is_file():
         return [(_case_id(path), path)]
     if not path.is_dir():
-        raise InputError(str(path), "input does not exist", fix="pass a CT file or a folder of them")
-    files = sorted(p for p in path.iterdir() if p.name.endswith((".nii.gz", ".nii"))
-                   and not p.name.startswith("."))
+        raise InputError(
+            str(path), "input does not exist", fix="pass a CT file or a folder of them"
+        )
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith(".")
+    )
     files = [p for p in files if not re.search(r"_(?!0000)\d{4}\.nii(\.gz)?$", p.name)]
     if not files:
         raise InputError(str(path), "holds no .nii/.nii.gz images")
@@ -126,11 +160,17 @@ def _case_id(path: Path) -> str:
     return re.sub(r"_0000$", "", name)
 
 
-def predict_files(checkpoint: str | os.PathLike[str], inputs: str | os.PathLike[str],
-                  out_dir: str | os.PathLike[str], *, device: str = "auto", overlap: float = 0.25,
-                  organ_masks: str | os.PathLike[str] | None = None,
-                  organ_mask_label_map: str = "totalsegmentator", progress: bool = True
-                  ) -> list[tuple[Path, float]]:
+def predict_files(
+    checkpoint: str | os.PathLike[str],
+    inputs: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    overlap: float = 0.25,
+    organ_masks: str | os.PathLike[str] | None = None,
+    organ_mask_label_map: str = "totalsegmentator",
+    progress: bool = True,
+) -> list[tuple[Path, float]]:
     """Segment every input CT into ``out_dir/<case>.nii.gz``; returns (file, seconds) pairs.
 
     ``organ_masks`` (a label file, or a folder with ``<case>.nii.gz`` per case) restricts tumors
@@ -151,9 +191,12 @@ def predict_files(checkpoint: str | os.PathLike[str], inputs: str | os.PathLike[
                 organ = load_label(mask_path)
                 check_same_grid(image, organ)
                 ids = resolve_label_map(organ_mask_label_map).organ_ids(segmentor.organ)
-                labels = restrict_to_organ(labels, np.isin(organ.array, ids),
-                                           OUTPUT_LABELS.id_of(f"{segmentor.organ}_tumor"),
-                                           image.spacing_mm)
+                labels = restrict_to_organ(
+                    labels,
+                    np.isin(organ.array, ids),
+                    OUTPUT_LABELS.id_of(f"{segmentor.organ}_tumor"),
+                    image.spacing_mm,
+                )
             seconds = time.perf_counter() - start
             target = save_volume(image, out / f"{case_id}.nii.gz", array=labels)
             written.append((target, seconds))

@@ -36,7 +36,14 @@ import yaml
 from tumorsynth.errors import InputError
 from tumorsynth.models.segmentors import BACKBONES, SegmentorConfig
 
-__all__ = ["DataConfig", "OptimConfig", "RunConfig", "TrainConfig", "load_train_config"]
+__all__ = [
+    "DataConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "load_train_config",
+    "merge_settings",
+]
 
 Mode = Literal["real", "synthetic", "mixed"]
 
@@ -115,8 +122,12 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> "TrainConfig":
         data = dict(data or {})
         _check_keys(data, cls, where)
-        sections = {"data": DataConfig, "model": SegmentorConfig, "optim": OptimConfig,
-                    "train": RunConfig}
+        sections = {
+            "data": DataConfig,
+            "model": SegmentorConfig,
+            "optim": OptimConfig,
+            "train": RunConfig,
+        }
         values: dict[str, Any] = {}
         for key, value in data.items():
             if key in sections:
@@ -131,8 +142,9 @@ class TrainConfig:
         return config
 
 
-def load_train_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
-                      ) -> TrainConfig:
+def load_train_config(
+    path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
+) -> TrainConfig:
     """Read a YAML/JSON training config; ``overrides`` (nested dict) win over the file."""
     path = Path(path)
     try:
@@ -143,15 +155,15 @@ def load_train_config(path: str | os.PathLike[str], overrides: dict[str, Any] | 
         raise InputError(str(path), f"expected YAML, found unparsable text ({exc})") from exc
     if not isinstance(raw, dict):
         raise InputError(str(path), f"expected a mapping of settings, found {type(raw).__name__}")
-    merged = _merge(raw, overrides or {})
+    merged = merge_settings(raw, overrides or {})
     return TrainConfig.from_dict(merged, str(path))
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_settings(out[key], value)
         else:
             out[key] = value
     return out
@@ -182,14 +194,20 @@ def _validate(config: TrainConfig, where: str) -> None:
     if d.mode in ("real", "mixed") and not d.real:
         raise InputError(where, f"data.mode {d.mode!r} needs scans with real tumors (data.real)")
     if not 0.0 < d.synthetic_fraction < 1.0 and d.mode == "mixed":
-        raise InputError(where, f"data.synthetic_fraction must be in (0, 1), found {d.synthetic_fraction}")
+        raise InputError(
+            where, f"data.synthetic_fraction must be in (0, 1), found {d.synthetic_fraction}"
+        )
     if not 0.0 <= d.val_fraction < 1.0:
         raise InputError(where, f"data.val_fraction must be in [0, 1), found {d.val_fraction}")
     if config.model.backbone not in BACKBONES:
-        raise InputError(where, f"model.backbone: expected one of {BACKBONES}, found "
-                         f"{config.model.backbone!r}")
+        raise InputError(
+            where, f"model.backbone: expected one of {BACKBONES}, found {config.model.backbone!r}"
+        )
     if config.model.out_channels != len(config.classes):
-        raise InputError(where, f"model.out_channels must be {len(config.classes)} "
-                         f"(background, organ, tumor), found {config.model.out_channels}")
+        raise InputError(
+            where,
+            f"model.out_channels must be {len(config.classes)} "
+            f"(background, organ, tumor), found {config.model.out_channels}",
+        )
     if config.optim.max_steps < 1 or config.optim.batch_size < 1:
         raise InputError(where, "optim.max_steps and optim.batch_size must be >= 1")

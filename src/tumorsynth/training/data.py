@@ -33,15 +33,24 @@ from monai.transforms import (
 
 from tumorsynth._types import derive_seed
 from tumorsynth.errors import InputError
-from tumorsynth.io.datasets import CaseRef, discover_cases
+from tumorsynth.io.datasets import discover_cases
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
-from tumorsynth.io.nifti import spacing_from_affine
+from tumorsynth.io.nifti import RAS_LABELS, spacing_from_affine
 from tumorsynth.pipelines.synthesize import to_output_labels
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.transforms import RandTumorSynthd, TumorSynthd
 
-__all__ = ["CaseItem", "split_cases", "median_spacing", "ToClassesd", "RelabelToOutputd",
-           "prepare_transforms", "train_transforms", "val_transforms", "build_datasets"]
+__all__ = [
+    "CaseItem",
+    "split_cases",
+    "median_spacing",
+    "ToClassesd",
+    "RelabelToOutputd",
+    "prepare_transforms",
+    "train_transforms",
+    "val_transforms",
+    "build_datasets",
+]
 
 
 @dataclass(frozen=True)
@@ -57,12 +66,18 @@ class CaseItem:
 
     def as_dict(self) -> dict[str, str]:
         # Not "label_map": MONAI reads every "label_*" key as the label's meta dictionary.
-        return {"case_id": self.case_id, "image": self.image, "label": self.label,
-                "kind": self.kind, "labelmap": self.label_map}
+        return {
+            "case_id": self.case_id,
+            "image": self.image,
+            "label": self.label,
+            "kind": self.kind,
+            "labelmap": self.label_map,
+        }
 
 
-def _items(entries: Sequence[str | Mapping[str, str]], kind: str, default_map: str
-           ) -> list[CaseItem]:
+def _items(
+    entries: Sequence[str | Mapping[str, str]], kind: str, default_map: str
+) -> list[CaseItem]:
     items = []
     for entry in entries:
         folder = entry if isinstance(entry, str) else entry.get("path", "")
@@ -71,8 +86,11 @@ def _items(entries: Sequence[str | Mapping[str, str]], kind: str, default_map: s
         for ref in discover_cases(folder):
             if ref.label is None:
                 raise InputError(str(ref.image), "training case has no label")
-            items.append(CaseItem(f"{kind}:{ref.case_id}", str(ref.image), str(ref.label), kind,
-                                  str(label_map)))
+            items.append(
+                CaseItem(
+                    f"{kind}:{ref.case_id}", str(ref.image), str(ref.label), kind, str(label_map)
+                )
+            )
     return items
 
 
@@ -82,12 +100,17 @@ def split_cases(config: TrainConfig) -> tuple[list[CaseItem], list[CaseItem]]:
     synthetic tumors; ``data.val_cases`` names them explicitly."""
     d = config.data
     real = _items(d.real, "real", d.real_label_map) if d.mode in ("real", "mixed") else []
-    healthy = (_items(d.healthy, "healthy", d.healthy_label_map)
-               if d.mode in ("synthetic", "mixed") else [])
+    healthy = (
+        _items(d.healthy, "healthy", d.healthy_label_map)
+        if d.mode in ("synthetic", "mixed")
+        else []
+    )
     pool = real if real else healthy
     if d.val_cases:
         wanted = set(d.val_cases)
-        val = [c for c in real + healthy if c.case_id.split(":", 1)[1] in wanted or c.case_id in wanted]
+        val = [
+            c for c in real + healthy if c.case_id.split(":", 1)[1] in wanted or c.case_id in wanted
+        ]
         missing = wanted - {c.case_id.split(":", 1)[1] for c in val} - {c.case_id for c in val}
         if missing:
             raise InputError("data.val_cases", f"cases {sorted(missing)} are not in the data")
@@ -126,9 +149,14 @@ class RelabelToOutputd(MapTransform):
         label_map: LabelMap = resolve_label_map(d[self.map_key])
         for key in self.key_iterator(d):
             value = d[key]
-            array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-            out = to_output_labels(np.rint(array).astype(np.int64), label_map, OUTPUT_LABELS,
-                                   [self.organ])
+            array = (
+                value.detach().cpu().numpy()
+                if isinstance(value, torch.Tensor)
+                else np.asarray(value)
+            )
+            out = to_output_labels(
+                np.rint(array).astype(np.int64), label_map, OUTPUT_LABELS, [self.organ]
+            )
             d[key] = _like(out, value)
         return d
 
@@ -165,7 +193,7 @@ def prepare_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: s
     steps: list = [
         LoadImaged(keys=("image", "label"), image_only=True),
         EnsureChannelFirstd(keys=("image", "label")),
-        Orientationd(keys=("image", "label"), axcodes="RAS"),
+        Orientationd(keys=("image", "label"), axcodes="RAS", labels=RAS_LABELS),
         Spacingd(keys=("image", "label"), pixdim=tuple(spacing_mm), mode=("bilinear", "nearest")),
         RelabelToOutputd(["label"], config.data.organ),
     ]
@@ -182,19 +210,32 @@ def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str
     d = config.data
     steps = prepare_transforms(config, spacing_mm, kind)
     if kind == "healthy":
-        steps.append(RandTumorSynthd(keys=("image", "label"), organ=d.organ, prob=d.synthesis_prob,
-                                     count=d.tumors_per_case, size=d.tumor_size,  # type: ignore[arg-type]
-                                     label_map=OUTPUT_LABELS, generator=d.generator,
-                                     on_error="skip"))
+        steps.append(
+            RandTumorSynthd(
+                keys=("image", "label"),
+                organ=d.organ,
+                prob=d.synthesis_prob,
+                count=d.tumors_per_case,
+                size=d.tumor_size,  # type: ignore[arg-type]
+                label_map=OUTPUT_LABELS,
+                generator=d.generator,
+                on_error="skip",
+            )
+        )
     pf = d.positive_fraction
     steps += [
         ToClassesd(["label"], d.organ),
         _window(config),
         SpatialPadd(keys=("image", "label"), spatial_size=config.model.patch_size),
-        RandCropByLabelClassesd(keys=("image", "label"), label_key="label",
-                                spatial_size=config.model.patch_size, num_classes=3,
-                                ratios=(1.0 - pf, pf / 3.0, 2.0 * pf / 3.0),
-                                num_samples=d.samples_per_case, warn=False),
+        RandCropByLabelClassesd(
+            keys=("image", "label"),
+            label_key="label",
+            spatial_size=config.model.patch_size,
+            num_classes=3,
+            ratios=(1.0 - pf, pf / 3.0, 2.0 * pf / 3.0),
+            num_samples=d.samples_per_case,
+            warn=False,
+        ),
         RandFlipd(keys=("image", "label"), prob=0.2, spatial_axis=0),
         RandScaleIntensityd(keys="image", factors=0.1, prob=0.3),
         RandShiftIntensityd(keys="image", offsets=0.05, prob=0.3),
@@ -207,17 +248,27 @@ def val_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) 
     d = config.data
     steps = prepare_transforms(config, spacing_mm, kind)
     if kind == "healthy":
-        steps.append(TumorSynthd(keys=("image", "label"), organ=d.organ, count=d.tumors_per_case,
-                                 size=d.tumor_size,  # type: ignore[arg-type]
-                                 label_map=OUTPUT_LABELS, generator=d.generator,
-                                 seed=config.seed))
+        steps.append(
+            TumorSynthd(
+                keys=("image", "label"),
+                organ=d.organ,
+                count=d.tumors_per_case,
+                size=d.tumor_size,  # type: ignore[arg-type]
+                label_map=OUTPUT_LABELS,
+                generator=d.generator,
+                seed=config.seed,
+            )
+        )
     steps += [ToClassesd(["label"], d.organ), _window(config)]
     return Compose(steps)
 
 
-def build_datasets(config: TrainConfig, train: Sequence[CaseItem], val: Sequence[CaseItem],
-                   spacing_mm: Sequence[float]) -> tuple[torch.utils.data.Dataset, list[float],
-                                                          torch.utils.data.Dataset | None]:
+def build_datasets(
+    config: TrainConfig,
+    train: Sequence[CaseItem],
+    val: Sequence[CaseItem],
+    spacing_mm: Sequence[float],
+) -> tuple[torch.utils.data.Dataset, list[float], torch.utils.data.Dataset | None]:
     """Training dataset (real and healthy parts concatenated), per-item sampling weights that
     give ``synthetic_fraction`` of the draws to healthy scans in mixed mode, and validation."""
     d = config.data
@@ -227,11 +278,17 @@ def build_datasets(config: TrainConfig, train: Sequence[CaseItem], val: Sequence
         if not items:
             continue
         transform = train_transforms(config, spacing_mm, kind)
-        ds = (CacheDataset(items, transform, num_workers=None, progress=False)
-              if d.cache else Dataset(items, transform))
+        ds = (
+            CacheDataset(items, transform, num_workers=None, progress=False)
+            if d.cache
+            else Dataset(items, transform)
+        )
         parts.append(ds)
-        share = 1.0 if d.mode != "mixed" else (d.synthetic_fraction if kind == "healthy"
-                                               else 1.0 - d.synthetic_fraction)
+        share = (
+            1.0
+            if d.mode != "mixed"
+            else (d.synthetic_fraction if kind == "healthy" else 1.0 - d.synthetic_fraction)
+        )
         weights += [share / len(items)] * len(items)
     dataset = torch.utils.data.ConcatDataset(parts)
     val_ds = None

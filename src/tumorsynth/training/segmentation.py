@@ -33,7 +33,13 @@ from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, count
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.data import build_datasets, median_spacing, split_cases
 
-__all__ = ["TrainOutput", "train_segmentation", "segmentor_checkpoint_config", "make_loader", "KIND"]
+__all__ = [
+    "TrainOutput",
+    "train_segmentation",
+    "segmentor_checkpoint_config",
+    "make_loader",
+    "KIND",
+]
 
 KIND = "segmentor"
 
@@ -48,13 +54,21 @@ class TrainOutput:
     data_time_fraction: float
 
 
-def segmentor_checkpoint_config(config: TrainConfig, model_config: SegmentorConfig,
-                                step: int) -> dict[str, Any]:
+def segmentor_checkpoint_config(
+    config: TrainConfig, model_config: SegmentorConfig, step: int
+) -> dict[str, Any]:
     """What a prediction needs to reproduce the training preprocessing, frozen with the weights."""
-    return {"model": model_config.to_dict(), "classes": config.classes, "organ": config.data.organ,
-            "spacing_mm": list(model_config.spacing_mm), "hu_window": list(config.data.hu_window),
-            "patch_size": list(model_config.patch_size), "step": step,
-            "train_config": config.to_dict(), "tumorsynth_version": __version__}
+    return {
+        "model": model_config.to_dict(),
+        "classes": config.classes,
+        "organ": config.data.organ,
+        "spacing_mm": list(model_config.spacing_mm),
+        "hu_window": list(config.data.hu_window),
+        "patch_size": list(model_config.patch_size),
+        "step": step,
+        "train_config": config.to_dict(),
+        "tumorsynth_version": __version__,
+    }
 
 
 def _device(name: str) -> torch.device:
@@ -72,11 +86,13 @@ def _lr_lambda(warmup: int, total: int):
             return (step + 1) / max(1, warmup)
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
     return factor
 
 
-def train_segmentation(config: TrainConfig, *, resume: bool = False,
-                       progress: bool = True) -> TrainOutput:
+def train_segmentation(
+    config: TrainConfig, *, resume: bool = False, progress: bool = True
+) -> TrainOutput:
     """Train per ``config``; resume from ``out_dir/checkpoints/last`` when asked."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
@@ -88,7 +104,9 @@ def train_segmentation(config: TrainConfig, *, resume: bool = False,
     out = ensure_writable_dir(config.train.out_dir) if rank == 0 else Path(config.train.out_dir)
 
     train_items, val_items = split_cases(config)
-    spacing = tuple(config.data.spacing_mm) if config.data.spacing_mm else median_spacing(train_items)
+    spacing = (
+        tuple(config.data.spacing_mm) if config.data.spacing_mm else median_spacing(train_items)
+    )
     model_config = dataclasses.replace(config.model, spacing_mm=tuple(float(s) for s in spacing))
     dataset, weights, val_ds = build_datasets(config, train_items, val_items, spacing)
     loader = make_loader(config, dataset, weights, rank=rank, pin_memory=device.type == "cuda")
@@ -98,12 +116,15 @@ def train_segmentation(config: TrainConfig, *, resume: bool = False,
         model = build_segmentor(model_config).to(device)
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr,
-                                  weight_decay=config.optim.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(config.optim.warmup_steps, config.optim.max_steps))
+        optimizer, _lr_lambda(config.optim.warmup_steps, config.optim.max_steps)
+    )
     amp = config.optim.amp and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
 
@@ -114,14 +135,21 @@ def train_segmentation(config: TrainConfig, *, resume: bool = False,
     if rank == 0:
         _write_json(out / "train_config.json", config.to_dict())
     log = _MetricsLog(out, enabled=rank == 0, resume=resume)
-    bar = tqdm(total=config.optim.max_steps, initial=step, disable=not progress or rank != 0,
-               desc=config.name, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.optim.max_steps,
+        initial=step,
+        disable=not progress or rank != 0,
+        desc=config.name,
+        unit="step",
+        dynamic_ncols=True,
+    )
     batches = iter(loader)
     data_time = compute_time = 0.0
     crops = 0
     window_start = time.perf_counter()
-    deadline = (window_start + 60.0 * config.train.max_minutes
-                if config.train.max_minutes else math.inf)
+    deadline = (
+        window_start + 60.0 * config.train.max_minutes if config.train.max_minutes else math.inf
+    )
     stop_at = config.optim.max_steps
     model.train()
     while step < stop_at:
@@ -150,9 +178,13 @@ def train_segmentation(config: TrainConfig, *, resume: bool = False,
             stop_at = step  # out of time: validate, save and stop at this step
         if step % config.train.log_every == 0 or step == stop_at:
             elapsed = time.perf_counter() - window_start
-            row = {"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
-                   "crops_per_s": crops / max(elapsed, 1e-9),
-                   "data_fraction": data_time / max(data_time + compute_time, 1e-9)}
+            row = {
+                "step": step,
+                "loss": float(loss.detach()),
+                "lr": scheduler.get_last_lr()[0],
+                "crops_per_s": crops / max(elapsed, 1e-9),
+                "data_fraction": data_time / max(data_time + compute_time, 1e-9),
+            }
             if device.type == "cuda":
                 row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
             log.write(row)
@@ -162,20 +194,39 @@ def train_segmentation(config: TrainConfig, *, resume: bool = False,
             log.write({"step": step, "val_tumor_dsc": dsc["tumor"], "val_organ_dsc": dsc["organ"]})
             if rank == 0 and dsc["tumor"] > best:
                 best, best_step = dsc["tumor"], step
-                save_pretrained(model, segmentor_checkpoint_config(config, model_config, step),
-                                ckpt_dir / "best", kind=KIND)
+                save_pretrained(
+                    model,
+                    segmentor_checkpoint_config(config, model_config, step),
+                    ckpt_dir / "best",
+                    kind=KIND,
+                )
             model.train()
         if rank == 0 and (step % config.train.checkpoint_every == 0 or step == stop_at):
-            _save_state(ckpt_dir / "last", model, optimizer, scheduler, step, best, best_step,
-                        segmentor_checkpoint_config(config, model_config, step))
+            _save_state(
+                ckpt_dir / "last",
+                model,
+                optimizer,
+                scheduler,
+                step,
+                best,
+                best_step,
+                segmentor_checkpoint_config(config, model_config, step),
+            )
     bar.close()
     total = data_time + compute_time
-    result = TrainOutput(out, step, best, best_step,
-                         crops / max(time.perf_counter() - window_start, 1e-9),
-                         data_time / max(total, 1e-9))
+    result = TrainOutput(
+        out,
+        step,
+        best,
+        best_step,
+        crops / max(time.perf_counter() - window_start, 1e-9),
+        data_time / max(total, 1e-9),
+    )
     if rank == 0:
-        summary = dataclasses.asdict(result) | {"parameters": count_parameters(model),
-                                                "device": str(device)}
+        summary = dataclasses.asdict(result) | {
+            "parameters": count_parameters(model),
+            "device": str(device),
+        }
         summary["out_dir"] = str(out)
         _write_json(out / "summary.json", summary)
     if distributed:
@@ -193,17 +244,29 @@ def _out_of_time(deadline: float, distributed: bool, device: torch.device) -> bo
     return bool(flag.item())
 
 
-def make_loader(config: TrainConfig, dataset: Any, weights: list[float], *, rank: int = 0,
-                pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    config: TrainConfig,
+    dataset: Any,
+    weights: list[float],
+    *,
+    rank: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """An endless loader: cases drawn with replacement by weight, ``samples_per_case`` crops each,
     so a batch holds ``optim.batch_size`` crops."""
     generator = torch.Generator().manual_seed(config.seed + rank)
-    sampler = torch.utils.data.WeightedRandomSampler(weights, num_samples=10**8, replacement=True,
-                                                     generator=generator)
+    sampler = torch.utils.data.WeightedRandomSampler(
+        weights, num_samples=10**8, replacement=True, generator=generator
+    )
     cases_per_batch = max(1, config.optim.batch_size // config.data.samples_per_case)
-    return DataLoader(dataset, batch_size=cases_per_batch, sampler=sampler,
-                      num_workers=config.data.num_workers,
-                      persistent_workers=config.data.num_workers > 0, pin_memory=pin_memory)
+    return DataLoader(
+        dataset,
+        batch_size=cases_per_batch,
+        sampler=sampler,
+        num_workers=config.data.num_workers,
+        persistent_workers=config.data.num_workers > 0,
+        pin_memory=pin_memory,
+    )
 
 
 def _loss(loss_fn: DiceCELoss, output: Any, label: torch.Tensor) -> torch.Tensor:
@@ -215,9 +278,14 @@ def _loss(loss_fn: DiceCELoss, output: Any, label: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def _validate(model: torch.nn.Module, val_ds: Any, config: TrainConfig,
-              model_config: SegmentorConfig, device: torch.device, autocast: Any
-              ) -> dict[str, float]:
+def _validate(
+    model: torch.nn.Module,
+    val_ds: Any,
+    config: TrainConfig,
+    model_config: SegmentorConfig,
+    device: torch.device,
+    autocast: Any,
+) -> dict[str, float]:
     """Mean DSC of organ and tumor over validation volumes (sliding window, Gaussian blending);
     cases without tumor count for the tumor mean only when the prediction is also empty."""
     model.eval()
@@ -227,8 +295,14 @@ def _validate(model: torch.nn.Module, val_ds: Any, config: TrainConfig,
         image = torch.as_tensor(item["image"])[None].to(device)
         label = torch.as_tensor(item["label"])[None].to(device)
         with autocast():
-            logits = sliding_window_inference(image, model_config.patch_size, 4, model,
-                                              overlap=config.train.sw_overlap, mode="gaussian")
+            logits = sliding_window_inference(
+                image,
+                model_config.patch_size,
+                4,
+                model,
+                overlap=config.train.sw_overlap,
+                mode="gaussian",
+            )
         pred = logits.argmax(1, keepdim=True)
         for cls, store in ((1, organ), (2, tumor)):
             p, g = pred == cls, label == cls
@@ -237,20 +311,39 @@ def _validate(model: torch.nn.Module, val_ds: Any, config: TrainConfig,
                 store.append(float(2 * (p & g).sum() / denom))
             elif cls == 2:
                 store.append(1.0)
-    return {"organ": float(np.mean(organ)) if organ else math.nan,
-            "tumor": float(np.mean(tumor)) if tumor else math.nan}
+    return {
+        "organ": float(np.mean(organ)) if organ else math.nan,
+        "tumor": float(np.mean(tumor)) if tumor else math.nan,
+    }
 
 
-def _save_state(folder: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, step: int,
-                best: float, best_step: int, config: dict[str, Any]) -> None:
+def _save_state(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    step: int,
+    best: float,
+    best_step: int,
+    config: dict[str, Any],
+) -> None:
     save_pretrained(model, config, folder, kind=KIND)
     with atomic_path(folder / "train_state.pt") as tmp:
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "step": step, "best": best, "best_step": best_step}, tmp)
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "best": best,
+                "best_step": best_step,
+            },
+            tmp,
+        )
 
 
-def _resume(folder: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any
-            ) -> tuple[int, float, int]:
+def _resume(
+    folder: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any
+) -> tuple[int, float, int]:
     _, state = load_pretrained_state(folder, kind=KIND)
     module = model.module if hasattr(model, "module") else model
     load_state_strict(module, state, str(folder))
@@ -264,8 +357,16 @@ class _MetricsLog:
     """Appends rows to ``metrics.csv`` (fixed columns, empty where a row has no value) and to
     TensorBoard when it is installed."""
 
-    COLUMNS = ("step", "loss", "lr", "crops_per_s", "data_fraction", "gpu_mem_gb",
-               "val_tumor_dsc", "val_organ_dsc")
+    COLUMNS = (
+        "step",
+        "loss",
+        "lr",
+        "crops_per_s",
+        "data_fraction",
+        "gpu_mem_gb",
+        "val_tumor_dsc",
+        "val_organ_dsc",
+    )
 
     def __init__(self, out: Path, *, enabled: bool, resume: bool) -> None:
         self.path = out / "metrics.csv"
@@ -288,8 +389,13 @@ class _MetricsLog:
             return
         with open(self.path, "a", newline="") as handle:
             csv.writer(handle).writerow(
-                ["" if row.get(c) is None else (f"{row[c]:.6g}" if isinstance(row[c], float) else row[c])
-                 for c in self.COLUMNS])
+                [
+                    ""
+                    if row.get(c) is None
+                    else (f"{row[c]:.6g}" if isinstance(row[c], float) else row[c])
+                    for c in self.COLUMNS
+                ]
+            )
         if self.writer is not None:
             for key, value in row.items():
                 if key != "step":

@@ -1,0 +1,23 @@
+"""``tumorsynth experiment --config FILE``: train, predict and evaluate several arms; one table."""
+
+from __future__ import annotations
+
+import argparse
+
+CONFIG_IS_INPUT = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tumorsynth.errors import InputError
+    from tumorsynth.training.experiment import load_experiment, run_experiment
+
+    if not args.config:
+        raise InputError("--config", "an experiment config file (YAML) is required")
+    out = run_experiment(load_experiment(args.config), progress=not args.no_progress)
+    print((out / "comparison.md").read_text())
+    print(f"-> {out / 'comparison.md'}, {out / 'comparison.csv'}")
+    return 0

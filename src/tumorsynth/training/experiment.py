@@ -1,0 +1,232 @@
+"""Experiments as data: several training arms, each trained, applied to test sets and evaluated,
+then one comparison table (markdown + CSV) in the layout of DiffTumor's Table 2 (rows: training
+arm, e.g. real / synthetic / mixed or source organ; column groups: test sets, e.g. target organs).
+
+Example (``tumorsynth experiment --config exp.yaml``)::
+
+    name: liver_real_vs_synthetic
+    out_dir: runs/liver_exp
+    base: unet_liver.yaml              # a training config, relative to this file (or a mapping)
+    arms:
+      - {name: real, set: {data.mode: real}}
+      - {name: synthetic, set: {data.mode: synthetic}}
+      - {name: mixed 50%, set: {data.mode: mixed, data.synthetic_fraction: 0.5}}
+    test:
+      - {name: liver (LiTS), images: data/lits/imagesTs, labels: data/lits/labelsTs,
+         label_map: lits, organ: liver}
+    evaluate: {tolerance_mm: 2.0, bootstrap: 1000}
+
+Finished arms are skipped when the experiment is run again (resumable).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tumorsynth.errors import InputError
+from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
+from tumorsynth.training.config import TrainConfig, merge_settings
+
+__all__ = ["ExperimentConfig", "load_experiment", "run_experiment", "comparison_table"]
+
+METRICS = (
+    ("dsc_mean", "DSC"),
+    ("nsd_mean", "NSD"),
+    ("lesion_sensitivity", "Sens."),
+    ("early_stage_sensitivity", "Early sens."),
+    ("fp_per_case", "FP/case"),
+)
+
+
+@dataclass(frozen=True)
+class TestSet:
+    name: str
+    images: str
+    labels: str
+    label_map: str = "tumorsynth"
+    organ: str = "liver"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    out_dir: Path
+    arms: tuple[Arm, ...]
+    test: tuple[TestSet, ...]
+    evaluate: dict[str, Any] = field(default_factory=dict)
+
+
+def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
+    """Read an experiment YAML; each arm is the base training config plus its ``set`` overrides."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read experiment config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(str(path), f"expected YAML, found unparsable text ({exc})") from exc
+    known = {"name", "out_dir", "base", "arms", "test", "evaluate"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InputError(str(path), f"unknown setting(s) {unknown}; known are {sorted(known)}")
+    for key in ("name", "out_dir", "arms", "test"):
+        if key not in raw:
+            raise InputError(str(path), f"'{key}' is required")
+    base = raw.get("base", {})
+    if isinstance(base, str):
+        base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+        try:
+            base = yaml.safe_load(base_path.read_text()) or {}
+        except OSError as exc:
+            raise InputError(
+                str(base_path), f"cannot read base training config ({exc.strerror})"
+            ) from exc
+    out_dir = Path(raw["out_dir"])
+    arms = []
+    for index, arm in enumerate(raw["arms"]):
+        if not isinstance(arm, dict) or "name" not in arm:
+            raise InputError(f"{path}: arms[{index}]", "expected {name: ..., set: {...}}")
+        overrides: dict[str, Any] = {}
+        for dotted, value in (arm.get("set") or {}).items():
+            node = overrides
+            parts = str(dotted).split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = value
+        merged = merge_settings(base, overrides)
+        merged = merge_settings(
+            merged,
+            {"name": arm["name"], "train": {"out_dir": str(out_dir / "arms" / _slug(arm["name"]))}},
+        )
+        arms.append(
+            Arm(str(arm["name"]), TrainConfig.from_dict(merged, f"{path}: arm {arm['name']!r}"))
+        )
+    tests = []
+    for index, test in enumerate(raw["test"]):
+        try:
+            tests.append(TestSet(**test))
+        except TypeError as exc:
+            raise InputError(
+                f"{path}: test[{index}]", f"expected name, images, labels, label_map, organ ({exc})"
+            ) from exc
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names) or len({_slug(n) for n in names}) != len(names):
+        raise InputError(str(path), f"arm names must be distinct, found {names}")
+    return ExperimentConfig(
+        str(raw["name"]), out_dir, tuple(arms), tuple(tests), dict(raw.get("evaluate") or {})
+    )
+
+
+def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> Path:
+    """Train, predict and evaluate every arm on every test set; write ``comparison.md/.csv``."""
+    from tumorsynth.evaluation import evaluate_folders, write_report
+    from tumorsynth.pipelines.predict import predict_files
+    from tumorsynth.training.segmentation import train_segmentation
+
+    out = ensure_writable_dir(config.out_dir)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    settings = config.evaluate
+    for arm in config.arms:
+        arm_dir = Path(arm.train.train.out_dir)
+        checkpoint = arm_dir / "checkpoints" / "last"
+        if not (arm_dir / "summary.json").exists():
+            train_segmentation(arm.train, resume=checkpoint.exists(), progress=progress)
+        best = arm_dir / "checkpoints" / "best"
+        use = best if (best / "config.json").exists() else checkpoint
+        results[arm.name] = {}
+        for test in config.test:
+            pred_dir = arm_dir / "predictions" / _slug(test.name)
+            eval_dir = arm_dir / "evaluation" / _slug(test.name)
+            if not (eval_dir / "report.json").exists():
+                predict_files(use, test.images, pred_dir, progress=progress)
+                report = evaluate_folders(
+                    pred_dir,
+                    test.labels,
+                    label_map_gt=test.label_map,
+                    label_map_pred="tumorsynth",
+                    organ=test.organ,
+                    nsd_tolerance_mm=float(settings.get("tolerance_mm", 2.0)),
+                    n_bootstrap=int(settings.get("bootstrap", 1000)),
+                    progress=progress,
+                )
+                write_report(report, eval_dir)
+            results[arm.name][test.name] = json.loads((eval_dir / "report.json").read_text())[
+                "summary"
+            ]
+    markdown, table_csv = comparison_table(config, results)
+    with atomic_path(out / "comparison.md") as tmp:
+        tmp.write_text(markdown)
+    with atomic_path(out / "comparison.csv") as tmp:
+        tmp.write_text(table_csv)
+    return out
+
+
+def comparison_table(
+    config: ExperimentConfig, results: dict[str, dict[str, dict[str, Any]]]
+) -> tuple[str, str]:
+    """Markdown (DiffTumor Table 2 layout, with 95% CIs where bootstrapped) and CSV."""
+    tests = [t.name for t in config.test]
+    header = ["arm"] + [f"{t}: {label}" for t in tests for _, label in METRICS]
+    lines = [f"# {config.name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        [
+            "arm",
+            "test",
+            *[key for key, _ in METRICS],
+            *[f"{key}_ci_low" for key, _ in METRICS],
+            *[f"{key}_ci_high" for key, _ in METRICS],
+        ]
+    )
+    for arm in config.arms:
+        cells = [arm.name]
+        for test in tests:
+            summary = results[arm.name][test]
+            ci = summary.get("ci95", {})
+            for key, _ in METRICS:
+                cells.append(_cell(summary.get(key), ci.get(key)))
+            writer.writerow(
+                [
+                    arm.name,
+                    test,
+                    *[summary.get(k) for k, _ in METRICS],
+                    *[(ci.get(k) or [None, None])[0] for k, _ in METRICS],
+                    *[(ci.get(k) or [None, None])[1] for k, _ in METRICS],
+                ]
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "DSC and NSD (2 mm) are means over test cases with tumor; Sens. is lesion-level "
+        "sensitivity; brackets are bootstrap 95% intervals over cases.",
+    ]
+    return "\n".join(lines) + "\n", buffer.getvalue()
+
+
+def _cell(value: Any, ci: Any) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:.3f}"
+    if ci and ci[0] is not None and ci[1] is not None and ci[0] != ci[1]:
+        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "arm"
