@@ -24,7 +24,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--backbones", nargs="+", default=["unet", "dynunet", "swinunetr", "swinunetr_v2"])
+    parser.add_argument(
+        "--backbones", nargs="+", default=["unet", "dynunet", "swinunetr", "swinunetr_v2"]
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     rng = np.random.default_rng(0)
@@ -32,8 +34,9 @@ def main() -> None:
     image = Volume(ct, np.diag([-0.78, -0.78, 1.6, 1.0]))
     results = []
     for name in args.backbones:
-        config = SegmentorConfig(backbone="swinunetr" if name.startswith("swin") else name,
-                                 swin_v2=name.endswith("_v2"))
+        config = SegmentorConfig(
+            backbone="swinunetr" if name.startswith("swin") else name, swin_v2=name.endswith("_v2")
+        )
         model = build_segmentor(config).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -54,9 +57,16 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
         model.eval()
-        seg = Segmentor(model, {"organ": "liver", "spacing_mm": list(config.spacing_mm),
-                                "hu_window": [-175, 250], "patch_size": list(config.patch_size)},
-                        device)
+        seg = Segmentor(
+            model,
+            {
+                "organ": "liver",
+                "spacing_mm": list(config.spacing_mm),
+                "hu_window": [-175, 250],
+                "patch_size": list(config.patch_size),
+            },
+            device,
+        )
         seg.predict(image)
         predict = []
         for _ in range(2):
@@ -67,10 +77,16 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             predict.append(time.perf_counter() - start)
-        results.append({"backbone": name, "parameters_m": count_parameters(model) / 1e6,
-                        "train_step_s": float(np.median(times[3:])),
-                        "crops_per_s_compute": args.batch / float(np.median(times[3:])),
-                        "peak_gpu_gb": memory, "predict_512x512x150_s": float(np.median(predict))})
+        results.append(
+            {
+                "backbone": name,
+                "parameters_m": count_parameters(model) / 1e6,
+                "train_step_s": float(np.median(times[3:])),
+                "crops_per_s_compute": args.batch / float(np.median(times[3:])),
+                "peak_gpu_gb": memory,
+                "predict_512x512x150_s": float(np.median(predict)),
+            }
+        )
         print(json.dumps(results[-1]), flush=True)
         del model, optimizer, seg
         if device.type == "cuda":

@@ -30,12 +30,20 @@ def loader_throughput(args: argparse.Namespace) -> dict[str, float]:
     from tumorsynth.training.data import build_datasets, split_cases
     from tumorsynth.training.segmentation import make_loader
 
-    config = TrainConfig.from_dict({
-        "data": {"mode": "synthetic", "organ": args.organ, "healthy": healthy_entries(args.healthy),
-                 "val_fraction": 0.0, "spacing_mm": args.spacing, "num_workers": args.workers,
-                 "samples_per_case": args.samples_per_case},
-        "optim": {"batch_size": args.batch_size},
-    })
+    config = TrainConfig.from_dict(
+        {
+            "data": {
+                "mode": "synthetic",
+                "organ": args.organ,
+                "healthy": healthy_entries(args.healthy),
+                "val_fraction": 0.0,
+                "spacing_mm": args.spacing,
+                "num_workers": args.workers,
+                "samples_per_case": args.samples_per_case,
+            },
+            "optim": {"batch_size": args.batch_size},
+        }
+    )
     train, _ = split_cases(config)
     start = time.perf_counter()
     dataset, weights, _ = build_datasets(config, train, [], config.data.spacing_mm)
@@ -49,9 +57,15 @@ def loader_throughput(args: argparse.Namespace) -> dict[str, float]:
         batch = next(batches)
         crops += batch["image"].shape[0]
     seconds = time.perf_counter() - start
-    return {"workers": args.workers, "crops": crops, "seconds": seconds,
-            "crops_per_s": crops / seconds, "cache_seconds": cache_s,
-            "patch": list(config.model.patch_size), "spacing_mm": list(config.data.spacing_mm)}
+    return {
+        "workers": args.workers,
+        "crops": crops,
+        "seconds": seconds,
+        "crops_per_s": crops / seconds,
+        "cache_seconds": cache_s,
+        "patch": list(config.model.patch_size),
+        "spacing_mm": list(config.data.spacing_mm),
+    }
 
 
 def predict_speed(args: argparse.Namespace) -> dict[str, float]:
@@ -64,8 +78,16 @@ def predict_speed(args: argparse.Namespace) -> dict[str, float]:
     config = SegmentorConfig(backbone=args.backbone, spacing_mm=tuple(args.spacing))
     device = torch.device(args.device)
     model = build_segmentor(config).to(device).eval()
-    seg = Segmentor(model, {"organ": "liver", "spacing_mm": list(config.spacing_mm),
-                            "hu_window": [-175, 250], "patch_size": list(config.patch_size)}, device)
+    seg = Segmentor(
+        model,
+        {
+            "organ": "liver",
+            "spacing_mm": list(config.spacing_mm),
+            "hu_window": [-175, 250],
+            "patch_size": list(config.patch_size),
+        },
+        device,
+    )
     rng = np.random.default_rng(0)
     ct = rng.integers(-200, 300, size=(512, 512, 150), dtype=np.int16)
     image = Volume(ct, np.diag([-0.78, -0.78, 1.6, 1.0]))
@@ -79,9 +101,14 @@ def predict_speed(args: argparse.Namespace) -> dict[str, float]:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return {"backbone": args.backbone, "device": str(device), "overlap": args.overlap,
-            "spacing_mm": list(config.spacing_mm), "seconds_median": float(np.median(times)),
-            "seconds": times}
+    return {
+        "backbone": args.backbone,
+        "device": str(device),
+        "overlap": args.overlap,
+        "spacing_mm": list(config.spacing_mm),
+        "seconds_median": float(np.median(times)),
+        "seconds": times,
+    }
 
 
 def main() -> None:

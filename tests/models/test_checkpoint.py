@@ -17,7 +17,9 @@ SMALL = SegmentorConfig(patch_size=(32, 32, 32), channels=(8, 16, 32))
 
 def test_round_trip_gives_the_same_weights_and_config(tmp_path):
     model = build_segmentor(SMALL)
-    save_pretrained(model, {"model": SMALL.to_dict(), "organ": "liver"}, tmp_path / "ck", kind="segmentor")
+    save_pretrained(
+        model, {"model": SMALL.to_dict(), "organ": "liver"}, tmp_path / "ck", kind="segmentor"
+    )
     config, state = load_pretrained_state(tmp_path / "ck", kind="segmentor")
     assert config["organ"] == "liver"
     again = build_segmentor(SegmentorConfig.from_dict(config["model"]))
@@ -27,7 +29,9 @@ def test_round_trip_gives_the_same_weights_and_config(tmp_path):
 
 
 def test_changed_weights_fail_the_sha256_check(tmp_path):
-    save_pretrained(build_segmentor(SMALL), {"model": SMALL.to_dict()}, tmp_path / "ck", kind="segmentor")
+    save_pretrained(
+        build_segmentor(SMALL), {"model": SMALL.to_dict()}, tmp_path / "ck", kind="segmentor"
+    )
     weights = tmp_path / "ck" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
@@ -51,7 +55,9 @@ def test_weights_that_do_not_fit_say_what_differs():
 
 
 def test_config_differences_are_readable():
-    diff = config_differences({"a": 1, "b": {"c": [1, 2]}, "x": 0}, {"a": 2, "b": {"c": (1, 2)}, "y": 1})
+    diff = config_differences(
+        {"a": 1, "b": {"c": [1, 2]}, "x": 0}, {"a": 2, "b": {"c": (1, 2)}, "y": 1}
+    )
     assert "a: 1 in checkpoint != 2" in diff
     assert any(d.startswith("x: unknown") for d in diff)
     assert any(d.startswith("y: missing") for d in diff)

@@ -20,8 +20,9 @@ def test_nnunet_topology_waits_on_a_coarse_axis():
 
 @pytest.mark.parametrize("backbone,patch", [("unet", 32), ("dynunet", 32), ("swinunetr", 64)])
 def test_backbones_map_a_patch_to_class_logits(backbone, patch):
-    config = SegmentorConfig(backbone=backbone, patch_size=(patch,) * 3, channels=(8, 16, 32, 64),
-                             feature_size=12)
+    config = SegmentorConfig(
+        backbone=backbone, patch_size=(patch,) * 3, channels=(8, 16, 32, 64), feature_size=12
+    )
     model = build_segmentor(config).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 1, patch, patch, patch))
@@ -34,5 +35,7 @@ def test_swinunetr_refuses_patches_not_divisible_by_32():
 
 
 def test_config_round_trip():
-    config = SegmentorConfig(backbone="dynunet", patch_size=(64, 64, 32), spacing_mm=(0.8, 0.8, 2.0))
+    config = SegmentorConfig(
+        backbone="dynunet", patch_size=(64, 64, 32), spacing_mm=(0.8, 0.8, 2.0)
+    )
     assert SegmentorConfig.from_dict(config.to_dict()) == config

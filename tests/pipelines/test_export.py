@@ -21,8 +21,16 @@ def folders(tmp_path_factory):
         save_volume(ct, healthy / "imagesTr" / f"h{i}_0000.nii.gz")
         save_volume(seg, healthy / "labelsTr" / f"h{i}.nii.gz")
     ct, seg = make_phantom(5, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-    out = synthesize_case(ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map="phantom",
-                          organ="liver", count=1, size="medium", rng=0)
+    out = synthesize_case(
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        organ="liver",
+        count=1,
+        size="medium",
+        rng=0,
+    )
     save_volume(ct, real / "imagesTr" / "r0_0000.nii.gz", array=out.image)
     save_volume(seg, real / "labelsTr" / "r0.nii.gz", array=out.label)  # tumorsynth labels
     return healthy, real
@@ -31,8 +39,14 @@ def folders(tmp_path_factory):
 def test_mixed_export_is_a_valid_nnunet_dataset(folders, tmp_path):
     healthy, real = folders
     settings = BatchSettings((TumorRequest("liver", 1, "small"),), label_map="phantom", per_case=2)
-    result = export_nnunet(tmp_path / "Dataset101_Mixed", settings, healthy=healthy, real=real,
-                           real_label_map="tumorsynth", progress=False)
+    result = export_nnunet(
+        tmp_path / "Dataset101_Mixed",
+        settings,
+        healthy=healthy,
+        real=real,
+        real_label_map="tumorsynth",
+        progress=False,
+    )
     assert (result.synthetic_cases, result.real_cases) == (4, 1)
     folder = result.folder
     images = sorted(p.name for p in (folder / "imagesTr").iterdir())

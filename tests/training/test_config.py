@@ -6,8 +6,10 @@ from tumorsynth.training.config import TrainConfig, load_train_config
 
 def test_yaml_round_trip_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("name: x\ndata: {mode: synthetic, healthy: [a], spacing_mm: [1, 1, 2]}\n"
-                    "model: {backbone: dynunet, patch_size: [64, 64, 32]}\n")
+    path.write_text(
+        "name: x\ndata: {mode: synthetic, healthy: [a], spacing_mm: [1, 1, 2]}\n"
+        "model: {backbone: dynunet, patch_size: [64, 64, 32]}\n"
+    )
     config = load_train_config(path, {"optim": {"max_steps": 7}})
     assert config.model.backbone == "dynunet" and config.model.patch_size == (64, 64, 32)
     assert config.data.spacing_mm == (1, 1, 2) and config.optim.max_steps == 7
@@ -15,17 +17,23 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     assert config.classes == {"background": 0, "liver": 1, "liver_tumor": 2}
 
 
-@pytest.mark.parametrize("text,match", [
-    ("nme: x\n", "nme"),
-    ("data: {mode: synthetic, healthy: [a], colour: red}\n", "colour"),
-    ("data: {mode: real}\n", "real tumors"),
-    ("data: {mode: synthetic}\n", "healthy"),
-    ("data: {mode: sometimes, healthy: [a]}\n", "mode"),
-    ("data: {mode: mixed, healthy: [a], real: [b], synthetic_fraction: 1.5}\n", "synthetic_fraction"),
-    ("data: {healthy: [a]}\nmodel: {backbone: resnet}\n", "backbone"),
-    ("data: {healthy: [a]}\nmodel: {out_channels: 2}\n", "out_channels"),
-    ("- a\n- b\n", "mapping"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("nme: x\n", "nme"),
+        ("data: {mode: synthetic, healthy: [a], colour: red}\n", "colour"),
+        ("data: {mode: real}\n", "real tumors"),
+        ("data: {mode: synthetic}\n", "healthy"),
+        ("data: {mode: sometimes, healthy: [a]}\n", "mode"),
+        (
+            "data: {mode: mixed, healthy: [a], real: [b], synthetic_fraction: 1.5}\n",
+            "synthetic_fraction",
+        ),
+        ("data: {healthy: [a]}\nmodel: {backbone: resnet}\n", "backbone"),
+        ("data: {healthy: [a]}\nmodel: {out_channels: 2}\n", "out_channels"),
+        ("- a\n- b\n", "mapping"),
+    ],
+)
 def test_bad_configs_name_the_setting(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
     path.write_text(text)

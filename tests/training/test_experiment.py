@@ -16,23 +16,37 @@ from tumorsynth.training.experiment import load_experiment, run_experiment
 def test_set(phantom_dataset, tmp_path_factory) -> Path:
     """Phantoms with synthetic liver tumors standing in for a labelled test set."""
     out = tmp_path_factory.mktemp("testset")
-    run_batch(discover_cases(phantom_dataset)[:2], out,
-              BatchSettings((TumorRequest("liver", 2, "medium"),), label_map="phantom", seed=9),
-              progress=False)
+    run_batch(
+        discover_cases(phantom_dataset)[:2],
+        out,
+        BatchSettings((TumorRequest("liver", 2, "medium"),), label_map="phantom", seed=9),
+        progress=False,
+    )
     return out
 
 
 def write_experiment(tmp_path, phantom_dataset, test_set) -> Path:
     base = tiny_config(phantom_dataset, tmp_path / "unused")
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    exp = {"name": "tiny experiment", "out_dir": str(tmp_path / "exp"), "base": "base.yaml",
-           "arms": [{"name": "synthetic medium", "set": {"data.tumor_size": "medium"}},
-                    {"name": "synthetic small", "set": {"data.tumor_size": "small",
-                                                        "optim.max_steps": 4}}],
-           "test": [{"name": "phantom liver", "images": str(test_set / "imagesTr"),
-                     "labels": str(test_set / "labelsTr"), "label_map": "tumorsynth",
-                     "organ": "liver"}],
-           "evaluate": {"bootstrap": 50}}
+    exp = {
+        "name": "tiny experiment",
+        "out_dir": str(tmp_path / "exp"),
+        "base": "base.yaml",
+        "arms": [
+            {"name": "synthetic medium", "set": {"data.tumor_size": "medium"}},
+            {"name": "synthetic small", "set": {"data.tumor_size": "small", "optim.max_steps": 4}},
+        ],
+        "test": [
+            {
+                "name": "phantom liver",
+                "images": str(test_set / "imagesTr"),
+                "labels": str(test_set / "labelsTr"),
+                "label_map": "tumorsynth",
+                "organ": "liver",
+            }
+        ],
+        "evaluate": {"bootstrap": 50},
+    }
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(exp))
     return path
@@ -50,7 +64,9 @@ def test_experiment_writes_one_table_and_resumes(tmp_path, phantom_dataset, test
     path = write_experiment(tmp_path, phantom_dataset, test_set)
     out = run_experiment(load_experiment(path), progress=False)
     table = (out / "comparison.md").read_text()
-    assert "synthetic medium" in table and "synthetic small" in table and "phantom liver: DSC" in table
+    assert (
+        "synthetic medium" in table and "synthetic small" in table and "phantom liver: DSC" in table
+    )
     with open(out / "comparison.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["arm"] for r in rows] == ["synthetic medium", "synthetic small"]
@@ -66,6 +82,8 @@ def test_bad_experiment_configs_are_named(tmp_path):
     path.write_text("name: x\nout_dir: o\narms: []\n")
     with pytest.raises(InputError, match="test"):
         load_experiment(path)
-    path.write_text("name: x\nout_dir: o\narms: [{name: a}, {name: a}]\ntest: []\nbase: {data: {healthy: [d]}}\n")
+    path.write_text(
+        "name: x\nout_dir: o\narms: [{name: a}, {name: a}]\ntest: []\nbase: {data: {healthy: [d]}}\n"
+    )
     with pytest.raises(InputError, match="distinct"):
         load_experiment(path)

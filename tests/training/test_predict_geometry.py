@@ -22,9 +22,16 @@ def test_threshold_network_reproduces_thresholding_on_an_lps_grid():
     blob = ((g[0] - 30) / 14) ** 2 + ((g[1] - 40) / 10) ** 2 + ((g[2] - 12) / 5) ** 2 < 1
     ct = np.where(blob, 400, -100).astype(np.int16) + rng.integers(-5, 5, shape).astype(np.int16)
     affine = np.array([[-0.8, 0, 0, 10], [0, -0.8, 0, 20], [0, 0, 2.5, -30], [0, 0, 0, 1.0]])  # LPS
-    seg = Segmentor(Threshold(), {"organ": "liver", "spacing_mm": [1.2, 1.2, 1.2],
-                                  "hu_window": [-100, 400], "patch_size": [32, 32, 32]},
-                    torch.device("cpu"))
+    seg = Segmentor(
+        Threshold(),
+        {
+            "organ": "liver",
+            "spacing_mm": [1.2, 1.2, 1.2],
+            "hu_window": [-100, 400],
+            "patch_size": [32, 32, 32],
+        },
+        torch.device("cpu"),
+    )
     labels = seg.predict(Volume(ct, affine))
     assert labels.shape == shape
     tumor = labels == 2

@@ -20,10 +20,10 @@ def rows(out):
 
 
 def test_training_lowers_the_loss_and_saves_checkpoints(phantom_dataset, tmp_path):
-    config = TrainConfig.from_dict(tiny_config(phantom_dataset, tmp_path / "run",
-                                               tumor_size="large", tumors_per_case=1)
-                                   | {"optim": {"max_steps": 30, "batch_size": 2, "warmup_steps": 2,
-                                                "lr": 3e-3}})
+    config = TrainConfig.from_dict(
+        tiny_config(phantom_dataset, tmp_path / "run", tumor_size="large", tumors_per_case=1)
+        | {"optim": {"max_steps": 30, "batch_size": 2, "warmup_steps": 2, "lr": 3e-3}}
+    )
     result = train_segmentation(config, progress=False)
     assert result.steps == 30
     losses = [float(r["loss"]) for r in rows(tmp_path / "run") if r["loss"]]
@@ -61,8 +61,12 @@ def test_prediction_lands_on_the_input_grid(phantom_dataset, tmp_path):
 
     config = TrainConfig.from_dict(tiny_config(phantom_dataset, tmp_path / "run"))
     train_segmentation(config, progress=False)
-    written = predict_files(tmp_path / "run" / "checkpoints" / "last",
-                            phantom_dataset / "imagesTr", tmp_path / "pred", progress=False)
+    written = predict_files(
+        tmp_path / "run" / "checkpoints" / "last",
+        phantom_dataset / "imagesTr",
+        tmp_path / "pred",
+        progress=False,
+    )
     assert [p.name for p, _ in written] == ["ph0.nii.gz", "ph1.nii.gz", "ph2.nii.gz"]
     pred = nib.load(str(written[0][0]))
     image = nib.load(str(phantom_dataset / "imagesTr" / "ph0_0000.nii.gz"))
@@ -93,9 +97,23 @@ def test_torchrun_ddp_on_cpu(phantom_dataset, tmp_path):
     config = tiny_config(phantom_dataset, tmp_path / "run")
     config["optim"]["max_steps"] = 2
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m",
-                           "tumorsynth.cli.main", "train", "--config", str(tmp_path / "c.yaml"),
-                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "tumorsynth.cli.main",
+            "train",
+            "--config",
+            str(tmp_path / "c.yaml"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("trained 2 steps") == 1
     assert (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").is_file()

@@ -14,8 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real-label-map", default="lits")
     parser.add_argument("--organ", default="liver", help="organ(s), comma-separated")
     parser.add_argument("--count", type=int, default=None)
-    parser.add_argument("--size", default="mixed",
-                        choices=("tiny", "small", "medium", "large", "mixed"))
+    parser.add_argument(
+        "--size", default="mixed", choices=("tiny", "small", "medium", "large", "mixed")
+    )
     parser.add_argument("--per-case", type=int, default=1, metavar="K")
     parser.add_argument("--generator", default="heuristic")
     add_seed(parser)
@@ -36,12 +37,25 @@ def run(args: argparse.Namespace) -> int:
     organs = tuple(o.strip() for o in str(args.organ).split(",") if o.strip())
     for organ in organs:
         get_profile(organ)
-    settings = BatchSettings(tuple(TumorRequest(o, args.count, args.size) for o in organs),
-                             label_map=str(args.label_map), generator=args.generator,
-                             seed=int(args.seed), per_case=int(args.per_case))
-    result = export_nnunet(args.out, settings, healthy=args.healthy, real=args.real,
-                           real_label_map=args.real_label_map, organs=organs,
-                           workers=int(args.workers), progress=not args.no_progress)
-    print(f"{result.folder}: {result.synthetic_cases} synthetic and {result.real_cases} real cases "
-          "(nnU-Net v2 raw; dataset.json written)")
+    settings = BatchSettings(
+        tuple(TumorRequest(o, args.count, args.size) for o in organs),
+        label_map=str(args.label_map),
+        generator=args.generator,
+        seed=int(args.seed),
+        per_case=int(args.per_case),
+    )
+    result = export_nnunet(
+        args.out,
+        settings,
+        healthy=args.healthy,
+        real=args.real,
+        real_label_map=args.real_label_map,
+        organs=organs,
+        workers=int(args.workers),
+        progress=not args.no_progress,
+    )
+    print(
+        f"{result.folder}: {result.synthetic_cases} synthetic and {result.real_cases} real cases "
+        "(nnU-Net v2 raw; dataset.json written)"
+    )
     return 0

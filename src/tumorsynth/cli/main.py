@@ -24,7 +24,10 @@ SUBCOMMANDS = {
     "train": ("train", "train a tumor segmentor on real, synthetic or mixed data"),
     "predict": ("predict", "segment CTs with a trained checkpoint"),
     "experiment": ("experiment", "train, predict and evaluate several arms into one table"),
-    "export-nnunet": ("export_nnunet", "write a synthetic or mixed dataset in nnU-Net v2 raw format"),
+    "export-nnunet": (
+        "export_nnunet",
+        "write a synthetic or mixed dataset in nnU-Net v2 raw format",
+    ),
     "evaluate": ("evaluate", "DSC, NSD, lesion and patient-level detection of predicted tumors"),
 }
 

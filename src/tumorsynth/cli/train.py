@@ -10,10 +10,16 @@ CONFIG_IS_INPUT = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUT_DIR/checkpoints/last")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set optim.max_steps=500 (YAML value)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from OUT_DIR/checkpoints/last"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set optim.max_steps=500 (YAML value)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -21,27 +27,25 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from tumorsynth.errors import InputError
-    from tumorsynth.training.config import load_train_config
+    from tumorsynth.training.config import dotted_settings, load_train_config
     from tumorsynth.training.segmentation import train_segmentation
 
     if not args.config:
         raise InputError("--config", "a training config file (YAML) is required")
-    overrides: dict = {}
+    flat = {}
     for item in args.set:
         if "=" not in item:
             raise InputError("--set", f"expected KEY=VALUE, found {item!r}")
         key, value = item.split("=", 1)
-        node = overrides
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    config = load_train_config(args.config, overrides)
+        flat[key] = yaml.safe_load(value)
+    config = load_train_config(args.config, dotted_settings(flat))
     result = train_segmentation(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports
-    print(f"trained {result.steps} steps -> {result.out_dir}; best validation tumor DSC "
-          f"{result.best_val_tumor_dsc:.3f} at step {result.best_step}; "
-          f"{result.crops_per_second:.1f} crops/s, data loading {100 * result.data_time_fraction:.0f}% "
-          "of step time")
+    print(
+        f"trained {result.steps} steps -> {result.out_dir}; best validation tumor DSC "
+        f"{result.best_val_tumor_dsc:.3f} at step {result.best_step}; "
+        f"{result.crops_per_second:.1f} crops/s, data loading {100 * result.data_time_fraction:.0f}% "
+        "of step time"
+    )
     return 0

@@ -22,8 +22,13 @@ from tumorsynth import __version__
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 
-__all__ = ["save_pretrained", "load_pretrained_state", "load_state_strict", "config_differences",
-           "sha256_of"]
+__all__ = [
+    "save_pretrained",
+    "load_pretrained_state",
+    "load_state_strict",
+    "config_differences",
+    "sha256_of",
+]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -37,42 +42,55 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def save_pretrained(model: nn.Module, config: Mapping[str, Any], folder: str | os.PathLike[str],
-                    *, kind: str) -> Path:
+def save_pretrained(
+    model: nn.Module, config: Mapping[str, Any], folder: str | os.PathLike[str], *, kind: str
+) -> Path:
     """Write ``folder/config.json`` (config, kind, version, weights' sha256) and the weights."""
     folder = ensure_writable_dir(folder)
     module = model.module if hasattr(model, "module") else model  # DDP wraps the model
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(state, str(tmp))
-    meta = {"kind": kind, "tumorsynth_version": __version__, "sha256": sha256_of(folder / WEIGHTS),
-            "config": dict(config)}
+    meta = {
+        "kind": kind,
+        "tumorsynth_version": __version__,
+        "sha256": sha256_of(folder / WEIGHTS),
+        "config": dict(config),
+    }
     with atomic_path(folder / CONFIG) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, default=_jsonable) + "\n")
     return folder
 
 
-def load_pretrained_state(folder: str | os.PathLike[str], *, kind: str
-                          ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def load_pretrained_state(
+    folder: str | os.PathLike[str], *, kind: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read a checkpoint folder: (config, state dict), after checking kind and sha256."""
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG, folder / WEIGHTS
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise InputError(str(path), "checkpoint file is missing",
-                             fix=f"pass a folder written by tumorsynth ({CONFIG} + {WEIGHTS})")
+            raise InputError(
+                str(path),
+                "checkpoint file is missing",
+                fix=f"pass a folder written by tumorsynth ({CONFIG} + {WEIGHTS})",
+            )
     try:
         meta = json.loads(config_path.read_text())
     except ValueError as exc:
         raise InputError(str(config_path), f"expected JSON, found unreadable text ({exc})") from exc
     if meta.get("kind") != kind:
-        raise InputError(str(config_path), f"expected a {kind} checkpoint, found "
-                         f"{meta.get('kind')!r}")
+        raise InputError(
+            str(config_path), f"expected a {kind} checkpoint, found {meta.get('kind')!r}"
+        )
     digest = sha256_of(weights_path)
     if digest != meta.get("sha256"):
-        raise InputError(str(weights_path), f"sha256 {digest[:12]}... does not match the "
-                         f"config's {str(meta.get('sha256'))[:12]}...; the weights were changed "
-                         "or truncated")
+        raise InputError(
+            str(weights_path),
+            f"sha256 {digest[:12]}... does not match the "
+            f"config's {str(meta.get('sha256'))[:12]}...; the weights were changed "
+            "or truncated",
+        )
     return meta["config"], load_file(str(weights_path))
 
 
@@ -81,7 +99,9 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    shapes = sorted(
+        k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)
+    )
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -89,14 +109,19 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where
         if unexpected:
             parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
         if shapes:
-            parts.append("shape differs for " + ", ".join(
-                f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:5]))
+            parts.append(
+                "shape differs for "
+                + ", ".join(
+                    f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:5]
+                )
+            )
         raise InputError(where, "weights do not fit the network: " + "; ".join(parts))
     model.load_state_dict(dict(state))
 
 
-def config_differences(stored: Mapping[str, Any], expected: Mapping[str, Any],
-                       prefix: str = "") -> list[str]:
+def config_differences(
+    stored: Mapping[str, Any], expected: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
     """Human-readable differences between two nested configs (``key: stored != expected``)."""
     out = []
     for key in sorted(set(stored) | set(expected)):

@@ -67,9 +67,13 @@ class SegmentorConfig:
         return cls(**values)
 
 
-def nnunet_topology(patch_size: Sequence[int], spacing_mm: Sequence[float], *,
-                    min_feature_map: int = 4, max_stages: int = 6
-                    ) -> tuple[list[list[int]], list[list[int]]]:
+def nnunet_topology(
+    patch_size: Sequence[int],
+    spacing_mm: Sequence[float],
+    *,
+    min_feature_map: int = 4,
+    max_stages: int = 6,
+) -> tuple[list[list[int]], list[list[int]]]:
     """Kernels and strides per stage by nnU-Net's rule (first stage stride 1).
 
     Examples
@@ -101,34 +105,55 @@ def build_segmentor(config: SegmentorConfig) -> nn.Module:
         from monai.networks.nets import UNet
 
         chans = tuple(config.channels)
-        return UNet(spatial_dims=3, in_channels=config.in_channels,
-                    out_channels=config.out_channels, channels=chans,
-                    strides=(2,) * (len(chans) - 1), num_res_units=2, norm="instance",
-                    dropout=config.dropout)
+        return UNet(
+            spatial_dims=3,
+            in_channels=config.in_channels,
+            out_channels=config.out_channels,
+            channels=chans,
+            strides=(2,) * (len(chans) - 1),
+            num_res_units=2,
+            norm="instance",
+            dropout=config.dropout,
+        )
     if config.backbone == "dynunet":
         from monai.networks.nets import DynUNet
 
         kernels, strides = nnunet_topology(config.patch_size, config.spacing_mm)
-        filters = [min(config.channels[i] if i < len(config.channels) else 320, 320)
-                   for i in range(len(strides))]
-        return DynUNet(spatial_dims=3, in_channels=config.in_channels,
-                       out_channels=config.out_channels, kernel_size=kernels, strides=strides,
-                       upsample_kernel_size=strides[1:], filters=filters,
-                       norm_name=("INSTANCE", {"affine": True}),
-                       deep_supervision=config.deep_supervision,
-                       deep_supr_num=max(1, min(2, len(strides) - 2)), res_block=True,
-                       dropout=config.dropout or None)
+        filters = [
+            min(config.channels[i] if i < len(config.channels) else 320, 320)
+            for i in range(len(strides))
+        ]
+        return DynUNet(
+            spatial_dims=3,
+            in_channels=config.in_channels,
+            out_channels=config.out_channels,
+            kernel_size=kernels,
+            strides=strides,
+            upsample_kernel_size=strides[1:],
+            filters=filters,
+            norm_name=("INSTANCE", {"affine": True}),
+            deep_supervision=config.deep_supervision,
+            deep_supr_num=max(1, min(2, len(strides) - 2)),
+            res_block=True,
+            dropout=config.dropout or None,
+        )
     if config.backbone == "swinunetr":
         from monai.networks.nets import SwinUNETR
 
         if any(p % 32 for p in config.patch_size):
-            raise ValueError(f"SwinUNETR needs a patch size divisible by 32, got {config.patch_size}")
-        return SwinUNETR(in_channels=config.in_channels, out_channels=config.out_channels,
-                         feature_size=config.feature_size, use_v2=config.swin_v2,
-                         drop_rate=config.dropout, spatial_dims=3)
+            raise ValueError(
+                f"SwinUNETR needs a patch size divisible by 32, got {config.patch_size}"
+            )
+        return SwinUNETR(
+            in_channels=config.in_channels,
+            out_channels=config.out_channels,
+            feature_size=config.feature_size,
+            use_v2=config.swin_v2,
+            drop_rate=config.dropout,
+            spatial_dims=3,
+        )
     raise ValueError(f"unknown backbone {config.backbone!r}; known are {BACKBONES}")
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

@@ -37,23 +37,34 @@ class ExportOutput:
     real_cases: int
 
 
-def export_nnunet(out_dir: str | os.PathLike[str], settings: BatchSettings, *,
-                  healthy: str | os.PathLike[str] | None = None,
-                  real: str | os.PathLike[str] | None = None, real_label_map: str = "lits",
-                  organs: tuple[str, ...] = ("liver",), workers: int = 1,
-                  progress: bool = True) -> ExportOutput:
+def export_nnunet(
+    out_dir: str | os.PathLike[str],
+    settings: BatchSettings,
+    *,
+    healthy: str | os.PathLike[str] | None = None,
+    real: str | os.PathLike[str] | None = None,
+    real_label_map: str = "lits",
+    organs: tuple[str, ...] = ("liver",),
+    workers: int = 1,
+    progress: bool = True,
+) -> ExportOutput:
     """Write ``out_dir`` (named ``DatasetNNN_Name``) with synthetic and optionally real cases."""
     out = Path(out_dir)
     if not NNUNET_NAME.match(out.name):
-        raise InputError(str(out), "nnU-Net v2 needs the folder named DatasetNNN_Name "
-                         "(three digits, e.g. Dataset101_SynthLiver)", fix="rename --out")
+        raise InputError(
+            str(out),
+            "nnU-Net v2 needs the folder named DatasetNNN_Name "
+            "(three digits, e.g. Dataset101_SynthLiver)",
+            fix="rename --out",
+        )
     if healthy is None and real is None:
         raise InputError("export-nnunet", "expected --healthy and/or --real datasets")
     synthetic = 0
     with output_dir(out) as folder:
         if healthy is not None:
-            result = run_batch(discover_cases(healthy), folder, settings, workers=workers,
-                               progress=progress)
+            result = run_batch(
+                discover_cases(healthy), folder, settings, workers=workers, progress=progress
+            )
             synthetic = result.variants_done + result.variants_skipped
         n_real = _copy_real(real, folder, real_label_map, organs, progress) if real else 0
         write_dataset_json(folder, OUTPUT_LABELS)
@@ -61,8 +72,13 @@ def export_nnunet(out_dir: str | os.PathLike[str], settings: BatchSettings, *,
     return ExportOutput(out, synthetic, n_real)
 
 
-def _copy_real(real: str | os.PathLike[str], folder: Path, label_map_name: str,
-               organs: tuple[str, ...], progress: bool) -> int:
+def _copy_real(
+    real: str | os.PathLike[str],
+    folder: Path,
+    label_map_name: str,
+    organs: tuple[str, ...],
+    progress: bool,
+) -> int:
     label_map = resolve_label_map(label_map_name)
     cases = discover_cases(real)
     bar = progress_bar(len(cases), progress)
@@ -92,7 +108,9 @@ def _copy_real(real: str | os.PathLike[str], folder: Path, label_map_name: str,
 def _annotate_dataset_json(folder: Path, synthetic: int, real: int) -> None:
     path = folder / "dataset.json"
     data = json.loads(path.read_text())
-    data["description"] = (f"tumorsynth {__version__}: {synthetic} synthetic case variants, "
-                           f"{real} real cases; manifest.jsonl holds one record per synthetic tumor")
+    data["description"] = (
+        f"tumorsynth {__version__}: {synthetic} synthetic case variants, "
+        f"{real} real cases; manifest.jsonl holds one record per synthetic tumor"
+    )
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")

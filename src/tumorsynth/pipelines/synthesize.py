@@ -84,9 +84,7 @@ class TumorSpec:
     tumor_label: int
 
     @classmethod
-    def from_record(
-        cls, record: TumorRecord, output_labels: LabelMap = OUTPUT_LABELS
-    ) -> TumorSpec:
+    def from_record(cls, record: TumorRecord, output_labels: LabelMap = OUTPUT_LABELS) -> TumorSpec:
         """The spec a record was rendered from (its organ label from ``output_labels``)."""
         return cls(
             record.organ,

@@ -146,6 +146,13 @@ def load_train_config(
     path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
     """Read a YAML/JSON training config; ``overrides`` (nested dict) win over the file."""
+    raw = read_settings(path)
+    merged = merge_settings(raw, overrides or {})
+    return TrainConfig.from_dict(merged, str(path))
+
+
+def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML (or JSON) file that must hold a mapping; errors name the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -155,8 +162,19 @@ def load_train_config(
         raise InputError(str(path), f"expected YAML, found unparsable text ({exc})") from exc
     if not isinstance(raw, dict):
         raise InputError(str(path), f"expected a mapping of settings, found {type(raw).__name__}")
-    merged = merge_settings(raw, overrides or {})
-    return TrainConfig.from_dict(merged, str(path))
+    return raw
+
+
+def dotted_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"optim.max_steps": 5}`` -> ``{"optim": {"max_steps": 5}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = nested
+        parts = str(dotted).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
 
 
 def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

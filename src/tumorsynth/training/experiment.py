@@ -30,11 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
-from tumorsynth.training.config import TrainConfig, merge_settings
+from tumorsynth.training.config import (
+    TrainConfig,
+    dotted_settings,
+    merge_settings,
+    read_settings,
+)
 
 __all__ = ["ExperimentConfig", "load_experiment", "run_experiment", "comparison_table"]
 
@@ -74,12 +77,7 @@ class ExperimentConfig:
 def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
     """Read an experiment YAML; each arm is the base training config plus its ``set`` overrides."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read experiment config ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(str(path), f"expected YAML, found unparsable text ({exc})") from exc
+    raw = read_settings(path)
     known = {"name", "out_dir", "base", "arms", "test", "evaluate"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -89,25 +87,13 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
             raise InputError(str(path), f"'{key}' is required")
     base = raw.get("base", {})
     if isinstance(base, str):
-        base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
-        try:
-            base = yaml.safe_load(base_path.read_text()) or {}
-        except OSError as exc:
-            raise InputError(
-                str(base_path), f"cannot read base training config ({exc.strerror})"
-            ) from exc
+        base = read_settings(path.parent / base if not Path(base).is_absolute() else base)
     out_dir = Path(raw["out_dir"])
     arms = []
     for index, arm in enumerate(raw["arms"]):
         if not isinstance(arm, dict) or "name" not in arm:
             raise InputError(f"{path}: arms[{index}]", "expected {name: ..., set: {...}}")
-        overrides: dict[str, Any] = {}
-        for dotted, value in (arm.get("set") or {}).items():
-            node = overrides
-            parts = str(dotted).split(".")
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = value
+        overrides = dotted_settings(arm.get("set") or {})
         merged = merge_settings(base, overrides)
         merged = merge_settings(
             merged,

@@ -217,19 +217,34 @@ class TumorSynthd(MapTransform):
     seed of a sample is ``derive_seed(seed, data[id_key])``.
     """
 
-    def __init__(self, keys: KeysCollection = ("image", "label"), organ: str = "liver",
-                 count: int | None = None, size: SizeClass | Literal["mixed"] = "mixed",
-                 label_map: str | Mapping[str, Any] | LabelMap = "totalsegmentator",
-                 generator: str | TumorGenerator = "heuristic", seed: int = 0,
-                 id_key: str = "case_id", output_labels: LabelMap = OUTPUT_LABELS,
-                 records_key: str | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection = ("image", "label"),
+        organ: str = "liver",
+        count: int | None = None,
+        size: SizeClass | Literal["mixed"] = "mixed",
+        label_map: str | Mapping[str, Any] | LabelMap = "totalsegmentator",
+        generator: str | TumorGenerator = "heuristic",
+        seed: int = 0,
+        id_key: str = "case_id",
+        output_labels: LabelMap = OUTPUT_LABELS,
+        records_key: str | None = None,
+    ) -> None:
         super().__init__(keys)
         self.seed = int(seed)
         self.id_key = id_key
-        self._rand = RandTumorSynthd(keys, organ=organ, prob=1.0, count=count, size=size,
-                                     label_map=label_map, generator=generator,
-                                     output_labels=output_labels, records_key=records_key,
-                                     on_error="skip")
+        self._rand = RandTumorSynthd(
+            keys,
+            organ=organ,
+            prob=1.0,
+            count=count,
+            size=size,
+            label_map=label_map,
+            generator=generator,
+            output_labels=output_labels,
+            records_key=records_key,
+            on_error="skip",
+        )
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         case_id = str(data.get(self.id_key, ""))
