@@ -117,3 +117,26 @@ def test_torchrun_ddp_on_cpu(phantom_dataset, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("trained 2 steps") == 1
     assert (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").is_file()
+
+
+def test_interrupt_saves_the_last_step_for_resume(phantom_dataset, tmp_path, monkeypatch):
+    import tumorsynth.training.segmentation as seg
+
+    config = TrainConfig.from_dict(tiny_config(phantom_dataset, tmp_path / "run"))
+    real_loss = seg._loss
+    calls = {"n": 0}
+
+    def interrupt_at_third(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(seg, "_loss", interrupt_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmentation(config, progress=False)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "last" / "config.json").read_text())
+    assert state["config"]["step"] == 2
+    monkeypatch.setattr(seg, "_loss", real_loss)
+    result = train_segmentation(config, resume=True, progress=False)
+    assert result.steps == 8

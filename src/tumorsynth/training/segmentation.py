@@ -152,56 +152,72 @@ def train_segmentation(
     )
     stop_at = config.optim.max_steps
     model.train()
-    while step < stop_at:
-        t0 = time.perf_counter()
-        batch = next(batches)
-        image = batch["image"].to(device, non_blocking=True)
-        label = batch["label"].to(device, non_blocking=True)
-        t1 = time.perf_counter()
-        with autocast():
-            output = model(image)
-            loss = _loss(loss_fn, output, label)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t2 = time.perf_counter()
-        data_time += t1 - t0
-        compute_time += t2 - t1
-        crops += image.shape[0]
-        step += 1
-        bar.update(1)
-        if stop_at == config.optim.max_steps and _out_of_time(deadline, distributed, device):
-            stop_at = step  # out of time: validate, save and stop at this step
-        if step % config.train.log_every == 0 or step == stop_at:
-            elapsed = time.perf_counter() - window_start
-            row = {
-                "step": step,
-                "loss": float(loss.detach()),
-                "lr": scheduler.get_last_lr()[0],
-                "crops_per_s": crops / max(elapsed, 1e-9),
-                "data_fraction": data_time / max(data_time + compute_time, 1e-9),
-            }
+    try:
+        while step < stop_at:
+            t0 = time.perf_counter()
+            batch = next(batches)
+            image = batch["image"].to(device, non_blocking=True)
+            label = batch["label"].to(device, non_blocking=True)
+            t1 = time.perf_counter()
+            with autocast():
+                output = model(image)
+                loss = _loss(loss_fn, output, label)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
             if device.type == "cuda":
-                row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-            log.write(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", crops_s=f"{row['crops_per_s']:.1f}")
-        if val_ds is not None and (step % config.train.val_every == 0 or step == stop_at):
-            dsc = _validate(model, val_ds, config, model_config, device, autocast)
-            log.write({"step": step, "val_tumor_dsc": dsc["tumor"], "val_organ_dsc": dsc["organ"]})
-            if rank == 0 and dsc["tumor"] > best:
-                best, best_step = dsc["tumor"], step
-                save_pretrained(
-                    model,
-                    segmentor_checkpoint_config(config, model_config, step),
-                    ckpt_dir / "best",
-                    kind=KIND,
+                torch.cuda.synchronize(device)
+            t2 = time.perf_counter()
+            data_time += t1 - t0
+            compute_time += t2 - t1
+            crops += image.shape[0]
+            step += 1
+            bar.update(1)
+            if stop_at == config.optim.max_steps and _out_of_time(deadline, distributed, device):
+                stop_at = step  # out of time: validate, save and stop at this step
+            if step % config.train.log_every == 0 or step == stop_at:
+                elapsed = time.perf_counter() - window_start
+                row = {
+                    "step": step,
+                    "loss": float(loss.detach()),
+                    "lr": scheduler.get_last_lr()[0],
+                    "crops_per_s": crops / max(elapsed, 1e-9),
+                    "data_fraction": data_time / max(data_time + compute_time, 1e-9),
+                }
+                if device.type == "cuda":
+                    row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+                log.write(row)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", crops_s=f"{row['crops_per_s']:.1f}")
+            if val_ds is not None and (step % config.train.val_every == 0 or step == stop_at):
+                dsc = _validate(model, val_ds, config, model_config, device, autocast)
+                log.write(
+                    {"step": step, "val_tumor_dsc": dsc["tumor"], "val_organ_dsc": dsc["organ"]}
                 )
-            model.train()
-        if rank == 0 and (step % config.train.checkpoint_every == 0 or step == stop_at):
+                if rank == 0 and dsc["tumor"] > best:
+                    best, best_step = dsc["tumor"], step
+                    save_pretrained(
+                        model,
+                        segmentor_checkpoint_config(config, model_config, step),
+                        ckpt_dir / "best",
+                        kind=KIND,
+                    )
+                model.train()
+            if rank == 0 and (step % config.train.checkpoint_every == 0 or step == stop_at):
+                _save_state(
+                    ckpt_dir / "last",
+                    model,
+                    optimizer,
+                    scheduler,
+                    step,
+                    best,
+                    best_step,
+                    segmentor_checkpoint_config(config, model_config, step),
+                )
+    except KeyboardInterrupt:
+        # Keep what was trained: `--resume` continues from this step.
+        if rank == 0 and step > 0:
             _save_state(
                 ckpt_dir / "last",
                 model,
@@ -212,6 +228,7 @@ def train_segmentation(
                 best_step,
                 segmentor_checkpoint_config(config, model_config, step),
             )
+        raise
     bar.close()
     total = data_time + compute_time
     result = TrainOutput(
