@@ -9,6 +9,7 @@ Example (``tumorsynth train --config unet_synthetic_liver.yaml``)::
       organ: liver
       healthy: [data/Dataset001_Healthy]     # healthy CT + organ labels (tumors synthesized);
       healthy_label_map: totalsegmentator    # an entry may be {path: DIR, label_map: PRESET}
+                                             # or one case: {image: CT, label: SEG, label_map: ..}
       real: []                   # CT with real tumors (nnU-Net v2 / MSD / AbdomenAtlas folders)
       real_label_map: lits
       synthetic_fraction: 0.5    # mixed: share of crops from healthy scans with synthetic tumors

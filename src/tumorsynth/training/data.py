@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -83,6 +84,13 @@ def _items(
         folder = entry if isinstance(entry, str) else entry.get("path", "")
         label_map = default_map if isinstance(entry, str) else entry.get("label_map", default_map)
         resolve_label_map(label_map)
+        if not isinstance(entry, str) and "image" in entry:  # one case listed by its files
+            if "label" not in entry:
+                raise InputError(str(entry["image"]), "a listed training case needs 'label' too")
+            case_id = entry.get("case_id") or Path(entry["image"]).name.split(".")[0]
+            items.append(CaseItem(f"{kind}:{case_id}", str(entry["image"]), str(entry["label"]),
+                                  kind, str(label_map)))
+            continue
         for ref in discover_cases(folder):
             if ref.label is None:
                 raise InputError(str(ref.image), "training case has no label")
