@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from shapes_for_tests import ball
 
 from tumorsynth.evaluation.lesions import (
     STRATUM_NAMES,
@@ -15,18 +16,6 @@ from tumorsynth.evaluation.lesions import (
     radius_stratum,
 )
 from tumorsynth.evaluation.metrics import evaluate_case, summarize_cases
-
-
-def ball(
-    shape: tuple[int, int, int],
-    center_mm: tuple[float, float, float],
-    radius_mm: float,
-    spacing_mm: tuple[float, float, float],
-) -> np.ndarray:
-    """Voxels whose centre lies within ``radius_mm`` of ``center_mm`` (voxel i at i * spacing)."""
-    axes = [np.arange(n) * s - c for n, s, c in zip(shape, spacing_mm, center_mm)]
-    x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
-    return x**2 + y**2 + z**2 <= radius_mm**2
 
 
 def test_equivalent_radius_and_strata_edges() -> None:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from shapes_for_tests import ball
 
 from tumorsynth.errors import InputError
 from tumorsynth.evaluation.metrics import (
@@ -18,18 +19,6 @@ from tumorsynth.evaluation.metrics import (
     surface_voxels,
     tumor_mask,
 )
-
-
-def ball(
-    shape: tuple[int, int, int],
-    center_mm: tuple[float, float, float],
-    radius_mm: float,
-    spacing_mm: tuple[float, float, float],
-) -> np.ndarray:
-    """Voxels whose centre lies within ``radius_mm`` of ``center_mm`` (voxel i at i * spacing)."""
-    axes = [np.arange(n) * s - c for n, s, c in zip(shape, spacing_mm, center_mm)]
-    x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
-    return x**2 + y**2 + z**2 <= radius_mm**2
 
 
 def cube(shape: tuple[int, int, int], start: int, size: int) -> np.ndarray:

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import far_from
+
 from tumorsynth.io.records import TumorRecord
 from tumorsynth.pipelines import TumorRequest, replay_case, synthesize_case
 from tumorsynth.realism import lesion_appearance

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import far_from
+
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.io.label_maps import OUTPUT_LABELS
 from tumorsynth.io.records import TumorRecord

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_config
+
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import discover_cases
 from tumorsynth.pipelines.batch import BatchSettings, run_batch

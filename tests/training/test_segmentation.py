@@ -7,8 +7,8 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import tiny_config  # tests/training/conftest.py
+
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.data import split_cases
 from tumorsynth.training.segmentation import train_segmentation
@@ -143,9 +143,15 @@ def test_interrupt_saves_the_last_step_for_resume(phantom_dataset, tmp_path, mon
 
 
 def test_cases_can_be_listed_file_by_file(phantom_dataset, tmp_path):
-    listed = [{"image": str(phantom_dataset / "imagesTr" / f"ph{i}_0000.nii.gz"),
-               "label": str(phantom_dataset / "labelsTr" / f"ph{i}.nii.gz"),
-               "label_map": "phantom", "case_id": f"c{i}"} for i in range(3)]
+    listed = [
+        {
+            "image": str(phantom_dataset / "imagesTr" / f"ph{i}_0000.nii.gz"),
+            "label": str(phantom_dataset / "labelsTr" / f"ph{i}.nii.gz"),
+            "label_map": "phantom",
+            "case_id": f"c{i}",
+        }
+        for i in range(3)
+    ]
     config = TrainConfig.from_dict(tiny_config(phantom_dataset, tmp_path / "run", healthy=listed))
     train, val = split_cases(config)
     assert sorted(c.case_id for c in train + val) == ["healthy:c0", "healthy:c1", "healthy:c2"]

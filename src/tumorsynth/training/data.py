@@ -28,8 +28,8 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
     ScaleIntensityRanged,
-    SpatialPadd,
     Spacingd,
+    SpatialPadd,
 )
 
 from tumorsynth._types import derive_seed
@@ -88,8 +88,15 @@ def _items(
             if "label" not in entry:
                 raise InputError(str(entry["image"]), "a listed training case needs 'label' too")
             case_id = entry.get("case_id") or Path(entry["image"]).name.split(".")[0]
-            items.append(CaseItem(f"{kind}:{case_id}", str(entry["image"]), str(entry["label"]),
-                                  kind, str(label_map)))
+            items.append(
+                CaseItem(
+                    f"{kind}:{case_id}",
+                    str(entry["image"]),
+                    str(entry["label"]),
+                    kind,
+                    str(label_map),
+                )
+            )
             continue
         for ref in discover_cases(folder):
             if ref.label is None:

@@ -152,6 +152,19 @@ def train_segmentation(
     )
     stop_at = config.optim.max_steps
     model.train()
+
+    def save_last() -> None:
+        _save_state(
+            ckpt_dir / "last",
+            model,
+            optimizer,
+            scheduler,
+            step,
+            best,
+            best_step,
+            segmentor_checkpoint_config(config, model_config, step),
+        )
+
     try:
         while step < stop_at:
             t0 = time.perf_counter()
@@ -205,29 +218,11 @@ def train_segmentation(
                     )
                 model.train()
             if rank == 0 and (step % config.train.checkpoint_every == 0 or step == stop_at):
-                _save_state(
-                    ckpt_dir / "last",
-                    model,
-                    optimizer,
-                    scheduler,
-                    step,
-                    best,
-                    best_step,
-                    segmentor_checkpoint_config(config, model_config, step),
-                )
+                save_last()
     except KeyboardInterrupt:
         # Keep what was trained: `--resume` continues from this step.
         if rank == 0 and step > 0:
-            _save_state(
-                ckpt_dir / "last",
-                model,
-                optimizer,
-                scheduler,
-                step,
-                best,
-                best_step,
-                segmentor_checkpoint_config(config, model_config, step),
-            )
+            save_last()
         raise
     bar.close()
     total = data_time + compute_time
