@@ -2,8 +2,8 @@
 # A short GPU run for issue 3: data-loader throughput with synthesis on, UNet prediction speed on a
 # 512x512x150 CT, ~5 minutes of training on synthetic liver tumors in the healthy scans (IRCAD 1.7
 # and the TotalSegmentator example), prediction on IRCAD 1.17 and evaluation against its two real
-# tumors. Run on the lent GPU machine from the repository root with the data prepared in .gpu/ by benchmarks/prepare_gpu_data.py
-# (benchmarks/prepare_gpu_data.py); results go to $OUT (or ./gpu_out).
+# tumors. Run on the lent GPU machine from the repository root with .gpu/ prepared by
+# benchmarks/prepare_gpu_data.py (carry it); results go to $OUT (or ./gpu_out).
 set -uo pipefail
 OUT="${OUT:-gpu_out}"; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
