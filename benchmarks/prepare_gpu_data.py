@@ -20,6 +20,7 @@ import numpy as np
 
 from tumorsynth.io import load_image, load_label, save_volume
 from tumorsynth.io.nifti import Volume
+from tumorsynth.organs.context import bounding_box
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,14 +29,10 @@ def crop_case(
     ct: Volume, seg: Volume, ids: list[int], margin_mm: float, image_out: Path, label_out: Path
 ) -> tuple[int, ...]:
     """Crop to the labelled ids' bounding box plus ``margin_mm``, keeping world coordinates."""
-    mask = np.isin(seg.array, ids)
-    box = []
-    for axis in range(3):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        pad = int(margin_mm / ct.spacing_mm[axis])
-        box.append(slice(max(0, hits[0] - pad), min(mask.shape[axis], hits[-1] + 1 + pad)))
+    pad = tuple(int(margin_mm / s) for s in ct.spacing_mm)
+    box = bounding_box(np.isin(seg.array, ids), margin=pad)
     affine = ct.affine.copy()
-    affine[:3, 3] = ct.affine[:3, :3] @ np.array([s.start for s in box]) + ct.affine[:3, 3]
+    affine[:3, 3] = ct.affine[:3, :3] @ np.array([b.start for b in box]) + ct.affine[:3, 3]
     sl = tuple(box)
     save_volume(
         Volume(ct.array[sl], affine, ct.header), image_out, array=np.asfortranarray(ct.array[sl])

@@ -8,26 +8,23 @@ the message, that no output is left behind and that the inputs are byte-for-byte
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import io
 import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_runner import Run, cli
 from PIL import Image
 
 import tumorsynth.pipelines.batch as batch_module
-from tumorsynth.cli.main import main
 from tumorsynth.io.nifti import Volume, save_volume
 from tumorsynth.io.phantom import make_phantom
 
@@ -48,24 +45,6 @@ MANIFEST_FIELDS = (
     "image_path",
     "label_path",
 )
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def cli(*argv: object) -> Run:
-    """``tumorsynth ARGV`` in-process; argparse's SystemExit becomes the exit code."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return Run(code, out.getvalue(), err.getvalue())
 
 
 def script(*argv: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-
-from tumorsynth.cli.main import main
+from cli_runner import cli
 
 SPACING = (1.0, 1.0, 2.5)
 SHAPE = (40, 40, 12)
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def cli(*argv: object) -> Run:
-    """``tumorsynth ARGV`` in-process; argparse's SystemExit becomes the exit code."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return Run(code, out.getvalue(), err.getvalue())
 
 
 def save(path: Path, array: np.ndarray, spacing: tuple[float, ...] = SPACING) -> None:

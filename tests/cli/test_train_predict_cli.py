@@ -1,23 +1,10 @@
 """train / predict / export-nnunet / experiment through the real entry point."""
 
-import contextlib
-import io
-
 import yaml
+from cli_runner import cli
 
-from tumorsynth.cli.main import main
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
-
-
-def cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def make_dataset(root):

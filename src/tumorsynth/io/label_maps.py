@@ -86,9 +86,6 @@ class LabelMap:
             return self.generic_tumor
         return ()
 
-    def known_organs(self) -> tuple[str, ...]:
-        return tuple(self.organs)
-
     def id_of(self, name: str) -> int:
         """The single id an output convention uses for ``name`` (organ or ``<organ>_tumor``)."""
         ids = self.organs.get(name) or self.tumors.get(name)

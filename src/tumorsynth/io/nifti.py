@@ -68,10 +68,6 @@ class Volume:
     def name(self) -> str:
         return str(self.path) if self.path is not None else "<array>"
 
-    def with_array(self, array: np.ndarray) -> Volume:
-        """Same grid and header, new voxels."""
-        return Volume(array, self.affine, self.header, self.path, dict(self.meta))
-
 
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size in mm along each voxel axis (column norms of the affine's 3x3 part)."""

@@ -40,6 +40,7 @@ from tumorsynth.io.nifti import RAS_LABELS, spacing_from_affine
 from tumorsynth.pipelines.synthesize import to_output_labels
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.transforms import RandTumorSynthd, TumorSynthd
+from tumorsynth.transforms.rand_tumor_synthd import as_type_of
 
 __all__ = [
     "CaseItem",
@@ -172,7 +173,7 @@ class RelabelToOutputd(MapTransform):
             out = to_output_labels(
                 np.rint(array).astype(np.int64), label_map, OUTPUT_LABELS, [self.organ]
             )
-            d[key] = _like(out, value)
+            d[key] = as_type_of(out, value)
         return d
 
 
@@ -192,15 +193,8 @@ class ToClassesd(MapTransform):
             t = torch.as_tensor(value)
             classes[t == self.organ_id] = 1
             classes[t == self.tumor_id] = 2
-            d[key] = _like(classes, value)
+            d[key] = as_type_of(classes, value)
         return d
-
-
-def _like(array: Any, like: Any) -> Any:
-    from monai.utils import convert_to_dst_type
-
-    out, *_ = convert_to_dst_type(array, like, dtype=None)
-    return out
 
 
 def prepare_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> list:
@@ -221,21 +215,25 @@ def _window(config: TrainConfig) -> ScaleIntensityRanged:
     return ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
 
 
+def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
+    """What training and validation synthesis share (labels are already relabelled)."""
+    d = config.data
+    return {
+        "keys": ("image", "label"),
+        "organ": d.organ,
+        "count": d.tumors_per_case,
+        "size": d.tumor_size,
+        "label_map": OUTPUT_LABELS,
+        "generator": d.generator,
+    }
+
+
 def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> Compose:
     d = config.data
     steps = prepare_transforms(config, spacing_mm, kind)
     if kind == "healthy":
         steps.append(
-            RandTumorSynthd(
-                keys=("image", "label"),
-                organ=d.organ,
-                prob=d.synthesis_prob,
-                count=d.tumors_per_case,
-                size=d.tumor_size,  # type: ignore[arg-type]
-                label_map=OUTPUT_LABELS,
-                generator=d.generator,
-                on_error="skip",
-            )
+            RandTumorSynthd(prob=d.synthesis_prob, on_error="skip", **_synthesis_settings(config))
         )
     pf = d.positive_fraction
     steps += [
@@ -263,17 +261,7 @@ def val_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) 
     d = config.data
     steps = prepare_transforms(config, spacing_mm, kind)
     if kind == "healthy":
-        steps.append(
-            TumorSynthd(
-                keys=("image", "label"),
-                organ=d.organ,
-                count=d.tumors_per_case,
-                size=d.tumor_size,  # type: ignore[arg-type]
-                label_map=OUTPUT_LABELS,
-                generator=d.generator,
-                seed=config.seed,
-            )
-        )
+        steps.append(TumorSynthd(seed=config.seed, **_synthesis_settings(config)))
     steps += [ToClassesd(["label"], d.organ), _window(config)]
     return Compose(steps)
 

@@ -28,7 +28,7 @@ from tumorsynth.io.nifti import spacing_from_affine
 from tumorsynth.organs import get_profile
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case, to_output_labels
 
-__all__ = ["RandTumorSynthd", "TumorSynthd"]
+__all__ = ["RandTumorSynthd", "TumorSynthd", "as_type_of"]
 
 
 class RandTumorSynthd(RandomizableTransform, MapTransform):
@@ -166,8 +166,8 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
         if new_label is None:
             new_label = to_output_labels(lab, self.label_map, self.output_labels, self.organs)
         if new_image is not None:
-            d[image_key] = _like(new_image, image)
-        d[label_key] = _like(new_label, label)
+            d[image_key] = as_type_of(new_image[None], image)
+        d[label_key] = as_type_of(new_label[None], label)
         if self.records_key is not None:
             d[self.records_key] = records
         return d
@@ -202,9 +202,9 @@ def _affine(image: Any, data: Mapping[Hashable, Any], key: Hashable) -> np.ndarr
     )
 
 
-def _like(array: np.ndarray, like: Any) -> Any:
-    """``array`` with a channel axis, in the type (and meta) of ``like``."""
-    out, *_ = convert_to_dst_type(array[None], like, dtype=None)
+def as_type_of(array: Any, like: Any) -> Any:
+    """``array`` (same shape as ``like``) in the type, device and meta of ``like``."""
+    out, *_ = convert_to_dst_type(array, like, dtype=None)
     if isinstance(like, MetaTensor) and isinstance(out, MetaTensor):
         out.copy_meta_from(like)
     return out
