@@ -111,3 +111,53 @@ def far_from(
     import edt
 
     return edt.edt(~mask, anisotropy=spacing_mm) > distance_mm
+
+
+def tiny_diffusion(seed: int = 0, crop_size: int = 16, spacing_mm: float = 4.0):
+    """An untrained, tiny latent diffusion model (seeded weights): fast enough for CPU tests."""
+    import torch
+
+    from tumorsynth.models.tumor_diffusion import (
+        AutoencoderConfig,
+        DenoiserConfig,
+        TumorDiffusion,
+        build_autoencoder,
+        build_denoiser,
+    )
+
+    ae_config = AutoencoderConfig(
+        channels=(8, 16),
+        num_embeddings=32,
+        embedding_dim=4,
+        crop_size=crop_size,
+        spacing_mm=(spacing_mm,) * 3,
+    )
+    config = DenoiserConfig(
+        channels=(16, 32),
+        attention_levels=(False, True),
+        num_res_blocks=1,
+        num_head_channels=8,
+        norm_num_groups=8,
+        num_train_timesteps=50,
+        sample_steps=(2, 3),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        autoencoder = build_autoencoder(ae_config)
+        denoiser = build_denoiser(config, ae_config.embedding_dim)
+    return TumorDiffusion(autoencoder, ae_config, denoiser, config, scale_factor=1.0)
+
+
+@pytest.fixture(scope="session")
+def diffusion_checkpoint(tmp_path_factory) -> Path:
+    """A saved tiny diffusion checkpoint folder (untrained weights)."""
+    pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("diffusion") / "model"
+    tiny_diffusion().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def generator_options(diffusion_checkpoint) -> dict[str, dict]:
+    """Options each registered generator needs to be built in tests."""
+    return {"diffusion": {"checkpoint": diffusion_checkpoint, "device": "cpu"}}

@@ -46,8 +46,8 @@ def render_input(generator: TumorGenerator, size="medium", seed=1, organ="liver"
 
 
 @pytest.fixture(params=registered_generators())
-def generator(request):
-    return get_generator(request.param)
+def generator(request, generator_options):
+    return get_generator(request.param, **generator_options.get(request.param, {}))
 
 
 class TestGeneratorProtocol:

@@ -1,7 +1,7 @@
 """Tumor appearance generators behind one protocol: draw a spec (random), render it (deterministic).
 
-``heuristic`` (SynTumor-class, calibrated to the scan) is built in; learned generators register
-themselves under their own names.
+``heuristic`` (SynTumor-class, calibrated to the scan) and ``diffusion`` (DiffTumor-class, a
+trained checkpoint; needs the ``torch`` extra) are built in; others register under their own names.
 """
 
 from __future__ import annotations
@@ -10,9 +10,15 @@ from collections.abc import Callable
 
 from tumorsynth.errors import InputError
 from tumorsynth.generators.heuristic import HeuristicAppearance, HeuristicGenerator
-from tumorsynth.generators.protocol import RenderInput, TumorGenerator, TumorSite
+from tumorsynth.generators.protocol import (
+    BatchTumorGenerator,
+    RenderInput,
+    TumorGenerator,
+    TumorSite,
+)
 
 __all__ = [
+    "BatchTumorGenerator",
     "HeuristicAppearance",
     "HeuristicGenerator",
     "RenderInput",
@@ -23,7 +29,18 @@ __all__ = [
     "registered_generators",
 ]
 
-_FACTORIES: dict[str, Callable[..., TumorGenerator]] = {"heuristic": HeuristicGenerator}
+
+def _diffusion(**options: object) -> TumorGenerator:
+    """The learned generator (needs the ``torch`` extra, imported only when asked for)."""
+    from tumorsynth.generators.diffusion import DiffusionGenerator
+
+    return DiffusionGenerator(**options)  # type: ignore[arg-type]
+
+
+_FACTORIES: dict[str, Callable[..., TumorGenerator]] = {
+    "heuristic": HeuristicGenerator,
+    "diffusion": _diffusion,
+}
 
 
 def register_generator(name: str, factory: Callable[..., TumorGenerator]) -> None:

@@ -8,7 +8,7 @@ spec; replaying it through ``render`` reproduces the voxels exactly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,7 +19,7 @@ from tumorsynth.organs.context import ParenchymaStats
 from tumorsynth.organs.profile import OrganProfile
 from tumorsynth.shapes.ellipsoid import ShapeField, ShapeSpec
 
-__all__ = ["TumorSite", "RenderInput", "TumorGenerator"]
+__all__ = ["BatchTumorGenerator", "RenderInput", "TumorGenerator", "TumorSite"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,13 @@ class RenderInput:
         ``shape.distance_mm < 0 & allowed``.
     spacing_mm
         Voxel size of the crop's axes.
+    context
+        Only for generators with ``context_mm``: float32 HU of a larger crop around the tumor
+        (after mass effect) that the generator reads but does not write.
+    context_offset
+        Where the crop's first voxel lies in ``context`` (voxels).
+    affine
+        The scan's voxel-to-world affine (orientation for generators that work in RAS), or None.
     """
 
     image: np.ndarray
@@ -58,6 +65,9 @@ class RenderInput:
     shape: ShapeField
     allowed: np.ndarray
     spacing_mm: tuple[float, float, float]
+    context: np.ndarray | None = None
+    context_offset: tuple[int, int, int] = (0, 0, 0)
+    affine: np.ndarray | None = None
 
     @property
     def tumor_mask(self) -> np.ndarray:
@@ -83,4 +93,25 @@ class TumorGenerator(Protocol):
 
     def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray:
         """New float32 HU for the whole crop; voxels the tumor does not touch keep ``inputs.image``."""
+        ...
+
+
+@runtime_checkable
+class BatchTumorGenerator(TumorGenerator, Protocol):
+    """A generator that reads context beyond what it writes and renders several tumors at once
+    (learned models: one batched network call instead of one per tumor).
+
+    The pipeline hands it every tumor whose crops do not depend on each other's results in one
+    :meth:`render_batch` call; a given list of specs is always grouped the same way, so replay
+    stays exact.
+    """
+
+    def context_mm(self, spec: Mapping[str, Any]) -> float:
+        """Margin around the tumor that rendering ``spec`` reads (``RenderInput.context``)."""
+        ...
+
+    def render_batch(
+        self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput]
+    ) -> list[np.ndarray]:
+        """:meth:`render` for several tumors; element ``i`` is what ``render`` would return."""
         ...

@@ -26,7 +26,13 @@ from PIL import Image, ImageDraw, ImageFont
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path
 
-__all__ = ["window_to_uint8", "render_tumor_montage", "render_overview", "save_png"]
+__all__ = [
+    "render_crop_grid",
+    "render_overview",
+    "render_tumor_montage",
+    "save_png",
+    "window_to_uint8",
+]
 
 Plane = Literal["axial", "coronal"]
 
@@ -222,6 +228,53 @@ def render_overview(
     for i, caption in enumerate(captions):
         _draw_title(overview, caption, (i * tile_px + 4, 3), tile_px)
     return overview
+
+
+def render_crop_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    *,
+    column_titles: Sequence[str] = (),
+    mask_rows: Sequence[np.ndarray | None] | None = None,
+    level_hu: float = 40.0,
+    width_hu: float = 400.0,
+    tile_px: int = 160,
+) -> Image.Image:
+    """A grid of axial planes of RAS cubes (the learned model's crops), e.g. original beside
+    reconstruction: ``rows[r][c]`` is a 2-D plane indexed ``[x, y]`` (RAS) in HU, shown with
+    anterior up and patient right on the left. ``mask_rows[r]`` (a plane, optional) is outlined
+    in red on every tile of its row; ``column_titles`` label the first row.
+
+    Examples
+    --------
+    >>> plane = np.zeros((16, 16), dtype=np.float32)
+    >>> render_crop_grid([[plane, plane]], tile_px=32).size
+    (64, 32)
+    """
+    if not rows or not all(rows):
+        raise InputError("rows", "expected at least one row of planes, found none")
+    n_cols = max(len(r) for r in rows)
+    canvas = np.zeros((len(rows) * tile_px, n_cols * tile_px, 3), dtype=np.uint8)
+    for r, planes in enumerate(rows):
+        mask = mask_rows[r] if mask_rows is not None else None
+        edge = _display(_boundary(mask.astype(bool)), tile_px) if mask is not None else None
+        for c, plane in enumerate(planes):
+            tile = _display(window_to_uint8(plane, level_hu, width_hu), tile_px)
+            rgb = np.repeat(tile[..., None], 3, axis=2)
+            if edge is not None:
+                rgb[edge.astype(bool)] = _TUMOR_RGB
+            canvas[r * tile_px : (r + 1) * tile_px, c * tile_px : (c + 1) * tile_px] = rgb
+    img = Image.fromarray(canvas, mode="RGB")
+    for c, title in enumerate(column_titles):
+        _draw_title(img, title, (c * tile_px + 3, 3), tile_px)
+    return img
+
+
+def _display(plane: np.ndarray, tile_px: int) -> np.ndarray:
+    """RAS ``[x, y]`` plane -> radiological tile (anterior up, right on the left), nearest-resized."""
+    shown = np.ascontiguousarray(plane[::-1, ::-1].T)
+    if shown.dtype == bool:
+        shown = shown.astype(np.uint8)
+    return np.asarray(Image.fromarray(shown).resize((tile_px, tile_px), Image.Resampling.NEAREST))
 
 
 def save_png(img: Image.Image, path: str | os.PathLike[str]) -> Path:

@@ -23,10 +23,10 @@ from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 
 __all__ = [
-    "save_pretrained",
+    "config_differences",
     "load_pretrained_state",
     "load_state_strict",
-    "config_differences",
+    "save_pretrained",
     "sha256_of",
 ]
 

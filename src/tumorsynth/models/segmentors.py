@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-__all__ = ["SegmentorConfig", "build_segmentor", "nnunet_topology", "count_parameters", "BACKBONES"]
+__all__ = ["BACKBONES", "SegmentorConfig", "build_segmentor", "count_parameters", "nnunet_topology"]
 
 Backbone = Literal["unet", "dynunet", "swinunetr"]
 BACKBONES: tuple[str, ...] = ("unet", "dynunet", "swinunetr")
@@ -59,7 +59,7 @@ class SegmentorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SegmentorConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SegmentorConfig:
         values = dict(data)
         for key in ("patch_size", "spacing_mm", "channels"):
             if key in values:

@@ -21,7 +21,13 @@ from threadpoolctl import threadpool_limits
 from tumorsynth import __version__
 from tumorsynth._types import SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
 from tumorsynth.errors import InputError, PlacementError
-from tumorsynth.generators import RenderInput, TumorGenerator, TumorSite, get_generator
+from tumorsynth.generators import (
+    BatchTumorGenerator,
+    RenderInput,
+    TumorGenerator,
+    TumorSite,
+    get_generator,
+)
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.records import TumorRecord
 from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM, get_profile
@@ -236,7 +242,7 @@ def _synthesize(
         [r.organ for r in requests],
     )
     contexts: dict[str, OrganContext] = {}
-    records: list[TumorRecord] = []
+    renderer = _Renderer(state, case_id)
     # Largest first: big tumors need the deep parts of an organ, small ones fit around them.
     planned = [(request.organ, size) for request in requests for size in _draw_sizes(request, rng)]
     planned.sort(key=lambda item: -get_profile(item[0]).rule(item[1]).base_radius_mm)
@@ -265,12 +271,13 @@ def _synthesize(
                 organ_label,
                 tumor_label,
             )
-            patch = _render(spec, state, gen)
-            if patch.n_voxels >= max(
+            if renderer.must_flush_before(spec, gen):
+                renderer.flush()
+            pending = _prepare_render(spec, state, gen)
+            if pending.tumor_voxels >= max(
                 1, MIN_KEPT_FRACTION * _ellipsoid_voxels(shape, state.spacing_mm)
             ):
-                _commit(patch, state)
-                records.append(_record(spec, patch, state, case_id, len(records), attempt))
+                renderer.add(pending, attempt)
                 break
             context.occupied.pop()  # give the space back and draw again
         else:
@@ -281,7 +288,8 @@ def _synthesize(
                 "by the organ edge)",
                 fix="ask for a smaller --size",
             )
-    return SynthesisOutput(state.image, state.label, records)
+    renderer.flush()
+    return SynthesisOutput(state.image, state.label, renderer.records)
 
 
 def render_specs(
@@ -336,19 +344,22 @@ def _render_all(
         sorted({s.organ for s in specs}),
     )
     cache: dict[str, TumorGenerator] = dict(generators or {})
-    records = []
+    renderer = _Renderer(state, case_id)
     for spec in specs:
-        gen = cache.setdefault(spec.generator, get_generator(spec.generator))
+        if spec.generator not in cache:
+            cache[spec.generator] = get_generator(spec.generator)
+        gen = cache[spec.generator]
         if gen.version != spec.generator_version:
             raise InputError(
                 where,
                 f"tumor was made by {spec.generator} {spec.generator_version}, "
                 f"this is {gen.version}; replay would not be exact",
             )
-        patch = _render(spec, state, gen)
-        _commit(patch, state)
-        records.append(_record(spec, patch, state, case_id, len(records), 1))
-    return SynthesisOutput(state.image, state.label, records)
+        if renderer.must_flush_before(spec, gen):
+            renderer.flush()
+        renderer.add(_prepare_render(spec, state, gen), 1)
+    renderer.flush()
+    return SynthesisOutput(state.image, state.label, renderer.records)
 
 
 def replay_case(
@@ -489,8 +500,27 @@ def _draw_sizes(request: TumorRequest, rng: np.random.Generator) -> list[SizeCla
     return [request.size] * count
 
 
-def _render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Patch:
-    """Render one tumor into copies of its crops (nothing is written to the case yet)."""
+@dataclass
+class _Pending:
+    """One tumor's geometry and render inputs, before its appearance is rendered."""
+
+    spec: TumorSpec
+    gen: TumorGenerator
+    box: Box  # the crop it writes (tumor + margin, or the mass-effect box)
+    read_box: Box  # the crop it reads (``box`` or, with context, larger)
+    inner: tuple[slice, slice, slice]
+    background: np.ndarray
+    label: np.ndarray
+    changed: np.ndarray
+    inputs: RenderInput
+
+    @property
+    def tumor_voxels(self) -> int:
+        return int(self.inputs.tumor_mask.sum())
+
+
+def _prepare_render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Pending:
+    """Everything about one tumor except its appearance (nothing is written to the case)."""
     spacing = state.spacing_mm
     shape_spec = spec.shape
     sbox = shape_box(shape_spec, spacing, state.image.shape, gen.margin_mm(spec.appearance))
@@ -515,14 +545,32 @@ def _render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Patch:
         state.label_map,
         spacing,
     )
-    new = gen.render(
-        spec.appearance, RenderInput(background[inner], original[inner], field, allowed, spacing)
+    inputs = RenderInput(
+        background[inner], original[inner], field, allowed, spacing, affine=state.affine
     )
+    read_box = box
+    if isinstance(gen, BatchTumorGenerator):
+        reach = gen.context_mm(spec.appearance)
+        read_box = _union(shape_box(shape_spec, spacing, state.image.shape, reach), box)
+        context = c_ordered(state.image[read_box.slices], np.float32)
+        context[read_box.inner(box)] = background  # the tissue as the mass effect left it
+        inputs.context = context
+        inputs.context_offset = tuple(  # type: ignore[assignment]
+            s.start for s in read_box.inner(sbox)
+        )
+    return _Pending(spec, gen, box, read_box, inner, background, label, changed, inputs)
+
+
+def _finish_render(pending: _Pending, new: np.ndarray, state: _CaseState) -> _Patch:
+    """The patch of one rendered tumor (its new values and label), not yet committed."""
+    spec, box, inner = pending.spec, pending.box, pending.inner
+    background, label, changed = pending.background, pending.label, pending.changed
+    field = pending.inputs.shape
     changed[inner] |= new != background[inner]
     final = background  # a fresh array either way (crop copy or warped copy)
     final[inner] = new
     tumor = np.zeros(box.shape, dtype=bool)
-    tumor[inner] = (field.distance_mm < 0) & allowed
+    tumor[inner] = pending.inputs.tumor_mask
     label[tumor] = spec.tumor_label
     image_out = _to_dtype(final, state.image.dtype)
     shell = (
@@ -538,6 +586,64 @@ def _render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Patch:
         n_voxels,
         float(final[tumor].mean()) if n_voxels else math.nan,
         float(final[inner][shell].mean()) if shell.any() else math.nan,
+    )
+
+
+class _Renderer:
+    """Renders tumors in order, batching those that do not read what an earlier one writes.
+
+    A tumor joins the pending group unless the crop it reads overlaps the crop a pending tumor
+    writes; then the group is rendered (one ``render_batch`` per generator) and committed first.
+    The grouping depends only on the specs, so the same specs give the same voxels, and for
+    generators without context it equals rendering one by one.
+    """
+
+    def __init__(self, state: _CaseState, case_id: str) -> None:
+        self.state = state
+        self.case_id = case_id
+        self.pending: list[tuple[_Pending, int]] = []
+        self.records: list[TumorRecord] = []
+
+    def must_flush_before(self, spec: TumorSpec, gen: TumorGenerator) -> bool:
+        state = self.state
+        reach = gen.context_mm(spec.appearance) if isinstance(gen, BatchTumorGenerator) else 0.0
+        margin = max(gen.margin_mm(spec.appearance), reach)
+        reads = shape_box(spec.shape, state.spacing_mm, state.image.shape, margin)
+        mbox = mass_effect_box(spec.shape, state.spacing_mm, state.image.shape)
+        if mbox is not None:
+            reads = _union(reads, mbox)
+        return any(_overlaps(reads, p.box) for p, _ in self.pending)
+
+    def add(self, pending: _Pending, attempts: int) -> None:
+        self.pending.append((pending, attempts))
+
+    def flush(self) -> None:
+        groups: dict[int, list[int]] = {}
+        for i, (p, _) in enumerate(self.pending):
+            groups.setdefault(id(p.gen), []).append(i)
+        rendered: list[np.ndarray | None] = [None] * len(self.pending)
+        for indices in groups.values():
+            gen = self.pending[indices[0]][0].gen
+            specs = [self.pending[i][0].spec.appearance for i in indices]
+            inputs = [self.pending[i][0].inputs for i in indices]
+            if isinstance(gen, BatchTumorGenerator):
+                outs = gen.render_batch(specs, inputs)
+            else:
+                outs = [gen.render(s, inp) for s, inp in zip(specs, inputs)]
+            for i, new in zip(indices, outs):
+                rendered[i] = new
+        for (p, attempts), new in zip(self.pending, rendered):
+            patch = _finish_render(p, new, self.state)  # type: ignore[arg-type]
+            _commit(patch, self.state)
+            self.records.append(
+                _record(p.spec, patch, self.state, self.case_id, len(self.records), attempts)
+            )
+        self.pending = []
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return all(
+        x < y + m and y < x + n for x, n, y, m in zip(a.origin, a.shape, b.origin, b.shape)
     )
 
 

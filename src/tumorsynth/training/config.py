@@ -28,12 +28,13 @@ Unknown keys are errors that name the key and the keys that exist.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from tumorsynth._settings import as_tuples, check_keys
 from tumorsynth.errors import InputError
 from tumorsynth.models.segmentors import BACKBONES, SegmentorConfig
 
@@ -120,9 +121,9 @@ class TrainConfig:
         return {"background": 0, self.data.organ: 1, f"{self.data.organ}_tumor": 2}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> TrainConfig:
         data = dict(data or {})
-        _check_keys(data, cls, where)
+        check_keys(data, cls, where)
         sections = {
             "data": DataConfig,
             "model": SegmentorConfig,
@@ -134,8 +135,8 @@ class TrainConfig:
             if key in sections:
                 if not isinstance(value, dict):
                     raise InputError(where, f"'{key}' must be a mapping, found {value!r}")
-                _check_keys(value, sections[key], f"{where}: {key}")
-                values[key] = sections[key](**_tuples(value, sections[key]))
+                check_keys(value, sections[key], f"{where}: {key}")
+                values[key] = sections[key](**as_tuples(value, sections[key]))
             else:
                 values[key] = value
         config = cls(**values)
@@ -185,22 +186,6 @@ def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any
             out[key] = merge_settings(out[key], value)
         else:
             out[key] = value
-    return out
-
-
-def _check_keys(data: dict[str, Any], cls: type, where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(where, f"unknown setting(s) {unknown}; known are {sorted(known)}")
-
-
-def _tuples(values: dict[str, Any], cls: type) -> dict[str, Any]:
-    """YAML lists -> tuples for tuple-typed fields (frozen configs stay hashable)."""
-    out = dict(values)
-    for f in fields(cls):
-        if f.name in out and isinstance(out[f.name], list) and "tuple" in str(f.type):
-            out[f.name] = tuple(out[f.name])
     return out
 
 

@@ -44,14 +44,15 @@ from tumorsynth.transforms.rand_tumor_synthd import as_type_of
 
 __all__ = [
     "CaseItem",
-    "split_cases",
-    "median_spacing",
-    "ToClassesd",
     "RelabelToOutputd",
+    "ToClassesd",
+    "build_datasets",
+    "case_items",
+    "median_spacing",
     "prepare_transforms",
+    "split_cases",
     "train_transforms",
     "val_transforms",
-    "build_datasets",
 ]
 
 
@@ -77,9 +78,11 @@ class CaseItem:
         }
 
 
-def _items(
+def case_items(
     entries: Sequence[str | Mapping[str, str]], kind: str, default_map: str
 ) -> list[CaseItem]:
+    """Cases from config entries: a dataset folder, ``{path: DIR, label_map: ..}`` or one case
+    ``{image: CT, label: SEG, label_map: ..}``."""
     items = []
     for entry in entries:
         folder = entry if isinstance(entry, str) else entry.get("path", "")
@@ -115,9 +118,9 @@ def split_cases(config: TrainConfig) -> tuple[list[CaseItem], list[CaseItem]]:
     never the test set: that is evaluated separately), else from healthy cases with seeded
     synthetic tumors; ``data.val_cases`` names them explicitly."""
     d = config.data
-    real = _items(d.real, "real", d.real_label_map) if d.mode in ("real", "mixed") else []
+    real = case_items(d.real, "real", d.real_label_map) if d.mode in ("real", "mixed") else []
     healthy = (
-        _items(d.healthy, "healthy", d.healthy_label_map)
+        case_items(d.healthy, "healthy", d.healthy_label_map)
         if d.mode in ("synthetic", "mixed")
         else []
     )

@@ -39,7 +39,7 @@ from tumorsynth.training.config import (
     read_settings,
 )
 
-__all__ = ["ExperimentConfig", "load_experiment", "run_experiment", "comparison_table"]
+__all__ = ["ExperimentConfig", "comparison_table", "load_experiment", "run_experiment"]
 
 METRICS = (
     ("dsc_mean", "DSC"),

@@ -8,9 +8,7 @@ is ``metrics.csv`` (plus TensorBoard when it is installed).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import time
@@ -30,18 +28,29 @@ from tumorsynth import __version__
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict, save_pretrained
 from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, count_parameters
+from tumorsynth.training.common import MetricsLog, pick_device, warmup_cosine, write_json
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.data import build_datasets, median_spacing, split_cases
 
 __all__ = [
-    "TrainOutput",
-    "train_segmentation",
-    "segmentor_checkpoint_config",
-    "make_loader",
     "KIND",
+    "TrainOutput",
+    "make_loader",
+    "segmentor_checkpoint_config",
+    "train_segmentation",
 ]
 
 KIND = "segmentor"
+METRIC_COLUMNS = (
+    "step",
+    "loss",
+    "lr",
+    "crops_per_s",
+    "data_fraction",
+    "gpu_mem_gb",
+    "val_tumor_dsc",
+    "val_organ_dsc",
+)
 
 
 @dataclass
@@ -71,25 +80,6 @@ def segmentor_checkpoint_config(
     }
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            return torch.device("cuda", local)
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def _lr_lambda(warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
 def train_segmentation(
     config: TrainConfig, *, resume: bool = False, progress: bool = True
 ) -> TrainOutput:
@@ -98,9 +88,9 @@ def train_segmentation(
     if distributed:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank = torch.distributed.get_rank() if distributed else 0
-    device = _device(config.train.device)
+    device = pick_device(config.train.device)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        torch.cuda.setpick_device(device)
     out = ensure_writable_dir(config.train.out_dir) if rank == 0 else Path(config.train.out_dir)
 
     train_items, val_items = split_cases(config)
@@ -123,7 +113,7 @@ def train_segmentation(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(config.optim.warmup_steps, config.optim.max_steps)
+        optimizer, warmup_cosine(config.optim.warmup_steps, config.optim.max_steps)
     )
     amp = config.optim.amp and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
@@ -133,8 +123,8 @@ def train_segmentation(
     if resume and (ckpt_dir / "last" / "train_state.pt").exists():
         step, best, best_step = _resume(ckpt_dir / "last", model, optimizer, scheduler)
     if rank == 0:
-        _write_json(out / "train_config.json", config.to_dict())
-    log = _MetricsLog(out, enabled=rank == 0, resume=resume)
+        write_json(out / "train_config.json", config.to_dict())
+    log = MetricsLog(out, METRIC_COLUMNS, enabled=rank == 0, resume=resume)
     bar = tqdm(
         total=config.optim.max_steps,
         initial=step,
@@ -240,7 +230,7 @@ def train_segmentation(
             "device": str(device),
         }
         summary["out_dir"] = str(out)
-        _write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     if distributed:
         torch.distributed.destroy_process_group()
     return result
@@ -363,57 +353,3 @@ def _resume(
     optimizer.load_state_dict(train_state["optimizer"])
     scheduler.load_state_dict(train_state["scheduler"])
     return int(train_state["step"]), float(train_state["best"]), int(train_state["best_step"])
-
-
-class _MetricsLog:
-    """Appends rows to ``metrics.csv`` (fixed columns, empty where a row has no value) and to
-    TensorBoard when it is installed."""
-
-    COLUMNS = (
-        "step",
-        "loss",
-        "lr",
-        "crops_per_s",
-        "data_fraction",
-        "gpu_mem_gb",
-        "val_tumor_dsc",
-        "val_organ_dsc",
-    )
-
-    def __init__(self, out: Path, *, enabled: bool, resume: bool) -> None:
-        self.path = out / "metrics.csv"
-        self.enabled = enabled
-        self.writer = None
-        if not enabled:
-            return
-        if not (resume and self.path.exists()):
-            with open(self.path, "w", newline="") as handle:
-                csv.writer(handle).writerow(self.COLUMNS)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(out / "tensorboard"))
-        except ImportError:  # TensorBoard is optional
-            self.writer = None
-
-    def write(self, row: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", newline="") as handle:
-            csv.writer(handle).writerow(
-                [
-                    ""
-                    if row.get(c) is None
-                    else (f"{row[c]:.6g}" if isinstance(row[c], float) else row[c])
-                    for c in self.COLUMNS
-                ]
-            )
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "step":
-                    self.writer.add_scalar(key, value, row["step"])
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")

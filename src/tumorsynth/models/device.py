@@ -1,0 +1,24 @@
+"""Which torch device a model runs on."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from tumorsynth.errors import InputError
+
+__all__ = ["pick_device"]
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: this rank's GPU (``LOCAL_RANK``) when there is one, else the CPU; otherwise
+    the named device (``cpu``, ``cuda``, ``cuda:1``)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise InputError("device", f"expected auto, cpu or cuda[:N], found {name!r}") from exc

@@ -1,0 +1,435 @@
+"""The learned tumor model (DiffTumor-class): a 3-D VQ autoencoder and a mask-conditioned latent
+diffusion denoiser, both MONAI networks, with frozen configs and safetensors checkpoints.
+
+Conventions
+-----------
+- Crops are cubes of ``crop_size`` voxels at ``spacing_mm`` (RAS axes), intensities clipped to the
+  HU window and mapped to [-1, 1] (:func:`hu_to_unit`).
+- The autoencoder downsamples by 2 per entry of ``channels`` (two entries: 4x per axis, a 96^3
+  crop becomes an ``embedding_dim`` x 24^3 latent), and vector-quantizes the latent.
+- The denoiser sees ``[noisy latent, latent of the crop with the tumor zeroed, tumor mask on the
+  latent grid]`` (concatenated channels) and a size class (0 early: diameter < 20 mm, 1 larger),
+  and predicts the noise. It is trained with DDPM and sampled with DDIM in a few steps.
+
+A checkpoint folder holds ``autoencoder/`` and ``denoiser/`` (each ``config.json`` +
+``model.safetensors`` + sha256), so one folder is everything a generator needs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.inferers import LatentDiffusionInferer
+from monai.networks.nets import VQVAE, DiffusionModelUNet, PatchDiscriminator
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from tumorsynth._settings import config_from_dict
+from tumorsynth.errors import InputError
+from tumorsynth.models.checkpoint import (
+    config_differences,
+    load_pretrained_state,
+    load_state_strict,
+    save_pretrained,
+)
+
+__all__ = [
+    "EARLY",
+    "LARGER",
+    "AutoencoderConfig",
+    "DenoiserConfig",
+    "TumorDiffusion",
+    "build_autoencoder",
+    "build_denoiser",
+    "build_discriminator",
+    "hu_to_unit",
+    "load_autoencoder",
+    "unit_to_hu",
+]
+
+AUTOENCODER_KIND = "tumorsynth-vq-autoencoder"
+DENOISER_KIND = "tumorsynth-latent-denoiser"
+#: Size classes the denoiser is conditioned on (DiffTumor trains early and larger tumors apart).
+EARLY, LARGER = 0, 1
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Shape of the VQ autoencoder and of the crops it works on.
+
+    Attributes
+    ----------
+    channels
+        Feature channels per level; each level downsamples 2x (two levels: 4x per axis).
+    num_res_layers
+        Residual layers per level.
+    num_embeddings, embedding_dim
+        Codebook size and latent channels (DiffTumor: 16384 x 8).
+    hu_window
+        HU range mapped to [-1, 1]; values outside are clipped.
+    spacing_mm, crop_size
+        Voxel size (mm, RAS) and edge length (voxels) of a crop.
+    """
+
+    channels: tuple[int, ...] = (32, 64)
+    num_res_layers: int = 1
+    num_embeddings: int = 2048
+    embedding_dim: int = 8
+    commitment_cost: float = 0.25
+    hu_window: tuple[float, float] = (-175.0, 250.0)
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    crop_size: int = 96
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** len(self.channels)
+
+    @property
+    def latent_size(self) -> int:
+        return self.crop_size // self.downsample
+
+    def validate(self, where: str) -> None:
+        if self.crop_size % self.downsample:
+            raise InputError(
+                where,
+                f"crop_size {self.crop_size} must be divisible by the autoencoder's downsampling "
+                f"{self.downsample} (2 ** len(channels))",
+            )
+        lo, hi = self.hu_window
+        if not hi > lo:
+            raise InputError(where, f"hu_window must be (low, high), found {self.hu_window}")
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Shape of the latent denoiser and of its noise schedule.
+
+    ``sample_steps`` are the default DDIM steps per size class (early, larger): DiffTumor's 4 for
+    early tumors and 50 for larger ones.
+    """
+
+    channels: tuple[int, ...] = (32, 64, 128)
+    attention_levels: tuple[bool, ...] = (False, False, True)
+    num_res_blocks: int = 2
+    num_head_channels: int = 32
+    norm_num_groups: int = 32
+    num_train_timesteps: int = 200
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    sample_steps: tuple[int, int] = (4, 50)
+
+    def validate(self, latent_size: int, where: str) -> None:
+        levels = 2 ** (len(self.channels) - 1)
+        if latent_size % levels:
+            raise InputError(
+                where,
+                f"the latent grid ({latent_size}) must be divisible by the denoiser's "
+                f"downsampling {levels} (2 ** (len(channels) - 1))",
+            )
+        if len(self.attention_levels) != len(self.channels):
+            raise InputError(where, "attention_levels needs one entry per channels entry")
+        if any(c % self.norm_num_groups for c in self.channels):
+            raise InputError(
+                where,
+                f"every channels entry must be divisible by norm_num_groups, found "
+                f"{self.channels} / {self.norm_num_groups}",
+            )
+
+
+# -- intensities -----------------------------------------------------------------------------------
+def hu_to_unit(hu: torch.Tensor, window: Sequence[float]) -> torch.Tensor:
+    """HU -> [-1, 1] over ``window`` (clipped)."""
+    lo, hi = float(window[0]), float(window[1])
+    return ((hu.clamp(lo, hi) - lo) / (hi - lo)) * 2.0 - 1.0
+
+
+def unit_to_hu(unit: torch.Tensor, window: Sequence[float]) -> torch.Tensor:
+    lo, hi = float(window[0]), float(window[1])
+    return (unit.clamp(-1.0, 1.0) + 1.0) * 0.5 * (hi - lo) + lo
+
+
+# -- networks --------------------------------------------------------------------------------------
+def build_autoencoder(config: AutoencoderConfig) -> VQVAE:
+    levels = len(config.channels)
+    return VQVAE(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=1,
+        channels=tuple(config.channels),
+        num_res_channels=tuple(config.channels),
+        num_res_layers=config.num_res_layers,
+        downsample_parameters=((2, 4, 1, 1),) * levels,
+        upsample_parameters=((2, 4, 1, 1, 0),) * levels,
+        num_embeddings=config.num_embeddings,
+        embedding_dim=config.embedding_dim,
+        commitment_cost=config.commitment_cost,
+    )
+
+
+def build_discriminator(config: AutoencoderConfig, channels: int = 32) -> nn.Module:
+    """A 3-D PatchGAN discriminator for the autoencoder's adversarial loss (3 strided layers for
+    a 96^3 crop, fewer for small crops)."""
+    layers = max(1, min(3, int(math.log2(config.crop_size)) - 3))
+    return PatchDiscriminator(
+        spatial_dims=3, channels=channels, in_channels=1, out_channels=1, num_layers_d=layers
+    )
+
+
+def build_denoiser(config: DenoiserConfig, embedding_dim: int) -> DiffusionModelUNet:
+    return DiffusionModelUNet(
+        spatial_dims=3,
+        in_channels=2 * embedding_dim + 1,  # noisy latent, masked-crop latent, mask
+        out_channels=embedding_dim,
+        channels=tuple(config.channels),
+        attention_levels=tuple(config.attention_levels),
+        num_res_blocks=config.num_res_blocks,
+        num_head_channels=config.num_head_channels,
+        norm_num_groups=config.norm_num_groups,
+        num_class_embeds=2,
+    )
+
+
+def train_scheduler(config: DenoiserConfig) -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        schedule="scaled_linear_beta",
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+        clip_sample=False,
+    )
+
+
+def sample_scheduler(config: DenoiserConfig, steps: int) -> DDIMScheduler:
+    if not 1 <= steps <= config.num_train_timesteps:
+        raise InputError(
+            "steps", f"expected 1..{config.num_train_timesteps} sampling steps, found {steps}"
+        )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        schedule="scaled_linear_beta",
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+        clip_sample=False,
+    )
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def load_autoencoder(folder: str | os.PathLike[str]) -> tuple[VQVAE, AutoencoderConfig]:
+    """An autoencoder checkpoint written by ``tumorsynth train-autoencoder``."""
+    stored, state = load_pretrained_state(folder, kind=AUTOENCODER_KIND)
+    config = config_from_dict(AutoencoderConfig, stored, str(Path(folder) / "config.json"))
+    model = build_autoencoder(config)
+    load_state_strict(model, state, str(folder))
+    return model.eval(), config
+
+
+def save_autoencoder(
+    model: nn.Module, config: AutoencoderConfig, folder: str | os.PathLike[str]
+) -> Path:
+    return save_pretrained(model, asdict(config), folder, kind=AUTOENCODER_KIND)
+
+
+# -- the model -------------------------------------------------------------------------------------
+class TumorDiffusion:
+    """Autoencoder + denoiser + noise schedule: fills a masked crop with a sampled tumor.
+
+    Parameters
+    ----------
+    autoencoder, autoencoder_config
+        The (frozen) VQ autoencoder.
+    denoiser, config
+        The latent denoiser (EMA weights when loaded from a checkpoint).
+    scale_factor
+        Latents are multiplied by this before diffusion (1 / their std on the training crops).
+    trained
+        The size classes it saw in training; another class is sampled as the nearest of these
+        (one annotated CT may hold only large tumors).
+    """
+
+    def __init__(
+        self,
+        autoencoder: VQVAE,
+        autoencoder_config: AutoencoderConfig,
+        denoiser: DiffusionModelUNet,
+        config: DenoiserConfig,
+        scale_factor: float = 1.0,
+        sha256: str = "",
+        trained: Sequence[int] = (EARLY, LARGER),
+    ) -> None:
+        self.autoencoder = autoencoder.eval()
+        self.autoencoder_config = autoencoder_config
+        self.denoiser = denoiser.eval()
+        self.config = config
+        self.scale_factor = float(scale_factor)
+        self.sha256 = sha256
+        self.trained = tuple(int(c) for c in trained)
+        if not self.trained:
+            raise InputError("trained", "expected at least one trained size class, found none")
+
+    def size_label(self, size_class: int) -> int:
+        """The class embedding used for ``size_class``: itself if trained, else the nearest."""
+        return min(self.trained, key=lambda c: (abs(c - int(size_class)), c))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def to(self, device: str | torch.device) -> TumorDiffusion:
+        self.autoencoder.to(device)
+        self.denoiser.to(device)
+        return self
+
+    # -- pieces shared by training and sampling ----------------------------------------------------
+    def condition(self, crops_unit: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """``[latent of the crop with the tumor zeroed, mask on the latent grid]`` (B, E+1, ...)."""
+        masked = crops_unit * (1.0 - masks)
+        latent = self.autoencoder.encode_stage_2_inputs(masked) * self.scale_factor
+        mask_latent = F.adaptive_avg_pool3d(masks, latent.shape[2:])
+        return torch.cat([latent, mask_latent.to(latent.dtype)], dim=1)
+
+    def latent_shape(self, batch: int) -> tuple[int, ...]:
+        n = self.autoencoder_config.latent_size
+        return (batch, self.autoencoder_config.embedding_dim, n, n, n)
+
+    def inferer(self, scheduler: DDPMScheduler | DDIMScheduler) -> LatentDiffusionInferer:
+        return LatentDiffusionInferer(scheduler, scale_factor=self.scale_factor)
+
+    # -- sampling ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        crops_hu: torch.Tensor,
+        masks: torch.Tensor,
+        size_classes: Sequence[int],
+        *,
+        steps: int | None = None,
+        generators: Sequence[torch.Generator | None] | torch.Generator | None = None,
+        amp: bool = True,
+    ) -> torch.Tensor:
+        """Sample tumors into masked crops (a batch); returns the decoded crops in HU.
+
+        Parameters
+        ----------
+        crops_hu
+            (B, 1, N, N, N) float HU crops at the model's spacing, on the model's device.
+        masks
+            (B, 1, N, N, N) tumor masks in [0, 1] (the region to fill).
+        size_classes
+            Per crop, ``EARLY`` (0) or ``LARGER`` (1).
+        steps
+            DDIM steps (default: the config's for the first crop's size class).
+        generators
+            One ``torch.Generator`` per crop (or one for the batch): the initial noise is drawn
+            on the CPU from it, so a seed gives the same tumor on any device and in any batch.
+        amp
+            bf16 autocast on CUDA (ignored on CPU).
+        """
+        batch = crops_hu.shape[0]
+        device = crops_hu.device
+        window = self.autoencoder_config.hu_window
+        steps = int(steps or self.config.sample_steps[int(size_classes[0])])
+        noise = _initial_noise(self.latent_shape(batch), generators).to(device)
+        labels = torch.as_tensor(
+            [self.size_label(c) for c in size_classes], dtype=torch.long, device=device
+        )
+        use_amp = amp and device.type == "cuda"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            cond = self.condition(hu_to_unit(crops_hu, window), masks)
+            decoded = self.inferer(sample_scheduler(self.config, steps)).sample(
+                input_noise=noise,
+                autoencoder_model=self.autoencoder,
+                diffusion_model=partial(self.denoiser, class_labels=labels),
+                conditioning=cond,
+                mode="concat",
+                verbose=False,
+            )
+        return unit_to_hu(decoded.float(), window)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_pretrained(
+        self, folder: str | os.PathLike[str], extra: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Write ``folder/autoencoder`` and ``folder/denoiser`` (config + safetensors + sha256)."""
+        folder = Path(folder)
+        save_autoencoder(self.autoencoder, self.autoencoder_config, folder / "autoencoder")
+        config = {
+            "denoiser": asdict(self.config),
+            "scale_factor": self.scale_factor,
+            "trained_size_classes": list(self.trained),
+            "autoencoder": asdict(self.autoencoder_config),
+            **dict(extra or {}),
+        }
+        save_pretrained(self.denoiser, config, folder / "denoiser", kind=DENOISER_KIND)
+        self.sha256 = _stored_sha(folder / "denoiser")
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "cpu",
+        expect: Mapping[str, Any] | None = None,
+    ) -> TumorDiffusion:
+        """Load a checkpoint folder; ``expect`` (a partial denoiser config) must match it.
+
+        Mismatches are errors that list each differing setting, and weights that do not fit the
+        configured network name the missing, unexpected and mis-shaped tensors.
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(
+                str(folder),
+                "expected a diffusion checkpoint folder, found nothing there",
+                fix="pass the out_dir of `tumorsynth train-diffusion` (or its checkpoints/best)",
+            )
+        autoencoder, ae_config = load_autoencoder(folder / "autoencoder")
+        stored, state = load_pretrained_state(folder / "denoiser", kind=DENOISER_KIND)
+        where = str(folder / "denoiser" / "config.json")
+        diffs = config_differences(stored.get("autoencoder", {}), asdict(ae_config))
+        if diffs:
+            raise InputError(
+                where,
+                "the denoiser was trained on another autoencoder: " + "; ".join(diffs),
+            )
+        config = config_from_dict(DenoiserConfig, stored["denoiser"], where)
+        if expect:
+            diffs = config_differences(asdict(config), {**asdict(config), **dict(expect)})
+            if diffs:
+                raise InputError(where, "checkpoint does not match: " + "; ".join(diffs))
+        denoiser = build_denoiser(config, ae_config.embedding_dim)
+        load_state_strict(denoiser, state, str(folder / "denoiser"))
+        model = cls(
+            autoencoder,
+            ae_config,
+            denoiser,
+            config,
+            float(stored.get("scale_factor", 1.0)),
+            _stored_sha(folder / "denoiser"),
+            stored.get("trained_size_classes", (EARLY, LARGER)),
+        )
+        return model.to(device)
+
+
+def _initial_noise(
+    shape: tuple[int, ...], generators: Sequence[torch.Generator | None] | torch.Generator | None
+) -> torch.Tensor:
+    if generators is None or isinstance(generators, torch.Generator):
+        return torch.randn(shape, generator=generators)
+    if len(generators) != shape[0]:
+        raise InputError("generators", f"expected {shape[0]} generators, found {len(generators)}")
+    return torch.stack([torch.randn(shape[1:], generator=g) for g in generators])
+
+
+def _stored_sha(folder: Path) -> str:
+    return str(json.loads((folder / "config.json").read_text()).get("sha256", ""))

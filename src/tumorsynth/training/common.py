@@ -1,0 +1,73 @@
+"""Pieces every training loop shares: device choice, warm-up + cosine schedule, the metrics log."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tumorsynth.io.atomic import atomic_path
+from tumorsynth.models.device import pick_device
+
+__all__ = ["MetricsLog", "pick_device", "warmup_cosine", "write_json"]
+
+
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up, then cosine decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class MetricsLog:
+    """Appends rows to ``metrics.csv`` (fixed columns, empty where a row has no value) and to
+    TensorBoard when it is installed."""
+
+    def __init__(
+        self, out: Path, columns: Sequence[str], *, enabled: bool = True, resume: bool = False
+    ) -> None:
+        self.path = out / "metrics.csv"
+        self.columns = tuple(columns)
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        if not (resume and self.path.exists()):
+            with open(self.path, "w", newline="") as handle:
+                csv.writer(handle).writerow(self.columns)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:  # TensorBoard is optional
+            self.writer = None
+
+    def write(self, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", newline="") as handle:
+            csv.writer(handle).writerow(
+                [
+                    ""
+                    if row.get(c) is None
+                    else (f"{row[c]:.6g}" if isinstance(row[c], float) else row[c])
+                    for c in self.columns
+                ]
+            )
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.writer.add_scalar(key, value, row["step"])
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,262 @@
+"""Train the mask-conditioned latent denoiser on annotated tumors (one CT can be enough).
+
+Each step takes crops around real tumors (jittered, zoomed, flipped), encodes them with the frozen
+autoencoder, noises the latent at random DDPM timesteps, and trains the denoiser to predict the
+noise from ``[noisy latent, latent of the crop with the tumor zeroed, mask on the latent grid]``
+and the tumor's size class (MONAI's LatentDiffusionInferer, concat mode). An exponential moving
+average of the weights is kept and is what the checkpoint holds.
+
+Outputs in ``out_dir``: ``model/`` (the generator checkpoint: autoencoder + EMA denoiser),
+``metrics.csv``, ``summary.json`` and ``samples.png`` (real crops beside tumors sampled into the
+same masks, 4 DDIM steps).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from tumorsynth._types import derive_seed
+from tumorsynth.io.atomic import ensure_writable_dir
+from tumorsynth.io.preview import render_crop_grid, save_png
+from tumorsynth.models.tumor_diffusion import (
+    EARLY,
+    LARGER,
+    TumorDiffusion,
+    build_denoiser,
+    hu_to_unit,
+    load_autoencoder,
+    train_scheduler,
+)
+from tumorsynth.training.common import MetricsLog, pick_device, warmup_cosine, write_json
+from tumorsynth.training.generative_config import DiffusionTrainConfig
+from tumorsynth.training.tumor_crops import CropSampler, load_tumor_scans, size_class_of
+
+__all__ = ["DiffusionOutput", "train_diffusion"]
+
+COLUMNS = ("step", "loss", "lr", "crops_per_s", "val_loss")
+#: Where the generator checkpoint goes inside ``out_dir``.
+MODEL_DIR = "model"
+
+
+@dataclass
+class DiffusionOutput:
+    out_dir: Path
+    model_dir: Path
+    steps: int
+    first_loss: float
+    last_loss: float
+    crops_per_second: float
+    tumors_per_class: dict[str, int]
+
+
+def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> DiffusionOutput:
+    """Train per ``config``; the checkpoint is ``out_dir/model`` (``--checkpoint`` for the
+    ``diffusion`` generator)."""
+    out = ensure_writable_dir(config.train.out_dir)
+    device = pick_device(config.train.device)
+    autoencoder, ae_config = load_autoencoder(config.autoencoder)
+    autoencoder.to(device).requires_grad_(False)
+    config.model.validate(ae_config.latent_size, f"{config.name}: model")
+    d = config.data
+    scans = load_tumor_scans(d.cases, d.label_map, d.organs, d.min_voxels)
+    rng = np.random.default_rng(config.seed)
+    sampler = CropSampler(scans, ae_config, rng, jitter=d.jitter, scale_range=d.scale_range)
+    counts = {"early": 0, "larger": 0}
+    for _, tumor in sampler.tumors:
+        counts["early" if size_class_of(tumor.diameter_mm) == EARLY else "larger"] += 1
+    trained = tuple(c for c, n in ((EARLY, counts["early"]), (LARGER, counts["larger"])) if n)
+    if len(trained) < 2:
+        warnings.warn(
+            f"only {'early' if trained == (EARLY,) else 'larger'} tumors to train on "
+            f"({counts}); the other size class will be sampled with this one's embedding",
+            stacklevel=2,
+        )
+    noise_gen = torch.Generator().manual_seed(derive_seed(config.seed, "diffusion noise"))
+    val_crops = _fixed_tumor_crops(config, scans, ae_config)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        denoiser = build_denoiser(config.model, ae_config.embedding_dim).to(device)
+    model = TumorDiffusion(autoencoder, ae_config, denoiser, config.model, trained=trained)
+    model.scale_factor = _scale_factor(model, val_crops[0], device)
+    ema = AveragedModel(denoiser, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay))
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.optim.lr)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.optim.warmup_steps, config.optim.max_steps)
+    )
+    inferer = model.inferer(train_scheduler(config.model))
+    amp = config.optim.amp and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+    write_json(out / "train_config.json", config.to_dict())
+    log = MetricsLog(out, COLUMNS)
+    deadline = (
+        time.perf_counter() + 60.0 * config.train.max_minutes
+        if config.train.max_minutes
+        else math.inf
+    )
+    bar = tqdm(total=config.optim.max_steps, disable=not progress, desc=config.name, unit="step")
+    step, crops, start = 0, 0, time.perf_counter()
+    first_loss = last_loss = math.nan
+    smoothed = math.nan
+
+    def loss_on(batch: tuple[torch.Tensor, torch.Tensor, list[int]], gen: torch.Generator) -> Any:
+        images, masks, classes = batch
+        x = hu_to_unit(images.to(device), ae_config.hu_window)
+        masks = masks.to(device)
+        labels = torch.as_tensor(classes, device=device)
+        noise = torch.randn(model.latent_shape(x.shape[0]), generator=gen).to(device)
+        t = torch.randint(0, config.model.num_train_timesteps, (x.shape[0],), generator=gen)
+        with torch.no_grad():
+            cond = model.condition(x, masks)
+        with autocast():
+            pred = inferer(
+                inputs=x,
+                autoencoder_model=autoencoder,
+                diffusion_model=partial(denoiser, class_labels=labels),
+                noise=noise,
+                timesteps=t.to(device),
+                condition=cond,
+                mode="concat",
+            )
+        return F.mse_loss(pred.float(), noise)
+
+    denoiser.train()
+    try:
+        while step < config.optim.max_steps and time.perf_counter() < deadline:
+            loss = loss_on(sampler.tumor_crops(config.optim.batch_size), noise_gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(denoiser.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            lr_sched.step()
+            ema.update_parameters(denoiser)
+            value = float(loss.detach())
+            smoothed = value if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * value
+            if step == 0:
+                first_loss = value
+            last_loss = smoothed
+            step += 1
+            crops += config.optim.batch_size
+            bar.update(1)
+            row: dict[str, Any] = {}
+            if step % config.train.log_every == 0 or step == config.optim.max_steps:
+                row = {
+                    "step": step,
+                    "loss": value,
+                    "lr": lr_sched.get_last_lr()[0],
+                    "crops_per_s": crops / max(time.perf_counter() - start, 1e-9),
+                }
+                bar.set_postfix(loss=f"{smoothed:.4f}")
+            if step % config.train.val_every == 0:
+                row.update({"step": step, "val_loss": _val_loss(loss_on, val_crops, config.seed)})
+                _save(model, ema, out, config, counts)
+            if row:
+                log.write(row)
+    finally:  # an interrupt still leaves a usable checkpoint
+        bar.close()
+        model_dir = _save(model, ema, out, config, counts)
+        elapsed = time.perf_counter() - start
+        ema_model = TumorDiffusion.from_pretrained(model_dir, device=device)
+        _samples_png(ema_model, val_crops, config.seed, out / "samples.png")
+        write_json(
+            out / "summary.json",
+            {
+                "steps": step,
+                "first_loss": first_loss,
+                "last_loss_smoothed": last_loss,
+                "val_loss": _val_loss(loss_on, val_crops, config.seed) if step else math.nan,
+                "tumors_per_class": counts,
+                "scale_factor": model.scale_factor,
+                "crops_per_second": crops / max(elapsed, 1e-9),
+                "minutes": elapsed / 60.0,
+                "device": str(device),
+            },
+        )
+    return DiffusionOutput(
+        out, model_dir, step, first_loss, last_loss, crops / max(elapsed, 1e-9), counts
+    )
+
+
+def _save(
+    model: TumorDiffusion,
+    ema: AveragedModel,
+    out: Path,
+    config: DiffusionTrainConfig,
+    counts: dict[str, int],
+) -> Path:
+    """The EMA weights as a generator checkpoint."""
+    saved = TumorDiffusion(
+        model.autoencoder,
+        model.autoencoder_config,
+        ema.module,
+        model.config,
+        model.scale_factor,
+        trained=model.trained,
+    )
+    extra = {"trained_on": {"organs": list(config.data.organs), "tumors_per_class": counts}}
+    return saved.save_pretrained(out / MODEL_DIR, extra=extra)
+
+
+@torch.no_grad()
+def _scale_factor(model: TumorDiffusion, crops_hu: torch.Tensor, device: torch.device) -> float:
+    """1 / std of the latents, so the diffusion works on unit-variance latents."""
+    x = hu_to_unit(crops_hu.to(device), model.autoencoder_config.hu_window)
+    latent = model.autoencoder.encode_stage_2_inputs(x)
+    return float(1.0 / max(float(latent.std()), 1e-6))
+
+
+def _fixed_tumor_crops(
+    config: DiffusionTrainConfig, scans: list, ae_config: Any
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    rng = np.random.default_rng(derive_seed(config.seed, "validation crops"))
+    sampler = CropSampler(scans, ae_config, rng, jitter=config.data.jitter)
+    return sampler.tumor_crops(max(1, config.data.val_crops))
+
+
+@torch.no_grad()
+def _val_loss(loss_on: Any, crops: tuple, seed: int) -> float:
+    """Noise-prediction loss on the fixed validation crops with fixed noise and timesteps."""
+    return float(loss_on(crops, torch.Generator().manual_seed(derive_seed(seed, "val noise"))))
+
+
+def _samples_png(
+    model: TumorDiffusion,
+    crops: tuple[torch.Tensor, torch.Tensor, list[int]],
+    seed: int,
+    path: Path,
+) -> None:
+    images, masks, classes = crops
+    device = model.device
+    gens = [
+        torch.Generator().manual_seed(derive_seed(seed, "sample", i)) for i in range(len(images))
+    ]
+    sampled = model.sample(
+        images.to(device),
+        masks.to(device),
+        classes,
+        steps=model.config.sample_steps[0],
+        generators=gens,
+    ).cpu()
+    rows, outlines = [], []
+    for image, mask, new in list(zip(images, masks, sampled))[:6]:
+        z = int(torch.argmax(mask[0].sum(dim=(0, 1))))  # the axial plane with most tumor
+        blended = image[0] + mask[0] * (new[0] - image[0])
+        rows.append([image[0][:, :, z].numpy(), blended[:, :, z].numpy()])
+        outlines.append(mask[0][:, :, z].numpy() > 0.5)
+    grid = render_crop_grid(
+        rows, column_titles=("real tumor", "sampled (4 steps)"), mask_rows=outlines
+    )
+    save_png(grid, path)

@@ -1,0 +1,268 @@
+"""Training crops for the learned generator: CT crops (autoencoder) and annotated-tumor crops
+with their masks (denoiser), read on the model's grid straight from the scans at native spacing.
+
+Scans are loaded once, kept as float32 tensors at their native grid, and cropped by trilinear
+interpolation (:class:`~tumorsynth.models.crop_grid.CropGrid`), which also gives scale
+augmentation for free. Crops are random flips of the RAS axes (and in-plane transposes when the
+model grid is square in-plane).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import cc3d
+import numpy as np
+import torch
+
+from tumorsynth.errors import InputError
+from tumorsynth.io.datasets import discover_cases, read_case_label
+from tumorsynth.io.label_maps import LabelMap, resolve_label_map
+from tumorsynth.io.nifti import load_image
+from tumorsynth.models.crop_grid import CropGrid, orientation_of
+from tumorsynth.models.tumor_diffusion import EARLY, LARGER, AutoencoderConfig
+from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM
+from tumorsynth.training.data import case_items
+
+__all__ = [
+    "AnnotatedTumor",
+    "CropSampler",
+    "Scan",
+    "load_scan",
+    "load_tumor_scans",
+    "scan_files",
+    "size_class_of",
+]
+
+_NIFTI = (".nii", ".nii.gz")
+
+
+@dataclass(frozen=True)
+class AnnotatedTumor:
+    """One real tumor (a 26-connected component): centre (voxels), equivalent diameter (mm)."""
+
+    center_vox: tuple[float, float, float]
+    diameter_mm: float
+    n_voxels: int
+
+
+@dataclass
+class Scan:
+    """A CT at its native grid (float32 HU), with its tumors' mask when it is annotated."""
+
+    case_id: str
+    image: torch.Tensor
+    spacing_mm: tuple[float, float, float]
+    orientation: tuple[tuple[int, int], ...]
+    foreground: np.ndarray  # (K, 3) voxel coordinates of body voxels, subsampled
+    tumor_mask: torch.Tensor | None = None
+    tumors: list[AnnotatedTumor] = field(default_factory=list)
+
+
+def size_class_of(diameter_mm: float) -> int:
+    """``EARLY`` below DESIGN.md's early-stage diameter (20 mm), else ``LARGER``."""
+    return EARLY if diameter_mm < EARLY_STAGE_DIAMETER_MM else LARGER
+
+
+def scan_files(entries: Sequence[str]) -> list[Path]:
+    """CT files from config entries: files, plain folders of NIfTI, or nnU-Net/MSD datasets."""
+    files: list[Path] = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_file():
+            files.append(path)
+        elif (path / "imagesTr").is_dir() or (path / "dataset.json").is_file():
+            files += [case.image for case in discover_cases(path)]
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.name.endswith(_NIFTI))
+            if not found:
+                raise InputError(str(path), "expected NIfTI CT files (*.nii.gz), found none")
+            files += found
+        else:
+            raise InputError(str(path), "expected a CT file or a folder of them, found nothing")
+    return files
+
+
+def load_scan(
+    image: str | os.PathLike[str],
+    *,
+    label: str | os.PathLike[str] | None = None,
+    label_map: LabelMap | str | None = None,
+    organs: Sequence[str] = (),
+    foreground_hu: float = -500.0,
+    min_voxels: int = 8,
+    case_id: str | None = None,
+) -> Scan:
+    """Load one CT (and, with ``label``, the mask and components of its ``organs``' tumors)."""
+    vol = load_image(image)
+    array = np.asarray(vol.array, dtype=np.float32)
+    spacing = vol.spacing_mm
+    tumor_mask, tumors = None, []
+    if label is not None:
+        lmap = resolve_label_map(label_map or "msd")
+        lab = read_case_label(label, lmap, vol).array
+        ids = _tumor_ids(lmap, organs)
+        mask = np.isin(lab, ids)
+        tumors = _components(mask, spacing, min_voxels)
+        tumor_mask = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
+    stride = tuple(max(1, int(round(4.0 / s))) for s in spacing)  # about every 4 mm
+    coarse = array[:: stride[0], :: stride[1], :: stride[2]] > foreground_hu
+    foreground = np.argwhere(coarse) * np.asarray(stride)
+    if len(foreground) == 0:
+        raise InputError(
+            vol.name, f"expected body voxels above {foreground_hu} HU, found none (is it a CT?)"
+        )
+    return Scan(
+        case_id or Path(image).name.split(".")[0],
+        torch.from_numpy(np.ascontiguousarray(array)),
+        spacing,
+        orientation_of(vol.affine),
+        foreground,
+        tumor_mask,
+        tumors,
+    )
+
+
+def load_tumor_scans(
+    cases: Sequence[str | Mapping[str, str]],
+    label_map: str,
+    organs: Sequence[str],
+    min_voxels: int = 8,
+) -> list[Scan]:
+    """Annotated scans from training-config case entries; an error when none has a tumor."""
+    items = case_items(cases, "real", label_map)
+    scans = [
+        load_scan(
+            item.image,
+            label=item.label,
+            label_map=item.label_map,
+            organs=organs,
+            min_voxels=min_voxels,
+            case_id=item.case_id,
+        )
+        for item in items
+    ]
+    if not any(scan.tumors for scan in scans):
+        names = ", ".join(item.label for item in items)
+        raise InputError(
+            names,
+            f"expected annotated tumors of {list(organs) or 'any organ'} (label map "
+            f"{label_map!r}), found none of at least {min_voxels} voxels",
+            fix="check data.label_map and data.organs",
+        )
+    return scans
+
+
+class CropSampler:
+    """Random model-grid crops from loaded scans; all randomness from ``rng``."""
+
+    def __init__(
+        self,
+        scans: Sequence[Scan],
+        model: AutoencoderConfig,
+        rng: np.random.Generator,
+        *,
+        jitter: float = 0.125,
+        scale_range: tuple[float, float] = (1.0, 1.0),
+    ) -> None:
+        if not scans:
+            raise InputError("data", "no scans to crop from")
+        self.scans = list(scans)
+        self.model = model
+        self.rng = rng
+        self.jitter = float(jitter)
+        self.scale_range = scale_range
+        self.tumors = [(scan, t) for scan in self.scans for t in scan.tumors]
+
+    def _grid(self, scan: Scan, center: Sequence[float], scale: float) -> CropGrid:
+        return CropGrid(
+            tuple(float(c) for c in center),  # type: ignore[arg-type]
+            scan.spacing_mm,
+            scan.orientation,
+            tuple(s * scale for s in self.model.spacing_mm),  # type: ignore[arg-type]
+            self.model.crop_size,
+        )
+
+    def ct_crops(self, n: int) -> torch.Tensor:
+        """``n`` crops (n, 1, N, N, N) in HU centred on random body voxels."""
+        out = []
+        for _ in range(n):
+            scan = self.scans[int(self.rng.integers(len(self.scans)))]
+            center = scan.foreground[int(self.rng.integers(len(scan.foreground)))]
+            center = center + self.rng.uniform(-2.0, 2.0, size=3)
+            crop = self._grid(scan, center, 1.0).read(scan.image)
+            out.append(self._augment([crop])[0])
+        return torch.cat(out)
+
+    def tumor_crops(self, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """``n`` crops around annotated tumors: (crops HU, masks 0/1, size classes)."""
+        if not self.tumors:
+            raise InputError("data", "no annotated tumors to crop")
+        crops, masks, classes = [], [], []
+        extent_mm = self.model.crop_size * np.asarray(self.model.spacing_mm)
+        for _ in range(n):
+            scan, tumor = self.tumors[int(self.rng.integers(len(self.tumors)))]
+            scale = float(self.rng.uniform(*self.scale_range))
+            offset_mm = self.rng.uniform(-1.0, 1.0, size=3) * self.jitter * extent_mm * scale
+            center = np.asarray(tumor.center_vox) + offset_mm / np.asarray(scan.spacing_mm)
+            grid = self._grid(scan, center, scale)
+            tumor_mask = cast(torch.Tensor, scan.tumor_mask)  # scans with tumors have one
+            crop, mask = self._augment(
+                [grid.read(scan.image), (grid.read(tumor_mask) > 0.5).float()]
+            )
+            crops.append(crop)
+            masks.append(mask)
+            classes.append(size_class_of(tumor.diameter_mm / scale))
+        return torch.cat(crops), torch.cat(masks), classes
+
+    def _augment(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The same random flips (and in-plane transpose) for every tensor (1, 1, N, N, N)."""
+        dims = [d + 2 for d in range(3) if self.rng.random() < 0.5]
+        transpose = self.model.spacing_mm[0] == self.model.spacing_mm[1] and self.rng.random() < 0.5
+        out = []
+        for t in tensors:
+            if dims:
+                t = torch.flip(t, dims)
+            if transpose:
+                t = t.transpose(2, 3)
+            out.append(t.contiguous())
+        return out
+
+
+def _tumor_ids(label_map: LabelMap, organs: Sequence[str]) -> list[int]:
+    if organs:
+        ids = [i for organ in organs for i in label_map.tumor_ids(organ)]
+    else:
+        ids = [i for values in label_map.tumors.values() for i in values]
+        ids += list(label_map.generic_tumor)
+    if not ids:
+        raise InputError(
+            f"label map {label_map.name!r}",
+            f"names no tumors of {list(organs) or 'any organ'}",
+            fix="use a label map with tumor ids (msd, lits, kits, tumorsynth, or a JSON map)",
+        )
+    return sorted(set(ids))
+
+
+def _components(
+    mask: np.ndarray, spacing: Sequence[float], min_voxels: int
+) -> list[AnnotatedTumor]:
+    if not mask.any():
+        return []
+    labels = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
+    stats = cc3d.statistics(labels)
+    voxel_mm3 = float(np.prod(spacing))
+    tumors = []
+    for index in range(1, len(stats["voxel_counts"])):
+        count = int(stats["voxel_counts"][index])
+        if count < min_voxels:
+            continue
+        diameter = (6.0 * count * voxel_mm3 / math.pi) ** (1.0 / 3.0)
+        center = tuple(float(c) for c in stats["centroids"][index])
+        tumors.append(AnnotatedTumor(center, diameter, count))  # type: ignore[arg-type]
+    return tumors
