@@ -7,9 +7,9 @@ from typing import Literal, Union
 import numpy as np
 
 __all__ = [
+    "SIZE_CLASSES",
     "RngLike",
     "SizeClass",
-    "SIZE_CLASSES",
     "Vec3",
     "as_rng",
     "derive_seed",

@@ -7,7 +7,7 @@ one exists, *the fix*, e.g. ``labelsTr/case_012.nii.gz: shape (512, 512, 90) doe
 
 from __future__ import annotations
 
-__all__ = ["TumorsynthError", "InputError", "OutputError", "PlacementError"]
+__all__ = ["InputError", "OutputError", "PlacementError", "TumorsynthError"]
 
 
 class TumorsynthError(Exception):

@@ -9,7 +9,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["apply_config", "run_guarded", "add_seed"]
+__all__ = [
+    "add_seed",
+    "add_settings_overrides",
+    "apply_config",
+    "run_guarded",
+    "settings_overrides",
+]
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -22,6 +28,33 @@ def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
         default=default,
         help=f"random seed; the same seed gives the same tumors (default {default})",
     )
+
+
+def add_settings_overrides(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) for commands whose --config is a training config."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a setting, e.g. --set {example} (YAML value)",
+    )
+
+
+def settings_overrides(items: Sequence[str]) -> dict:
+    """``["optim.max_steps=5"]`` -> ``{"optim": {"max_steps": 5}}`` (values parsed as YAML)."""
+    import yaml
+
+    from tumorsynth.errors import InputError
+    from tumorsynth.training.config import dotted_settings
+
+    flat = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError("--set", f"expected KEY=VALUE, found {item!r}")
+        key, value = item.split("=", 1)
+        flat[key] = yaml.safe_load(value)
+    return dotted_settings(flat)
 
 
 def apply_config(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tumorsynth import __version__
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 #: Subcommand -> module in tumorsynth.cli with ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS = {
@@ -21,6 +21,14 @@ SUBCOMMANDS = {
     "replay": ("replay", "reproduce a manifest's tumors voxel for voxel"),
     "preview": ("preview", "PNG montages of the tumors of a manifest or a labelled scan"),
     "demo": ("demo", "the main job on an embedded abdominal CT phantom (no data needed)"),
+    "train-autoencoder": (
+        "train_autoencoder",
+        "train the learned generator's VQ autoencoder on CT crops (no labels needed)",
+    ),
+    "train-diffusion": (
+        "train_diffusion",
+        "train the learned generator's latent diffusion model on annotated tumors",
+    ),
     "train": ("train", "train a tumor segmentor on real, synthetic or mixed data"),
     "predict": ("predict", "segment CTs with a trained checkpoint"),
     "experiment": ("experiment", "train, predict and evaluate several arms into one table"),

@@ -49,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SIZES,
         help="size class: tiny 4, small 8, medium 16, large 32 mm base radius",
     )
-    parser.add_argument("--generator", default="heuristic")
+    parser.add_argument(
+        "--generator", default="heuristic", help="heuristic (default) or diffusion (learned)"
+    )
+    add_generator_options(parser)
     add_seed(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (nnU-Net v2 layout)")
     parser.add_argument(
@@ -99,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             f"expected >= 1 tumor per organ, found {args.count} (a run "
             "without tumors has nothing to record)",
         )
-    get_generator(args.generator)
+    options = generator_options(args)
+    get_generator(args.generator, **options)  # a bad checkpoint fails before any output
     requests = tuple(TumorRequest(o, args.count, args.size) for o in organs)
     label_map = str(args.label_map)
     settings = BatchSettings(
@@ -109,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         seed=int(args.seed),
         per_case=int(args.per_case),
         preview=bool(args.preview),
+        generator_options=options,
     )
     settings.resolved_label_map()
     if args.image:
@@ -129,6 +134,41 @@ def run(args: argparse.Namespace) -> int:
         + ")"
     )
     return 0
+
+
+def add_generator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="diffusion generator: the model folder written by train-diffusion",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="diffusion generator: auto, cpu, cuda (default auto)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="diffusion generator: DDIM steps (default: the checkpoint's, 4 early / 50 larger)",
+    )
+
+
+def generator_options(args: argparse.Namespace) -> dict:
+    """Factory options for ``--generator`` from ``--checkpoint/--device/--steps``."""
+    from tumorsynth.errors import InputError
+
+    if args.generator != "diffusion":
+        if args.checkpoint:
+            raise InputError(
+                "--checkpoint",
+                f"only the diffusion generator takes a checkpoint, "
+                f"found --generator {args.generator}",
+            )
+        return {}
+    options: dict = {"checkpoint": args.checkpoint, "device": args.device}
+    if args.steps is not None:
+        options["steps"] = int(args.steps)
+    return options
 
 
 def case_id_from(path: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from tumorsynth.cli._common import add_settings_overrides, settings_overrides
+
 #: --config is the training configuration (YAML), not a file of option defaults.
 CONFIG_IS_INPUT = True
 
@@ -13,32 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from OUT_DIR/checkpoints/last"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set optim.max_steps=500 (YAML value)",
-    )
+    add_settings_overrides(parser, "optim.max_steps=500")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from tumorsynth.errors import InputError
-    from tumorsynth.training.config import dotted_settings, load_train_config
+    from tumorsynth.training.config import load_train_config
     from tumorsynth.training.segmentation import train_segmentation
 
     if not args.config:
         raise InputError("--config", "a training config file (YAML) is required")
-    flat = {}
-    for item in args.set:
-        if "=" not in item:
-            raise InputError("--set", f"expected KEY=VALUE, found {item!r}")
-        key, value = item.split("=", 1)
-        flat[key] = yaml.safe_load(value)
-    config = load_train_config(args.config, dotted_settings(flat))
+    config = load_train_config(args.config, settings_overrides(args.set))
     result = train_segmentation(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports

@@ -14,10 +14,10 @@ from tumorsynth.io.nifti import (
 )
 
 __all__ = [
-    "CTIntensityWarning",
-    "LabelMap",
     "OUTPUT_LABELS",
     "PRESETS",
+    "CTIntensityWarning",
+    "LabelMap",
     "Volume",
     "append_line_durably",
     "atomic_path",

@@ -17,10 +17,10 @@ from typing import BinaryIO
 from tumorsynth.errors import OutputError
 
 __all__ = [
-    "atomic_path",
-    "ensure_writable_dir",
     "append_line_durably",
     "append_lines_durably",
+    "atomic_path",
+    "ensure_writable_dir",
     "output_dir",
 ]
 

@@ -19,11 +19,11 @@ import numpy as np
 from tumorsynth.errors import InputError
 
 __all__ = [
-    "LabelMap",
-    "PRESETS",
-    "OUTPUT_LABELS",
-    "resolve_label_map",
     "ABDOMENATLAS_FILES",
+    "OUTPUT_LABELS",
+    "PRESETS",
+    "LabelMap",
+    "resolve_label_map",
 ]
 
 #: AbdomenAtlas: ``<case>/segmentations/<file>.nii.gz`` per organ.

@@ -22,15 +22,15 @@ from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path
 
 __all__ = [
+    "RAS_LABELS",
+    "CTIntensityWarning",
     "Volume",
-    "load_volume",
+    "check_same_grid",
     "load_image",
     "load_label",
+    "load_volume",
     "save_volume",
-    "check_same_grid",
     "spacing_from_affine",
-    "CTIntensityWarning",
-    "RAS_LABELS",
 ]
 
 

@@ -19,7 +19,7 @@ from tumorsynth._types import plain_json
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import append_lines_durably, atomic_path
 
-__all__ = ["TumorRecord", "read_manifest", "append_records", "rewrite_manifest", "MANIFEST_NAME"]
+__all__ = ["MANIFEST_NAME", "TumorRecord", "append_records", "read_manifest", "rewrite_manifest"]
 
 MANIFEST_NAME = "manifest.jsonl"
 

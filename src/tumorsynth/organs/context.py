@@ -19,7 +19,7 @@ from tumorsynth._types import Vec3
 from tumorsynth.errors import PlacementError
 from tumorsynth.organs.profile import OrganProfile
 
-__all__ = ["ParenchymaStats", "OrganContext", "OccupiedSphere", "bounding_box"]
+__all__ = ["OccupiedSphere", "OrganContext", "ParenchymaStats", "bounding_box"]
 
 _COARSE_MM = 1.5
 _PICK_BATCH = 256

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from tumorsynth._types import SIZE_CLASSES, SizeClass
 
 __all__ = [
-    "Range",
-    "SizeClassRule",
-    "ShapeRules",
-    "PlacementRules",
+    "EARLY_STAGE_DIAMETER_MM",
     "AppearanceRules",
     "OrganProfile",
-    "EARLY_STAGE_DIAMETER_MM",
+    "PlacementRules",
+    "Range",
+    "ShapeRules",
+    "SizeClassRule",
 ]
 
 #: A closed interval ``(low, high)`` to draw a parameter from uniformly.

@@ -15,6 +15,7 @@ files are in place, so an interrupted run resumes where it stopped without dupli
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from tumorsynth import __version__
 from tumorsynth._types import derive_seed
 from tumorsynth.errors import InputError
+from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import CaseRef, read_case_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
@@ -44,15 +46,15 @@ from tumorsynth.io.records import (
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
 
 __all__ = [
-    "BatchSettings",
     "BatchOutput",
+    "BatchSettings",
+    "preview_manifest",
+    "progress_bar",
     "run_batch",
     "synthesize_files",
     "variant_name",
     "write_dataset_json",
     "write_preview",
-    "preview_manifest",
-    "progress_bar",
 ]
 
 
@@ -66,6 +68,12 @@ class BatchSettings:
     seed: int = 0
     per_case: int = 1
     preview: bool = False
+    #: Factory options of the generator, e.g. ``{"checkpoint": "runs/diffusion/model"}``.
+    generator_options: dict[str, Any] = field(default_factory=dict)
+
+    def make_generator(self) -> TumorGenerator:
+        """The generator, built once per process (a learned one loads its weights once)."""
+        return _cached_generator(self.generator, json.dumps(self.generator_options, sort_keys=True))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -204,7 +212,7 @@ def synthesize_files(
             spacing_mm=image.spacing_mm,
             label_map=label_map,
             requests=settings.requests,
-            generator=settings.generator,
+            generator=settings.make_generator(),
             rng=derive_seed(settings.seed, case.case_id, k),
             case_id=case.case_id,
             affine=image.affine,
@@ -436,3 +444,8 @@ def progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:
     if not enabled or total == 0:
         return _NoBar()
     return tqdm(total=total, initial=initial, unit="case", desc="synthesizing", dynamic_ncols=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_generator(name: str, options_json: str) -> TumorGenerator:
+    return get_generator(name, **json.loads(options_json))

@@ -23,7 +23,7 @@ from tumorsynth.io.records import TumorRecord
 from tumorsynth.pipelines.batch import BatchSettings, run_batch, variant_name
 from tumorsynth.pipelines.synthesize import TumorRequest
 
-__all__ = ["DemoOutput", "run_demo", "PHANTOM_REQUESTS"]
+__all__ = ["PHANTOM_REQUESTS", "DemoOutput", "run_demo"]
 
 #: What the demo puts into the phantom: a mix of liver tumors, one pancreas, one kidney tumor.
 PHANTOM_REQUESTS = (

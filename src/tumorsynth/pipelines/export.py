@@ -25,7 +25,7 @@ from tumorsynth.io.nifti import load_image, save_volume
 from tumorsynth.pipelines.batch import BatchSettings, progress_bar, run_batch, write_dataset_json
 from tumorsynth.pipelines.synthesize import to_output_labels
 
-__all__ = ["ExportOutput", "export_nnunet", "NNUNET_NAME"]
+__all__ = ["NNUNET_NAME", "ExportOutput", "export_nnunet"]
 
 NNUNET_NAME = re.compile(r"^Dataset(\d{3})_[A-Za-z0-9_-]+$")
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tumorsynth.errors import InputError
+from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.datasets import read_case_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
@@ -19,14 +22,21 @@ __all__ = ["replay_manifest"]
 
 
 def replay_manifest(
-    manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, progress: bool = True
+    manifest: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    generator_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[TumorRecord]:
     """Re-render every case variant of ``manifest`` into ``out_dir`` with the same file names.
 
     Sources are read from the records' ``source_image`` / ``source_label``; the new manifest
     lists the re-rendered records (measured anew, so any drift would show).
+    ``generator_options`` gives factory options per generator name (the diffusion generator's
+    checkpoint defaults to the path its records name).
     """
     records = read_manifest(manifest)
+    generators = _generators(records, generator_options or {})
     if (Path(out_dir) / MANIFEST_NAME).exists():
         raise InputError(
             str(Path(out_dir) / MANIFEST_NAME),
@@ -45,11 +55,29 @@ def replay_manifest(
             )
         groups[record.image_path].append(record)
     with output_dir(out_dir) as out:
-        return _replay_groups(groups, out, progress)
+        return _replay_groups(groups, out, progress, generators)
+
+
+def _generators(
+    records: list[TumorRecord], options: Mapping[str, Mapping[str, Any]]
+) -> dict[str, TumorGenerator]:
+    """One generator per name the records use; a learned one loads its checkpoint once."""
+    out: dict[str, TumorGenerator] = {}
+    for record in records:
+        if record.generator in out:
+            continue
+        opts = dict(options.get(record.generator, {}))
+        if record.generator == "diffusion" and not opts.get("checkpoint"):
+            opts["checkpoint"] = record.appearance.get("checkpoint") or None
+        out[record.generator] = get_generator(record.generator, **opts)
+    return out
 
 
 def _replay_groups(
-    groups: dict[str, list[TumorRecord]], out: Path, progress: bool
+    groups: dict[str, list[TumorRecord]],
+    out: Path,
+    progress: bool,
+    generators: Mapping[str, TumorGenerator],
 ) -> list[TumorRecord]:
     bar = progress_bar(len(groups), progress)
     replayed: list[TumorRecord] = []
@@ -67,6 +95,7 @@ def _replay_groups(
                 label_map=label_map,
                 affine=image.affine,
                 where=str(image.path),
+                generators=generators,
             )
             save_volume(image, out / image_path, array=result.image)
             save_volume(label, out / str(first.label_path), array=result.label)

@@ -43,12 +43,12 @@ from tumorsynth.shapes import (
 )
 
 __all__ = [
+    "SynthesisOutput",
     "TumorRequest",
     "TumorSpec",
-    "SynthesisOutput",
-    "synthesize_case",
     "render_specs",
     "replay_case",
+    "synthesize_case",
     "to_output_labels",
 ]
 
@@ -372,8 +372,10 @@ def replay_case(
     affine: np.ndarray | None = None,
     output_labels: LabelMap = OUTPUT_LABELS,
     where: str = "<image>",
+    generators: Mapping[str, TumorGenerator] | None = None,
 ) -> SynthesisOutput:
-    """Reproduce a case's tumors from their records, voxel for voxel."""
+    """Reproduce a case's tumors from their records, voxel for voxel (``generators``: instances
+    by name, e.g. a loaded diffusion generator)."""
     ordered = sorted(records, key=lambda r: r.tumor_index)
     specs = [TumorSpec.from_record(record, output_labels) for record in ordered]
     case_id = ordered[0].case_id if ordered else "case"
@@ -387,6 +389,7 @@ def replay_case(
         affine=affine,
         output_labels=output_labels,
         where=where,
+        generators=generators,
     )
     out.records = [
         new.with_paths(
@@ -642,9 +645,7 @@ class _Renderer:
 
 
 def _overlaps(a: Box, b: Box) -> bool:
-    return all(
-        x < y + m and y < x + n for x, n, y, m in zip(a.origin, a.shape, b.origin, b.shape)
-    )
+    return all(x < y + m and y < x + n for x, n, y, m in zip(a.origin, a.shape, b.origin, b.shape))
 
 
 def _allowed_region(

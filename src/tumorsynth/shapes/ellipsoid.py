@@ -20,7 +20,7 @@ from scipy.special import erfc
 from tumorsynth._types import Vec3, plain_json
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
-__all__ = ["Satellite", "ShapeSpec", "Box", "ShapeField", "render_shape", "soft_mask", "shape_box"]
+__all__ = ["Box", "Satellite", "ShapeField", "ShapeSpec", "render_shape", "shape_box", "soft_mask"]
 
 
 @dataclass(frozen=True)

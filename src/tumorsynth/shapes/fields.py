@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bspline_matrix", "smooth_random_field", "crop_axes_mm"]
+__all__ = ["bspline_matrix", "crop_axes_mm", "smooth_random_field"]
 
 
 def bspline_matrix(

@@ -19,10 +19,10 @@ from tumorsynth.shapes.fields import crop_axes_mm
 
 __all__ = [
     "MASS_EFFECT_REACH",
-    "mass_effect_box",
     "MassEffectOutput",
     "apply_mass_effect",
     "ellipsoid_quadratic",
+    "mass_effect_box",
 ]
 
 #: Tissue moves out to this many tumor radii (in ellipsoidal coordinate q).

@@ -39,7 +39,7 @@ from tumorsynth.training.common import MetricsLog, pick_device, warmup_cosine, w
 from tumorsynth.training.generative_config import AutoencoderTrainConfig
 from tumorsynth.training.tumor_crops import CropSampler, Scan, load_scan, scan_files
 
-__all__ = ["AutoencoderOutput", "train_autoencoder", "reconstruction_scores"]
+__all__ = ["AutoencoderOutput", "reconstruction_scores", "train_autoencoder"]
 
 COLUMNS = (
     "step",
@@ -195,7 +195,7 @@ def _split_scans(config: AutoencoderTrainConfig) -> tuple[list[Scan], list[Scan]
     files = scan_files(config.data.images)
     order = sorted(files, key=lambda p: derive_seed(config.seed, str(p)))
     n_val = int(round(config.data.val_fraction * len(order))) if len(order) > 1 else 0
-    load = lambda p: load_scan(p, foreground_hu=config.data.foreground_hu)  # noqa: E731
+    load = lambda p: load_scan(p, foreground_hu=config.data.foreground_hu)
     return [load(p) for p in order[n_val:]], [load(p) for p in order[:n_val]]
 
 

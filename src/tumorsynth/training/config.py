@@ -13,7 +13,7 @@ Example (``tumorsynth train --config unet_synthetic_liver.yaml``)::
       real: []                   # CT with real tumors (nnU-Net v2 / MSD / AbdomenAtlas folders)
       real_label_map: lits
       synthetic_fraction: 0.5    # mixed: share of crops from healthy scans with synthetic tumors
-      generator: heuristic
+      generator: heuristic       # or diffusion, with generator_options: {checkpoint: DIR}
       tumor_size: mixed
       val_fraction: 0.2
       spacing_mm: [1.5, 1.5, 1.5]   # null: the median spacing of the training scans
@@ -62,6 +62,7 @@ class DataConfig:
     real_label_map: str = "lits"
     synthetic_fraction: float = 0.5
     generator: str = "heuristic"
+    generator_options: dict[str, Any] = field(default_factory=dict)
     tumor_size: str = "mixed"
     tumors_per_case: int | None = None
     synthesis_prob: float = 1.0

@@ -228,6 +228,7 @@ def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
         "size": d.tumor_size,
         "label_map": OUTPUT_LABELS,
         "generator": d.generator,
+        "generator_options": d.generator_options,
     }
 
 

@@ -47,7 +47,10 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
     label_map
         Input label convention (preset, JSON path, mapping or LabelMap).
     generator
-        Appearance generator name or instance (``heuristic``; learned ones register themselves).
+        Appearance generator name or instance (``heuristic``, ``diffusion``, or registered ones).
+    generator_options
+        Factory options for a generator given by name, e.g. ``{"checkpoint": DIR}`` for
+        ``diffusion`` (in DataLoader workers, add ``"device": "cpu"`` or use 0 workers).
     output_labels
         Output label convention.
     records_key
@@ -87,6 +90,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
         output_labels: LabelMap = OUTPUT_LABELS,
         records_key: str | None = None,
         on_error: Literal["raise", "skip"] = "raise",
+        generator_options: Mapping[str, Any] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         if not 0.0 <= float(prob) <= 1.0:
@@ -104,7 +108,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
             get_profile(name)
         self.requests = tuple(TumorRequest(name, count, size) for name in self.organs)
         self.label_map = resolve_label_map(label_map)
-        self.generator = get_generator(generator)
+        self.generator = get_generator(generator, **dict(generator_options or {}))
         self.output_labels = output_labels
         self.records_key = records_key
         if on_error not in ("raise", "skip"):
@@ -229,6 +233,7 @@ class TumorSynthd(MapTransform):
         id_key: str = "case_id",
         output_labels: LabelMap = OUTPUT_LABELS,
         records_key: str | None = None,
+        generator_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(keys)
         self.seed = int(seed)
@@ -244,6 +249,7 @@ class TumorSynthd(MapTransform):
             output_labels=output_labels,
             records_key=records_key,
             on_error="skip",
+            generator_options=generator_options,
         )
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
