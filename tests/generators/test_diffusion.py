@@ -1,0 +1,156 @@
+"""The diffusion generator inside the synthesis pipeline: locality, determinism, replay, batching,
+cross-organ use, and its use from RandTumorSynthd (tiny untrained checkpoints, CPU)."""
+
+import numpy as np
+import pytest
+from conftest import tiny_diffusion
+
+from tumorsynth.errors import InputError
+from tumorsynth.generators import BatchTumorGenerator, get_generator
+from tumorsynth.generators.diffusion import DiffusionGenerator
+from tumorsynth.pipelines.synthesize import (
+    TumorRequest,
+    TumorSpec,
+    render_specs,
+    replay_case,
+    synthesize_case,
+)
+
+
+@pytest.fixture(scope="module")
+def gen(diffusion_checkpoint):
+    return DiffusionGenerator(diffusion_checkpoint, device="cpu")
+
+
+def synth(phantom, gen, organ="liver", count=2, size="small", rng=0):
+    ct, seg = phantom
+    return synthesize_case(
+        ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map="phantom", organ=organ,
+        count=count, size=size, generator=gen, rng=rng, affine=ct.affine,
+    )
+
+
+def test_it_is_a_batch_generator_with_a_versioned_checkpoint(gen):
+    assert isinstance(gen, BatchTumorGenerator)
+    assert gen.version.startswith("1.0+") and len(gen.version) == 16
+
+
+def test_only_tumors_and_their_blend_margins_change(phantom, gen):
+    ct, _ = phantom
+    out = synth(phantom, gen, count=3)
+    tumor = (out.label == 2)
+    assert len(out.records) == 3 and tumor.any()
+    changed = out.image != ct.array
+    assert np.abs(out.image[tumor].astype(float) - ct.array[tumor]).mean() > 3.0
+    # Every changed voxel is within the largest blend margin (4.5 edge std) of a tumor voxel.
+    from scipy import ndimage as ndi
+
+    edge = max(r.appearance["edge_width_mm"] for r in out.records)
+    reach = ndi.distance_transform_edt(~tumor, sampling=ct.spacing_mm)
+    assert reach[changed].max() <= 4.5 * edge + max(ct.spacing_mm)
+    assert out.image.dtype == ct.array.dtype
+
+
+def test_same_seed_same_voxels_and_replay_is_exact(phantom, gen):
+    ct, seg = phantom
+    a, b = synth(phantom, gen, rng=4), synth(phantom, gen, rng=4)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
+    again = replay_case(ct.array, seg.array, a.records, spacing_mm=ct.spacing_mm,
+                        label_map="phantom", affine=ct.affine, generators={"diffusion": gen})
+    assert np.array_equal(again.image, a.image)
+    assert np.array_equal(again.label, a.label)
+    assert synth(phantom, gen, rng=5).image.tobytes() != a.image.tobytes()
+
+
+def test_tumors_that_do_not_touch_are_one_batch_and_match_rendering_one_by_one(
+    phantom, gen, diffusion_checkpoint
+):
+    ct, seg = phantom
+    calls = []
+    original = gen.render_batch
+
+    def spy(specs, inputs):
+        calls.append(len(specs))
+        return original(specs, inputs)
+
+    gen.render_batch = spy
+    try:
+        out = synthesize_case(
+            ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map="phantom",
+            requests=[TumorRequest("liver", 1, "tiny"), TumorRequest("kidney", 1, "tiny")],
+            generator=gen, rng=0, affine=ct.affine,
+        )
+    finally:
+        del gen.render_batch
+    assert calls == [2]
+    one_by_one = DiffusionGenerator(diffusion_checkpoint, device="cpu", max_batch=1)
+    alone = render_specs(
+        ct.array, seg.array, [TumorSpec.from_record(r) for r in out.records],
+        spacing_mm=ct.spacing_mm, label_map="phantom", affine=ct.affine,
+        generators={"diffusion": one_by_one},
+    )
+    assert np.array_equal(alone.label, out.label)
+    # Alone or in a batch differs only by floating point in the network (int16 rounding).
+    assert np.abs(alone.image.astype(float) - out.image.astype(float)).max() <= 1.0
+
+
+def test_a_liver_model_runs_in_the_kidney(phantom, gen):
+    out = synth(phantom, gen, organ="kidney", count=1, size="small", rng=2)
+    assert len(out.records) == 1 and (out.label == 6).any()
+
+
+def test_large_tumors_zoom_the_model_grid_out(phantom, gen):
+    out = synth(phantom, gen, count=1, size="large", rng=1)
+    assert out.records[0].appearance["zoom"] > 1.0
+    assert out.records[0].appearance["steps"] == gen.model.config.sample_steps[1]
+
+
+def test_steps_option_overrides_the_checkpoint(diffusion_checkpoint, phantom):
+    gen = get_generator("diffusion", checkpoint=diffusion_checkpoint, device="cpu", steps=1)
+    out = synth(phantom, gen, count=1)
+    assert out.records[0].appearance["steps"] == 1
+
+
+def test_records_of_other_weights_are_refused(phantom, gen, tmp_path):
+    ct, seg = phantom
+    out = synth(phantom, gen, count=1)
+    tiny_diffusion(seed=9).save_pretrained(tmp_path / "other")
+    other = DiffusionGenerator(tmp_path / "other", device="cpu")
+    with pytest.raises(InputError, match="replay would not be exact"):
+        replay_case(ct.array, seg.array, out.records, spacing_mm=ct.spacing_mm,
+                    label_map="phantom", generators={"diffusion": other})
+
+
+def test_without_a_checkpoint_it_says_what_to_pass():
+    with pytest.raises(InputError, match="--checkpoint"):
+        get_generator("diffusion")
+
+
+def test_rand_tumor_synthd_uses_it(phantom, diffusion_checkpoint):
+    from tumorsynth.transforms import RandTumorSynthd
+
+    ct, seg = phantom
+    t = RandTumorSynthd(
+        ("image", "label"), organ="liver", count=1, label_map="phantom", generator="diffusion",
+        generator_options={"checkpoint": diffusion_checkpoint, "device": "cpu"},
+        records_key="records",
+    ).set_random_state(0)
+    out = t({"image": ct.array[None].astype(np.float32), "label": seg.array[None],
+             "image_meta_dict": {"affine": ct.affine}})
+    assert (out["label"] == 2).any()
+    assert out["records"][0]["generator"] == "diffusion"
+
+
+def test_real_liver_and_kidney_of_ircad_1_7(p07, gen):
+    ct, seg = p07
+    for organ, tumor_id in (("liver", 2), ("kidney", 6)):
+        out = synthesize_case(
+            ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map={"liver": 1, "kidney": 5},
+            organ=organ, count=1, size="small", generator=gen, rng=0, affine=ct.affine,
+        )
+        tumor = out.label == tumor_id
+        assert len(out.records) == 1 and tumor.any()
+        changed = np.argwhere(out.image != ct.array)
+        center = np.asarray(out.records[0].center_vox)
+        reach_mm = np.abs((changed - center) * np.asarray(ct.spacing_mm)).max()
+        assert reach_mm <= max(out.records[0].radii_mm) * 2.5 + 10.0

@@ -1,0 +1,167 @@
+"""The learned tumor model: crop grid geometry, sampling determinism, checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_diffusion
+
+from tumorsynth.errors import InputError
+from tumorsynth.models.crop_grid import CropGrid, orientation_of
+from tumorsynth.models.tumor_diffusion import (
+    EARLY,
+    LARGER,
+    AutoencoderConfig,
+    DenoiserConfig,
+    TumorDiffusion,
+    hu_to_unit,
+    unit_to_hu,
+)
+
+
+def masked_batch(n=2, size=16):
+    rng = np.random.default_rng(0)
+    crops = torch.from_numpy(rng.normal(100, 20, (n, 1, size, size, size)).astype(np.float32))
+    masks = torch.zeros(n, 1, size, size, size)
+    masks[:, :, 5:11, 5:11, 5:11] = 1.0
+    return crops, masks
+
+
+class TestCropGrid:
+    def test_an_lps_scan_gives_the_same_crop_as_its_ras_twin(self):
+        rng = np.random.default_rng(1)
+        ras = rng.standard_normal((40, 30, 20)).astype(np.float32)
+        lps = ras[::-1, ::-1].copy()
+        spacing = (0.8, 0.8, 1.6)
+        g_ras = CropGrid((20.0, 15.0, 10.0), spacing, orientation_of(np.diag([0.8, 0.8, 1.6, 1])),
+                         (1.0, 1.0, 1.0), 9)
+        g_lps = CropGrid((19.0, 14.0, 10.0), spacing,
+                         orientation_of(np.diag([-0.8, -0.8, 1.6, 1])), (1.0, 1.0, 1.0), 9)
+        a = g_ras.read(torch.from_numpy(ras))
+        b = g_lps.read(torch.from_numpy(lps))
+        assert a.shape == (1, 1, 9, 9, 9)
+        assert torch.allclose(a, b, atol=1e-5)
+
+    def test_same_spacing_reads_voxels_exactly_and_writes_them_back(self):
+        vol = np.random.default_rng(2).standard_normal((30, 30, 30)).astype(np.float32)
+        grid = CropGrid((15.0, 15.0, 15.0), (1.0, 1.0, 2.0), orientation_of(None),
+                        (1.0, 1.0, 2.0), 7)
+        crop = grid.read(torch.from_numpy(vol))[0, 0].numpy()
+        assert np.allclose(crop, vol[12:19, 12:19, 12:19], atol=1e-5)
+        back = grid.write_back(torch.from_numpy(crop), (13, 13, 13), (5, 5, 5)).numpy()
+        assert np.allclose(back, vol[13:18, 13:18, 13:18], atol=1e-5)
+
+    def test_a_coarser_grid_covers_more_millimetres(self):
+        vol = torch.arange(40.0).reshape(40, 1, 1).expand(40, 5, 5).contiguous()
+        fine = CropGrid((20.0, 2.0, 2.0), (1.0, 1.0, 1.0), orientation_of(None), (1.0,) * 3, 5)
+        coarse = CropGrid((20.0, 2.0, 2.0), (1.0, 1.0, 1.0), orientation_of(None), (2.0,) * 3, 5)
+        span = lambda g: float(g.read(vol)[0, 0, -1, 2, 2] - g.read(vol)[0, 0, 0, 2, 2])  # noqa: E731
+        assert span(fine) == pytest.approx(4.0)
+        assert span(coarse) == pytest.approx(8.0)
+
+
+class TestConfigs:
+    def test_window_round_trip(self):
+        hu = torch.tensor([-500.0, -175.0, 40.0, 250.0, 900.0])
+        back = unit_to_hu(hu_to_unit(hu, (-175, 250)), (-175, 250))
+        assert torch.allclose(back, hu.clamp(-175, 250))
+
+    def test_crop_must_fit_the_downsampling(self):
+        with pytest.raises(InputError, match="divisible"):
+            AutoencoderConfig(crop_size=30).validate("ae.yaml")
+
+    def test_latent_must_fit_the_denoiser(self):
+        with pytest.raises(InputError, match="latent grid"):
+            DenoiserConfig(channels=(32, 64, 128)).validate(6, "d.yaml")
+
+
+class TestSampling:
+    def test_same_generator_seed_same_tumor_other_seed_other_tumor(self):
+        model = tiny_diffusion()
+        crops, masks = masked_batch()
+        run = lambda seeds: model.sample(  # noqa: E731
+            crops, masks, [EARLY, LARGER], steps=3,
+            generators=[torch.Generator().manual_seed(s) for s in seeds],
+        )
+        a, b, c = run([1, 2]), run([1, 2]), run([1, 3])
+        assert a.shape == crops.shape
+        assert torch.equal(a, b)
+        assert torch.equal(a[0], c[0]) or torch.allclose(a[0], c[0], atol=1e-4)
+        assert not torch.allclose(a[1], c[1])
+
+    def test_a_tumor_does_not_depend_on_its_batch_mates(self):
+        model = tiny_diffusion()
+        crops, masks = masked_batch()
+        both = model.sample(crops, masks, [EARLY, EARLY], steps=2,
+                            generators=[torch.Generator().manual_seed(s) for s in (5, 6)])
+        alone = model.sample(crops[1:], masks[1:], [EARLY], steps=2,
+                             generators=[torch.Generator().manual_seed(6)])
+        assert torch.allclose(both[1], alone[0], atol=1e-3)
+
+    def test_output_stays_in_the_window(self):
+        model = tiny_diffusion()
+        crops, masks = masked_batch(1)
+        out = model.sample(crops, masks, [LARGER], steps=2, generators=torch.Generator())
+        lo, hi = model.autoencoder_config.hu_window
+        assert float(out.min()) >= lo and float(out.max()) <= hi
+
+    def test_an_untrained_size_class_uses_the_nearest_trained_one(self):
+        model = tiny_diffusion()
+        model.trained = (LARGER,)
+        assert model.size_label(EARLY) == LARGER
+        assert model.size_label(LARGER) == LARGER
+
+
+class TestCheckpoint:
+    def test_round_trip_gives_the_same_samples(self, tmp_path):
+        model = tiny_diffusion(seed=3)
+        model.scale_factor = 0.7
+        model.save_pretrained(tmp_path / "m")
+        loaded = TumorDiffusion.from_pretrained(tmp_path / "m")
+        assert loaded.scale_factor == pytest.approx(0.7)
+        assert loaded.sha256 and loaded.sha256 == model.sha256
+        crops, masks = masked_batch(1)
+        gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+        assert torch.equal(
+            model.sample(crops, masks, [EARLY], steps=2, generators=gen()),
+            loaded.sample(crops, masks, [EARLY], steps=2, generators=gen()),
+        )
+        for part in ("autoencoder", "denoiser"):
+            assert (tmp_path / "m" / part / "model.safetensors").is_file()
+
+    def test_changed_weights_are_refused(self, tmp_path):
+        tiny_diffusion().save_pretrained(tmp_path / "m")
+        weights = tmp_path / "m" / "denoiser" / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-10] ^= 0xFF
+        weights.write_bytes(bytes(data))
+        with pytest.raises(InputError, match="sha256"):
+            TumorDiffusion.from_pretrained(tmp_path / "m")
+
+    def test_a_mismatching_expectation_lists_what_differs(self, tmp_path):
+        tiny_diffusion().save_pretrained(tmp_path / "m")
+        with pytest.raises(InputError, match=r"num_train_timesteps: 50 in checkpoint != 1000"):
+            TumorDiffusion.from_pretrained(tmp_path / "m", expect={"num_train_timesteps": 1000})
+
+    def test_a_denoiser_from_another_autoencoder_is_named(self, tmp_path):
+        tiny_diffusion().save_pretrained(tmp_path / "m")
+        config = tmp_path / "m" / "denoiser" / "config.json"
+        meta = json.loads(config.read_text())
+        meta["config"]["autoencoder"]["embedding_dim"] = 8
+        config.write_text(json.dumps(meta))
+        with pytest.raises(InputError, match="another autoencoder: embedding_dim"):
+            TumorDiffusion.from_pretrained(tmp_path / "m")
+
+    def test_weights_that_do_not_fit_name_the_tensors(self, tmp_path):
+        tiny_diffusion().save_pretrained(tmp_path / "m")
+        config = tmp_path / "m" / "denoiser" / "config.json"
+        meta = json.loads(config.read_text())
+        meta["config"]["denoiser"]["channels"] = [16, 48]
+        config.write_text(json.dumps(meta))
+        with pytest.raises(InputError, match="weights do not fit"):
+            TumorDiffusion.from_pretrained(tmp_path / "m")
+
+    def test_a_missing_folder_says_what_to_pass(self, tmp_path):
+        with pytest.raises(InputError, match="train-diffusion"):
+            TumorDiffusion.from_pretrained(tmp_path / "nothing")

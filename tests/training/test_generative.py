@@ -1,0 +1,183 @@
+"""Training the learned generator on CPU with tiny configurations: the losses go down, the
+outputs a user looks at are written, bad configs and data are refused with clear errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tumorsynth.errors import InputError
+from tumorsynth.io.nifti import Volume, save_volume
+from tumorsynth.io.phantom import make_phantom
+from tumorsynth.models.tumor_diffusion import LARGER, TumorDiffusion
+from tumorsynth.pipelines.synthesize import synthesize_case
+from tumorsynth.training.autoencoder import train_autoencoder
+from tumorsynth.training.diffusion import train_diffusion
+from tumorsynth.training.generative_config import (
+    AutoencoderTrainConfig,
+    DiffusionTrainConfig,
+    load_autoencoder_config,
+)
+from tumorsynth.training.tumor_crops import CropSampler, load_scan, load_tumor_scans
+
+TINY_AE = {
+    "channels": [8, 16],
+    "num_embeddings": 32,
+    "embedding_dim": 4,
+    "crop_size": 16,
+    "spacing_mm": [4.0, 4.0, 4.0],
+}
+TINY_DENOISER = {
+    "channels": [16, 32],
+    "attention_levels": [False, True],
+    "num_res_blocks": 1,
+    "num_head_channels": 8,
+    "norm_num_groups": 8,
+    "num_train_timesteps": 50,
+    "sample_steps": [2, 3],
+}
+
+
+def ae_settings(images, out, steps=60):
+    return {
+        "data": {"images": [str(p) for p in images], "val_fraction": 0.5, "val_crops": 2},
+        "model": TINY_AE,
+        "optim": {"max_steps": steps, "adv_start": 20, "batch_size": 2, "lr": 2e-3,
+                  "warmup_steps": 5},
+        "train": {"out_dir": str(out), "log_every": 10, "val_every": 10, "device": "cpu"},
+    }
+
+
+def diffusion_settings(autoencoder, case, out, steps=60):
+    return {
+        "autoencoder": str(autoencoder),
+        "data": {"cases": [case], "organs": ["liver"], "val_crops": 3},
+        "model": TINY_DENOISER,
+        "optim": {"max_steps": steps, "batch_size": 4, "lr": 1e-3, "ema_decay": 0.9,
+                  "warmup_steps": 5},
+        "train": {"out_dir": str(out), "log_every": 10, "val_every": 20, "device": "cpu"},
+    }
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory) -> tuple[list[Path], dict]:
+    """Two healthy phantom CTs and one phantom with two synthetic liver tumors (as labels)."""
+    root = tmp_path_factory.mktemp("generative")
+    images = []
+    for i in range(2):
+        ct, _ = make_phantom(i, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
+        images.append(save_volume(ct, root / f"ct{i}.nii.gz"))
+    ct, seg = make_phantom(2, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
+    out = synthesize_case(ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map="phantom",
+                          organ="liver", count=2, size="medium", rng=0)
+    save_volume(Volume(out.image, ct.affine), root / "tumor_ct.nii.gz")
+    save_volume(Volume(out.label, ct.affine), root / "tumor_label.nii.gz")
+    case = {"image": str(root / "tumor_ct.nii.gz"), "label": str(root / "tumor_label.nii.gz"),
+            "label_map": "tumorsynth"}
+    return images, case
+
+
+@pytest.fixture(scope="module")
+def trained_autoencoder(scans, tmp_path_factory):
+    images, _ = scans
+    out = tmp_path_factory.mktemp("ae")
+    result = train_autoencoder(AutoencoderTrainConfig.from_dict(ae_settings(images, out)),
+                               progress=False)
+    return result
+
+
+def column(path, name):
+    with open(path) as handle:
+        return [float(r[name]) for r in csv.DictReader(handle) if r[name]]
+
+
+class TestAutoencoder:
+    def test_training_raises_held_out_reconstruction_psnr(self, trained_autoencoder):
+        psnr = column(trained_autoencoder.out_dir / "metrics.csv", "val_psnr")
+        assert len(psnr) == 6
+        assert psnr[-1] > psnr[0] + 1.0
+
+    def test_writes_checkpoint_scores_and_picture(self, trained_autoencoder):
+        out = trained_autoencoder.out_dir
+        assert (out / "autoencoder" / "model.safetensors").is_file()
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["steps"] == 60 and np.isfinite(summary["val_psnr_db"])
+        assert summary["val_scans"] and -1.0 <= summary["val_ssim"] <= 1.0
+        assert (out / "reconstructions.png").stat().st_size > 1000
+        # The adversarial loss is on after adv_start.
+        assert max(column(out / "metrics.csv", "adv")) > 0
+
+    def test_unknown_settings_and_missing_images_are_named(self, tmp_path):
+        with pytest.raises(InputError, match="unknown setting"):
+            AutoencoderTrainConfig.from_dict({"data": {"images": ["x"]}, "model": {"chanels": 1}})
+        path = tmp_path / "ae.yaml"
+        path.write_text("data: {images: []}\n")
+        with pytest.raises(InputError, match=r"ae.yaml.*data.images"):
+            load_autoencoder_config(path)
+        config = AutoencoderTrainConfig.from_dict(ae_settings([tmp_path / "none"], tmp_path / "o"))
+        with pytest.raises(InputError, match="none"):
+            train_autoencoder(config, progress=False)
+
+
+class TestDiffusion:
+    @pytest.fixture(scope="class")
+    def trained(self, scans, trained_autoencoder, tmp_path_factory):
+        _, case = scans
+        out = tmp_path_factory.mktemp("diffusion")
+        settings = diffusion_settings(trained_autoencoder.out_dir / "autoencoder", case, out)
+        return train_diffusion(DiffusionTrainConfig.from_dict(settings), progress=False)
+
+    def test_training_lowers_the_validation_loss(self, trained):
+        val = column(trained.out_dir / "metrics.csv", "val_loss")
+        assert len(val) == 3
+        assert val[-1] < val[0]
+
+    def test_checkpoint_is_a_generator_and_records_what_it_learned(self, trained):
+        model = TumorDiffusion.from_pretrained(trained.model_dir)
+        assert trained.tumors_per_class == {"early": 0, "larger": 2}
+        assert model.trained == (LARGER,)
+        assert model.scale_factor > 0
+        assert (trained.out_dir / "samples.png").stat().st_size > 1000
+        summary = json.loads((trained.out_dir / "summary.json").read_text())
+        assert summary["steps"] == 60
+
+    def test_a_label_map_without_tumors_is_refused(self, scans, trained_autoencoder, tmp_path):
+        _, case = scans
+        organs_only = tmp_path / "organs_only.json"
+        organs_only.write_text('{"liver": 1}')
+        settings = diffusion_settings(
+            trained_autoencoder.out_dir / "autoencoder",
+            {**case, "label_map": str(organs_only)},
+            tmp_path / "out",
+        )
+        with pytest.raises(InputError, match="names no tumors"):
+            train_diffusion(DiffusionTrainConfig.from_dict(settings), progress=False)
+
+    def test_a_config_without_autoencoder_is_refused(self):
+        with pytest.raises(InputError, match="autoencoder"):
+            DiffusionTrainConfig.from_dict({"data": {"cases": ["x"]}})
+
+
+class TestCrops:
+    def test_tumor_crops_hold_their_tumor_near_the_centre(self, scans):
+        _, case = scans
+        scan_list = load_tumor_scans([case], "tumorsynth", ["liver"])
+        from tumorsynth.models.tumor_diffusion import AutoencoderConfig
+
+        sampler = CropSampler(scan_list, AutoencoderConfig(**{**TINY_AE, "channels": (8, 16),
+                                                              "spacing_mm": (4.0, 4.0, 4.0)}),
+                              np.random.default_rng(0), jitter=0.1)
+        crops, masks, classes = sampler.tumor_crops(4)
+        assert crops.shape == masks.shape == (4, 1, 16, 16, 16)
+        assert all(m[0, 6:10, 6:10, 6:10].sum() > 0 for m in masks)
+        assert float(crops[masks > 0].mean()) < float(crops[masks == 0].mean()) + 200
+
+    def test_real_tumors_of_ircad_1_17(self, p17):
+        ct, seg = p17
+        scan = load_scan(ct.path, label=seg.path, label_map="msd", organs=["liver"])
+        diameters = sorted(t.diameter_mm for t in scan.tumors)
+        # 78.6 and 85.6 mL (the data README): equivalent diameters 53.2 and 54.7 mm.
+        assert len(diameters) == 2
+        assert diameters == pytest.approx([53.2, 54.7], abs=0.5)
