@@ -1,6 +1,8 @@
 """Render docs/synthetic_tumors.png: synthetic tumors in each organ of the real scans.
 
 Usage: .venv/bin/python docs/make_figure.py [--data ../shared/data] [--seed 0]
+       .venv/bin/python docs/make_figure.py --generator diffusion --checkpoint DIR \
+           --out docs/diffusion_tumors.png     # the learned generator
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from tumorsynth.generators import get_generator
 from tumorsynth.io import load_image, load_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS
 from tumorsynth.io.preview import render_tumor_montage, save_png
@@ -18,7 +21,7 @@ from tumorsynth.pipelines import TumorRequest, synthesize_case
 HERE = Path(__file__).resolve().parent
 
 
-def panel(ct, seg, label_map, requests, seed, scan):
+def panel(ct, seg, label_map, requests, seed, scan, generator="heuristic"):
     out = synthesize_case(
         ct.array,
         seg.array,
@@ -27,6 +30,7 @@ def panel(ct, seg, label_map, requests, seed, scan):
         requests=requests,
         rng=seed,
         affine=ct.affine,
+        generator=generator,
     )
     titles = [
         f"{scan}: {r.organ}, {r.size_class}, d={r.diameter_mm:.0f} mm, {r.contrast_hu:+.0f} HU"
@@ -52,7 +56,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(HERE.parents[1] / "shared" / "data"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--generator", default="heuristic")
+    parser.add_argument("--checkpoint", help="diffusion: the model folder of train-diffusion")
+    parser.add_argument("--out", default=str(HERE / "synthetic_tumors.png"))
     args = parser.parse_args()
+    options = {"checkpoint": args.checkpoint} if args.generator == "diffusion" else {}
+    generator = get_generator(args.generator, **options)
     data = Path(args.data)
     p07 = (
         load_image(data / "ircadb01_p07/ircadb01_p07_ct.nii.gz"),
@@ -75,6 +84,7 @@ def main() -> None:
             ],
             args.seed,
             "IRCAD 1.7",
+            generator,
         ),
         panel(
             *ts,
@@ -86,6 +96,7 @@ def main() -> None:
             ],
             args.seed,
             "TotalSeg 3 mm",
+            generator,
         ),
     ]
     # Two columns of panels side by side keep the figure compact.
@@ -96,7 +107,7 @@ def main() -> None:
     for p in panels:
         figure.paste(p, (x, 0))
         x += p.width
-    path = save_png(figure, HERE / "synthetic_tumors.png")
+    path = save_png(figure, args.out)
     print(path, f"{path.stat().st_size / 1024:.0f} KB")
 
 

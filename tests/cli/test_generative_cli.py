@@ -21,37 +21,77 @@ def chain(tmp_path_factory):
     ct, seg = make_phantom(0, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
     save_volume(ct, root / "healthy" / "ct.nii.gz")
     save_volume(seg, root / "healthy_label.nii.gz")
-    tum = synthesize_case(ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map="phantom",
-                          organ="liver", count=2, size="medium", rng=1)
+    tum = synthesize_case(
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        organ="liver",
+        count=2,
+        size="medium",
+        rng=1,
+    )
     save_volume(Volume(tum.image, ct.affine), root / "tumor_ct.nii.gz")
     save_volume(Volume(tum.label, ct.affine), root / "tumor_label.nii.gz")
     ae_yaml = root / "ae.yaml"
-    ae_yaml.write_text(yaml.safe_dump({
-        "data": {"images": [str(root / "healthy"), str(root / "tumor_ct.nii.gz")]},
-        "model": {"channels": [8, 16], "num_embeddings": 32, "embedding_dim": 4,
-                  "crop_size": 16, "spacing_mm": [4.0, 4.0, 4.0]},
-        "optim": {"max_steps": 6, "batch_size": 2, "adv_start": 3},
-        "train": {"out_dir": str(root / "ae_run"), "device": "cpu"},
-    }))
+    ae_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"images": [str(root / "healthy"), str(root / "tumor_ct.nii.gz")]},
+                "model": {
+                    "channels": [8, 16],
+                    "num_embeddings": 32,
+                    "embedding_dim": 4,
+                    "crop_size": 16,
+                    "spacing_mm": [4.0, 4.0, 4.0],
+                },
+                "optim": {"max_steps": 6, "batch_size": 2, "adv_start": 3},
+                "train": {"out_dir": str(root / "ae_run"), "device": "cpu"},
+            }
+        )
+    )
     diff_yaml = root / "diffusion.yaml"
-    diff_yaml.write_text(yaml.safe_dump({
-        "autoencoder": str(root / "ae_run" / "autoencoder"),
-        "data": {"cases": [{"image": str(root / "tumor_ct.nii.gz"),
+    diff_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "autoencoder": str(root / "ae_run" / "autoencoder"),
+                "data": {
+                    "cases": [
+                        {
+                            "image": str(root / "tumor_ct.nii.gz"),
                             "label": str(root / "tumor_label.nii.gz"),
-                            "label_map": "tumorsynth"}], "organs": ["liver"]},
-        "model": {"channels": [16, 32], "attention_levels": [False, True], "num_res_blocks": 1,
-                  "num_head_channels": 8, "norm_num_groups": 8, "num_train_timesteps": 20,
-                  "sample_steps": [2, 2]},
-        "optim": {"max_steps": 4, "batch_size": 2},
-        "train": {"out_dir": str(root / "diff_run"), "device": "cpu"},
-    }))
+                            "label_map": "tumorsynth",
+                        }
+                    ],
+                    "organs": ["liver"],
+                },
+                "model": {
+                    "channels": [16, 32],
+                    "attention_levels": [False, True],
+                    "num_res_blocks": 1,
+                    "num_head_channels": 8,
+                    "norm_num_groups": 8,
+                    "num_train_timesteps": 20,
+                    "sample_steps": [2, 2],
+                },
+                "optim": {"max_steps": 4, "batch_size": 2},
+                "train": {"out_dir": str(root / "diff_run"), "device": "cpu"},
+            }
+        )
+    )
     return root, ct
 
 
 def test_train_autoencoder_then_diffusion(chain):
     root, _ = chain
-    run = cli("train-autoencoder", "--config", root / "ae.yaml", "--no-progress",
-              "--set", "optim.max_steps=5")
+    run = cli(
+        "train-autoencoder",
+        "--config",
+        root / "ae.yaml",
+        "--no-progress",
+        "--set",
+        "optim.max_steps=5",
+    )
     assert run.code == 0, run.err
     assert "PSNR" in run.out
     assert json.loads((root / "ae_run" / "summary.json").read_text())["steps"] == 5
@@ -67,22 +107,39 @@ def test_synthesize_with_the_checkpoint_and_replay_it(chain):
     if not model.is_dir():
         pytest.skip("needs test_train_autoencoder_then_diffusion")
     out = root / "synth"
-    run = cli("synthesize", "--image", root / "healthy" / "ct.nii.gz", "--label",
-              root / "healthy_label.nii.gz", "--label-map", "phantom", "--organ", "liver,kidney",
-              "--count", "1", "--generator", "diffusion", "--checkpoint", model,
-              "--device", "cpu", "--out", out, "--no-progress")
+    run = cli(
+        "synthesize",
+        "--image",
+        root / "healthy" / "ct.nii.gz",
+        "--label",
+        root / "healthy_label.nii.gz",
+        "--label-map",
+        "phantom",
+        "--organ",
+        "liver,kidney",
+        "--count",
+        "1",
+        "--generator",
+        "diffusion",
+        "--checkpoint",
+        model,
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert run.code == 0, run.err
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert {r["organ"] for r in records} == {"liver", "kidney"}
     assert all(r["generator"] == "diffusion" for r in records)
     assert all(r["appearance"]["checkpoint"] == str(model) for r in records)
     replayed = root / "replayed"
-    run = cli("replay", out / "manifest.jsonl", "--out", replayed, "--device", "cpu",
-              "--no-progress")
-    assert run.code == 0, run.err
-    image = lambda folder: np.asarray(  # noqa: E731
-        nib.load(next((folder / "imagesTr").iterdir())).dataobj
+    run = cli(
+        "replay", out / "manifest.jsonl", "--out", replayed, "--device", "cpu", "--no-progress"
     )
+    assert run.code == 0, run.err
+    image = lambda folder: np.asarray(nib.load(next((folder / "imagesTr").iterdir())).dataobj)
     assert np.array_equal(image(out), image(replayed))
 
 
@@ -98,9 +155,21 @@ def test_diffusion_without_a_usable_checkpoint_exits_2_and_writes_nothing(
 ):
     root, _ = chain
     out = tmp_path / "never"
-    run = cli("synthesize", "--image", root / "healthy" / "ct.nii.gz", "--label",
-              root / "healthy_label.nii.gz", "--label-map", "phantom", "--generator",
-              "diffusion", *extra, "--out", out, "--no-progress")
+    run = cli(
+        "synthesize",
+        "--image",
+        root / "healthy" / "ct.nii.gz",
+        "--label",
+        root / "healthy_label.nii.gz",
+        "--label-map",
+        "phantom",
+        "--generator",
+        "diffusion",
+        *extra,
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert run.code == 2
     assert message in run.err
     assert not out.exists()
@@ -108,9 +177,19 @@ def test_diffusion_without_a_usable_checkpoint_exits_2_and_writes_nothing(
 
 def test_a_checkpoint_for_the_heuristic_generator_is_refused(chain, tmp_path: Path):
     root, _ = chain
-    run = cli("synthesize", "--image", root / "healthy" / "ct.nii.gz", "--label",
-              root / "healthy_label.nii.gz", "--label-map", "phantom", "--checkpoint", root,
-              "--out", tmp_path / "x")
+    run = cli(
+        "synthesize",
+        "--image",
+        root / "healthy" / "ct.nii.gz",
+        "--label",
+        root / "healthy_label.nii.gz",
+        "--label-map",
+        "phantom",
+        "--checkpoint",
+        root,
+        "--out",
+        tmp_path / "x",
+    )
     assert run.code == 2 and "only the diffusion generator" in run.err
 
 

@@ -25,8 +25,16 @@ def gen(diffusion_checkpoint):
 def synth(phantom, gen, organ="liver", count=2, size="small", rng=0):
     ct, seg = phantom
     return synthesize_case(
-        ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map="phantom", organ=organ,
-        count=count, size=size, generator=gen, rng=rng, affine=ct.affine,
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        organ=organ,
+        count=count,
+        size=size,
+        generator=gen,
+        rng=rng,
+        affine=ct.affine,
     )
 
 
@@ -38,7 +46,7 @@ def test_it_is_a_batch_generator_with_a_versioned_checkpoint(gen):
 def test_only_tumors_and_their_blend_margins_change(phantom, gen):
     ct, _ = phantom
     out = synth(phantom, gen, count=3)
-    tumor = (out.label == 2)
+    tumor = out.label == 2
     assert len(out.records) == 3 and tumor.any()
     changed = out.image != ct.array
     assert np.abs(out.image[tumor].astype(float) - ct.array[tumor]).mean() > 3.0
@@ -55,8 +63,15 @@ def test_same_seed_same_voxels_and_replay_is_exact(phantom, gen):
     ct, seg = phantom
     a, b = synth(phantom, gen, rng=4), synth(phantom, gen, rng=4)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
-    again = replay_case(ct.array, seg.array, a.records, spacing_mm=ct.spacing_mm,
-                        label_map="phantom", affine=ct.affine, generators={"diffusion": gen})
+    again = replay_case(
+        ct.array,
+        seg.array,
+        a.records,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        affine=ct.affine,
+        generators={"diffusion": gen},
+    )
     assert np.array_equal(again.image, a.image)
     assert np.array_equal(again.label, a.label)
     assert synth(phantom, gen, rng=5).image.tobytes() != a.image.tobytes()
@@ -76,17 +91,26 @@ def test_tumors_that_do_not_touch_are_one_batch_and_match_rendering_one_by_one(
     gen.render_batch = spy
     try:
         out = synthesize_case(
-            ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map="phantom",
+            ct.array,
+            seg.array,
+            spacing_mm=ct.spacing_mm,
+            label_map="phantom",
             requests=[TumorRequest("liver", 1, "tiny"), TumorRequest("kidney", 1, "tiny")],
-            generator=gen, rng=0, affine=ct.affine,
+            generator=gen,
+            rng=0,
+            affine=ct.affine,
         )
     finally:
         del gen.render_batch
     assert calls == [2]
     one_by_one = DiffusionGenerator(diffusion_checkpoint, device="cpu", max_batch=1)
     alone = render_specs(
-        ct.array, seg.array, [TumorSpec.from_record(r) for r in out.records],
-        spacing_mm=ct.spacing_mm, label_map="phantom", affine=ct.affine,
+        ct.array,
+        seg.array,
+        [TumorSpec.from_record(r) for r in out.records],
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        affine=ct.affine,
         generators={"diffusion": one_by_one},
     )
     assert np.array_equal(alone.label, out.label)
@@ -117,8 +141,14 @@ def test_records_of_other_weights_are_refused(phantom, gen, tmp_path):
     tiny_diffusion(seed=9).save_pretrained(tmp_path / "other")
     other = DiffusionGenerator(tmp_path / "other", device="cpu")
     with pytest.raises(InputError, match="replay would not be exact"):
-        replay_case(ct.array, seg.array, out.records, spacing_mm=ct.spacing_mm,
-                    label_map="phantom", generators={"diffusion": other})
+        replay_case(
+            ct.array,
+            seg.array,
+            out.records,
+            spacing_mm=ct.spacing_mm,
+            label_map="phantom",
+            generators={"diffusion": other},
+        )
 
 
 def test_without_a_checkpoint_it_says_what_to_pass():
@@ -131,12 +161,21 @@ def test_rand_tumor_synthd_uses_it(phantom, diffusion_checkpoint):
 
     ct, seg = phantom
     t = RandTumorSynthd(
-        ("image", "label"), organ="liver", count=1, label_map="phantom", generator="diffusion",
+        ("image", "label"),
+        organ="liver",
+        count=1,
+        label_map="phantom",
+        generator="diffusion",
         generator_options={"checkpoint": diffusion_checkpoint, "device": "cpu"},
         records_key="records",
     ).set_random_state(0)
-    out = t({"image": ct.array[None].astype(np.float32), "label": seg.array[None],
-             "image_meta_dict": {"affine": ct.affine}})
+    out = t(
+        {
+            "image": ct.array[None].astype(np.float32),
+            "label": seg.array[None],
+            "image_meta_dict": {"affine": ct.affine},
+        }
+    )
     assert (out["label"] == 2).any()
     assert out["records"][0]["generator"] == "diffusion"
 
@@ -145,8 +184,16 @@ def test_real_liver_and_kidney_of_ircad_1_7(p07, gen):
     ct, seg = p07
     for organ, tumor_id in (("liver", 2), ("kidney", 6)):
         out = synthesize_case(
-            ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map={"liver": 1, "kidney": 5},
-            organ=organ, count=1, size="small", generator=gen, rng=0, affine=ct.affine,
+            ct.array,
+            seg.array,
+            spacing_mm=ct.spacing_mm,
+            label_map={"liver": 1, "kidney": 5},
+            organ=organ,
+            count=1,
+            size="small",
+            generator=gen,
+            rng=0,
+            affine=ct.affine,
         )
         tumor = out.label == tumor_id
         assert len(out.records) == 1 and tumor.any()

@@ -34,10 +34,20 @@ class TestCropGrid:
         ras = rng.standard_normal((40, 30, 20)).astype(np.float32)
         lps = ras[::-1, ::-1].copy()
         spacing = (0.8, 0.8, 1.6)
-        g_ras = CropGrid((20.0, 15.0, 10.0), spacing, orientation_of(np.diag([0.8, 0.8, 1.6, 1])),
-                         (1.0, 1.0, 1.0), 9)
-        g_lps = CropGrid((19.0, 14.0, 10.0), spacing,
-                         orientation_of(np.diag([-0.8, -0.8, 1.6, 1])), (1.0, 1.0, 1.0), 9)
+        g_ras = CropGrid(
+            (20.0, 15.0, 10.0),
+            spacing,
+            orientation_of(np.diag([0.8, 0.8, 1.6, 1])),
+            (1.0, 1.0, 1.0),
+            9,
+        )
+        g_lps = CropGrid(
+            (19.0, 14.0, 10.0),
+            spacing,
+            orientation_of(np.diag([-0.8, -0.8, 1.6, 1])),
+            (1.0, 1.0, 1.0),
+            9,
+        )
         a = g_ras.read(torch.from_numpy(ras))
         b = g_lps.read(torch.from_numpy(lps))
         assert a.shape == (1, 1, 9, 9, 9)
@@ -45,8 +55,9 @@ class TestCropGrid:
 
     def test_same_spacing_reads_voxels_exactly_and_writes_them_back(self):
         vol = np.random.default_rng(2).standard_normal((30, 30, 30)).astype(np.float32)
-        grid = CropGrid((15.0, 15.0, 15.0), (1.0, 1.0, 2.0), orientation_of(None),
-                        (1.0, 1.0, 2.0), 7)
+        grid = CropGrid(
+            (15.0, 15.0, 15.0), (1.0, 1.0, 2.0), orientation_of(None), (1.0, 1.0, 2.0), 7
+        )
         crop = grid.read(torch.from_numpy(vol))[0, 0].numpy()
         assert np.allclose(crop, vol[12:19, 12:19, 12:19], atol=1e-5)
         back = grid.write_back(torch.from_numpy(crop), (13, 13, 13), (5, 5, 5)).numpy()
@@ -56,7 +67,7 @@ class TestCropGrid:
         vol = torch.arange(40.0).reshape(40, 1, 1).expand(40, 5, 5).contiguous()
         fine = CropGrid((20.0, 2.0, 2.0), (1.0, 1.0, 1.0), orientation_of(None), (1.0,) * 3, 5)
         coarse = CropGrid((20.0, 2.0, 2.0), (1.0, 1.0, 1.0), orientation_of(None), (2.0,) * 3, 5)
-        span = lambda g: float(g.read(vol)[0, 0, -1, 2, 2] - g.read(vol)[0, 0, 0, 2, 2])  # noqa: E731
+        span = lambda g: float(g.read(vol)[0, 0, -1, 2, 2] - g.read(vol)[0, 0, 0, 2, 2])
         assert span(fine) == pytest.approx(4.0)
         assert span(coarse) == pytest.approx(8.0)
 
@@ -80,8 +91,11 @@ class TestSampling:
     def test_same_generator_seed_same_tumor_other_seed_other_tumor(self):
         model = tiny_diffusion()
         crops, masks = masked_batch()
-        run = lambda seeds: model.sample(  # noqa: E731
-            crops, masks, [EARLY, LARGER], steps=3,
+        run = lambda seeds: model.sample(
+            crops,
+            masks,
+            [EARLY, LARGER],
+            steps=3,
             generators=[torch.Generator().manual_seed(s) for s in seeds],
         )
         a, b, c = run([1, 2]), run([1, 2]), run([1, 3])
@@ -93,10 +107,16 @@ class TestSampling:
     def test_a_tumor_does_not_depend_on_its_batch_mates(self):
         model = tiny_diffusion()
         crops, masks = masked_batch()
-        both = model.sample(crops, masks, [EARLY, EARLY], steps=2,
-                            generators=[torch.Generator().manual_seed(s) for s in (5, 6)])
-        alone = model.sample(crops[1:], masks[1:], [EARLY], steps=2,
-                             generators=[torch.Generator().manual_seed(6)])
+        both = model.sample(
+            crops,
+            masks,
+            [EARLY, EARLY],
+            steps=2,
+            generators=[torch.Generator().manual_seed(s) for s in (5, 6)],
+        )
+        alone = model.sample(
+            crops[1:], masks[1:], [EARLY], steps=2, generators=[torch.Generator().manual_seed(6)]
+        )
         assert torch.allclose(both[1], alone[0], atol=1e-3)
 
     def test_output_stays_in_the_window(self):
@@ -122,7 +142,7 @@ class TestCheckpoint:
         assert loaded.scale_factor == pytest.approx(0.7)
         assert loaded.sha256 and loaded.sha256 == model.sha256
         crops, masks = masked_batch(1)
-        gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+        gen = lambda: torch.Generator().manual_seed(0)
         assert torch.equal(
             model.sample(crops, masks, [EARLY], steps=2, generators=gen()),
             loaded.sample(crops, masks, [EARLY], steps=2, generators=gen()),

@@ -44,8 +44,13 @@ def ae_settings(images, out, steps=60):
     return {
         "data": {"images": [str(p) for p in images], "val_fraction": 0.5, "val_crops": 2},
         "model": TINY_AE,
-        "optim": {"max_steps": steps, "adv_start": 20, "batch_size": 2, "lr": 2e-3,
-                  "warmup_steps": 5},
+        "optim": {
+            "max_steps": steps,
+            "adv_start": 20,
+            "batch_size": 2,
+            "lr": 2e-3,
+            "warmup_steps": 5,
+        },
         "train": {"out_dir": str(out), "log_every": 10, "val_every": 10, "device": "cpu"},
     }
 
@@ -55,8 +60,13 @@ def diffusion_settings(autoencoder, case, out, steps=60):
         "autoencoder": str(autoencoder),
         "data": {"cases": [case], "organs": ["liver"], "val_crops": 3},
         "model": TINY_DENOISER,
-        "optim": {"max_steps": steps, "batch_size": 4, "lr": 1e-3, "ema_decay": 0.9,
-                  "warmup_steps": 5},
+        "optim": {
+            "max_steps": steps,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "ema_decay": 0.9,
+            "warmup_steps": 5,
+        },
         "train": {"out_dir": str(out), "log_every": 10, "val_every": 20, "device": "cpu"},
     }
 
@@ -70,12 +80,23 @@ def scans(tmp_path_factory) -> tuple[list[Path], dict]:
         ct, _ = make_phantom(i, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
         images.append(save_volume(ct, root / f"ct{i}.nii.gz"))
     ct, seg = make_phantom(2, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-    out = synthesize_case(ct.array, seg.array, spacing_mm=ct.spacing_mm, label_map="phantom",
-                          organ="liver", count=2, size="medium", rng=0)
+    out = synthesize_case(
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        organ="liver",
+        count=2,
+        size="medium",
+        rng=0,
+    )
     save_volume(Volume(out.image, ct.affine), root / "tumor_ct.nii.gz")
     save_volume(Volume(out.label, ct.affine), root / "tumor_label.nii.gz")
-    case = {"image": str(root / "tumor_ct.nii.gz"), "label": str(root / "tumor_label.nii.gz"),
-            "label_map": "tumorsynth"}
+    case = {
+        "image": str(root / "tumor_ct.nii.gz"),
+        "label": str(root / "tumor_label.nii.gz"),
+        "label_map": "tumorsynth",
+    }
     return images, case
 
 
@@ -83,8 +104,9 @@ def scans(tmp_path_factory) -> tuple[list[Path], dict]:
 def trained_autoencoder(scans, tmp_path_factory):
     images, _ = scans
     out = tmp_path_factory.mktemp("ae")
-    result = train_autoencoder(AutoencoderTrainConfig.from_dict(ae_settings(images, out)),
-                               progress=False)
+    result = train_autoencoder(
+        AutoencoderTrainConfig.from_dict(ae_settings(images, out)), progress=False
+    )
     return result
 
 
@@ -166,9 +188,12 @@ class TestCrops:
         scan_list = load_tumor_scans([case], "tumorsynth", ["liver"])
         from tumorsynth.models.tumor_diffusion import AutoencoderConfig
 
-        sampler = CropSampler(scan_list, AutoencoderConfig(**{**TINY_AE, "channels": (8, 16),
-                                                              "spacing_mm": (4.0, 4.0, 4.0)}),
-                              np.random.default_rng(0), jitter=0.1)
+        sampler = CropSampler(
+            scan_list,
+            AutoencoderConfig(**{**TINY_AE, "channels": (8, 16), "spacing_mm": (4.0, 4.0, 4.0)}),
+            np.random.default_rng(0),
+            jitter=0.1,
+        )
         crops, masks, classes = sampler.tumor_crops(4)
         assert crops.shape == masks.shape == (4, 1, 16, 16, 16)
         assert all(m[0, 6:10, 6:10, 6:10].sum() > 0 for m in masks)

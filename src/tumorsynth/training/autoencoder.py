@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,14 @@ from tumorsynth.models.tumor_diffusion import (
     save_autoencoder,
     unit_to_hu,
 )
-from tumorsynth.training.common import MetricsLog, pick_device, warmup_cosine, write_json
+from tumorsynth.training.common import (
+    MetricsLog,
+    bf16_autocast,
+    deadline_after,
+    pick_device,
+    warmup_cosine,
+    write_json,
+)
 from tumorsynth.training.generative_config import AutoencoderTrainConfig
 from tumorsynth.training.tumor_crops import CropSampler, Scan, load_scan, scan_files
 
@@ -87,15 +93,10 @@ def train_autoencoder(
         opt_g, warmup_cosine(config.optim.warmup_steps, config.optim.max_steps)
     )
     adv_loss = PatchAdversarialLoss(criterion="least_squares")
-    amp = config.optim.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+    autocast = bf16_autocast(config.optim.amp, device)
     write_json(out / "train_config.json", config.to_dict())
     log = MetricsLog(out, COLUMNS)
-    deadline = (
-        time.perf_counter() + 60.0 * config.train.max_minutes
-        if config.train.max_minutes
-        else math.inf
-    )
+    deadline = deadline_after(config.train.max_minutes)
     bar = tqdm(total=config.optim.max_steps, disable=not progress, desc=config.name, unit="step")
     scores = {"psnr": math.nan, "ssim": math.nan}
     step, crops, start = 0, 0, time.perf_counter()

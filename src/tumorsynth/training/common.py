@@ -5,14 +5,37 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from tumorsynth.io.atomic import atomic_path
 from tumorsynth.models.device import pick_device
 
-__all__ = ["MetricsLog", "pick_device", "warmup_cosine", "write_json"]
+__all__ = [
+    "MetricsLog",
+    "bf16_autocast",
+    "deadline_after",
+    "pick_device",
+    "warmup_cosine",
+    "write_json",
+]
+
+
+def deadline_after(max_minutes: float | None) -> float:
+    """``time.perf_counter()`` value at which a ``max_minutes`` budget runs out (inf: none)."""
+    return time.perf_counter() + 60.0 * max_minutes if max_minutes else math.inf
+
+
+def bf16_autocast(enabled: bool, device: torch.device) -> Callable[[], Any]:
+    """A context factory: bf16 autocast on CUDA when ``enabled``, else nothing."""
+    if enabled and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
 
 
 def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:

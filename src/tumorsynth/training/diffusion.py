@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,7 +39,14 @@ from tumorsynth.models.tumor_diffusion import (
     load_autoencoder,
     train_scheduler,
 )
-from tumorsynth.training.common import MetricsLog, pick_device, warmup_cosine, write_json
+from tumorsynth.training.common import (
+    MetricsLog,
+    bf16_autocast,
+    deadline_after,
+    pick_device,
+    warmup_cosine,
+    write_json,
+)
 from tumorsynth.training.generative_config import DiffusionTrainConfig
 from tumorsynth.training.tumor_crops import CropSampler, load_tumor_scans, size_class_of
 
@@ -98,15 +104,10 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
         optimizer, warmup_cosine(config.optim.warmup_steps, config.optim.max_steps)
     )
     inferer = model.inferer(train_scheduler(config.model))
-    amp = config.optim.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+    autocast = bf16_autocast(config.optim.amp, device)
     write_json(out / "train_config.json", config.to_dict())
     log = MetricsLog(out, COLUMNS)
-    deadline = (
-        time.perf_counter() + 60.0 * config.train.max_minutes
-        if config.train.max_minutes
-        else math.inf
-    )
+    deadline = deadline_after(config.train.max_minutes)
     bar = tqdm(total=config.optim.max_steps, disable=not progress, desc=config.name, unit="step")
     step, crops, start = 0, 0, time.perf_counter()
     first_loss = last_loss = math.nan

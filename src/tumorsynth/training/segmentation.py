@@ -12,7 +12,6 @@ import dataclasses
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,13 @@ from tumorsynth import __version__
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict, save_pretrained
 from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, count_parameters
-from tumorsynth.training.common import MetricsLog, pick_device, warmup_cosine, write_json
+from tumorsynth.training.common import (
+    MetricsLog,
+    bf16_autocast,
+    pick_device,
+    warmup_cosine,
+    write_json,
+)
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.data import build_datasets, median_spacing, split_cases
 
@@ -115,8 +120,7 @@ def train_segmentation(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(config.optim.warmup_steps, config.optim.max_steps)
     )
-    amp = config.optim.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+    autocast = bf16_autocast(config.optim.amp, device)
 
     step, best, best_step = 0, -1.0, 0
     ckpt_dir = out / "checkpoints"
