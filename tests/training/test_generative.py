@@ -206,3 +206,21 @@ class TestCrops:
         # 78.6 and 85.6 mL (the data README): equivalent diameters 53.2 and 54.7 mm.
         assert len(diameters) == 2
         assert diameters == pytest.approx([53.2, 54.7], abs=0.5)
+
+
+def test_a_segmentor_trains_on_diffusion_tumors(phantom_dataset, diffusion_checkpoint, tmp_path):
+    from conftest import tiny_config
+
+    from tumorsynth.training.config import TrainConfig
+    from tumorsynth.training.segmentation import train_segmentation
+
+    settings = tiny_config(
+        phantom_dataset,
+        tmp_path / "run",
+        generator="diffusion",
+        generator_options={"checkpoint": str(diffusion_checkpoint)},
+        tumor_size="small",
+    )
+    result = train_segmentation(TrainConfig.from_dict(settings), progress=False)
+    assert result.steps == 8
+    assert (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").is_file()

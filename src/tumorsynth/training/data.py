@@ -221,6 +221,11 @@ def _window(config: TrainConfig) -> ScaleIntensityRanged:
 def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
     """What training and validation synthesis share (labels are already relabelled)."""
     d = config.data
+    options = dict(d.generator_options)
+    if d.generator == "diffusion" and d.num_workers > 0:
+        # Loader workers are forked; CUDA cannot be used in them, so a learned generator samples
+        # on their CPUs unless the config says otherwise (num_workers: 0 keeps it on the GPU).
+        options.setdefault("device", "cpu")
     return {
         "keys": ("image", "label"),
         "organ": d.organ,
@@ -228,7 +233,7 @@ def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
         "size": d.tumor_size,
         "label_map": OUTPUT_LABELS,
         "generator": d.generator,
-        "generator_options": d.generator_options,
+        "generator_options": options,
     }
 
 

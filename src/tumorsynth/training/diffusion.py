@@ -8,7 +8,7 @@ average of the weights is kept and is what the checkpoint holds.
 
 Outputs in ``out_dir``: ``model/`` (the generator checkpoint: autoencoder + EMA denoiser),
 ``metrics.csv``, ``summary.json`` and ``samples.png`` (real crops beside tumors sampled into the
-same masks, 4 DDIM steps).
+same masks with the early-tumor step count).
 """
 
 from __future__ import annotations
@@ -241,6 +241,7 @@ def _samples_png(
 ) -> None:
     images, masks, classes = crops
     device = model.device
+    steps = model.config.sample_steps[0]
     gens = [
         torch.Generator().manual_seed(derive_seed(seed, "sample", i)) for i in range(len(images))
     ]
@@ -248,7 +249,7 @@ def _samples_png(
         images.to(device),
         masks.to(device),
         classes,
-        steps=model.config.sample_steps[0],
+        steps=steps,
         generators=gens,
     ).cpu()
     rows, outlines = [], []
@@ -258,6 +259,6 @@ def _samples_png(
         rows.append([image[0][:, :, z].numpy(), blended[:, :, z].numpy()])
         outlines.append(mask[0][:, :, z].numpy() > 0.5)
     grid = render_crop_grid(
-        rows, column_titles=("real tumor", "sampled (4 steps)"), mask_rows=outlines
+        rows, column_titles=("real tumor", f"sampled ({steps} DDIM steps)"), mask_rows=outlines
     )
     save_png(grid, path)
