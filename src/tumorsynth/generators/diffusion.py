@@ -5,7 +5,8 @@ Shapes and placement come from the core, exactly as for the heuristic generator.
 the generator reads a cube of ``crop_size`` voxels at the model's spacing around it (zoomed out
 when the tumor would not fit with a margin), samples the tumor into the mask with a few DDIM steps,
 and writes back only ``w * synthetic + (1 - w) * background``, where ``w`` is the tumor's soft mask
-(a Gaussian-blurred edge) restricted to where tumor may be. Nothing outside the tumor and its
+(a Gaussian-blurred edge) restricted to where tumor may be; by default the sampled content
+finer than 2 mm is replaced by the scan's own noise, as the heuristic generator does. Nothing outside the tumor and its
 blend margin changes, in any organ (the published code replaces whole pancreas crops).
 
 Several tumors are rendered as one batch on CPU or GPU; each tumor's initial noise comes from its
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from tumorsynth.errors import InputError
+from tumorsynth.generators.heuristic import low_pass, scan_noise
 from tumorsynth.generators.protocol import RenderInput, TumorSite
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
@@ -54,6 +56,10 @@ class DiffusionGenerator:
         Most tumors per network call.
     edge_width_mm
         Range of the blend edge's Gaussian std (drawn per tumor).
+    keep_scan_noise
+        Replace the sampled tumor's content finer than 2 mm by the scan's own noise there (as the
+        heuristic generator does): the autoencoder smooths CT noise away, and a tumor smoother
+        than the tissue around it is a shortcut a segmentor would learn.
 
     Examples
     --------
@@ -72,6 +78,7 @@ class DiffusionGenerator:
         amp: bool = True,
         max_batch: int = 8,
         edge_width_mm: tuple[float, float] = (0.8, 1.6),
+        keep_scan_noise: bool = True,
     ) -> None:
         if checkpoint is None:
             raise InputError(
@@ -92,6 +99,7 @@ class DiffusionGenerator:
         self.amp = amp
         self.max_batch = int(max_batch)
         self.edge_width_mm = (float(edge_width_mm[0]), float(edge_width_mm[1]))
+        self.keep_scan_noise = bool(keep_scan_noise)
         self.version = f"1.0+{self.model.sha256[:12]}"
 
     # -- random side ---------------------------------------------------------------------------
@@ -109,6 +117,9 @@ class DiffusionGenerator:
             "steps": int(self.steps or self.model.config.sample_steps[size_class]),
             "zoom": round(max(1.0, needed_mm / (_FIT_FRACTION * cube_mm)), 4),
             "edge_width_mm": edge,
+            "scan_noise": self.keep_scan_noise,
+            "parenchyma_hu": float(site.parenchyma.median_hu),
+            "noise_hu": float(site.parenchyma.noise_hu),
             "checkpoint": self.checkpoint,
             "checkpoint_sha256": self.model.sha256,
         }
@@ -209,5 +220,16 @@ class DiffusionGenerator:
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         synthetic = grid.write_back(cube, lo.tolist(), (hi - lo).tolist()).float().cpu().numpy()
         w = weight[box]
-        new[box] += w * (synthetic - new[box])
+        background = new[box]
+        if spec.get("scan_noise"):
+            noise = scan_noise(
+                background,
+                low_pass(background, inp.spacing_mm),
+                w,
+                float(spec["parenchyma_hu"]),
+                float(spec["noise_hu"]),
+                int(spec["noise_seed"]) % (2**31) + 1,
+            )
+            synthetic = low_pass(synthetic, inp.spacing_mm) + noise
+        new[box] = background + w * (synthetic - background)
         return new

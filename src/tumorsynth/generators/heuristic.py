@@ -29,7 +29,7 @@ from tumorsynth.organs.context import bounding_box
 from tumorsynth.shapes.ellipsoid import soft_mask
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
-__all__ = ["DenseSpot", "HeuristicAppearance", "HeuristicGenerator"]
+__all__ = ["DenseSpot", "HeuristicAppearance", "HeuristicGenerator", "low_pass", "scan_noise"]
 
 #: Scale (mm) separating the tissue's low-frequency content from the scan noise that is kept.
 NOISE_SIGMA_MM = 2.0
@@ -198,39 +198,12 @@ class HeuristicGenerator:
         background = np.where(inside, inputs.original, inputs.image).astype(np.float32, copy=False)
         weight = soft_mask(distance, app.edge_width_mm)
         weight *= inputs.allowed
-        sigma = [NOISE_SIGMA_MM / s for s in inputs.spacing_mm]
-        low = ndi.gaussian_filter(background, sigma=sigma, truncate=2.5)
-        noise = self._noise(app, background, low, weight)
+        low = low_pass(background, inputs.spacing_mm)
+        noise = scan_noise(
+            background, low, weight, app.parenchyma_hu, app.noise_hu, app.texture_seed + 1
+        )
         target = self._target(app, inputs)
         return background + weight * (target + noise - background)
-
-    def _noise(
-        self, app: HeuristicAppearance, background: np.ndarray, low: np.ndarray, weight: np.ndarray
-    ) -> np.ndarray:
-        """The scan's own noise (clipped high-pass residual) where the tissue under the tumor is
-        parenchyma; where it is not (fat, vessel walls), the residual would carry that anatomy's
-        edges into the tumor, so Gaussian noise of the same std and a CT-like grain stands in."""
-        noise_hu = max(app.noise_hu, 1.0)
-        clip = np.float32(_NOISE_CLIP * noise_hu)
-        noise = np.clip(background - low, -clip, clip)
-        foreign = np.abs(low - np.float32(app.parenchyma_hu)) > np.float32(max(4 * noise_hu, 50.0))
-        foreign &= weight > 0.01
-        box = bounding_box(foreign, margin=(2, 2, 2))
-        if box is None:
-            return noise
-        # Widen by 2 voxels (the residual also carries the edge's shoulders) and draw the stand-in
-        # noise only in the box around the foreign voxels: a deterministic function of the crop.
-        widened = ndi.binary_dilation(foreign[box], iterations=2) & (weight[box] > 0.01)
-        rng = np.random.default_rng(app.texture_seed + 1)
-        grain = ndi.gaussian_filter(
-            rng.standard_normal(widened.shape, dtype=np.float32),
-            sigma=_GRAIN_SIGMA_VOX,
-            truncate=3.0,
-        )
-        grain *= np.float32(noise_hu / max(float(grain.std()), 1e-6))
-        sub = noise[box]
-        sub[widened] = np.clip(grain[widened], -clip, clip)
-        return noise
 
     def _target(self, app: HeuristicAppearance, inputs: RenderInput) -> np.ndarray:
         """Tumor HU without noise (the low-frequency content that replaces the tissue)."""
@@ -274,3 +247,44 @@ class HeuristicGenerator:
                 ).astype(np.float32)
                 target += np.float32(spot.hu) * np.exp(-r2 / np.float32(2 * spot.radius_mm**2))
         return target
+
+
+def low_pass(image: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """The tissue's low-frequency content: a Gaussian of ``NOISE_SIGMA_MM`` (float32)."""
+    sigma = [NOISE_SIGMA_MM / s for s in spacing_mm]
+    return ndi.gaussian_filter(image, sigma=sigma, truncate=2.5)
+
+
+def scan_noise(
+    background: np.ndarray,
+    low: np.ndarray,
+    weight: np.ndarray,
+    parenchyma_hu: float,
+    noise_hu: float,
+    seed: int,
+) -> np.ndarray:
+    """The scan's own noise (clipped high-pass residual ``background - low``) where the tissue
+    under the tumor is parenchyma; where it is not (fat, vessel walls), the residual would carry
+    that anatomy's edges into the tumor, so Gaussian noise of the same std and a CT-like grain
+    (seeded by ``seed``) stands in. Shared by every generator that keeps the scan's noise."""
+    noise_hu = max(noise_hu, 1.0)
+    clip = np.float32(_NOISE_CLIP * noise_hu)
+    noise = np.clip(background - low, -clip, clip)
+    foreign = np.abs(low - np.float32(parenchyma_hu)) > np.float32(max(4 * noise_hu, 50.0))
+    foreign &= weight > 0.01
+    box = bounding_box(foreign, margin=(2, 2, 2))
+    if box is None:
+        return noise
+    # Widen by 2 voxels (the residual also carries the edge's shoulders) and draw the stand-in
+    # noise only in the box around the foreign voxels: a deterministic function of the crop.
+    widened = ndi.binary_dilation(foreign[box], iterations=2) & (weight[box] > 0.01)
+    rng = np.random.default_rng(seed)
+    grain = ndi.gaussian_filter(
+        rng.standard_normal(widened.shape, dtype=np.float32),
+        sigma=_GRAIN_SIGMA_VOX,
+        truncate=3.0,
+    )
+    grain *= np.float32(noise_hu / max(float(grain.std()), 1e-6))
+    sub = noise[box]
+    sub[widened] = np.clip(grain[widened], -clip, clip)
+    return noise
