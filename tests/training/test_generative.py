@@ -141,6 +141,7 @@ class TestAutoencoder:
         config = AutoencoderTrainConfig.from_dict(ae_settings([tmp_path / "none"], tmp_path / "o"))
         with pytest.raises(InputError, match="none"):
             train_autoencoder(config, progress=False)
+        assert not (tmp_path / "o").exists()
 
 
 class TestDiffusion:
@@ -176,6 +177,7 @@ class TestDiffusion:
         )
         with pytest.raises(InputError, match="names no tumors"):
             train_diffusion(DiffusionTrainConfig.from_dict(settings), progress=False)
+        assert not (tmp_path / "out").exists()
 
     def test_a_config_without_autoencoder_is_refused(self):
         with pytest.raises(InputError, match="autoencoder"):

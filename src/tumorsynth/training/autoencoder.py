@@ -75,10 +75,10 @@ def train_autoencoder(
 ) -> AutoencoderOutput:
     """Train per ``config``; writes ``out_dir/autoencoder`` (the checkpoint a denoiser uses),
     ``metrics.csv``, ``summary.json`` and ``reconstructions.png``."""
-    out = ensure_writable_dir(config.train.out_dir)
     device = pick_device(config.train.device)
     rng = np.random.default_rng(config.seed)
-    train_scans, val_scans = _split_scans(config)
+    train_scans, val_scans = _split_scans(config)  # bad data fails before any output exists
+    out = ensure_writable_dir(config.train.out_dir)
     sampler = CropSampler(train_scans, config.model, rng)
     val_crops = _fixed_crops(config, val_scans or train_scans)
     window = config.model.hu_window

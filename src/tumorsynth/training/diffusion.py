@@ -71,13 +71,13 @@ class DiffusionOutput:
 def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> DiffusionOutput:
     """Train per ``config``; the checkpoint is ``out_dir/model`` (``--checkpoint`` for the
     ``diffusion`` generator)."""
-    out = ensure_writable_dir(config.train.out_dir)
     device = pick_device(config.train.device)
     autoencoder, ae_config = load_autoencoder(config.autoencoder)
     autoencoder.to(device).requires_grad_(False)
     config.model.validate(ae_config.latent_size, f"{config.name}: model")
     d = config.data
     scans = load_tumor_scans(d.cases, d.label_map, d.organs, d.min_voxels)
+    out = ensure_writable_dir(config.train.out_dir)  # after the inputs proved usable
     rng = np.random.default_rng(config.seed)
     sampler = CropSampler(scans, ae_config, rng, jitter=d.jitter, scale_range=d.scale_range)
     counts = {"early": 0, "larger": 0}
