@@ -82,7 +82,7 @@ def totalseg() -> tuple[Volume, Volume]:
 def locked_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A folder nobody may write into (mode 0o500). Root can write anyway, so for root the
     permission check tumorsynth makes (os.access) is told the truth a normal user would get."""
-    import tumorsynth.io.atomic as atomic
+    from tumorsynth.io import atomic
 
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -161,3 +161,27 @@ def diffusion_checkpoint(tmp_path_factory) -> Path:
 def generator_options(diffusion_checkpoint) -> dict[str, dict]:
     """Options each registered generator needs to be built in tests."""
     return {"diffusion": {"checkpoint": diffusion_checkpoint, "device": "cpu"}}
+
+
+@pytest.fixture(scope="session")
+def tumor_phantom_case(tmp_path_factory) -> dict[str, str]:
+    """A phantom CT with 2 medium synthetic liver tumors, written as an annotated case (labels
+    in the tumorsynth convention): the diffusion model's training data in tests."""
+    from tumorsynth.io.nifti import save_volume
+    from tumorsynth.pipelines.synthesize import synthesize_case
+
+    folder = tmp_path_factory.mktemp("tumor_phantom")
+    ct, seg = make_phantom(2, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
+    out = synthesize_case(
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        organ="liver",
+        count=2,
+        size="medium",
+        rng=0,
+    )
+    image = save_volume(Volume(out.image, ct.affine), folder / "tumor_ct.nii.gz")
+    label = save_volume(Volume(out.label, ct.affine), folder / "tumor_label.nii.gz")
+    return {"image": str(image), "label": str(label), "label_map": "tumorsynth"}

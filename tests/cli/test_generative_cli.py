@@ -10,34 +10,21 @@ import pytest
 import yaml
 from cli_runner import cli
 
-from tumorsynth.io.nifti import Volume, save_volume
+from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
-from tumorsynth.pipelines.synthesize import synthesize_case
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(tmp_path_factory, tumor_phantom_case):
     root = tmp_path_factory.mktemp("gen_cli")
     ct, seg = make_phantom(0, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
     save_volume(ct, root / "healthy" / "ct.nii.gz")
     save_volume(seg, root / "healthy_label.nii.gz")
-    tum = synthesize_case(
-        ct.array,
-        seg.array,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        organ="liver",
-        count=2,
-        size="medium",
-        rng=1,
-    )
-    save_volume(Volume(tum.image, ct.affine), root / "tumor_ct.nii.gz")
-    save_volume(Volume(tum.label, ct.affine), root / "tumor_label.nii.gz")
     ae_yaml = root / "ae.yaml"
     ae_yaml.write_text(
         yaml.safe_dump(
             {
-                "data": {"images": [str(root / "healthy"), str(root / "tumor_ct.nii.gz")]},
+                "data": {"images": [str(root / "healthy"), tumor_phantom_case["image"]]},
                 "model": {
                     "channels": [8, 16],
                     "num_embeddings": 32,
@@ -56,13 +43,7 @@ def chain(tmp_path_factory):
             {
                 "autoencoder": str(root / "ae_run" / "autoencoder"),
                 "data": {
-                    "cases": [
-                        {
-                            "image": str(root / "tumor_ct.nii.gz"),
-                            "label": str(root / "tumor_label.nii.gz"),
-                            "label_map": "tumorsynth",
-                        }
-                    ],
+                    "cases": [tumor_phantom_case],
                     "organs": ["liver"],
                 },
                 "model": {

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from tumorsynth.errors import InputError
-from tumorsynth.io.nifti import Volume, save_volume
+from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
 from tumorsynth.models.tumor_diffusion import LARGER, TumorDiffusion
-from tumorsynth.pipelines.synthesize import synthesize_case
 from tumorsynth.training.autoencoder import train_autoencoder
 from tumorsynth.training.diffusion import train_diffusion
 from tumorsynth.training.generative_config import (
@@ -72,32 +71,14 @@ def diffusion_settings(autoencoder, case, out, steps=60):
 
 
 @pytest.fixture(scope="module")
-def scans(tmp_path_factory) -> tuple[list[Path], dict]:
+def scans(tmp_path_factory, tumor_phantom_case) -> tuple[list[Path], dict]:
     """Two healthy phantom CTs and one phantom with two synthetic liver tumors (as labels)."""
     root = tmp_path_factory.mktemp("generative")
     images = []
     for i in range(2):
         ct, _ = make_phantom(i, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
         images.append(save_volume(ct, root / f"ct{i}.nii.gz"))
-    ct, seg = make_phantom(2, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-    out = synthesize_case(
-        ct.array,
-        seg.array,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        organ="liver",
-        count=2,
-        size="medium",
-        rng=0,
-    )
-    save_volume(Volume(out.image, ct.affine), root / "tumor_ct.nii.gz")
-    save_volume(Volume(out.label, ct.affine), root / "tumor_label.nii.gz")
-    case = {
-        "image": str(root / "tumor_ct.nii.gz"),
-        "label": str(root / "tumor_label.nii.gz"),
-        "label_map": "tumorsynth",
-    }
-    return images, case
+    return images, tumor_phantom_case
 
 
 @pytest.fixture(scope="module")

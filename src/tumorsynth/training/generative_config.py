@@ -27,8 +27,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, TypeVar
 
 from tumorsynth._settings import config_from_dict
 from tumorsynth.errors import InputError
@@ -45,6 +45,8 @@ __all__ = [
     "load_autoencoder_config",
     "load_diffusion_config",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,20 @@ class GenerativeRunConfig:
     max_minutes: float | None = None
 
 
-def _sections(data: dict[str, Any], where: str, sections: dict[str, type]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        cls = sections.get(key)
-        values[key] = config_from_dict(cls, value or {}, f"{where}: {key}") if cls else value
-    return values
+def _nested(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
+    """``cls`` from a mapping whose sections (the dataclass-valued fields) are mappings too."""
+    sections = {
+        f.name: type(f.default_factory())  # type: ignore[misc]
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.default_factory is not MISSING
+    }
+    values = {
+        key: config_from_dict(sections[key], value or {}, f"{where}: {key}")
+        if key in sections
+        else value
+        for key, value in dict(data or {}).items()
+    }
+    return config_from_dict(cls, values, where)
 
 
 @dataclass(frozen=True)
@@ -131,13 +141,7 @@ class AutoencoderTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> AutoencoderTrainConfig:
-        sections = {
-            "data": ScanDataConfig,
-            "model": AutoencoderConfig,
-            "optim": GenerativeOptimConfig,
-            "train": GenerativeRunConfig,
-        }
-        config = config_from_dict(cls, _sections(dict(data or {}), where, sections), where)
+        config = _nested(cls, data, where)
         if not config.data.images:
             raise InputError(where, "data.images: expected CT files or folders, found none")
         config.model.validate(f"{where}: model")
@@ -160,13 +164,7 @@ class DiffusionTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> DiffusionTrainConfig:
-        sections = {
-            "data": TumorDataConfig,
-            "model": DenoiserConfig,
-            "optim": GenerativeOptimConfig,
-            "train": GenerativeRunConfig,
-        }
-        config = config_from_dict(cls, _sections(dict(data or {}), where, sections), where)
+        config = _nested(cls, data, where)
         if not config.autoencoder:
             raise InputError(
                 where,
