@@ -49,12 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
+        command = importlib.import_module(f"tumorsynth.cli.{module}")
         child.add_argument(
             "--config",
             metavar="FILE",
-            help="YAML or JSON file of option defaults (command-line flags win)",
+            help="the training configuration (YAML)"
+            if getattr(command, "CONFIG_IS_INPUT", False)
+            else "YAML or JSON file of option defaults (command-line flags win)",
         )
-        importlib.import_module(f"tumorsynth.cli.{module}").add_arguments(child)
+        command.add_arguments(child)
         child.set_defaults(_module=module)
     return parser
 

@@ -179,6 +179,9 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
                 "first_loss": first_loss,
                 "last_loss_smoothed": last_loss,
                 "val_loss": _val_loss(loss_on, val_crops, config.seed) if step else math.nan,
+                "val_loss_on": "fixed crops of the training tumors with fixed noise and "
+                "timesteps (a denoising loss that can be compared across steps, not a "
+                "held-out score)",
                 "tumors_per_class": counts,
                 "scale_factor": model.scale_factor,
                 "crops_per_second": crops / max(elapsed, 1e-9),
