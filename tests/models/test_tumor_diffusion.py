@@ -16,6 +16,7 @@ from tumorsynth.models.tumor_diffusion import (
     DenoiserConfig,
     TumorDiffusion,
     hu_to_unit,
+    train_scheduler,
     unit_to_hu,
 )
 
@@ -85,6 +86,13 @@ class TestConfigs:
     def test_latent_must_fit_the_denoiser(self):
         with pytest.raises(InputError, match="latent grid"):
             DenoiserConfig(channels=(32, 64, 128)).validate(6, "d.yaml")
+
+
+@pytest.mark.parametrize("steps", [20, 50, 200, 1000])
+def test_the_last_training_step_is_nearly_pure_noise(steps):
+    # Sampling starts from pure noise; a schedule that ends with signal left shifts every crop.
+    schedule = train_scheduler(DenoiserConfig(num_train_timesteps=steps))
+    assert float(schedule.alphas_cumprod[-1]) < 1e-3
 
 
 class TestSampling:

@@ -115,6 +115,13 @@ class DenoiserConfig:
 
     ``sample_steps`` are the default DDIM steps per size class (early, larger): DiffTumor's 4 for
     early tumors and 50 for larger ones.
+
+    ``beta_start``/``beta_end`` are the latent-diffusion betas for 1000 steps (0.0015, 0.0195)
+    and are scaled by ``1000 / num_train_timesteps``, so the last training step is nearly pure
+    noise for any step count (cumulative signal fraction 1.4e-4 at 1000 steps, 1.1e-4 at 200),
+    which is what sampling from pure noise assumes. Unscaled, 200 steps would end at 0.17:
+    sampling from zero-mean noise then shifts the whole crop (an early run made tumors and their
+    surroundings 45 HU too dark).
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -137,6 +144,12 @@ class DenoiserConfig:
             )
         if len(self.attention_levels) != len(self.channels):
             raise InputError(where, "attention_levels needs one entry per channels entry")
+        if self.beta_end * 1000.0 / self.num_train_timesteps >= 1.0:
+            raise InputError(
+                where,
+                f"num_train_timesteps {self.num_train_timesteps} is too few for beta_end "
+                f"{self.beta_end} (scaled by 1000 / steps it reaches 1)",
+            )
         if any(c % self.norm_num_groups for c in self.channels):
             raise InputError(
                 where,
@@ -198,14 +211,20 @@ def build_denoiser(config: DenoiserConfig, embedding_dim: int) -> DiffusionModel
     )
 
 
+def _betas(config: DenoiserConfig) -> dict[str, Any]:
+    """Schedule settings shared by training and sampling (betas scaled to the step count)."""
+    scale = 1000.0 / config.num_train_timesteps
+    return {
+        "num_train_timesteps": config.num_train_timesteps,
+        "schedule": "scaled_linear_beta",
+        "beta_start": config.beta_start * scale,
+        "beta_end": config.beta_end * scale,
+        "clip_sample": False,
+    }
+
+
 def train_scheduler(config: DenoiserConfig) -> DDPMScheduler:
-    return DDPMScheduler(
-        num_train_timesteps=config.num_train_timesteps,
-        schedule="scaled_linear_beta",
-        beta_start=config.beta_start,
-        beta_end=config.beta_end,
-        clip_sample=False,
-    )
+    return DDPMScheduler(**_betas(config))
 
 
 def sample_scheduler(config: DenoiserConfig, steps: int) -> DDIMScheduler:
@@ -213,13 +232,7 @@ def sample_scheduler(config: DenoiserConfig, steps: int) -> DDIMScheduler:
         raise InputError(
             "steps", f"expected 1..{config.num_train_timesteps} sampling steps, found {steps}"
         )
-    scheduler = DDIMScheduler(
-        num_train_timesteps=config.num_train_timesteps,
-        schedule="scaled_linear_beta",
-        beta_start=config.beta_start,
-        beta_end=config.beta_end,
-        clip_sample=False,
-    )
+    scheduler = DDIMScheduler(**_betas(config))
     scheduler.set_timesteps(steps)
     return scheduler
 
