@@ -4,12 +4,12 @@ known ones, YAML lists become tuples. Shared by training configs and learned-mod
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 from tumorsynth.errors import InputError
 
-__all__ = ["as_tuples", "check_keys", "config_from_dict"]
+__all__ = ["as_tuples", "check_keys", "config_from_dict", "nested_config_from_dict"]
 
 T = TypeVar("T")
 
@@ -39,3 +39,20 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], where: str) -> T:
         return cls(**as_tuples(data, cls))
     except (TypeError, ValueError) as exc:
         raise InputError(where, f"invalid settings ({exc})") from exc
+
+
+def nested_config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
+    """``cls`` from a mapping whose sections (its dataclass-valued fields, e.g. ``data``,
+    ``model``) are mappings too; each section's keys are checked against its own class."""
+    sections = {
+        f.name: type(f.default_factory())  # type: ignore[misc]
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.default_factory is not MISSING
+    }
+    values = {
+        key: config_from_dict(sections[key], value or {}, f"{where}: {key}")
+        if key in sections
+        else value
+        for key, value in dict(data or {}).items()
+    }
+    return config_from_dict(cls, values, where)

@@ -63,9 +63,11 @@ def chain(tmp_path_factory, tumor_phantom_case):
     return root, ct
 
 
-def test_train_autoencoder_then_diffusion(chain):
+@pytest.fixture(scope="module")
+def trained(chain):
+    """Both training commands run once through the CLI; later tests use their checkpoint."""
     root, _ = chain
-    run = cli(
+    ae = cli(
         "train-autoencoder",
         "--config",
         root / "ae.yaml",
@@ -73,20 +75,24 @@ def test_train_autoencoder_then_diffusion(chain):
         "--set",
         "optim.max_steps=5",
     )
-    assert run.code == 0, run.err
-    assert "PSNR" in run.out
+    diffusion = cli("train-diffusion", "--config", root / "diffusion.yaml", "--no-progress")
+    return root, ae, diffusion
+
+
+def test_train_autoencoder_then_diffusion(trained):
+    root, ae, diffusion = trained
+    assert ae.code == 0, ae.err
+    assert "PSNR" in ae.out
     assert json.loads((root / "ae_run" / "summary.json").read_text())["steps"] == 5
-    run = cli("train-diffusion", "--config", root / "diffusion.yaml", "--no-progress")
-    assert run.code == 0, run.err
-    assert "--checkpoint" in run.out
+    assert diffusion.code == 0, diffusion.err
+    assert "--checkpoint" in diffusion.out
     assert (root / "diff_run" / "model" / "denoiser" / "config.json").is_file()
 
 
-def test_synthesize_with_the_checkpoint_and_replay_it(chain):
-    root, ct = chain
+def test_synthesize_with_the_checkpoint_and_replay_it(trained):
+    root, _, diffusion = trained
+    assert diffusion.code == 0, diffusion.err
     model = root / "diff_run" / "model"
-    if not model.is_dir():
-        pytest.skip("needs test_train_autoencoder_then_diffusion")
     out = root / "synth"
     run = cli(
         "synthesize",

@@ -109,7 +109,7 @@ class TestSampling:
         a, b, c = run([1, 2]), run([1, 2]), run([1, 3])
         assert a.shape == crops.shape
         assert torch.equal(a, b)
-        assert torch.equal(a[0], c[0]) or torch.allclose(a[0], c[0], atol=1e-4)
+        assert torch.allclose(a[0], c[0], atol=1e-4)  # same seed, other batch mate
         assert not torch.allclose(a[1], c[1])
 
     def test_a_tumor_does_not_depend_on_its_batch_mates(self):

@@ -31,6 +31,7 @@ from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import EARLY, LARGER, TumorDiffusion
 from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM
+from tumorsynth.organs.context import bounding_box
 from tumorsynth.shapes.ellipsoid import soft_mask
 
 __all__ = ["DiffusionGenerator"]
@@ -212,13 +213,12 @@ class DiffusionGenerator:
         weight = soft_mask(inp.shape.distance_mm, float(spec["edge_width_mm"]))
         weight *= inp.allowed
         new = inp.image.astype(np.float32, copy=True)
-        touched = np.argwhere(weight > 0)
-        if len(touched) == 0:
+        box = bounding_box(weight > 0)
+        if box is None:
             return new
-        lo = touched.min(axis=0)
-        hi = touched.max(axis=0) + 1
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        synthetic = grid.write_back(cube, lo.tolist(), (hi - lo).tolist()).float().cpu().numpy()
+        origin = [b.start for b in box]
+        shape = [b.stop - b.start for b in box]
+        synthetic = grid.write_back(cube, origin, shape).float().cpu().numpy()
         w = weight[box]
         background = new[box]
         if spec.get("scan_noise"):

@@ -271,9 +271,10 @@ def _synthesize(
                 organ_label,
                 tumor_label,
             )
-            if renderer.must_flush_before(spec, gen):
+            crops = _Crops.of(spec, state, gen)
+            if renderer.must_flush_before(crops):
                 renderer.flush()
-            pending = _prepare_render(spec, state, gen)
+            pending = _prepare_render(spec, state, gen, crops)
             if pending.tumor_voxels >= max(
                 1, MIN_KEPT_FRACTION * _ellipsoid_voxels(shape, state.spacing_mm)
             ):
@@ -355,9 +356,10 @@ def _render_all(
                 f"tumor was made by {spec.generator} {spec.generator_version}, "
                 f"this is {gen.version}; replay would not be exact",
             )
-        if renderer.must_flush_before(spec, gen):
+        crops = _Crops.of(spec, state, gen)
+        if renderer.must_flush_before(crops):
             renderer.flush()
-        renderer.add(_prepare_render(spec, state, gen), 1)
+        renderer.add(_prepare_render(spec, state, gen, crops), 1)
     renderer.flush()
     return SynthesisOutput(state.image, state.label, renderer.records)
 
@@ -503,6 +505,28 @@ def _draw_sizes(request: TumorRequest, rng: np.random.Generator) -> list[SizeCla
     return [request.size] * count
 
 
+@dataclass(frozen=True)
+class _Crops:
+    """The crops one tumor touches, computed once per tumor."""
+
+    shape: Box  # tumor + the generator's margin
+    mass: Box | None  # where its mass effect moves tissue
+    writes: Box  # ``shape`` and ``mass`` together
+    reads: Box  # ``writes``, or larger for generators that read context
+
+    @classmethod
+    def of(cls, spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Crops:
+        spacing, volume = state.spacing_mm, state.image.shape
+        sbox = shape_box(spec.shape, spacing, volume, gen.margin_mm(spec.appearance))
+        mbox = mass_effect_box(spec.shape, spacing, volume)
+        writes = sbox if mbox is None else _union(sbox, mbox)
+        reads = writes
+        if isinstance(gen, BatchTumorGenerator):
+            reach = gen.context_mm(spec.appearance)
+            reads = _union(shape_box(spec.shape, spacing, volume, reach), writes)
+        return cls(sbox, mbox, writes, reads)
+
+
 @dataclass
 class _Pending:
     """One tumor's geometry and render inputs, before its appearance is rendered."""
@@ -510,7 +534,6 @@ class _Pending:
     spec: TumorSpec
     gen: TumorGenerator
     box: Box  # the crop it writes (tumor + margin, or the mass-effect box)
-    read_box: Box  # the crop it reads (``box`` or, with context, larger)
     inner: tuple[slice, slice, slice]
     background: np.ndarray
     label: np.ndarray
@@ -522,13 +545,13 @@ class _Pending:
         return int(self.inputs.tumor_mask.sum())
 
 
-def _prepare_render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> _Pending:
+def _prepare_render(
+    spec: TumorSpec, state: _CaseState, gen: TumorGenerator, crops: _Crops
+) -> _Pending:
     """Everything about one tumor except its appearance (nothing is written to the case)."""
     spacing = state.spacing_mm
     shape_spec = spec.shape
-    sbox = shape_box(shape_spec, spacing, state.image.shape, gen.margin_mm(spec.appearance))
-    mbox = mass_effect_box(shape_spec, spacing, state.image.shape)
-    box = sbox if mbox is None else _union(sbox, mbox)
+    sbox, mbox, box = crops.shape, crops.mass, crops.writes
     original = c_ordered(state.image[box.slices], np.float32)
     label = c_ordered(state.label[box.slices])
     source_label = c_ordered(state.source_label[sbox.slices])
@@ -551,17 +574,15 @@ def _prepare_render(spec: TumorSpec, state: _CaseState, gen: TumorGenerator) -> 
     inputs = RenderInput(
         background[inner], original[inner], field, allowed, spacing, affine=state.affine
     )
-    read_box = box
     if isinstance(gen, BatchTumorGenerator):
-        reach = gen.context_mm(spec.appearance)
-        read_box = _union(shape_box(shape_spec, spacing, state.image.shape, reach), box)
+        read_box = crops.reads
         context = c_ordered(state.image[read_box.slices], np.float32)
         context[read_box.inner(box)] = background  # the tissue as the mass effect left it
         inputs.context = context
         inputs.context_offset = tuple(  # type: ignore[assignment]
             s.start for s in read_box.inner(sbox)
         )
-    return _Pending(spec, gen, box, read_box, inner, background, label, changed, inputs)
+    return _Pending(spec, gen, box, inner, background, label, changed, inputs)
 
 
 def _finish_render(pending: _Pending, new: np.ndarray, state: _CaseState) -> _Patch:
@@ -607,15 +628,9 @@ class _Renderer:
         self.pending: list[tuple[_Pending, int]] = []
         self.records: list[TumorRecord] = []
 
-    def must_flush_before(self, spec: TumorSpec, gen: TumorGenerator) -> bool:
-        state = self.state
-        reach = gen.context_mm(spec.appearance) if isinstance(gen, BatchTumorGenerator) else 0.0
-        margin = max(gen.margin_mm(spec.appearance), reach)
-        reads = shape_box(spec.shape, state.spacing_mm, state.image.shape, margin)
-        mbox = mass_effect_box(spec.shape, state.spacing_mm, state.image.shape)
-        if mbox is not None:
-            reads = _union(reads, mbox)
-        return any(_overlaps(reads, p.box) for p, _ in self.pending)
+    def must_flush_before(self, crops: _Crops) -> bool:
+        """Whether a tumor reading ``crops.reads`` would read what a pending tumor writes."""
+        return any(_overlaps(crops.reads, p.box) for p, _ in self.pending)
 
     def add(self, pending: _Pending, attempts: int) -> None:
         self.pending.append((pending, attempts))

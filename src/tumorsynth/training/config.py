@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import yaml
 
-from tumorsynth._settings import as_tuples, check_keys
+from tumorsynth._settings import nested_config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.segmentors import BACKBONES, SegmentorConfig
 
@@ -123,24 +123,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> TrainConfig:
-        data = dict(data or {})
-        check_keys(data, cls, where)
-        sections = {
-            "data": DataConfig,
-            "model": SegmentorConfig,
-            "optim": OptimConfig,
-            "train": RunConfig,
-        }
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key in sections:
-                if not isinstance(value, dict):
-                    raise InputError(where, f"'{key}' must be a mapping, found {value!r}")
-                check_keys(value, sections[key], f"{where}: {key}")
-                values[key] = sections[key](**as_tuples(value, sections[key]))
-            else:
-                values[key] = value
-        config = cls(**values)
+        config = nested_config_from_dict(cls, data, where)
         _validate(config, where)
         return config
 

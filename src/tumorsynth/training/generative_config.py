@@ -27,10 +27,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from tumorsynth._settings import config_from_dict
+from tumorsynth._settings import nested_config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.tumor_diffusion import AutoencoderConfig, DenoiserConfig
 from tumorsynth.training.config import merge_settings, read_settings
@@ -45,8 +45,6 @@ __all__ = [
     "load_autoencoder_config",
     "load_diffusion_config",
 ]
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,22 +109,6 @@ class GenerativeRunConfig:
     max_minutes: float | None = None
 
 
-def _nested(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
-    """``cls`` from a mapping whose sections (the dataclass-valued fields) are mappings too."""
-    sections = {
-        f.name: type(f.default_factory())  # type: ignore[misc]
-        for f in fields(cls)  # type: ignore[arg-type]
-        if f.default_factory is not MISSING
-    }
-    values = {
-        key: config_from_dict(sections[key], value or {}, f"{where}: {key}")
-        if key in sections
-        else value
-        for key, value in dict(data or {}).items()
-    }
-    return config_from_dict(cls, values, where)
-
-
 @dataclass(frozen=True)
 class AutoencoderTrainConfig:
     name: str = "autoencoder"
@@ -141,7 +123,7 @@ class AutoencoderTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> AutoencoderTrainConfig:
-        config = _nested(cls, data, where)
+        config = nested_config_from_dict(cls, data, where)
         if not config.data.images:
             raise InputError(where, "data.images: expected CT files or folders, found none")
         config.model.validate(f"{where}: model")
@@ -164,7 +146,7 @@ class DiffusionTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> DiffusionTrainConfig:
-        config = _nested(cls, data, where)
+        config = nested_config_from_dict(cls, data, where)
         if not config.autoencoder:
             raise InputError(
                 where,
