@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from tumorsynth.cli._common import add_seed
@@ -72,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
     from tumorsynth.generators import get_generator
     from tumorsynth.io.datasets import CaseRef, discover_cases
+    from tumorsynth.io.identity import case_id_from, check_case_id
     from tumorsynth.organs import registered_organs
     from tumorsynth.pipelines.batch import BatchSettings, run_batch
     from tumorsynth.pipelines.synthesize import TumorRequest
@@ -120,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.label:
             raise InputError("--label", "--image needs its organ labels (--label SEG)")
         cases = [
-            CaseRef(args.case_id or case_id_from(args.image), Path(args.image), Path(args.label))
+            CaseRef(
+                check_case_id(args.case_id or case_id_from(args.image)),
+                Path(args.image),
+                Path(args.label),
+            )
         ]
     else:
         cases = discover_cases(args.dataset, layout=args.layout)
@@ -169,10 +173,3 @@ def generator_options(args: argparse.Namespace) -> dict:
     if args.steps is not None:
         options["steps"] = int(args.steps)
     return options
-
-
-def case_id_from(path: str) -> str:
-    """``/data/liver_7_0000.nii.gz`` -> ``liver_7``."""
-    name = Path(path).name
-    name = re.sub(r"\.nii(\.gz)?$", "", name)
-    return re.sub(r"_0000$", "", name)

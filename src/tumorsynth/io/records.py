@@ -61,6 +61,10 @@ class TumorRecord:
     label_path: str | None = None
     source_image: str | None = None
     source_label: str | None = None
+    #: Content hashes of the sources (:func:`tumorsynth.io.identity.source_sha256`); replay
+    #: refuses sources that do not match them.
+    source_image_sha256: str | None = None
+    source_label_sha256: str | None = None
     label_map: Mapping[str, Any] | None = None
     variant: int = 0
     variant_tumors: int | None = None

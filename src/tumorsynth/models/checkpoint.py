@@ -7,7 +7,6 @@ or unexpected.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from torch import nn
 from tumorsynth import __version__
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
+from tumorsynth.io.identity import sha256_of
 
 __all__ = [
     "config_differences",
@@ -32,14 +32,6 @@ __all__ = [
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_pretrained(

@@ -33,6 +33,7 @@ from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import CaseRef, read_case_label
+from tumorsynth.io.identity import variant_files, variant_name
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.nifti import load_image, load_volume, save_volume
 from tumorsynth.io.preview import render_tumor_montage, save_png
@@ -92,10 +93,6 @@ class BatchOutput:
     records: list[TumorRecord] = field(default_factory=list)
     variants_done: int = 0
     variants_skipped: int = 0
-
-
-def variant_name(case_id: str, variant: int) -> str:
-    return f"{case_id}_syn{variant}"
 
 
 def run_batch(
@@ -218,8 +215,7 @@ def synthesize_files(
             affine=image.affine,
             where=str(case.image),
         )
-        image_rel = f"imagesTr/{name}_0000.nii.gz"
-        label_rel = f"labelsTr/{name}.nii.gz"
+        image_rel, label_rel = variant_files(case.case_id, k)
         save_volume(
             image,
             out_dir / image_rel,

@@ -1,0 +1,147 @@
+"""What a file is and what an output may be called: content hashes, case ids, output paths.
+
+Every path tumorsynth writes is derived here from a validated case id and a variant number, under
+the output folder; a path found in a record or a manifest is data to verify, never a place to
+write. Sources are pinned by content (sha256), so a resume or a replay can tell a different CT that
+carries the same file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from tumorsynth.errors import InputError
+
+__all__ = [
+    "CASE_ID_PATTERN",
+    "case_id_from",
+    "check_case_id",
+    "check_not_an_input",
+    "sha256_of",
+    "source_sha256",
+    "variant_files",
+    "variant_name",
+]
+
+#: A case id is one path component of safe characters: letters, digits, ``_ - .``, starting
+#: with a letter or digit (so no ``..``, no hidden files, no separators), at most 128 characters.
+CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = p.write_bytes(b"abc")
+    >>> sha256_of(p)[:12]
+    'ba7816bf8f01'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_sha256(path: str | os.PathLike[str]) -> str:
+    """Content hash of a source: a file's sha256, or for a folder (an AbdomenAtlas
+    ``segmentations/`` folder, a DICOM series) the sha256 of its visible files' names and hashes,
+    in sorted order, so renaming, adding or changing any of them changes the hash."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_of(path)
+    digest = hashlib.sha256()
+    for child in sorted(path.rglob("*")):
+        if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
+            digest.update(f"{child.relative_to(path).as_posix()}\0{sha256_of(child)}\n".encode())
+    return digest.hexdigest()
+
+
+def check_case_id(case_id: str, where: str = "--case-id") -> str:
+    """Return ``case_id`` when it is one safe path component, else raise naming ``where``.
+
+    Examples
+    --------
+    >>> check_case_id("liver_7")
+    'liver_7'
+    >>> check_case_id("../../x")
+    Traceback (most recent call last):
+    ...
+    tumorsynth.errors.InputError: --case-id: expected one path component of letters, digits, '_', '-' or '.' (starting with a letter or digit, at most 128 characters), found '../../x'
+    """
+    if not isinstance(case_id, str) or not CASE_ID_PATTERN.fullmatch(case_id):
+        raise InputError(
+            where,
+            "expected one path component of letters, digits, '_', '-' or '.' (starting with a "
+            f"letter or digit, at most 128 characters), found {case_id!r}",
+        )
+    return case_id
+
+
+def case_id_from(path: str | os.PathLike[str]) -> str:
+    """The case id a file name implies: ``/data/liver_7_0000.nii.gz`` -> ``liver_7``.
+
+    The result is not validated; pass it through :func:`check_case_id` before using it in a path.
+
+    Examples
+    --------
+    >>> case_id_from("/data/liver_7_0000.nii.gz")
+    'liver_7'
+    >>> case_id_from("BDMAP_001/ct.nii")
+    'ct'
+    """
+    name = Path(path).name
+    name = re.sub(r"\.nii(\.gz)?$", "", name)
+    return re.sub(r"_0000$", "", name)
+
+
+def variant_name(case_id: str, variant: int) -> str:
+    """``liver_7``, 2 -> ``liver_7_syn2`` (the case id is validated)."""
+    if isinstance(variant, bool) or not isinstance(variant, int) or variant < 0:
+        raise InputError("variant", f"expected an integer >= 0, found {variant!r}")
+    return f"{check_case_id(case_id, where='case id')}_syn{variant}"
+
+
+def variant_files(case_id: str, variant: int) -> tuple[str, str]:
+    """Image and label paths of a case variant, relative to the output folder (nnU-Net v2).
+
+    Examples
+    --------
+    >>> variant_files("liver_7", 0)
+    ('imagesTr/liver_7_syn0_0000.nii.gz', 'labelsTr/liver_7_syn0.nii.gz')
+    """
+    name = variant_name(case_id, variant)
+    return f"imagesTr/{name}_0000.nii.gz", f"labelsTr/{name}.nii.gz"
+
+
+def check_not_an_input(
+    output: str | os.PathLike[str], inputs: list[str | os.PathLike[str] | None]
+) -> None:
+    """Refuse an output path that resolves to (or, for a folder, holds) one of ``inputs``.
+
+    Symbolic links and hard links are seen through: two names of the same file are the same file.
+    """
+    out = Path(output)
+    out_resolved = out.resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        src = Path(source)
+        same = src.resolve() == out_resolved
+        if not same and out.exists() and src.exists():
+            try:
+                same = os.path.samefile(out, src)
+            except OSError:
+                same = False
+        if same:
+            raise InputError(
+                str(output),
+                f"would overwrite the input {source}; inputs are never modified",
+                fix="write to another --out",
+            )
