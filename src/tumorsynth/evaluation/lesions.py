@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import cc3d
 import numpy as np
@@ -45,7 +45,7 @@ STRATUM_NAMES: tuple[str, ...] = ("[0,5)", "[5,10)", "[10,15)", "[15,20)", ">=20
 #: A lesion is early stage when its equivalent diameter is under this (2 cm).
 EARLY_STAGE_DIAMETER_MM = 20.0
 #: Voxel connectivity of lesions and predicted components (faces, edges and corners).
-CONNECTIVITY = 26
+CONNECTIVITY: Literal[26] = 26
 
 
 class LesionRecord(TypedDict):
@@ -114,7 +114,9 @@ def radius_stratum(radius_mm: float) -> str:
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     labels, count = cc3d.connected_components(
-        np.ascontiguousarray(mask, dtype=bool), connectivity=CONNECTIVITY, return_N=True
+        np.ascontiguousarray(mask, dtype=bool),
+        connectivity=CONNECTIVITY,
+        return_N=True,
     )
     return labels, int(count)
 

@@ -91,7 +91,7 @@ def plot_sensitivity_by_stratum(summary: Mapping[str, Any], path: str | os.PathL
                 linewidth=1,
             )
     for xi, hit, total in zip(x, hits, totals):
-        axes.text(xi, 1.04, f"{hit}/{total}" if total else "n=0", ha="center", fontsize=8)
+        axes.text(float(xi), 1.04, f"{hit}/{total}" if total else "n=0", ha="center", fontsize=8)
     axes.set_xticks(x)
     axes.set_xticklabels(names, fontsize=8)
     axes.set_ylim(0.0, 1.12)

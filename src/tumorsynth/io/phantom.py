@@ -100,7 +100,10 @@ class _Scene:
         return np.array(radii_mm) * self.g * self.rng.normal(1.0, sd, len(radii_mm)).clip(0.8, 1.2)
 
     def box(
-        self, lo: Sequence[float], hi: Sequence[float], within: Box | None = None
+        self,
+        lo: Sequence[float] | np.ndarray,
+        hi: Sequence[float] | np.ndarray,
+        within: Box | None = None,
     ) -> Box | None:
         """Voxel slices whose centres lie in the world box [lo, hi] (mm); None when empty."""
         out = []
@@ -311,7 +314,7 @@ def _ellipsoid_f(
     if rot is None:
         u, v, w = d
     else:
-        u, v, w = (sum(np.float32(rot[j, i]) * d[j] for j in range(3)) for i in range(3))
+        u, v, w = (sum(np.float32(rot[j, i]) * d[j] for j in range(3)) for i in range(3))  # type: ignore[assignment]
     w = w / np.float32(radii[2])
     widen = 1.0 + np.float32(taper) * np.clip(w, -1.0, 1.0) if taper else np.float32(1.0)
     return np.sqrt((u / (radii[0] * widen)) ** 2 + (v / (radii[1] * widen)) ** 2 + w**2) - 1.0

@@ -133,16 +133,16 @@ class OrganContext:
             )
         stride = tuple(max(1, int(round(_COARSE_MM / s))) for s in spacing_mm)
         coarse = tuple(slice(b.start, b.stop, st) for b, st in zip(bbox, stride))
-        coarse_spacing = tuple(s * st for s, st in zip(spacing_mm, stride))
+        coarse_spacing = tuple(s * st for s, st in zip(spacing_mm, stride))  # 3 axes
         # Gather in the volume's own memory order (nibabel: Fortran); a transposing gather of the
         # strided view costs 5x more.
         order = "F" if organ_mask.flags.f_contiguous else "C"
-        mask_c = np.array(organ_mask[coarse], order=order)
+        mask_c = np.array(organ_mask[coarse], order=order)  # type: ignore[call-overload]
         # Pad by one voxel so the bounding box edge counts as outside the organ.
         depth = edt.edt(
             np.pad(mask_c, 1), anisotropy=coarse_spacing, parallel=1, black_border=True, order=order
         )[1:-1, 1:-1, 1:-1].astype(np.float32)
-        image_c = np.array(image[coarse], dtype=np.float32, order=order)
+        image_c = np.array(image[coarse], dtype=np.float32, order=order)  # type: ignore[call-overload]
         interior = depth > 3.0
         if interior.sum() < 20:
             interior = mask_c
@@ -153,7 +153,7 @@ class OrganContext:
         # Fat, fluid and collecting system inside the mask (renal sinus, fissures) are kept clear
         # of too: a tumor there would paint over anatomy that is not parenchyma.
         obstacles = vessels | (mask_c & (smooth < min(median - 80.0, 20.0)))
-        clearance = _vessel_clearance(obstacles, coarse_spacing)
+        clearance = _vessel_clearance(obstacles, coarse_spacing)  # type: ignore[arg-type]
         calm = interior & ~vessels
         if calm.sum() >= 20:
             values = _thin(image_c[calm])
@@ -178,9 +178,9 @@ class OrganContext:
             profile.name,
             profile,
             tuple(float(s) for s in spacing_mm),  # type: ignore[arg-type]
-            tuple(int(s) for s in image.shape),
+            tuple(int(s) for s in image.shape),  # type: ignore[arg-type]
             bbox,
-            stride,
+            stride,  # type: ignore[arg-type]
             depth,  # type: ignore[arg-type]
             clearance,
             stats,

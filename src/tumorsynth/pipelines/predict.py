@@ -85,7 +85,7 @@ class Segmentor:
                     overlap=overlap,
                     mode="gaussian",
                 )
-            probs = torch.softmax(logits.float(), dim=1)[0]
+            probs = torch.softmax(logits.float(), dim=1)[0]  # type: ignore[union-attr]
             del logits, net_in
             restored = spatial.inverse(
                 MetaTensor(

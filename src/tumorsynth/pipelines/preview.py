@@ -57,7 +57,7 @@ def preview_labelled_scan(
         image.array,
         label.array,
         image.spacing_mm,
-        [c for c, _ in found],
+        [c for c, _ in found],  # type: ignore[misc]
         tumor_ids=tumor_ids,
         organ_ids=organ_ids,
         affine=image.affine,

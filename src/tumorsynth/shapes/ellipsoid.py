@@ -106,7 +106,7 @@ class ShapeSpec:
         values["rotation"] = tuple(values.get("rotation", cls.rotation))  # type: ignore[arg-type]
         values["satellites"] = tuple(
             Satellite(tuple(s["offset_mm"]), float(s["radius_mm"]))  # type: ignore[index]
-            for s in values.get("satellites", ())  # type: ignore[union-attr]
+            for s in values.get("satellites", ())  # type: ignore[union-attr,attr-defined]
         )
         return cls(**values)  # type: ignore[arg-type]
 
@@ -171,7 +171,12 @@ def shape_box(
     spec: ShapeSpec, spacing_mm: Sequence[float], volume_shape: Sequence[int], margin_mm: float
 ) -> Box:
     """The crop that holds the whole tumor plus ``margin_mm`` (for soft edges and texture)."""
-    return Box.around(spec.center_vox, spec.half_extents_mm() + margin_mm, spacing_mm, volume_shape)
+    return Box.around(
+        spec.center_vox,
+        tuple(float(h) for h in spec.half_extents_mm() + margin_mm),
+        spacing_mm,
+        volume_shape,
+    )
 
 
 def render_shape(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box) -> ShapeField:

@@ -110,6 +110,7 @@ class RandomTumorShape:
         else:
             self._raise_no_room(context, size, needed, where)
         jitter = rng.uniform(-0.5, 0.5, size=3) * np.array(context.stride)
+        assert pick is not None  # the loop above either found a site or raised
         center = context.coarse_to_voxel(pick[None])[0] + jitter
         center = np.clip(center, 0, np.array(context.volume_shape) - 1)
         satellites: tuple[Satellite, ...] = ()

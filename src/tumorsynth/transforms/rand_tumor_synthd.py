@@ -18,7 +18,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
-from monai.utils import convert_to_dst_type
+from monai.utils import TransformBackends, convert_to_dst_type
 
 from tumorsynth._types import SizeClass, derive_seed
 from tumorsynth.errors import InputError, PlacementError
@@ -74,9 +74,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
     True
     """
 
-    backend = [  # noqa: RUF012 (MONAI convention)
-        "numpy",
-    ]
+    backend = [TransformBackends.NUMPY]
 
     def __init__(
         self,
