@@ -30,8 +30,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from tumorsynth.generators.diffusion import DiffusionGenerator
-from tumorsynth.models.tumor_diffusion import (
+from tumorsynth.generators.diffusion import DiffusionGenerator  # noqa: E402
+from tumorsynth.models.tumor_diffusion import (  # noqa: E402
     EARLY,
     AutoencoderConfig,
     DenoiserConfig,

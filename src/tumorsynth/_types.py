@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 #: Anything that can seed randomness: a numpy ``Generator``, an int seed, or ``None`` (fresh entropy).
-RngLike = Union[np.random.Generator, int, None]
+RngLike = np.random.Generator | int | None
 
 #: SynTumor size classes (base radius tiny 4, small 8, medium 16, large 32 mm).
 SizeClass = Literal["tiny", "small", "medium", "large"]
