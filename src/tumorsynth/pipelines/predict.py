@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import output_dir
+from tumorsynth.io.identity import case_id_from, check_case_id, check_not_an_input
 from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
 from tumorsynth.io.nifti import (
     RAS_LABELS,
@@ -137,27 +138,57 @@ def restrict_to_organ(
 
 
 def _inputs(path: Path) -> list[tuple[str, Path]]:
-    """(case id, image) pairs: one file, or the NIfTI files of a folder (nnU-Net ``_0000``)."""
+    """(case id, image) pairs: one file, or the NIfTI files of a folder (nnU-Net ``_0000``).
+
+    Case ids are validated (one safe path component) and must be unique: ``a.nii`` and
+    ``a.nii.gz`` in one folder would write the same prediction.
+    """
     if path.is_file():
-        return [(_case_id(path), path)]
-    if not path.is_dir():
+        files = [path]
+    elif not path.is_dir():
         raise InputError(
             str(path), "input does not exist", fix="pass a CT file or a folder of them"
         )
-    files = sorted(
-        p
-        for p in path.iterdir()
-        if p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith(".")
-    )
-    files = [p for p in files if not re.search(r"_(?!0000)\d{4}\.nii(\.gz)?$", p.name)]
-    if not files:
-        raise InputError(str(path), "holds no .nii/.nii.gz images")
-    return [(_case_id(p), p) for p in files]
+    else:
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith(".")
+        )
+        files = [p for p in files if not re.search(r"_(?!0000)\d{4}\.nii(\.gz)?$", p.name)]
+        if not files:
+            raise InputError(str(path), "holds no .nii/.nii.gz images")
+    cases: dict[str, Path] = {}
+    for file in files:
+        case_id = check_case_id(case_id_from(file), where=str(file))
+        if case_id in cases:
+            raise InputError(
+                str(file),
+                f"case id {case_id!r} is also that of {cases[case_id].name}; both predictions "
+                f"would be written to {case_id}.nii.gz",
+                fix="keep one of them",
+            )
+        cases[case_id] = file
+    return list(cases.items())
 
 
-def _case_id(path: Path) -> str:
-    name = re.sub(r"\.nii(\.gz)?$", "", path.name)
-    return re.sub(r"_0000$", "", name)
+def _organ_mask_files(
+    organ_masks: str | os.PathLike[str] | None, cases: list[tuple[str, Path]]
+) -> dict[str, Path]:
+    """The organ mask of each case (one file for all, or ``<case>.nii.gz`` in a folder),
+    checked to exist before any case is predicted."""
+    if organ_masks is None:
+        return {}
+    root = Path(organ_masks)
+    masks = {case_id: root / f"{case_id}.nii.gz" if root.is_dir() else root for case_id, _ in cases}
+    for case_id, mask in masks.items():
+        if not mask.is_file():
+            raise InputError(
+                str(mask),
+                f"organ mask of case {case_id!r} does not exist",
+                fix="pass --organ-mask FILE or a folder with <case>.nii.gz per input",
+            )
+    return masks
 
 
 def predict_files(
@@ -178,17 +209,19 @@ def predict_files(
     """
     segmentor = load_segmentor(checkpoint, device)
     cases = _inputs(Path(inputs))
+    masks = _organ_mask_files(organ_masks, cases)
+    sources: list[str | os.PathLike[str] | None] = [p for _, p in cases]
+    sources += list(masks.values())
+    for case_id, _ in cases:  # no prediction may land on an input CT or organ mask
+        check_not_an_input(Path(out_dir) / f"{case_id}.nii.gz", sources)
     written = []
     with output_dir(out_dir) as out:
         for case_id, path in tqdm(cases, disable=not progress, desc="predicting", unit="case"):
             image = load_image(path)
             start = time.perf_counter()
             labels = segmentor.predict(image, overlap=overlap)
-            if organ_masks is not None:
-                mask_path = Path(organ_masks)
-                if mask_path.is_dir():
-                    mask_path = mask_path / f"{case_id}.nii.gz"
-                organ = load_label(mask_path)
+            if case_id in masks:
+                organ = load_label(masks[case_id])
                 check_same_grid(image, organ)
                 ids = resolve_label_map(organ_mask_label_map).organ_ids(segmentor.organ)
                 labels = restrict_to_organ(

@@ -1,0 +1,115 @@
+"""``tumorsynth predict`` never writes onto an input: targets are derived and checked up front."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_runner import cli
+
+from tumorsynth.io.nifti import save_volume
+from tumorsynth.io.phantom import make_phantom
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A 2-step segmentor checkpoint and one phantom CT + organ label (files without _0000)."""
+    root = tmp_path_factory.mktemp("predict_trust")
+    ct, seg = make_phantom(0, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
+    data = root / "Dataset001_P"
+    save_volume(ct, data / "imagesTr" / "ph0_0000.nii.gz")
+    save_volume(seg, data / "labelsTr" / "ph0.nii.gz")
+    config = {
+        "name": "trust",
+        "data": {
+            "mode": "synthetic",
+            "healthy": [str(data)],
+            "healthy_label_map": "phantom",
+            "val_fraction": 0.0,
+            "spacing_mm": [4, 4, 4],
+            "num_workers": 0,
+        },
+        "model": {"patch_size": [32, 32, 32], "channels": [8, 16, 32]},
+        "optim": {"max_steps": 2, "batch_size": 1},
+        "train": {"out_dir": str(root / "run")},
+    }
+    (root / "c.yaml").write_text(yaml.safe_dump(config))
+    code, _, err = cli("train", "--config", root / "c.yaml", "--no-progress")
+    assert code == 0, err
+    scans = root / "scans"  # CTs named without _0000: a prediction would take the same name
+    save_volume(ct, scans / "ph0.nii.gz")
+    masks = root / "masks"
+    save_volume(seg, masks / "ph0.nii.gz")
+    return root / "run" / "checkpoints" / "last", scans
+
+
+def predict(checkpoint: Path, *args: object):
+    return cli("predict", "--checkpoint", checkpoint, "--device", "cpu", "--no-progress", *args)
+
+
+def test_prediction_into_the_input_folder_would_overwrite_the_ct_and_is_refused(trained):
+    checkpoint, scans = trained
+    before = digest(scans)
+    code, _, err = predict(checkpoint, "--input", scans, "--out", scans)
+    assert code == 2
+    assert "would overwrite the input" in err and "ph0.nii.gz" in err
+    assert digest(scans) == before
+
+
+def test_prediction_onto_the_organ_masks_is_refused(trained, tmp_path):
+    checkpoint, scans = trained
+    masks = scans.parent / "masks"
+    before = digest(masks)
+    code, _, err = predict(checkpoint, "--input", scans, "--organ-mask", masks, "--out", masks)
+    assert code == 2 and "would overwrite the input" in err
+    assert digest(masks) == before
+
+
+def test_a_missing_organ_mask_is_refused_before_any_prediction(trained, tmp_path):
+    checkpoint, scans = trained
+    empty = tmp_path / "no_masks"
+    empty.mkdir()
+    code, _, err = predict(
+        checkpoint, "--input", scans, "--organ-mask", empty, "--out", tmp_path / "pred"
+    )
+    assert code == 2 and "organ mask of case 'ph0' does not exist" in err
+    assert not (tmp_path / "pred").exists()
+
+
+def test_two_inputs_with_one_case_id_are_refused(trained, tmp_path):
+    checkpoint, scans = trained
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    shutil.copy(scans / "ph0.nii.gz", twin / "a.nii.gz")
+    shutil.copy(scans / "ph0.nii.gz", twin / "a_0000.nii.gz")
+    code, _, err = predict(checkpoint, "--input", twin, "--out", tmp_path / "pred")
+    assert code == 2 and "both predictions would be written to a.nii.gz" in err
+    assert not (tmp_path / "pred").exists()
+
+
+def test_an_unsafe_case_id_from_a_file_name_is_refused(trained, tmp_path):
+    checkpoint, scans = trained
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    shutil.copy(scans / "ph0.nii.gz", odd / "-rf.nii.gz")
+    code, _, err = predict(checkpoint, "--input", odd, "--out", tmp_path / "pred")
+    assert code == 2 and "expected one path component" in err
+    assert not (tmp_path / "pred").exists()
+
+
+def test_a_good_prediction_still_lands_beside_nothing_it_reads(trained, tmp_path):
+    checkpoint, scans = trained
+    code, out, err = predict(checkpoint, "--input", scans, "--out", tmp_path / "pred")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "pred").iterdir()] == ["ph0.nii.gz"]
