@@ -40,7 +40,7 @@ def synth(phantom, gen, organ="liver", count=2, size="small", rng=0):
 
 def test_it_is_a_batch_generator_with_a_versioned_checkpoint(gen):
     assert isinstance(gen, BatchTumorGenerator)
-    assert gen.version.startswith("1.0+") and len(gen.version) == 16
+    assert gen.version.startswith("1.1+") and len(gen.version) == 16
 
 
 def test_only_tumors_and_their_blend_margins_change(phantom, gen):

@@ -6,12 +6,18 @@ the generator reads a cube of ``crop_size`` voxels at the model's spacing around
 when the tumor would not fit with a margin), samples the tumor into the mask with a few DDIM steps,
 and writes back only ``w * synthetic + (1 - w) * background``, where ``w`` is the tumor's soft mask
 (a Gaussian-blurred edge) restricted to where tumor may be; by default the sampled content
-finer than 2 mm is replaced by the scan's own noise, as the heuristic generator does. Nothing outside the tumor and its
-blend margin changes, in any organ (the published code replaces whole pancreas crops).
+finer than 2 mm is replaced by the scan's own noise, as the heuristic generator does. Nothing
+outside the tumor and its blend margin changes, in any organ (the published code replaces whole
+pancreas crops).
 
 Several tumors are rendered as one batch on CPU or GPU; each tumor's initial noise comes from its
 own seeded ``torch.Generator``, so a record replays to the same voxels (same device and torch
 version; floating point on other hardware may differ in the last bits).
+
+A record pins the checkpoint by the hashes of every file that shapes the voxels (``weights_sha256``:
+both config.json files and both weights files), and the generator's ``version`` carries one hash of
+them; rendering refuses a record made by other files, naming each one that differs. The folder may
+move (``replay --checkpoint NEWDIR``): the hashes, not the path, decide.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from tumorsynth.shapes.ellipsoid import soft_mask
 
 __all__ = ["DiffusionGenerator"]
 
+#: Bumped when records change meaning: 1.1 pins every checkpoint file (``weights_sha256``).
+_VERSION = "1.1"
 #: The tumor and its blend margin should fill at most this fraction of the cube's edge.
 _FIT_FRACTION = 0.7
 
@@ -101,7 +109,7 @@ class DiffusionGenerator:
         self.max_batch = int(max_batch)
         self.edge_width_mm = (float(edge_width_mm[0]), float(edge_width_mm[1]))
         self.keep_scan_noise = bool(keep_scan_noise)
-        self.version = f"1.0+{self.model.sha256[:12]}"
+        self.version = f"{_VERSION}+{self.model.sha256[:12]}"
 
     # -- random side ---------------------------------------------------------------------------
     def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
@@ -122,7 +130,7 @@ class DiffusionGenerator:
             "parenchyma_hu": float(site.parenchyma.median_hu),
             "noise_hu": float(site.parenchyma.noise_hu),
             "checkpoint": self.checkpoint,
-            "checkpoint_sha256": self.model.sha256,
+            "weights_sha256": dict(self.model.files),
         }
 
     # -- deterministic side --------------------------------------------------------------------
@@ -143,13 +151,7 @@ class DiffusionGenerator:
     ) -> list[np.ndarray]:
         """Render several tumors; they are batched by equal step count, ``max_batch`` at a time."""
         for spec in specs:
-            if spec.get("checkpoint_sha256") != self.model.sha256:
-                raise InputError(
-                    f"checkpoint {spec.get('checkpoint') or '?'}",
-                    f"tumor was made by weights {str(spec.get('checkpoint_sha256'))[:12]}..., "
-                    f"this generator has {self.model.sha256[:12]}...",
-                    fix="load the checkpoint the records name (--checkpoint)",
-                )
+            self._check_files(spec)
         out: list[np.ndarray | None] = [None] * len(specs)
         by_steps: dict[int, list[int]] = {}
         for i, spec in enumerate(specs):
@@ -162,9 +164,36 @@ class DiffusionGenerator:
                     self._render_chunk(
                         [specs[i] for i in chunk], [inputs[i] for i in chunk], steps
                     ),
+                    strict=True,
                 ):
                     out[i] = new
         return out  # type: ignore[return-value]
+
+    def _check_files(self, spec: Mapping[str, Any]) -> None:
+        """Refuse a spec made by other checkpoint files than this generator's, naming them."""
+        recorded = spec.get("weights_sha256")
+        where = f"checkpoint {self.checkpoint or '(in memory)'}"
+        if not isinstance(recorded, Mapping):
+            raise InputError(
+                where,
+                f"the tumor's record has no weights_sha256 (found {recorded!r}); it cannot be "
+                "verified against this checkpoint",
+                fix="synthesize it again with this version of tumorsynth",
+            )
+        own = self.model.files
+        differ = [
+            f"{name}: record {str(recorded.get(name))[:12]}..., checkpoint "
+            f"{str(own.get(name))[:12]}..."
+            for name in sorted(set(recorded) | set(own))
+            if recorded.get(name) != own.get(name)
+        ]
+        if differ:
+            raise InputError(
+                where,
+                f"the tumor was made by other files (made from {spec.get('checkpoint') or '?'}): "
+                + "; ".join(differ),
+                fix="load the checkpoint the records name (--checkpoint)",
+            )
 
     def _render_chunk(
         self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput], steps: int
@@ -172,7 +201,7 @@ class DiffusionGenerator:
         device = self.model.device
         ae = self.model.autoencoder_config
         crops, masks, grids = [], [], []
-        for spec, inp in zip(specs, inputs):
+        for spec, inp in zip(specs, inputs, strict=True):
             center = np.asarray(inp.shape.center_vox, float) - np.asarray(inp.shape.box.origin)
             context = inp.context if inp.context is not None else inp.image
             offset = np.asarray(inp.context_offset if inp.context is not None else (0, 0, 0))
@@ -202,7 +231,7 @@ class DiffusionGenerator:
             amp=self.amp,
         )
         results = []
-        for spec, inp, grid, cube in zip(specs, inputs, grids, sampled):
+        for spec, inp, grid, cube in zip(specs, inputs, grids, sampled, strict=True):
             results.append(self._blend(spec, inp, grid, cube))
         return results
 

@@ -1,63 +1,146 @@
-"""Save and load learned components: ``config.json`` + ``model.safetensors`` + its sha256.
+"""Save and load learned components: ``config.json`` + ``model.safetensors``, both pinned by hash.
 
-The config is frozen with the weights; loading checks the file's hash and says exactly what does
-not match between the stored config and the one a caller expects, and which weights are missing
-or unexpected.
+A checkpoint folder's ``config.json`` holds the frozen config, the kind, the weights' sha256
+(``sha256``), the hashes of other checkpoint files it was made with (``requires``: a denoiser pins
+its autoencoder) and ``config_sha256``, the sha256 of its own content (the canonical JSON of every
+other key), so an edit that keeps the file valid JSON is refused as surely as changed weights.
+
+Loading reads each file once: the weights are hashed from the bytes that are then deserialized,
+the config is parsed strictly (``NaN``/``Infinity`` and numbers that overflow to infinity are
+refused, naming the key), and :func:`checked_config` builds a config dataclass only when every
+setting is present and of its declared type. A checkpoint's identity is :attr:`Checkpoint.files`:
+``{"config.json": config_sha256, "model.safetensors": sha256}``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import types
+import typing
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from tumorsynth import __version__
+from tumorsynth._settings import config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.io.identity import sha256_of
 
 __all__ = [
+    "CONFIG",
+    "WEIGHTS",
+    "Checkpoint",
+    "checked_config",
     "config_differences",
+    "config_sha256",
+    "load_checkpoint",
     "load_pretrained_state",
     "load_state_strict",
+    "recorded_files",
     "save_pretrained",
     "sha256_of",
 ]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint folder read and verified by :func:`load_checkpoint`.
+
+    Attributes
+    ----------
+    folder
+        Where it was read from.
+    config
+        The stored config (the ``config`` key of ``config.json``).
+    state
+        The weights (CPU tensors).
+    files
+        ``{"config.json": sha256 of its content, "model.safetensors": sha256 of its bytes}``.
+    requires
+        Hashes of other checkpoint files this one was made with, keyed by their path relative to
+        the folder that holds this checkpoint (e.g. ``"autoencoder/model.safetensors"``).
+    """
+
+    folder: Path
+    config: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    files: dict[str, str]
+    requires: dict[str, str]
 
 
 def save_pretrained(
-    model: nn.Module, config: Mapping[str, Any], folder: str | os.PathLike[str], *, kind: str
+    model: nn.Module,
+    config: Mapping[str, Any],
+    folder: str | os.PathLike[str],
+    *,
+    kind: str,
+    requires: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``folder/config.json`` (config, kind, version, weights' sha256) and the weights."""
+    """Write ``folder/model.safetensors`` and ``folder/config.json`` (config, kind, version,
+    the weights' sha256, ``requires`` and the config's own content hash)."""
     folder = ensure_writable_dir(folder)
+    config_path = folder / CONFIG
+    bad = _non_finite_key(dict(config))
+    if bad is not None:
+        raise InputError(str(config_path), f"config setting {bad} is NaN or infinite")
     module = model.module if hasattr(model, "module") else model  # DDP wraps the model
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    data = save_safetensors(state)
     with atomic_path(folder / WEIGHTS) as tmp:
-        save_file(state, str(tmp))
-    meta = {
+        tmp.write_bytes(data)
+    meta: dict[str, Any] = {
         "kind": kind,
         "tumorsynth_version": __version__,
-        "sha256": sha256_of(folder / WEIGHTS),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "config": dict(config),
     }
-    with atomic_path(folder / CONFIG) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, default=_jsonable) + "\n")
+    if requires:
+        meta["requires"] = dict(sorted(requires.items()))
+    meta = json.loads(json.dumps(meta, default=_jsonable))  # what a reader will see
+    meta["config_sha256"] = config_sha256(meta)
+    with atomic_path(config_path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
     return folder
 
 
-def load_pretrained_state(
-    folder: str | os.PathLike[str], *, kind: str
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read a checkpoint folder: (config, state dict), after checking kind and sha256."""
+def config_sha256(meta: Mapping[str, Any]) -> str:
+    """sha256 of a ``config.json``'s content: the canonical JSON (sorted keys, no spaces) of every
+    key except ``config_sha256`` itself; whitespace and key order do not change it."""
+    content = {k: v for k, v in meta.items() if k != "config_sha256"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recorded_files(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """The hashes a checkpoint written by :func:`save_pretrained` records for its two files
+    (read from its config.json without hashing the weights: use right after saving)."""
+    meta = json.loads((Path(folder) / CONFIG).read_text())
+    return {CONFIG: str(meta["config_sha256"]), WEIGHTS: str(meta["sha256"])}
+
+
+def load_checkpoint(folder: str | os.PathLike[str], *, kind: str) -> Checkpoint:
+    """Read and verify a checkpoint folder (each file read and hashed once).
+
+    Refused, naming the file (and the key): a missing file, a config.json that is not strict JSON
+    or holds NaN/Infinity, another kind, a config.json whose content hash differs from its
+    ``config_sha256`` (it was edited), weights whose sha256 differs (changed or truncated), and
+    weights that are not a readable safetensors file.
+    """
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG, folder / WEIGHTS
     for path in (config_path, weights_path):
@@ -67,23 +150,87 @@ def load_pretrained_state(
                 "checkpoint file is missing",
                 fix=f"pass a folder written by tumorsynth ({CONFIG} + {WEIGHTS})",
             )
-    try:
-        meta = json.loads(config_path.read_text())
-    except ValueError as exc:
-        raise InputError(str(config_path), f"expected JSON, found unreadable text ({exc})") from exc
+    meta = _read_meta(config_path)
     if meta.get("kind") != kind:
         raise InputError(
             str(config_path), f"expected a {kind} checkpoint, found {meta.get('kind')!r}"
         )
-    digest = sha256_of(weights_path)
+    content_sha = config_sha256(meta)
+    stored_sha = meta.get("config_sha256")
+    if stored_sha is None:
+        warnings.warn(
+            f"{config_path}: written before config.json files carried their own hash "
+            "(config_sha256); its settings cannot be verified",
+            stacklevel=2,
+        )
+    elif content_sha != stored_sha:
+        raise InputError(
+            str(config_path),
+            f"content sha256 {content_sha[:12]}... does not match the recorded config_sha256 "
+            f"{str(stored_sha)[:12]}...; the file was edited after it was written",
+            fix="restore the config.json written with these weights, or train again",
+        )
+    for key, expected in (("sha256", str), ("config", Mapping), ("requires", Mapping)):
+        if key in meta and not isinstance(meta[key], expected):
+            raise InputError(
+                str(config_path),
+                f"key {key!r}: expected a {'mapping' if expected is Mapping else 'string'}, "
+                f"found {meta[key]!r}",
+            )
+    if "config" not in meta:
+        raise InputError(str(config_path), "missing key 'config' (the model's settings)")
+    requires = dict(meta.get("requires") or {})
+    if not all(isinstance(v, str) for v in requires.values()):
+        raise InputError(str(config_path), f"key 'requires': expected hashes, found {requires}")
+    data = weights_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     if digest != meta.get("sha256"):
         raise InputError(
             str(weights_path),
-            f"sha256 {digest[:12]}... does not match the "
-            f"config's {str(meta.get('sha256'))[:12]}...; the weights were changed "
-            "or truncated",
+            f"sha256 {digest[:12]}... does not match the sha256 recorded in {config_path} "
+            f"({str(meta.get('sha256'))[:12]}...); the weights were changed or truncated",
+            fix="restore the weights written with this config.json, or train again",
         )
-    return meta["config"], load_file(str(weights_path))
+    try:
+        state = load_safetensors(data)
+    except Exception as exc:  # safetensors raises its own error type for a damaged header
+        raise InputError(
+            str(weights_path), f"expected a safetensors file, found unreadable data ({exc})"
+        ) from exc
+    return Checkpoint(
+        folder, dict(meta["config"]), state, {CONFIG: content_sha, WEIGHTS: digest}, requires
+    )
+
+
+def load_pretrained_state(
+    folder: str | os.PathLike[str], *, kind: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a checkpoint folder: (config, state dict), after the checks of
+    :func:`load_checkpoint`."""
+    checkpoint = load_checkpoint(folder, kind=kind)
+    return checkpoint.config, checkpoint.state
+
+
+def checked_config(cls: type[T], data: Any, where: str) -> T:
+    """A config dataclass from a checkpoint's stored settings: every field must be present (a
+    checkpoint stores its config whole) and of its declared type; unknown keys are refused.
+
+    Errors name ``where`` and the key, e.g. ``.../config.json: config.channels: expected a list
+    of integers, found 'abc'``.
+    """
+    if not isinstance(data, Mapping):
+        raise InputError(where, f"expected a mapping of settings, found {data!r}")
+    hints = typing.get_type_hints(cls)
+    missing = [f.name for f in fields(cls) if f.name not in data]  # type: ignore[arg-type]
+    if missing:
+        raise InputError(
+            where, f"missing key(s) {missing}; a checkpoint stores every setting of its model"
+        )
+    for f in fields(cls):  # type: ignore[arg-type]
+        problem = _type_problem(data[f.name], hints[f.name])
+        if problem:
+            raise InputError(where, f"key {f.name!r}: expected {problem}, found {data[f.name]!r}")
+    return config_from_dict(cls, data, where)
 
 
 def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
@@ -127,6 +274,85 @@ def config_differences(
         elif _norm(stored[key]) != _norm(expected[key]):
             out.append(f"{name}: {stored[key]!r} in checkpoint != {expected[key]!r}")
     return out
+
+
+# -- strict JSON -----------------------------------------------------------------------------------
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        # NaN/Infinity literals and numbers that overflow parse to non-finite floats, which
+        # the walk below refuses by key (json.loads would otherwise accept them silently).
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(str(path), f"expected JSON, found unreadable text ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise InputError(str(path), f"expected a JSON object, found {type(meta).__name__}")
+    bad = _non_finite_key(meta)
+    if bad is not None:
+        raise InputError(
+            str(path),
+            f"key {bad} is NaN or infinite; a checkpoint setting must be a finite number",
+            fix="restore the config.json written by training",
+        )
+    return meta
+
+
+def _non_finite_key(value: Any, prefix: str = "") -> str | None:
+    """The dotted key (``config.hu_window[1]``) of the first NaN/infinite number, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(prefix or "(top level)")
+    if isinstance(value, Mapping):
+        items = ((f"{prefix}.{k}" if prefix else str(k), v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{prefix}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for name, item in items:
+        found = _non_finite_key(item, name)
+        if found is not None:
+            return found
+    return None
+
+
+# -- types of stored settings ----------------------------------------------------------------------
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What ``value`` should have been when it does not fit the annotation ``hint``, else None."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok and math.isfinite(value) else "a finite number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is Literal:
+        return None if value in args else f"one of {list(args)}"
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args]
+        return None if None in problems else " or ".join(p for p in problems if p)
+    if hint is type(None):
+        return None if value is None else "null"
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return _list_of(args)
+        if len(args) == 2 and args[1] is Ellipsis:
+            inner = [_type_problem(v, args[0]) for v in value]
+            return _list_of(args) if any(inner) or not value else None
+        if len(value) != len(args) or any(
+            _type_problem(v, a) for v, a in zip(value, args, strict=True)
+        ):
+            return _list_of(args)
+        return None
+    return None  # other annotations are left to the dataclass
+
+
+def _list_of(args: tuple[Any, ...]) -> str:
+    names = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+    if len(args) == 2 and args[1] is Ellipsis:
+        return f"a non-empty list of {names.get(args[0], 'values')}"
+    kinds = {names.get(a, "values") for a in args}
+    return f"a list of {len(args)} {kinds.pop() if len(kinds) == 1 else 'values'}"
 
 
 def _norm(value: Any) -> Any:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from torch import nn
 
+from tumorsynth.models.checkpoint import checked_config
+
 __all__ = ["BACKBONES", "SegmentorConfig", "build_segmentor", "count_parameters", "nnunet_topology"]
 
 Backbone = Literal["unet", "dynunet", "swinunetr"]
@@ -59,12 +61,10 @@ class SegmentorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SegmentorConfig:
-        values = dict(data)
-        for key in ("patch_size", "spacing_mm", "channels"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+    def from_dict(cls, data: Any, where: str = "segmentor checkpoint: model") -> SegmentorConfig:
+        """The config a checkpoint stored (every setting present and of its type), or an error
+        naming ``where`` and the key."""
+        return checked_config(cls, data, where)
 
 
 def nnunet_topology(
@@ -89,12 +89,15 @@ def nnunet_topology(
     kernels.append([3 if s <= 2 * min(spacing) else 1 for s in spacing])
     while len(strides) < max_stages:
         finest = min(spacing)
-        pool = [int(n >= 2 * min_feature_map and s <= 2 * finest) for n, s in zip(size, spacing)]
+        pool = [
+            int(n >= 2 * min_feature_map and s <= 2 * finest)
+            for n, s in zip(size, spacing, strict=True)
+        ]
         if not any(pool):
             break
         strides.append([2 if p else 1 for p in pool])
-        size = [n // 2 if p else n for n, p in zip(size, pool)]
-        spacing = [s * 2 if p else s for s, p in zip(spacing, pool)]
+        size = [n // 2 if p else n for n, p in zip(size, pool, strict=True)]
+        spacing = [s * 2 if p else s for s, p in zip(spacing, pool, strict=True)]
         kernels.append([3 if s <= 2 * min(spacing) else 1 for s in spacing])
     return kernels, strides
 

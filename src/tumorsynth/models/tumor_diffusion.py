@@ -12,14 +12,18 @@ Conventions
   and predicts the noise. It is trained with DDPM and sampled with DDIM in a few steps.
 
 A checkpoint folder holds ``autoencoder/`` and ``denoiser/`` (each ``config.json`` +
-``model.safetensors`` + sha256), so one folder is everything a generator needs.
+``model.safetensors``, both hashed), so one folder is everything a generator needs. The denoiser's
+config.json pins the autoencoder it was trained with (the hashes of its config.json and weights):
+a denoiser beside another autoencoder is refused, even one with the same config. The model's
+identity is the hashes of these four files (:attr:`TumorDiffusion.files`).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -33,12 +37,16 @@ from monai.networks.nets import VQVAE, DiffusionModelUNet, PatchDiscriminator
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from tumorsynth._settings import config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.checkpoint import (
+    CONFIG,
+    WEIGHTS,
+    Checkpoint,
+    checked_config,
     config_differences,
-    load_pretrained_state,
+    load_checkpoint,
     load_state_strict,
+    recorded_files,
     save_pretrained,
 )
 
@@ -238,12 +246,21 @@ def sample_scheduler(config: DenoiserConfig, steps: int) -> DDIMScheduler:
 
 
 def load_autoencoder(folder: str | os.PathLike[str]) -> tuple[VQVAE, AutoencoderConfig]:
-    """An autoencoder checkpoint written by ``tumorsynth train-autoencoder``."""
-    stored, state = load_pretrained_state(folder, kind=AUTOENCODER_KIND)
-    config = config_from_dict(AutoencoderConfig, stored, str(Path(folder) / "config.json"))
+    """An autoencoder checkpoint written by ``tumorsynth train-autoencoder`` (hash-checked)."""
+    model, config, _ = _load_autoencoder(folder)
+    return model, config
+
+
+def _load_autoencoder(
+    folder: str | os.PathLike[str],
+) -> tuple[VQVAE, AutoencoderConfig, Checkpoint]:
+    checkpoint = load_checkpoint(folder, kind=AUTOENCODER_KIND)
+    where = f"{Path(folder) / CONFIG}: config"
+    config = checked_config(AutoencoderConfig, checkpoint.config, where)
+    config.validate(where)
     model = build_autoencoder(config)
-    load_state_strict(model, state, str(folder))
-    return model.eval(), config
+    load_state_strict(model, checkpoint.state, str(folder))
+    return model.eval(), config, checkpoint
 
 
 def save_autoencoder(
@@ -264,6 +281,10 @@ class TumorDiffusion:
         The latent denoiser (EMA weights when loaded from a checkpoint).
     scale_factor
         Latents are multiplied by this before diffusion (1 / their std on the training crops).
+    files
+        The identity of a saved model: sha256 of each file that shapes its output
+        (``{"autoencoder/config.json": ..., "denoiser/model.safetensors": ...}``); set by
+        :meth:`save_pretrained` and :meth:`from_pretrained`, empty for a model never saved.
     trained
         The size classes it saw in training; another class is sampled as the nearest of these
         (one annotated CT may hold only large tumors).
@@ -276,7 +297,7 @@ class TumorDiffusion:
         denoiser: DiffusionModelUNet,
         config: DenoiserConfig,
         scale_factor: float = 1.0,
-        sha256: str = "",
+        files: Mapping[str, str] | None = None,
         trained: Sequence[int] = (EARLY, LARGER),
     ) -> None:
         self.autoencoder = autoencoder.eval()
@@ -284,10 +305,18 @@ class TumorDiffusion:
         self.denoiser = denoiser.eval()
         self.config = config
         self.scale_factor = float(scale_factor)
-        self.sha256 = sha256
+        self.files = dict(sorted((files or {}).items()))
         self.trained = tuple(int(c) for c in trained)
         if not self.trained:
             raise InputError("trained", "expected at least one trained size class, found none")
+
+    @property
+    def sha256(self) -> str:
+        """One hash of :attr:`files` (names and hashes); empty for a model never saved."""
+        if not self.files:
+            return ""
+        text = "".join(f"{name}\0{digest}\n" for name, digest in sorted(self.files.items()))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def size_label(self, size_class: int) -> int:
         """The class embedding used for ``size_class``: itself if trained, else the nearest."""
@@ -372,9 +401,11 @@ class TumorDiffusion:
     def save_pretrained(
         self, folder: str | os.PathLike[str], extra: Mapping[str, Any] | None = None
     ) -> Path:
-        """Write ``folder/autoencoder`` and ``folder/denoiser`` (config + safetensors + sha256)."""
+        """Write ``folder/autoencoder`` and ``folder/denoiser`` (config + safetensors, hashed);
+        the denoiser's config.json pins the autoencoder written beside it."""
         folder = Path(folder)
         save_autoencoder(self.autoencoder, self.autoencoder_config, folder / "autoencoder")
+        ae_files = _prefixed("autoencoder", recorded_files(folder / "autoencoder"))
         config = {
             "denoiser": asdict(self.config),
             "scale_factor": self.scale_factor,
@@ -382,8 +413,10 @@ class TumorDiffusion:
             "autoencoder": asdict(self.autoencoder_config),
             **dict(extra or {}),
         }
-        save_pretrained(self.denoiser, config, folder / "denoiser", kind=DENOISER_KIND)
-        self.sha256 = _stored_sha(folder / "denoiser")
+        save_pretrained(
+            self.denoiser, config, folder / "denoiser", kind=DENOISER_KIND, requires=ae_files
+        )
+        self.files = {**ae_files, **_prefixed("denoiser", recorded_files(folder / "denoiser"))}
         return folder
 
     @classmethod
@@ -396,8 +429,11 @@ class TumorDiffusion:
     ) -> TumorDiffusion:
         """Load a checkpoint folder; ``expect`` (a partial denoiser config) must match it.
 
-        Mismatches are errors that list each differing setting, and weights that do not fit the
-        configured network name the missing, unexpected and mis-shaped tensors.
+        Every file is hash-checked (each read once); a denoiser beside an autoencoder other than
+        the one it pins is refused, naming both folders and the hashes. Mismatches are errors that
+        list each differing setting, a missing or mistyped setting is named with its file, and
+        weights that do not fit the configured network name the missing, unexpected and
+        mis-shaped tensors.
         """
         folder = Path(folder)
         if not folder.is_dir():
@@ -406,31 +442,34 @@ class TumorDiffusion:
                 "expected a diffusion checkpoint folder, found nothing there",
                 fix="pass the out_dir of `tumorsynth train-diffusion` (or its checkpoints/best)",
             )
-        autoencoder, ae_config = load_autoencoder(folder / "autoencoder")
-        stored, state = load_pretrained_state(folder / "denoiser", kind=DENOISER_KIND)
-        where = str(folder / "denoiser" / "config.json")
-        diffs = config_differences(stored.get("autoencoder", {}), asdict(ae_config))
+        autoencoder, ae_config, ae_checkpoint = _load_autoencoder(folder / "autoencoder")
+        checkpoint = load_checkpoint(folder / "denoiser", kind=DENOISER_KIND)
+        ae_files = _prefixed("autoencoder", ae_checkpoint.files)
+        _check_pin(folder, checkpoint.requires, ae_files)
+        stored = checkpoint.config
+        where = str(folder / "denoiser" / CONFIG)
+        for key in ("denoiser", "autoencoder", "scale_factor", "trained_size_classes"):
+            if key not in stored:
+                raise InputError(where, f"missing key 'config.{key}'")
+        if not isinstance(stored["autoencoder"], Mapping):
+            raise InputError(where, "key 'config.autoencoder': expected a mapping of settings")
+        diffs = config_differences(stored["autoencoder"], asdict(ae_config))
         if diffs:
             raise InputError(
                 where,
                 "the denoiser was trained on another autoencoder: " + "; ".join(diffs),
             )
-        config = config_from_dict(DenoiserConfig, stored["denoiser"], where)
+        config = checked_config(DenoiserConfig, stored["denoiser"], f"{where}: config.denoiser")
+        config.validate(ae_config.latent_size, f"{where}: config.denoiser")
+        scale_factor, trained = _scale_and_classes(stored, where)
         if expect:
             diffs = config_differences(asdict(config), {**asdict(config), **dict(expect)})
             if diffs:
                 raise InputError(where, "checkpoint does not match: " + "; ".join(diffs))
         denoiser = build_denoiser(config, ae_config.embedding_dim)
-        load_state_strict(denoiser, state, str(folder / "denoiser"))
-        model = cls(
-            autoencoder,
-            ae_config,
-            denoiser,
-            config,
-            float(stored.get("scale_factor", 1.0)),
-            _stored_sha(folder / "denoiser"),
-            stored.get("trained_size_classes", (EARLY, LARGER)),
-        )
+        load_state_strict(denoiser, checkpoint.state, str(folder / "denoiser"))
+        files = {**ae_files, **_prefixed("denoiser", checkpoint.files)}
+        model = cls(autoencoder, ae_config, denoiser, config, scale_factor, files, trained)
         return model.to(device)
 
 
@@ -444,5 +483,46 @@ def _initial_noise(
     return torch.stack([torch.randn(shape[1:], generator=g) for g in generators])
 
 
-def _stored_sha(folder: Path) -> str:
-    return str(json.loads((folder / "config.json").read_text()).get("sha256", ""))
+def _prefixed(part: str, files: Mapping[str, str]) -> dict[str, str]:
+    return {f"{part}/{name}": digest for name, digest in files.items()}
+
+
+def _check_pin(folder: Path, pinned: Mapping[str, str], ae_files: Mapping[str, str]) -> None:
+    """Refuse an autoencoder other than the one the denoiser's config.json pins."""
+    if not pinned:
+        warnings.warn(
+            f"{folder / 'denoiser' / CONFIG}: written before denoisers pinned their autoencoder; "
+            f"that {folder / 'autoencoder'} is the one it was trained with cannot be verified",
+            stacklevel=3,
+        )
+        return
+    for name in (f"autoencoder/{CONFIG}", f"autoencoder/{WEIGHTS}"):
+        if pinned.get(name) != ae_files[name]:
+            raise InputError(
+                str(folder / "autoencoder"),
+                f"is not the autoencoder the denoiser in {folder / 'denoiser'} was trained "
+                f"with: its {name.split('/')[1]} has sha256 {ae_files[name][:12]}..., the "
+                f"denoiser pins {str(pinned.get(name))[:12]}...",
+                fix="put back the autoencoder/ folder written with this denoiser by "
+                "train-diffusion, or train the denoiser on this autoencoder",
+            )
+
+
+def _scale_and_classes(stored: Mapping[str, Any], where: str) -> tuple[float, tuple[int, ...]]:
+    scale = stored["scale_factor"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise InputError(
+            where, f"key 'config.scale_factor': expected a positive number, found {scale!r}"
+        )
+    classes = stored["trained_size_classes"]
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or any(isinstance(c, bool) or c not in (EARLY, LARGER) for c in classes)
+    ):
+        raise InputError(
+            where,
+            f"key 'config.trained_size_classes': expected a non-empty list of {EARLY} (early) "
+            f"and {LARGER} (larger), found {classes!r}",
+        )
+    return float(scale), tuple(int(c) for c in classes)
