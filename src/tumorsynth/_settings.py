@@ -1,17 +1,48 @@
-"""Frozen dataclass configs from plain mappings (YAML/JSON): unknown keys are errors naming the
-known ones, YAML lists become tuples. Shared by training configs and learned-model configs."""
+"""Frozen dataclass configs from plain mappings (YAML/JSON), checked whole against their type hints.
+
+Every value is checked against its field's annotation (``int``, ``float``, ``bool``, ``str``,
+``Literal`` choices, ``X | None``, fixed and variable tuples, lists, dicts, nested dataclasses)
+before the dataclass is built; unknown keys are errors naming the known ones; YAML lists become
+tuples. All problems of one mapping are reported together, each under its key path::
+
+    train.yaml: optim.max_steps: expected an integer, found 'ten' (str)
+
+``where`` (a file) prefixes the message; ``key_path`` prefixes every key, so a caller that reads
+a nested part of a file (a checkpoint's ``config`` entry) can name the full path. Shared by the
+training configs and the learned models' configs.
+
+Choices made here: a bool is not a number (``batch_size: true`` is refused); a float where an
+integer is expected is accepted only when it is integral (``seed: 2.0`` is 2; ``seed: 1.5`` is
+refused, never truncated); numbers must be finite; a bare string is not a list.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union
 
 from tumorsynth.errors import InputError
 
-__all__ = ["as_tuples", "check_keys", "config_from_dict", "nested_config_from_dict"]
+__all__ = [
+    "Interval",
+    "as_tuples",
+    "check_bounds",
+    "check_keys",
+    "config_from_dict",
+    "nested_config_from_dict",
+]
 
 T = TypeVar("T")
+
+
+class _Invalid(Exception):
+    """One value does not fit its annotation (collected, then reported with its key path)."""
 
 
 def check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
@@ -30,29 +61,261 @@ def as_tuples(values: Mapping[str, Any], cls: type) -> dict[str, Any]:
     return out
 
 
-def config_from_dict(cls: type[T], data: Mapping[str, Any], where: str) -> T:
-    """``cls(**data)`` after checking the keys; a wrong value type is an error naming ``where``."""
-    if not isinstance(data, Mapping):
-        raise InputError(where, f"expected a mapping of settings, found {data!r}")
-    check_keys(data, cls, where)
-    try:
-        return cls(**as_tuples(data, cls))
-    except (TypeError, ValueError) as exc:
-        raise InputError(where, f"invalid settings ({exc})") from exc
+def config_from_dict(
+    cls: type[T],
+    data: Mapping[str, Any],
+    where: str,
+    *,
+    key_path: str = "",
+    complete: bool = False,
+) -> T:
+    """``cls(**data)`` after checking every key and value against ``cls``'s type hints.
+
+    Nested dataclass fields take mappings (checked the same way, their keys named
+    ``section.key``). ``complete``: every field must be present (a saved checkpoint config
+    writes them all, so a missing one means the file was edited or truncated).
+    Raises :class:`InputError` at ``where`` listing every problem by its key path.
+    """
+    problems: list[str] = []
+    value = _build(cls, data, key_path, problems, complete)
+    if problems:
+        raise InputError(where, _join(problems))
+    return value  # type: ignore[return-value]
 
 
 def nested_config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     """``cls`` from a mapping whose sections (its dataclass-valued fields, e.g. ``data``,
-    ``model``) are mappings too; each section's keys are checked against its own class."""
-    sections = {
-        f.name: type(f.default_factory())  # type: ignore[misc]
-        for f in fields(cls)  # type: ignore[arg-type]
-        if f.default_factory is not MISSING
-    }
-    values = {
-        key: config_from_dict(sections[key], value or {}, f"{where}: {key}")
-        if key in sections
-        else value
-        for key, value in dict(data or {}).items()
-    }
-    return config_from_dict(cls, values, where)
+    ``model``) are mappings too; a section left empty (``model:``) takes its defaults."""
+    return config_from_dict(cls, {} if data is None else data, where)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """Allowed range of a number (``None``: unbounded on that side)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (
+            self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        )
+
+    def describe(self) -> str:
+        low = None if self.low is None else ("> " if self.low_open else ">= ") + f"{self.low:g}"
+        high = None if self.high is None else ("< " if self.high_open else "<= ") + f"{self.high:g}"
+        return " and ".join(part for part in (low, high) if part)
+
+
+def check_bounds(config: Any, bounds: Mapping[str, Interval], where: str) -> None:
+    """Every dotted setting in ``bounds`` (``"optim.lr"``) lies in its interval; a tuple's
+    entries are checked one by one and ``None`` (not set) passes. All problems are reported
+    together."""
+    problems = []
+    for dotted, interval in bounds.items():
+        value: Any = config
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        entries = value if isinstance(value, tuple) else (value,)
+        for entry in entries:
+            if entry is not None and not interval.contains(entry):
+                problems.append(f"{dotted}: expected a value {interval.describe()}, found {value}")
+                break
+    if problems:
+        raise InputError(where, _join(problems))
+
+
+def _join(problems: Sequence[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} settings are wrong: " + "; ".join(problems)
+
+
+def _build(cls: type, data: Any, key_path: str, problems: list[str], complete: bool = False) -> Any:
+    """A dataclass from a mapping, appending problems instead of raising (None if any)."""
+    if not isinstance(data, Mapping):
+        problems.append(f"{_label(key_path)}expected a mapping of settings, found {_found(data)}")
+        return None
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(str(k) for k in data if k not in known)
+    count = len(problems)
+    if unknown:
+        problems.append(
+            f"{_label(key_path)}unknown setting(s) {unknown}; known are {sorted(known)}"
+        )
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        path = f"{key_path}.{name}" if key_path else name
+        if name not in data:
+            if complete or (f.default is MISSING and f.default_factory is MISSING):
+                problems.append(f"{path}: required setting is missing")
+            continue
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            # ``model:`` with nothing under it takes the section's defaults
+            section = {} if data[name] is None else data[name]
+            values[name] = _build(annotation, section, path, problems, complete)  # type: ignore[arg-type]
+            continue
+        try:
+            values[name] = _coerce(data[name], annotation, path)
+        except _Invalid as exc:
+            problems.append(str(exc))
+    if len(problems) > count:
+        return None
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:  # a dataclass's own __post_init__ check
+        problems.append(f"{_label(key_path)}invalid settings ({exc})")
+        return None
+
+
+def _coerce(value: Any, annotation: Any, path: str) -> Any:
+    """``value`` as ``annotation`` wants it (lists -> tuples, ints -> floats), or _Invalid."""
+    if annotation is Any:
+        return value
+    if annotation is type(None) or annotation is None:
+        if value is None:
+            return None
+        raise _Invalid(f"{path}: expected null, found {_found(value)}")
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Union or origin is types.UnionType:
+        return _coerce_union(value, args, path)
+    if origin is Literal:
+        if any(value == choice and type(value) is type(choice) for choice in args):
+            return value
+        choices = ", ".join(repr(c) for c in args)
+        raise _Invalid(f"{path}: expected one of {choices}, found {_found(value)}")
+    if origin in (tuple, list):
+        return _coerce_sequence(value, annotation, origin, args, path)
+    if origin in (dict, Mapping) or annotation in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise _Invalid(f"{path}: expected {_describe(annotation)}, found {_found(value)}")
+        if len(args) == 2:
+            return {
+                _coerce(k, args[0], f"{path}.{k}"): _coerce(v, args[1], f"{path}.{k}")
+                for k, v in value.items()
+            }
+        return dict(value)
+    if dataclasses.is_dataclass(annotation):
+        problems: list[str] = []
+        built = _build(annotation, value, path, problems)  # type: ignore[arg-type]
+        if problems:
+            raise _Invalid(_join(problems))
+        return built
+    return _coerce_scalar(value, annotation, path)
+
+
+def _coerce_scalar(value: Any, annotation: Any, path: str) -> Any:
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)  # 2.0 is exactly 2; 1.5 is refused below, never truncated
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise _Invalid(f"{path}: expected a finite number, found {value}")
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+    elif isinstance(annotation, type):
+        if isinstance(value, annotation):
+            return value
+    else:  # an annotation this loader does not know: the dataclass decides
+        return value
+    raise _Invalid(f"{path}: expected {_describe(annotation)}, found {_found(value)}")
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], path: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    nested = []
+    for arm in args:
+        if arm is type(None):
+            continue
+        try:
+            return _coerce(value, arm, path)
+        except _Invalid as exc:
+            if not str(exc).startswith(f"{path}: expected"):
+                nested.append(str(exc))  # the value has this arm's shape; an inner part is wrong
+    if nested:
+        raise _Invalid(nested[0])
+    wanted = " or ".join(_describe(a) for a in args)
+    raise _Invalid(f"{path}: expected {wanted}, found {_found(value)}")
+
+
+def _coerce_sequence(
+    value: Any, annotation: Any, origin: type, args: tuple[Any, ...], path: str
+) -> Any:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        hint = ""
+        if isinstance(value, str) and not (origin is tuple and args and args[-1] is not Ellipsis):
+            hint = f" (one entry is written as a list: [{value}])"
+        raise _Invalid(f"{path}: expected {_describe(annotation)}, found {_found(value)}{hint}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise _Invalid(
+                f"{path}: expected {_describe(annotation)}, found {len(value)} "
+                f"value{'s' if len(value) != 1 else ''} {list(value)}"
+            )
+        item_types = list(args)
+    else:
+        item_types = [args[0] if args else Any] * len(value)
+    items = [
+        _coerce(v, t, f"{path}[{i}]")
+        for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+    ]
+    return tuple(items) if origin is tuple else items
+
+
+def _describe(annotation: Any) -> str:
+    """``int`` -> "an integer", ``tuple[int, int, int]`` -> "3 integers", ..."""
+    if annotation is Any:
+        return "anything"
+    if annotation is type(None) or annotation is None:
+        return "null"
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Union or origin is types.UnionType:
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(c) for c in args)
+    if origin in (tuple, list):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            kinds = {_plural(a) for a in args}
+            return f"{len(args)} {kinds.pop() if len(kinds) == 1 else 'values'}"
+        return f"a list (each {_describe(args[0])})" if args and args[0] is not Any else "a list"
+    if origin in (dict, Mapping) or annotation in (dict, Mapping):
+        return "a mapping"
+    if dataclasses.is_dataclass(annotation):
+        return "a mapping of settings"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _plural(annotation: Any) -> str:
+    names = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+    return names.get(annotation, "values")
+
+
+def _found(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _label(key_path: str) -> str:
+    return f"{key_path}: " if key_path else ""

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"trained {result.steps} steps -> {result.out_dir}; best validation tumor DSC "
         f"{result.best_val_tumor_dsc:.3f} at step {result.best_step}; "
-        f"{result.crops_per_second:.1f} crops/s, data loading {100 * result.data_time_fraction:.0f}% "
-        "of step time"
+        f"{result.crops_per_second:.1f} crops/s, data loading "
+        f"{100 * result.data_time_fraction:.0f}% of step time"
     )
     return 0

@@ -39,11 +39,18 @@ from tumorsynth.training.common import (
     bf16_autocast,
     deadline_after,
     pick_device,
+    refuse_previous_run,
     warmup_cosine,
     write_json,
 )
 from tumorsynth.training.generative_config import AutoencoderTrainConfig
-from tumorsynth.training.tumor_crops import CropSampler, Scan, load_scan, scan_files
+from tumorsynth.training.tumor_crops import (
+    CropSampler,
+    Scan,
+    check_crop_fits,
+    load_scan,
+    scan_files,
+)
 
 __all__ = ["AutoencoderOutput", "reconstruction_scores", "train_autoencoder"]
 
@@ -74,10 +81,13 @@ def train_autoencoder(
     config: AutoencoderTrainConfig, *, progress: bool = True
 ) -> AutoencoderOutput:
     """Train per ``config``; writes ``out_dir/autoencoder`` (the checkpoint a denoiser uses),
-    ``metrics.csv``, ``summary.json`` and ``reconstructions.png``."""
+    ``metrics.csv``, ``summary.json`` and ``reconstructions.png``. An ``out_dir`` holding a
+    previous run is refused before anything is read or written (there is no resume yet)."""
+    refuse_previous_run(config.train.out_dir, command="train-autoencoder", can_resume=False)
     device = pick_device(config.train.device)
     rng = np.random.default_rng(config.seed)
     train_scans, val_scans = _split_scans(config)  # bad data fails before any output exists
+    check_crop_fits(train_scans + val_scans, config.model)
     out = ensure_writable_dir(config.train.out_dir)
     sampler = CropSampler(train_scans, config.model, rng)
     val_crops = _fixed_crops(config, val_scans or train_scans)
@@ -196,7 +206,10 @@ def _split_scans(config: AutoencoderTrainConfig) -> tuple[list[Scan], list[Scan]
     files = scan_files(config.data.images)
     order = sorted(files, key=lambda p: derive_seed(config.seed, str(p)))
     n_val = int(round(config.data.val_fraction * len(order))) if len(order) > 1 else 0
-    load = lambda p: load_scan(p, foreground_hu=config.data.foreground_hu)
+
+    def load(path: Path) -> Scan:
+        return load_scan(path, foreground_hu=config.data.foreground_hu)
+
     return [load(p) for p in order[n_val:]], [load(p) for p in order[:n_val]]
 
 

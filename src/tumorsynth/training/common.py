@@ -1,4 +1,5 @@
-"""Pieces every training loop shares: device choice, warm-up + cosine schedule, the metrics log."""
+"""Pieces every training loop shares: device choice, warm-up + cosine schedule, the metrics log,
+and the guard that keeps a new run from overwriting a previous one."""
 
 from __future__ import annotations
 
@@ -13,17 +14,69 @@ from typing import Any
 
 import torch
 
+from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path
 from tumorsynth.models.device import pick_device
 
 __all__ = [
     "MetricsLog",
+    "RUN_FILES",
     "bf16_autocast",
     "deadline_after",
+    "refuse_previous_run",
     "pick_device",
     "warmup_cosine",
     "write_json",
 ]
+
+
+#: What a training command writes into its ``out_dir``: any of these means a run was there.
+RUN_FILES = (
+    "summary.json",
+    "train_config.json",
+    "metrics.csv",
+    "checkpoints",
+    "autoencoder",
+    "model",
+    "tensorboard",
+    "reconstructions.png",
+    "samples.png",
+)
+
+
+def refuse_previous_run(out_dir: str | Path, *, command: str, can_resume: bool) -> None:
+    """Refuse to start a new run in ``out_dir`` when it holds a previous run's files.
+
+    Called before anything is read or written; a new run would replace that run's checkpoints
+    and metrics. The message names the folder, what is in it (finished or not, its steps) and
+    the fix: ``--resume`` where the command has it, else another ``train.out_dir``.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found:
+        return
+    state = "an unfinished training run"
+    summary = out / "summary.json"
+    if summary.is_file():
+        try:
+            steps = json.loads(summary.read_text()).get("steps")
+        except (OSError, ValueError, AttributeError):
+            steps = None
+        state = "a finished training run" + (f" ({steps} steps)" if steps is not None else "")
+    fix = (
+        "pass --resume to continue it, or choose another folder: --set train.out_dir=NEW_DIR"
+        if can_resume
+        else f"choose another folder: --set train.out_dir=NEW_DIR ({command} cannot resume "
+        "a run), or move this one away first"
+    )
+    raise InputError(
+        str(out),
+        f"train.out_dir holds {state} ({', '.join(found)}); {command} would replace its "
+        "checkpoints and metrics",
+        fix=fix,
+    )
 
 
 def deadline_after(max_minutes: float | None) -> float:

@@ -22,7 +22,9 @@ Example (``tumorsynth train --config unet_synthetic_liver.yaml``)::
     optim: {lr: 3.0e-4, weight_decay: 1.0e-5, warmup_steps: 100, max_steps: 2000, batch_size: 2}
     train: {out_dir: runs/unet_synthetic_liver, val_every: 250}
 
-Unknown keys are errors that name the key and the keys that exist.
+Unknown keys are errors that name the key and the keys that exist; every value is checked against
+its type (``max_steps: ten``, ``patch_size: 32`` or ``batch_size: true`` are refused, naming the
+setting) and its range (:data:`BOUNDS`) before anything is read or written.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from typing import Any, Literal
 
 import yaml
 
-from tumorsynth._settings import nested_config_from_dict
+from tumorsynth._settings import Interval, check_bounds, nested_config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.segmentors import BACKBONES, SegmentorConfig
 
 __all__ = [
+    "BOUNDS",
     "DataConfig",
     "OptimConfig",
     "RunConfig",
@@ -128,6 +131,43 @@ class TrainConfig:
         return config
 
 
+AT_LEAST_0 = Interval(0)
+AT_LEAST_1 = Interval(1)
+POSITIVE = Interval(0, low_open=True)
+FRACTION = Interval(0, 1)
+
+#: Allowed ranges of the numeric settings (cross-setting rules are in ``_validate``).
+BOUNDS: dict[str, Interval] = {
+    "seed": AT_LEAST_0,
+    "data.synthetic_fraction": FRACTION,
+    "data.tumors_per_case": AT_LEAST_1,
+    "data.synthesis_prob": FRACTION,
+    "data.val_fraction": Interval(0, 1, high_open=True),
+    "data.spacing_mm": POSITIVE,
+    "data.samples_per_case": AT_LEAST_1,
+    "data.positive_fraction": FRACTION,
+    "data.num_workers": AT_LEAST_0,
+    "model.in_channels": AT_LEAST_1,
+    "model.patch_size": AT_LEAST_1,
+    "model.spacing_mm": POSITIVE,
+    "model.channels": AT_LEAST_1,
+    "model.feature_size": AT_LEAST_1,
+    "model.dropout": Interval(0, 1, high_open=True),
+    "optim.lr": POSITIVE,
+    "optim.weight_decay": AT_LEAST_0,
+    "optim.warmup_steps": AT_LEAST_0,
+    "optim.max_steps": AT_LEAST_1,
+    "optim.batch_size": AT_LEAST_1,
+    "optim.grad_clip": POSITIVE,
+    "train.val_every": AT_LEAST_1,
+    "train.checkpoint_every": AT_LEAST_1,
+    "train.log_every": AT_LEAST_1,
+    "train.sw_overlap": Interval(0, 1, high_open=True),
+    "train.max_val_cases": AT_LEAST_0,
+    "train.max_minutes": POSITIVE,
+}
+
+
 def load_train_config(
     path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
@@ -174,6 +214,7 @@ def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any
 
 
 def _validate(config: TrainConfig, where: str) -> None:
+    check_bounds(config, BOUNDS, where)
     d = config.data
     if d.mode not in ("real", "synthetic", "mixed"):
         raise InputError(where, f"data.mode: expected real, synthetic or mixed, found {d.mode!r}")
@@ -187,6 +228,13 @@ def _validate(config: TrainConfig, where: str) -> None:
         )
     if not 0.0 <= d.val_fraction < 1.0:
         raise InputError(where, f"data.val_fraction must be in [0, 1), found {d.val_fraction}")
+    lo, hi = d.hu_window
+    if not hi > lo:
+        raise InputError(
+            where, f"data.hu_window: expected (low, high) HU, found {list(d.hu_window)}"
+        )
+    if not config.train.out_dir:
+        raise InputError(where, "train.out_dir: expected a folder for the run, found nothing")
     if config.model.backbone not in BACKBONES:
         raise InputError(
             where, f"model.backbone: expected one of {BACKBONES}, found {config.model.backbone!r}"
@@ -197,5 +245,3 @@ def _validate(config: TrainConfig, where: str) -> None:
             f"model.out_channels must be {len(config.classes)} "
             f"(background, organ, tumor), found {config.model.out_channels}",
         )
-    if config.optim.max_steps < 1 or config.optim.batch_size < 1:
-        raise InputError(where, "optim.max_steps and optim.batch_size must be >= 1")

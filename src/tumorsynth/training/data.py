@@ -7,6 +7,7 @@ draw (``RandTumorSynthd``), then HU-windowed and cropped around background, orga
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ __all__ = [
     "ToClassesd",
     "build_datasets",
     "case_items",
+    "check_patch_fits",
+    "resampled_shape",
     "median_spacing",
     "prepare_transforms",
     "split_cases",
@@ -153,6 +156,61 @@ def median_spacing(items: Sequence[CaseItem]) -> tuple[float, float, float]:
         sp = np.array(spacing_from_affine(img.affine))
         spacings.append(sp[np.argsort(ornt[:, 0])])
     return tuple(float(v) for v in np.median(np.array(spacings), axis=0))  # type: ignore[return-value]
+
+
+def resampled_shape(image: str, spacing_mm: Sequence[float]) -> tuple[int, int, int]:
+    """Voxels (RAS axes) of ``image`` after resampling to ``spacing_mm``, from its header."""
+    img = nib.load(image)
+    axes = nib.orientations.io_orientation(img.affine)[:, 0].astype(int)
+    shape = np.zeros(3)
+    spacing = np.zeros(3)
+    shape[axes] = np.asarray(img.shape[:3], dtype=float)
+    spacing[axes] = spacing_from_affine(img.affine)
+    size = np.maximum(1, np.round(shape * spacing / np.asarray(spacing_mm, dtype=float)))
+    return tuple(int(n) for n in size)  # type: ignore[return-value]
+
+
+def check_patch_fits(
+    config: TrainConfig, items: Sequence[CaseItem], spacing_mm: Sequence[float]
+) -> None:
+    """The training patch against the training images after resampling (headers only).
+
+    A patch larger than every image along an axis is refused (each crop would be mostly padding:
+    usually a patch given in mm, or a spacing far coarser than meant); one larger than some of
+    the images is a warning naming them. Both name the case, its size after resampling, the
+    patch and the fix.
+    """
+    patch = tuple(int(n) for n in config.model.patch_size)
+    sizes = {item.case_id: resampled_shape(item.image, spacing_mm) for item in items}
+    if not sizes:
+        return
+    spacing = " x ".join(f"{s:g}" for s in spacing_mm)
+    too_small = {
+        case: size
+        for case, size in sizes.items()
+        if any(p > n for p, n in zip(patch, size, strict=True))
+    }
+    if not too_small:
+        return
+    largest = tuple(max(size[axis] for size in sizes.values()) for axis in range(3))
+    fits = tuple(min(p, n) for p, n in zip(patch, largest, strict=True))
+    listed = "; ".join(
+        f"{case}: {' x '.join(map(str, size))} voxels" for case, size in list(too_small.items())[:4]
+    ) + ("; ..." if len(too_small) > 4 else "")
+    message = (
+        f"{' x '.join(map(str, patch))} voxels is larger than "
+        f"{len(too_small)} of {len(sizes)} training images after resampling to {spacing} mm "
+        f"({listed})"
+    )
+    fix = (
+        f"use a model.patch_size of at most {' x '.join(map(str, fits))} voxels (it is in "
+        "voxels, not mm), or a finer data.spacing_mm"
+    )
+    if any(p > n for p, n in zip(patch, largest, strict=True)):
+        raise InputError(
+            "model.patch_size", message + "; every crop would be mostly padding", fix=fix
+        )
+    warnings.warn(f"model.patch_size {message}; their crops are padded ({fix})", stacklevel=2)
 
 
 class RelabelToOutputd(MapTransform):

@@ -44,11 +44,17 @@ from tumorsynth.training.common import (
     bf16_autocast,
     deadline_after,
     pick_device,
+    refuse_previous_run,
     warmup_cosine,
     write_json,
 )
 from tumorsynth.training.generative_config import DiffusionTrainConfig
-from tumorsynth.training.tumor_crops import CropSampler, load_tumor_scans, size_class_of
+from tumorsynth.training.tumor_crops import (
+    CropSampler,
+    check_crop_fits,
+    load_tumor_scans,
+    size_class_of,
+)
 
 __all__ = ["DiffusionOutput", "train_diffusion"]
 
@@ -70,13 +76,16 @@ class DiffusionOutput:
 
 def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> DiffusionOutput:
     """Train per ``config``; the checkpoint is ``out_dir/model`` (``--checkpoint`` for the
-    ``diffusion`` generator)."""
+    ``diffusion`` generator). An ``out_dir`` holding a previous run is refused before anything
+    is read or written (there is no resume yet)."""
+    refuse_previous_run(config.train.out_dir, command="train-diffusion", can_resume=False)
     device = pick_device(config.train.device)
     autoencoder, ae_config = load_autoencoder(config.autoencoder)
     autoencoder.to(device).requires_grad_(False)
     config.model.validate(ae_config.latent_size, f"{config.name}: model")
     d = config.data
     scans = load_tumor_scans(d.cases, d.label_map, d.organs, d.min_voxels)
+    check_crop_fits(scans, ae_config)
     out = ensure_writable_dir(config.train.out_dir)  # after the inputs proved usable
     rng = np.random.default_rng(config.seed)
     sampler = CropSampler(scans, ae_config, rng, jitter=d.jitter, scale_range=d.scale_range)
@@ -256,7 +265,7 @@ def _samples_png(
         generators=gens,
     ).cpu()
     rows, outlines = [], []
-    for image, mask, new in list(zip(images, masks, sampled))[:6]:
+    for image, mask, new in list(zip(images, masks, sampled, strict=True))[:6]:
         z = int(torch.argmax(mask[0].sum(dim=(0, 1))))  # the axial plane with most tumor
         blended = image[0] + mask[0] * (new[0] - image[0])
         rows.append([image[0][:, :, z].numpy(), blended[:, :, z].numpy()])

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tumorsynth._settings import config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.training.config import (
@@ -89,6 +90,8 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
     if isinstance(base, str):
         base = read_settings(path.parent / base if not Path(base).is_absolute() else base)
     out_dir = Path(raw["out_dir"])
+    if not isinstance(raw["arms"], list):
+        raise InputError(str(path), f"arms: expected a list of arms, found {raw['arms']!r}")
     arms = []
     for index, arm in enumerate(raw["arms"]):
         if not isinstance(arm, dict) or "name" not in arm:
@@ -102,14 +105,12 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
         arms.append(
             Arm(str(arm["name"]), TrainConfig.from_dict(merged, f"{path}: arm {arm['name']!r}"))
         )
-    tests = []
-    for index, test in enumerate(raw["test"]):
-        try:
-            tests.append(TestSet(**test))
-        except TypeError as exc:
-            raise InputError(
-                f"{path}: test[{index}]", f"expected name, images, labels, label_map, organ ({exc})"
-            ) from exc
+    if not isinstance(raw["test"], list):
+        raise InputError(str(path), f"test: expected a list of test sets, found {raw['test']!r}")
+    tests = [
+        config_from_dict(TestSet, test, str(path), key_path=f"test[{index}]")
+        for index, test in enumerate(raw["test"])
+    ]
     names = [a.name for a in arms]
     if len(set(names)) != len(names) or len({_slug(n) for n in names}) != len(names):
         raise InputError(str(path), f"arm names must be distinct, found {names}")
@@ -131,7 +132,9 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> Path:
         arm_dir = Path(arm.train.train.out_dir)
         checkpoint = arm_dir / "checkpoints" / "last"
         if not (arm_dir / "summary.json").exists():
-            train_segmentation(arm.train, resume=checkpoint.exists(), progress=progress)
+            # the arm's folder is the experiment's own: an interrupted arm continues from its
+            # last checkpoint (or starts again when it has none); finished arms are skipped
+            train_segmentation(arm.train, resume=True, progress=progress)
         best = arm_dir / "checkpoints" / "best"
         use = best if (best / "config.json").exists() else checkpoint
         results[arm.name] = {}

@@ -30,13 +30,22 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tumorsynth._settings import nested_config_from_dict
+from tumorsynth._settings import Interval, check_bounds, nested_config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.tumor_diffusion import AutoencoderConfig, DenoiserConfig
-from tumorsynth.training.config import merge_settings, read_settings
+from tumorsynth.training.config import (
+    AT_LEAST_0,
+    AT_LEAST_1,
+    FRACTION,
+    POSITIVE,
+    merge_settings,
+    read_settings,
+)
 
 __all__ = [
+    "AUTOENCODER_BOUNDS",
     "AutoencoderTrainConfig",
+    "DIFFUSION_BOUNDS",
     "DiffusionTrainConfig",
     "GenerativeOptimConfig",
     "GenerativeRunConfig",
@@ -109,6 +118,48 @@ class GenerativeRunConfig:
     max_minutes: float | None = None
 
 
+#: Allowed ranges shared by both generator trainings (checked with the types, before any work).
+_COMMON_BOUNDS: dict[str, Interval] = {
+    "seed": AT_LEAST_0,
+    "optim.lr": POSITIVE,
+    "optim.disc_lr": POSITIVE,
+    "optim.batch_size": AT_LEAST_1,
+    "optim.max_steps": AT_LEAST_1,
+    "optim.warmup_steps": AT_LEAST_0,
+    "optim.grad_clip": POSITIVE,
+    "optim.adv_weight": AT_LEAST_0,
+    "optim.adv_start": AT_LEAST_0,
+    "optim.ema_decay": Interval(0, 1, high_open=True),
+    "train.log_every": AT_LEAST_1,
+    "train.val_every": AT_LEAST_1,
+    "train.max_minutes": POSITIVE,
+    "model.channels": AT_LEAST_1,
+}
+AUTOENCODER_BOUNDS: dict[str, Interval] = _COMMON_BOUNDS | {
+    "data.val_fraction": Interval(0, 1, high_open=True),
+    "data.val_crops": AT_LEAST_1,
+    "model.num_res_layers": AT_LEAST_1,
+    "model.num_embeddings": AT_LEAST_1,
+    "model.embedding_dim": AT_LEAST_1,
+    "model.commitment_cost": AT_LEAST_0,
+    "model.spacing_mm": POSITIVE,
+    "model.crop_size": AT_LEAST_1,
+}
+DIFFUSION_BOUNDS: dict[str, Interval] = _COMMON_BOUNDS | {
+    "data.min_voxels": AT_LEAST_1,
+    "data.jitter": FRACTION,
+    "data.scale_range": POSITIVE,
+    "data.val_crops": AT_LEAST_1,
+    "model.num_res_blocks": AT_LEAST_1,
+    "model.num_head_channels": AT_LEAST_1,
+    "model.norm_num_groups": AT_LEAST_1,
+    "model.num_train_timesteps": AT_LEAST_1,
+    "model.beta_start": Interval(0, 1, low_open=True, high_open=True),
+    "model.beta_end": Interval(0, 1, low_open=True, high_open=True),
+    "model.sample_steps": AT_LEAST_1,
+}
+
+
 @dataclass(frozen=True)
 class AutoencoderTrainConfig:
     name: str = "autoencoder"
@@ -124,10 +175,10 @@ class AutoencoderTrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> AutoencoderTrainConfig:
         config = nested_config_from_dict(cls, data, where)
+        check_bounds(config, AUTOENCODER_BOUNDS, where)
         if not config.data.images:
             raise InputError(where, "data.images: expected CT files or folders, found none")
         config.model.validate(f"{where}: model")
-        _check_optim(config.optim, where)
         return config
 
 
@@ -147,6 +198,7 @@ class DiffusionTrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> DiffusionTrainConfig:
         config = nested_config_from_dict(cls, data, where)
+        check_bounds(config, DIFFUSION_BOUNDS, where)
         if not config.autoencoder:
             raise InputError(
                 where,
@@ -155,15 +207,13 @@ class DiffusionTrainConfig:
             )
         if not config.data.cases:
             raise InputError(where, "data.cases: expected scans with annotated tumors, found none")
-        _check_optim(config.optim, where)
+        lo, hi = config.data.scale_range
+        if not hi >= lo:
+            raise InputError(
+                where,
+                f"data.scale_range: expected (low, high), found {list(config.data.scale_range)}",
+            )
         return config
-
-
-def _check_optim(optim: GenerativeOptimConfig, where: str) -> None:
-    if optim.max_steps < 1 or optim.batch_size < 1:
-        raise InputError(where, "optim.max_steps and optim.batch_size must be >= 1")
-    if not 0.0 <= optim.ema_decay < 1.0:
-        raise InputError(where, f"optim.ema_decay must be in [0, 1), found {optim.ema_decay}")
 
 
 def load_autoencoder_config(

@@ -9,6 +9,7 @@ is ``metrics.csv`` (plus TensorBoard when it is installed).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -24,6 +25,7 @@ from monai.losses import DiceCELoss
 from tqdm import tqdm
 
 from tumorsynth import __version__
+from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict, save_pretrained
 from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, count_parameters
@@ -31,15 +33,22 @@ from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,
     pick_device,
+    refuse_previous_run,
     warmup_cosine,
     write_json,
 )
 from tumorsynth.training.config import TrainConfig
-from tumorsynth.training.data import build_datasets, median_spacing, split_cases
+from tumorsynth.training.data import (
+    build_datasets,
+    check_patch_fits,
+    median_spacing,
+    split_cases,
+)
 
 __all__ = [
     "KIND",
     "TrainOutput",
+    "check_resume_settings",
     "make_loader",
     "segmentor_checkpoint_config",
     "train_segmentation",
@@ -88,20 +97,34 @@ def segmentor_checkpoint_config(
 def train_segmentation(
     config: TrainConfig, *, resume: bool = False, progress: bool = True
 ) -> TrainOutput:
-    """Train per ``config``; resume from ``out_dir/checkpoints/last`` when asked."""
+    """Train per ``config``; resume from ``out_dir/checkpoints/last`` when asked.
+
+    Without ``resume``, an ``out_dir`` that holds a previous run is refused before anything is
+    read or written; with it, a folder without a checkpoint starts from step 0, and one whose
+    run used other settings is refused (:func:`check_resume_settings`). The data are checked
+    (cases found, patch size against the resampled images) before ``out_dir`` is created.
+    """
+    ckpt_dir = Path(config.train.out_dir) / "checkpoints"
+    resumed = resume and (ckpt_dir / "last" / "train_state.pt").exists()
+    if not resume:
+        # every rank checks before the process group forms, so no rank has written yet
+        refuse_previous_run(config.train.out_dir, command="train", can_resume=True)
+    elif resumed:
+        check_resume_settings(Path(config.train.out_dir), config)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank = torch.distributed.get_rank() if distributed else 0
     device = pick_device(config.train.device)
     if device.type == "cuda":
-        torch.cuda.setpick_device(device)
-    out = ensure_writable_dir(config.train.out_dir) if rank == 0 else Path(config.train.out_dir)
+        torch.cuda.set_device(device)
 
     train_items, val_items = split_cases(config)
     spacing = (
         tuple(config.data.spacing_mm) if config.data.spacing_mm else median_spacing(train_items)
     )
+    check_patch_fits(config, train_items, spacing)
+    out = ensure_writable_dir(config.train.out_dir) if rank == 0 else Path(config.train.out_dir)
     model_config = dataclasses.replace(config.model, spacing_mm=tuple(float(s) for s in spacing))
     dataset, weights, val_ds = build_datasets(config, train_items, val_items, spacing)
     loader = make_loader(config, dataset, weights, rank=rank, pin_memory=device.type == "cuda")
@@ -123,12 +146,11 @@ def train_segmentation(
     autocast = bf16_autocast(config.optim.amp, device)
 
     step, best, best_step = 0, -1.0, 0
-    ckpt_dir = out / "checkpoints"
-    if resume and (ckpt_dir / "last" / "train_state.pt").exists():
+    if resumed:
         step, best, best_step = _resume(ckpt_dir / "last", model, optimizer, scheduler)
     if rank == 0:
         write_json(out / "train_config.json", config.to_dict())
-    log = MetricsLog(out, METRIC_COLUMNS, enabled=rank == 0, resume=resume)
+    log = MetricsLog(out, METRIC_COLUMNS, enabled=rank == 0, resume=resumed)
     bar = tqdm(
         total=config.optim.max_steps,
         initial=step,
@@ -240,6 +262,61 @@ def train_segmentation(
     return result
 
 
+#: Settings a resumed run may change: how long and how it runs, not what it learns from.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "name",
+        "optim.max_steps",
+        "data.num_workers",
+        "data.cache",
+        "train.device",
+        "train.log_every",
+        "train.val_every",
+        "train.checkpoint_every",
+        "train.max_minutes",
+        "train.max_val_cases",
+    }
+)
+
+
+def check_resume_settings(out: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run in ``out`` that was started with other settings (it would mix two
+    runs' data or models in one checkpoint); only :data:`RESUMABLE_CHANGES` may differ."""
+    path = out / "train_config.json"
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"expected the run's settings (JSON), found {exc}") from exc
+    wanted = json.loads(json.dumps(config.to_dict(), default=str))
+    changed = [
+        key
+        for key in sorted(set(_flat(stored)) | set(_flat(wanted)))
+        if key not in RESUMABLE_CHANGES and _flat(stored).get(key) != _flat(wanted).get(key)
+    ]
+    if changed:
+        details = ", ".join(
+            f"{k}: {_flat(stored).get(k)!r} -> {_flat(wanted).get(k)!r}" for k in changed[:6]
+        )
+        raise InputError(
+            str(out),
+            f"--resume would continue a run made with other settings ({details}); "
+            "resuming would mix two runs",
+            fix="resume with the run's own config, or start the new one in another train.out_dir",
+        )
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "generator_options":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _out_of_time(deadline: float, distributed: bool, device: torch.device) -> bool:
     """Past the wall-clock budget; under DDP every rank agrees (or they would deadlock)."""
     late = time.perf_counter() > deadline
@@ -279,7 +356,9 @@ def _loss(loss_fn: DiceCELoss, output: Any, label: torch.Tensor) -> torch.Tensor
     if isinstance(output, torch.Tensor) and output.dim() == label.dim() + 1:  # deep supervision
         heads = torch.unbind(output, dim=1)
         weights = [0.5**i for i in range(len(heads))]
-        return sum(w * loss_fn(h.float(), label) for w, h in zip(weights, heads)) / sum(weights)
+        return sum(
+            w * loss_fn(h.float(), label) for w, h in zip(weights, heads, strict=True)
+        ) / sum(weights)
     return loss_fn(output.float(), label)
 
 

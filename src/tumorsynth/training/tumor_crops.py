@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "AnnotatedTumor",
     "CropSampler",
     "Scan",
+    "check_crop_fits",
     "load_scan",
     "load_tumor_scans",
     "scan_files",
@@ -156,6 +158,41 @@ def load_tumor_scans(
             fix="check data.label_map and data.organs",
         )
     return scans
+
+
+def check_crop_fits(scans: Sequence[Scan], model: AutoencoderConfig) -> None:
+    """The model's crop (``crop_size`` voxels of ``spacing_mm``) against the scans' extent (mm,
+    RAS axes): larger than every scan along an axis is refused (crops would be mostly padding:
+    usually ``crop_size`` taken for mm, or a much coarser ``spacing_mm`` than meant); larger than
+    some scans is a warning naming them."""
+    crop_mm = np.asarray(model.spacing_mm, dtype=float) * model.crop_size
+    extents = {}
+    for scan in scans:
+        extent = np.zeros(3)
+        for voxel_axis, (ras_axis, _) in enumerate(scan.orientation):
+            extent[ras_axis] = scan.image.shape[voxel_axis] * scan.spacing_mm[voxel_axis]
+        extents[scan.case_id] = extent
+    small = {case: e for case, e in extents.items() if np.any(crop_mm > e + 1e-6)}
+    if not small:
+        return
+    mm = lambda v: " x ".join(f"{x:.0f}" for x in v)  # noqa: E731
+    largest = np.max(np.stack(list(extents.values())), axis=0)
+    listed = "; ".join(f"{case}: {mm(e)} mm" for case, e in list(small.items())[:4])
+    message = (
+        f"a crop of {model.crop_size} voxels of {' x '.join(f'{s:g}' for s in model.spacing_mm)} "
+        f"mm ({mm(crop_mm)} mm) is larger than {len(small)} of {len(extents)} scans "
+        f"({listed}{'; ...' if len(small) > 4 else ''})"
+    )
+    fits = int(np.floor(np.min(largest / np.asarray(model.spacing_mm, dtype=float))))
+    fix = (
+        f"use a model.crop_size of at most {fits} voxels (it is in voxels, not mm), or a finer "
+        "model.spacing_mm"
+    )
+    if np.any(crop_mm > largest + 1e-6):
+        raise InputError(
+            "model.crop_size", message + "; every crop would be mostly padding", fix=fix
+        )
+    warnings.warn(f"model.crop_size: {message}; their crops are padded ({fix})", stacklevel=2)
 
 
 class CropSampler:
