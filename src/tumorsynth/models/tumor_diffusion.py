@@ -496,7 +496,7 @@ def _check_pin(folder: Path, pinned: Mapping[str, str], ae_files: Mapping[str, s
             stacklevel=3,
         )
         return
-    for name in (f"autoencoder/{CONFIG}", f"autoencoder/{WEIGHTS}"):
+    for name in (f"autoencoder/{WEIGHTS}", f"autoencoder/{CONFIG}"):  # weights: the likelier cause
         if pinned.get(name) != ae_files[name]:
             raise InputError(
                 str(folder / "autoencoder"),
