@@ -1,4 +1,4 @@
-"""``tumorsynth replay MANIFEST --out DIR``: reproduce a batch's tumors voxel for voxel."""
+"""``tumorsynth replay MANIFEST --out DIR``: reproduce a batch's tumors voxel for voxel, checked."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", nargs="?", help="DIR/manifest.jsonl of a synthesize run")
-    parser.add_argument("--out", metavar="DIR", help="empty output folder")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder: empty, or a failed replay of the same manifest to resume",
+    )
     parser.add_argument(
         "--checkpoint",
         metavar="DIR",
-        help="diffusion tumors: the model folder (default: the path the records name)",
+        help="learned generators: the model folder (default: the path the records name)",
     )
-    parser.add_argument("--device", default="auto", help="diffusion tumors: auto, cpu, cuda")
+    parser.add_argument("--device", default="auto", help="learned generators: auto, cpu, cuda")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -23,11 +27,15 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.manifest or not args.out:
         raise InputError("replay", "expected MANIFEST and --out DIR")
-    options = {"diffusion": {"device": args.device}}
-    if args.checkpoint:
-        options["diffusion"]["checkpoint"] = args.checkpoint
-    records = replay_manifest(
-        args.manifest, args.out, progress=not args.no_progress, generator_options=options
+    result = replay_manifest(
+        args.manifest,
+        args.out,
+        progress=not args.no_progress,
+        checkpoint=args.checkpoint,
+        device=args.device,
     )
-    print(f"replayed {len(records)} tumors -> {args.out}")
+    skipped = (
+        f" ({result.variants_skipped} variants already done)" if result.variants_skipped else ""
+    )
+    print(f"replayed {len(result.records)} tumors -> {args.out}{skipped}")
     return 0

@@ -9,6 +9,7 @@ version, the source files and label map).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -18,10 +19,23 @@ from typing import Any
 from tumorsynth._types import plain_json
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import append_lines_durably, atomic_path
+from tumorsynth.io.identity import check_case_id, variant_files
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap
 
-__all__ = ["MANIFEST_NAME", "TumorRecord", "append_records", "read_manifest", "rewrite_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "MAX_RADIUS_MM",
+    "TumorRecord",
+    "append_records",
+    "check_record",
+    "read_manifest",
+    "read_numbered_manifest",
+    "rewrite_manifest",
+]
 
 MANIFEST_NAME = "manifest.jsonl"
+#: Largest tumor semi-axis a record may hold (mm); no organ holds a larger one.
+MAX_RADIUS_MM = 250.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,9 @@ class TumorRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "<record>") -> TumorRecord:
+        """A record from its JSON object; a missing field or a value of the wrong type (a bool
+        where an int belongs, NaN, a string for a number) is an :class:`InputError` naming
+        ``where`` and the field."""
         if not isinstance(data, Mapping):
             raise InputError(
                 where,
@@ -100,14 +117,112 @@ class TumorRecord:
             )
         values = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
-        for key in ("center_vox", "center_mm", "radii_mm"):
-            value = values[key]
-            if not isinstance(value, (list, tuple)) or len(value) != 3:
-                raise InputError(where, f"{key}: expected 3 numbers, found {value!r}")
-            values[key] = tuple(value)
+        for f in fields(cls):
+            if f.name in values:
+                values[f.name] = _checked(values[f.name], str(f.type), f"{where}: {f.name}")
         if extra:
             values["extra"] = {**values.get("extra", {}), **extra}
         return cls(**values)
+
+
+def _checked(value: Any, annotation: str, where: str) -> Any:
+    """``value`` when it fits the field's annotation (tuples made from lists), else raise."""
+    kind, _, optional = annotation.partition(" | ")
+    if optional == "None" and value is None:
+        return value
+    expected = {
+        "str": "a string",
+        "int": "an integer",
+        "float": "a finite number",
+        "bool": "true or false",
+        "tuple[float, float, float]": "3 numbers, all finite",
+        "Mapping[str, Any]": "a JSON object",
+    }.get(kind)
+    if expected is None:
+        return value
+    if kind == "tuple[float, float, float]":
+        ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(map(_finite, value))
+        value = tuple(value) if ok else value
+    elif kind == "float":
+        ok = _finite(value)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, {"str": str, "bool": bool, "Mapping[str, Any]": Mapping}[kind])
+    if not ok:
+        found = json.dumps(value) if _jsonable(value) else repr(value)
+        raise InputError(where, f"expected {expected}{' or null' * bool(optional)}, found {found}")
+    return value
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_record(
+    record: TumorRecord, where: str, output_labels: LabelMap = OUTPUT_LABELS
+) -> TumorRecord:
+    """Check what a record's types cannot say before it is rendered or written anywhere.
+
+    The case id is one safe path component, counts and indices are in range, the tumor label is a
+    tumor id of ``output_labels``, the radii lie in (0, :data:`MAX_RADIUS_MM`] mm, the shape and
+    appearance are objects, the record names its sources, and its ``image_path`` /
+    ``label_path`` are the ones the tool derives from the case id and variant (a record's paths
+    are data to verify, never a place to write). Raises :class:`InputError` naming ``where`` (the
+    manifest line) and the field.
+
+    Examples
+    --------
+    >>> check_record(record, "manifest.jsonl:3")  # doctest: +SKIP
+    """
+    check_case_id(record.case_id, where=f"{where}: case_id")
+    for name, low in (("tumor_index", 0), ("variant", 0), ("n_voxels", 1), ("attempts", 1)):
+        if getattr(record, name) < low:
+            raise InputError(
+                f"{where}: {name}", f"expected an integer >= {low}, found {getattr(record, name)}"
+            )
+    if record.variant_tumors is not None and record.variant_tumors < 1:
+        raise InputError(
+            f"{where}: variant_tumors", f"expected an integer >= 1, found {record.variant_tumors}"
+        )
+    tumor_ids = sorted({i for ids in output_labels.tumors.values() for i in ids})
+    if record.tumor_label not in tumor_ids:
+        raise InputError(
+            f"{where}: tumor_label",
+            f"expected a tumor id of the {output_labels.name!r} output labels {tumor_ids}, "
+            f"found {record.tumor_label}",
+        )
+    if not all(0.0 < r <= MAX_RADIUS_MM for r in record.radii_mm):
+        raise InputError(
+            f"{where}: radii_mm",
+            f"expected semi-axes in (0, {MAX_RADIUS_MM:g}] mm, found {list(record.radii_mm)}",
+        )
+    for name in ("source_image", "source_label", "image_path", "label_path"):
+        if not getattr(record, name):
+            raise InputError(
+                f"{where}: {name}",
+                "is missing; replay needs the sources and the files of a batch run",
+                fix="replay a manifest written by `tumorsynth synthesize`",
+            )
+    derived = variant_files(record.case_id, record.variant)
+    for name, path in zip(("image_path", "label_path"), derived, strict=True):
+        if getattr(record, name) != path:
+            raise InputError(
+                f"{where}: {name}",
+                f"expected {path!r} (derived from case_id {record.case_id!r} and variant "
+                f"{record.variant}), found {getattr(record, name)!r}; a record's paths are "
+                "checked, never written to",
+                fix="replay the manifest as the batch wrote it",
+            )
+    return record
 
 
 def append_records(manifest: str | os.PathLike[str], records: Iterable[TumorRecord]) -> None:
@@ -116,7 +231,13 @@ def append_records(manifest: str | os.PathLike[str], records: Iterable[TumorReco
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[TumorRecord]:
-    """Read a manifest; a last line cut off by a crash is ignored, any other bad line is an error."""
+    """Read a manifest; a last line cut off by a crash is ignored, any other bad line is an
+    error."""
+    return [record for _, record in read_numbered_manifest(path)]
+
+
+def read_numbered_manifest(path: str | os.PathLike[str]) -> list[tuple[str, TumorRecord]]:
+    """:func:`read_manifest` with where each record stands: ``("DIR/manifest.jsonl:3", record)``."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "manifest does not exist", fix="pass DIR/manifest.jsonl")
@@ -127,14 +248,14 @@ def read_manifest(path: str | os.PathLike[str]) -> list[TumorRecord]:
     for number, line in enumerate(complete, start=1):
         if not line.strip():
             continue
+        where = f"{path}:{number}"
         try:
             data = json.loads(line)
         except ValueError as exc:
             raise InputError(
-                f"{path}:{number}",
-                f"expected one JSON record per line, found unparsable text ({exc})",
+                where, f"expected one JSON record per line, found unparsable text ({exc})"
             ) from exc
-        records.append(TumorRecord.from_dict(data, where=f"{path}:{number}"))
+        records.append((where, TumorRecord.from_dict(data, where=where)))
     return records
 
 

@@ -1,24 +1,104 @@
-"""Replay a manifest: re-render every tumor from its record, into a new folder, voxel for voxel."""
+"""Replay a manifest: re-render every tumor from its record, into a new folder, voxel for voxel.
+
+A manifest is shared data ("replay my dataset"), so replay trusts nothing it reads:
+
+- every record is checked whole before anything is written (types, case id, organ, tumor label,
+  radii, generator, shape and appearance are objects), duplicate tumors and variants cut short
+  are refused, each naming the manifest line and the field;
+- every output path is derived here from the record's case id and variant, under ``--out``; a
+  record's ``image_path`` / ``label_path`` are data to verify, never a place to write, and no
+  output may be an input (a source, the manifest);
+- sources are checked against the sha256 the records carry, each tumor is measured again and a
+  voxel count or volume that differs from its record is refused before its files are written;
+- ``DIR/replay.json`` (the sha256 of the manifest replayed) is written first, so the same command
+  run again resumes (finished variants skipped, a variant cut short redone, stray ``.part`` files
+  removed) and another manifest cannot mix into the folder.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from collections import defaultdict
-from collections.abc import Mapping
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tumorsynth.errors import InputError
-from tumorsynth.generators import TumorGenerator, get_generator
-from tumorsynth.io.atomic import output_dir
-from tumorsynth.io.datasets import read_case_label
-from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
-from tumorsynth.io.nifti import load_image, save_volume
-from tumorsynth.io.records import MANIFEST_NAME, TumorRecord, append_records, read_manifest
-from tumorsynth.pipelines.batch import progress_bar, write_dataset_json
-from tumorsynth.pipelines.synthesize import replay_case
+import numpy as np
 
-__all__ = ["replay_manifest"]
+from tumorsynth import __version__
+from tumorsynth.errors import InputError
+from tumorsynth.generators import TumorGenerator, get_generator, registered_generators
+from tumorsynth.io.atomic import atomic_path, output_dir
+from tumorsynth.io.datasets import read_case_label
+from tumorsynth.io.identity import (
+    check_not_an_input,
+    sha256_of,
+    source_sha256,
+    variant_files,
+    variant_name,
+)
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.nifti import Volume, load_image, save_volume
+from tumorsynth.io.records import (
+    MANIFEST_NAME,
+    MAX_RADIUS_MM,
+    TumorRecord,
+    append_records,
+    check_record,
+    read_numbered_manifest,
+    rewrite_manifest,
+)
+from tumorsynth.organs import registered_organs
+from tumorsynth.pipelines.batch import progress_bar, write_dataset_json
+from tumorsynth.pipelines.synthesize import TumorSpec, replay_case
+
+__all__ = ["REPLAY_INFO", "ReplayOutput", "plan_replay", "replay_manifest"]
+
+#: What a replay folder was made from (``DIR/replay.json``): a rerun must replay the same manifest.
+REPLAY_INFO = "replay.json"
+#: Records keep volumes to 4 decimals (mL); a re-measured volume may differ by that rounding only.
+VOLUME_TOLERANCE_ML = 1e-4
+_RENDER_ERRORS = (KeyError, TypeError, ValueError, IndexError)
+
+
+@dataclass
+class ReplayOutput:
+    """What a replay did: records written now, variants skipped because an earlier run did them."""
+
+    out_dir: Path
+    records: list[TumorRecord] = field(default_factory=list)
+    variants_done: int = 0
+    variants_skipped: int = 0
+
+
+@dataclass
+class ReplayVariant:
+    """One case variant of a manifest, checked: its records in tumor order, where each stands."""
+
+    wheres: list[str]
+    records: list[TumorRecord]
+    label_map: LabelMap
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.records[0].case_id, self.records[0].variant
+
+    @property
+    def name(self) -> str:
+        return variant_name(*self.key)
+
+    @property
+    def files(self) -> tuple[str, str]:
+        """Image and label paths under ``--out``, derived from the case id and variant."""
+        return variant_files(*self.key)
+
+    @property
+    def sources(self) -> tuple[str, str]:
+        return str(self.records[0].source_image), str(self.records[0].source_label)
 
 
 def replay_manifest(
@@ -27,83 +107,517 @@ def replay_manifest(
     *,
     progress: bool = True,
     generator_options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> list[TumorRecord]:
-    """Re-render every case variant of ``manifest`` into ``out_dir`` with the same file names.
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+) -> ReplayOutput:
+    """Re-render every case variant of ``manifest`` into ``out_dir``, checking as it goes.
 
-    Sources are read from the records' ``source_image`` / ``source_label``; the new manifest
-    lists the re-rendered records (measured anew, so any drift would show).
-    ``generator_options`` gives factory options per generator name (the diffusion generator's
-    checkpoint defaults to the path its records name).
+    Parameters
+    ----------
+    manifest
+        ``DIR/manifest.jsonl`` of a ``synthesize`` run. Every record is checked before any output
+        is made (see :func:`plan_replay`); its sources must match the sha256 it carries.
+    out_dir
+        Output folder (created), never the manifest's own folder. Files are named from each
+        record's case id and variant (nnU-Net v2 layout), as the batch named them. A folder that
+        holds a failed replay of the same manifest is resumed; one of another manifest is refused.
+    generator_options
+        Factory options per generator name.
+    checkpoint, device
+        For learned generators (their records carry ``appearance["checkpoint"]``): the model
+        folder (default: the one the records name) and the device (``auto``, ``cpu``, ``cuda``).
+
+    Returns
+    -------
+    ReplayOutput
+        The records written now (measured anew; the new manifest holds them with the sources'
+        sha256), and how many variants were done now or skipped as done before.
+
+    Raises
+    ------
+    InputError
+        A record, a source or a re-measured tumor that is not what the manifest says, naming the
+        manifest line and the field. A first run that fails leaves no output; a later failure
+        leaves the folder consistent (manifest = files) and the same command resumes it.
     """
-    records = read_manifest(manifest)
-    generators = _generators(records, generator_options or {})
-    if (Path(out_dir) / MANIFEST_NAME).exists():
+    manifest = Path(manifest)
+    variants = plan_replay(manifest)
+    out = Path(out_dir)
+    _check_outputs(out, manifest, variants)
+    source_hashes = _check_sources(manifest, variants)
+    generators = _generators(variants, generator_options or {}, checkpoint, device)
+    manifest_sha = sha256_of(manifest)
+    with output_dir(out) as folder:  # a failed first run leaves nothing behind
+        done, created = _open_folder(folder, manifest, manifest_sha, variants)
+        try:
+            return _replay(variants, done, folder, source_hashes, generators, progress)
+        except BaseException:
+            if created and not (folder / MANIFEST_NAME).exists():
+                (folder / REPLAY_INFO).unlink(missing_ok=True)
+            raise
+
+
+def plan_replay(
+    manifest: str | os.PathLike[str], output_labels: LabelMap = OUTPUT_LABELS
+) -> list[ReplayVariant]:
+    """Read and check a whole manifest; its case variants in manifest order.
+
+    Each record passes :func:`tumorsynth.io.records.check_record`; its organ and generator are
+    registered, its shape spec is complete and agrees with its centre and radii; no tumor
+    (case id, variant, tumor index) appears twice; each variant holds tumors ``0..n-1`` of the
+    ``variant_tumors`` it records, all from the same sources and label map.
+
+    Examples
+    --------
+    >>> [v.name for v in plan_replay("synth/manifest.jsonl")]  # doctest: +SKIP
+    ['liver_7_syn0', 'liver_7_syn1']
+    """
+    manifest = Path(manifest)
+    numbered = read_numbered_manifest(manifest)
+    if not numbered:
+        raise InputError(str(manifest), "holds no tumor records; nothing to replay")
+    organs, generators = registered_organs(), registered_generators()
+    seen: dict[tuple[str, int, int], str] = {}
+    groups: dict[tuple[str, int], list[tuple[str, TumorRecord]]] = {}
+    for where, record in numbered:
+        check_record(record, where, output_labels)
+        if record.organ not in organs:
+            raise InputError(
+                f"{where}: organ", f"expected one of {list(organs)}, found {record.organ!r}"
+            )
+        if record.generator not in generators:
+            raise InputError(
+                f"{where}: generator",
+                f"expected a registered generator {list(generators)}, found {record.generator!r}",
+            )
+        _check_shape(record, where, output_labels)
+        key = (record.case_id, record.variant, record.tumor_index)
+        if key in seen:
+            raise InputError(
+                where,
+                f"tumor #{record.tumor_index} of {variant_name(*key[:2])} is recorded twice "
+                f"(lines {_line(seen[key])} and {_line(where)})",
+                fix="a manifest holds each tumor once; were two runs written into one folder?",
+            )
+        seen[key] = where
+        groups.setdefault(key[:2], []).append((where, record))
+    return [_variant(manifest, group) for group in groups.values()]
+
+
+# -- checks before any output ----------------------------------------------------------------------
+def _line(where: str) -> str:
+    return where.rpartition(":")[2]
+
+
+def _check_shape(record: TumorRecord, where: str, output_labels: LabelMap) -> None:
+    """The shape spec renders (complete, finite) and describes the tumor the record describes."""
+    try:
+        spec = TumorSpec.from_record(record, output_labels)
+    except InputError as exc:
+        raise InputError(f"{where}: organ", exc.message) from exc
+    except _RENDER_ERRORS as exc:
         raise InputError(
-            str(Path(out_dir) / MANIFEST_NAME),
-            "exists already; replay writes a fresh folder",
+            f"{where}: shape", f"expected a complete shape spec, found one that fails ({_why(exc)})"
+        ) from exc
+    shape = spec.shape
+    for f in fields(shape):
+        value = getattr(shape, f.name)
+        if f.name == "satellites":
+            value = [(*s.offset_mm, s.radius_mm) for s in value]
+        ok = isinstance(value, bool) if f.name == "exophytic" else _all_finite(value)
+        if not ok:
+            raise InputError(f"{where}: shape.{f.name}", f"expected finite numbers, found {value}")
+    if tuple(shape.center_vox) != tuple(record.center_vox):
+        raise InputError(
+            f"{where}: shape.center_vox",
+            f"expected the record's center_vox {list(record.center_vox)}, "
+            f"found {list(shape.center_vox)}",
+        )
+    radii = np.asarray(shape.radii_mm, dtype=float)
+    if radii.shape != (3,) or not np.all((radii > 0) & (radii <= MAX_RADIUS_MM)):
+        raise InputError(
+            f"{where}: shape.radii_mm",
+            f"expected 3 semi-axes in (0, {MAX_RADIUS_MM:g}] mm, found {list(shape.radii_mm)}",
+        )
+    if np.max(np.abs(radii - np.asarray(record.radii_mm))) > 1e-3:
+        raise InputError(
+            f"{where}: shape.radii_mm",
+            f"expected the record's radii_mm {list(record.radii_mm)} (to 0.001 mm), "
+            f"found {list(shape.radii_mm)}",
+        )
+
+
+def _all_finite(value: Any) -> bool:
+    """A number (not a bool) or a nest of lists/tuples of them, all finite."""
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _variant(manifest: Path, group: list[tuple[str, TumorRecord]]) -> ReplayVariant:
+    """A variant's records in tumor order: complete, and agreeing on sources and label map."""
+    group = sorted(group, key=lambda item: item[1].tumor_index)
+    wheres, records = [w for w, _ in group], [r for _, r in group]
+    first = records[0]
+    name = variant_name(first.case_id, first.variant)
+    for where, record in group[1:]:
+        for key in (
+            "source_image",
+            "source_label",
+            "source_image_sha256",
+            "source_label_sha256",
+            "label_map",
+            "variant_tumors",
+        ):
+            if getattr(record, key) != getattr(first, key):
+                raise InputError(
+                    f"{where}: {key}",
+                    f"expected the value of {name}'s other tumors (line {_line(wheres[0])}): "
+                    f"{getattr(first, key)!r}, found {getattr(record, key)!r}",
+                )
+    expected = first.variant_tumors if first.variant_tumors is not None else len(records)
+    indices = [r.tumor_index for r in records]
+    if indices != list(range(expected)):
+        missing = sorted(set(range(expected)) - set(indices))
+        beyond = sorted(set(indices) - set(range(expected)))
+        raise InputError(
+            f"{manifest}: {name}",
+            f"expected tumors 0..{expected - 1} ({expected} recorded in variant_tumors), found "
+            f"{indices} on lines {', '.join(map(_line, wheres))}"
+            + (f"; missing {missing}: the manifest was cut mid-variant" if missing else "")
+            + (f"; {beyond} beyond the count" if beyond else ""),
+            fix="replay the whole manifest the batch wrote (rerun the batch to finish it)",
+        )
+    try:
+        label_map = resolve_label_map(first.label_map or "totalsegmentator")
+    except InputError as exc:
+        raise InputError(f"{wheres[0]}: label_map", exc.message) from exc
+    return ReplayVariant(wheres, records, label_map)
+
+
+def _check_outputs(out: Path, manifest: Path, variants: Sequence[ReplayVariant]) -> None:
+    """No output is the manifest's folder or an input file (a source, the manifest)."""
+    if out.resolve() == manifest.resolve().parent:
+        inside = out / MANIFEST_NAME
+        raise InputError(
+            str(inside if inside.exists() else out),
+            f"{'exists already: ' if inside.exists() else ''}--out is the folder of the "
+            f"manifest {manifest}; replay writes a new folder beside the run it replays",
             fix="choose an empty --out",
         )
-    groups: dict[str, list[TumorRecord]] = defaultdict(list)
-    for record in records:
-        if not (
-            record.image_path and record.label_path and record.source_image and record.source_label
+    inputs: list[str | os.PathLike[str] | None] = [manifest]
+    inputs += sorted({s for v in variants for s in v.sources})
+    resolved = {Path(p).resolve() for p in inputs if p is not None}
+    inodes = {(s.st_dev, s.st_ino) for p in inputs if p is not None for s in _stat(Path(p))}
+    outputs = [out / MANIFEST_NAME, out / REPLAY_INFO, out / "dataset.json"]
+    outputs += [out / path for v in variants for path in v.files]
+    for path in outputs:
+        if path.resolve() in resolved or any((s.st_dev, s.st_ino) in inodes for s in _stat(path)):
+            check_not_an_input(path, inputs)
+
+
+def _stat(path: Path) -> list[os.stat_result]:
+    try:
+        return [path.stat()]
+    except OSError:
+        return []
+
+
+def _check_sources(manifest: Path, variants: Sequence[ReplayVariant]) -> dict[str, str]:
+    """sha256 of every source (file or folder), checked against the records' where they have one."""
+    found: dict[str, str] = {}
+    unverified: set[str] = set()
+    for v in variants:
+        first = v.records[0]
+        hashes = (first.source_image_sha256, first.source_label_sha256)
+        for path, expected, role in zip(
+            v.sources, hashes, ("source_image", "source_label"), strict=True
         ):
-            raise InputError(
-                f"{manifest}",
-                f"record {record.case_id}#{record.tumor_index} lacks "
-                "image/label/source paths; it was not written by a batch run",
-            )
-        groups[record.image_path].append(record)
-    with output_dir(out_dir) as out:
-        return _replay_groups(groups, out, progress, generators)
+            if path not in found:
+                if not Path(path).exists():
+                    raise InputError(
+                        path,
+                        f"{role} of {v.name} ({v.wheres[0]}) does not exist",
+                        fix="replay where the sources the batch read are, at the same paths",
+                    )
+                found[path] = source_sha256(path)
+            if expected is None:
+                unverified.add(path)
+            elif found[path] != expected:
+                raise InputError(
+                    path,
+                    f"{role} of {v.name} ({v.wheres[0]}) has sha256 {found[path][:12]}..., the "
+                    f"record expects {expected[:12]}...: not the file the tumors were made in",
+                    fix="replay with the sources the batch read",
+                )
+    if unverified:
+        warnings.warn(
+            f"{manifest}: {len(unverified)} sources of its records carry no sha256 (a manifest "
+            "written before tumorsynth recorded them); they are replayed unverified",
+            stacklevel=3,
+        )
+    return found
 
 
 def _generators(
-    records: list[TumorRecord], options: Mapping[str, Mapping[str, Any]]
+    variants: Sequence[ReplayVariant],
+    options: Mapping[str, Mapping[str, Any]],
+    checkpoint: str | os.PathLike[str] | None,
+    device: str,
 ) -> dict[str, TumorGenerator]:
-    """One generator per name the records use; a learned one loads its checkpoint once."""
+    """One generator per name the records use, each loaded once, its version checked.
+
+    A learned generator's records carry ``appearance["checkpoint"]``: it is rebuilt from
+    ``checkpoint`` when given, else from the folder its records name, on ``device``.
+    """
     out: dict[str, TumorGenerator] = {}
-    for record in records:
-        if record.generator in out:
-            continue
-        opts = dict(options.get(record.generator, {}))
-        if record.generator == "diffusion" and not opts.get("checkpoint"):
-            opts["checkpoint"] = record.appearance.get("checkpoint") or None
-        out[record.generator] = get_generator(record.generator, **opts)
+    for v in variants:
+        for where, record in zip(v.wheres, v.records, strict=True):
+            if record.generator not in out:
+                opts = dict(options.get(record.generator, {}))
+                if "checkpoint" in record.appearance:
+                    opts.setdefault(
+                        "checkpoint", checkpoint or record.appearance["checkpoint"] or None
+                    )
+                    opts.setdefault("device", device)
+                out[record.generator] = get_generator(record.generator, **opts)
+            version = out[record.generator].version
+            if version != record.generator_version:
+                raise InputError(
+                    f"{where}: generator_version",
+                    f"tumor was made by {record.generator} {record.generator_version}, this is "
+                    f"{version}; replay would not be exact",
+                    fix="replay with the generator (and checkpoint) the records name",
+                )
     return out
 
 
-def _replay_groups(
-    groups: dict[str, list[TumorRecord]],
-    out: Path,
-    progress: bool,
-    generators: Mapping[str, TumorGenerator],
-) -> list[TumorRecord]:
-    bar = progress_bar(len(groups), progress)
-    replayed: list[TumorRecord] = []
-    try:
-        for image_path, group in groups.items():
-            first = group[0]
-            label_map = resolve_label_map(first.label_map or "totalsegmentator")
-            image = load_image(first.source_image)  # type: ignore[arg-type]
-            label = read_case_label(Path(first.source_label), label_map, image)  # type: ignore[arg-type]
-            result = replay_case(
-                image.array,
-                label.array,
-                group,
-                spacing_mm=image.spacing_mm,
-                label_map=label_map,
-                affine=image.affine,
-                where=str(image.path),
-                generators=generators,
+# -- the output folder: start or resume ------------------------------------------------------------
+def _open_folder(
+    folder: Path, manifest: Path, manifest_sha: str, variants: Sequence[ReplayVariant]
+) -> tuple[set[tuple[str, int]], bool]:
+    """Start a replay folder (``replay.json`` first) or resume one of the same manifest.
+
+    Returns the variants already finished and whether this call started the folder.
+    """
+    info = folder / REPLAY_INFO
+    if info.exists():
+        try:
+            found = json.loads(info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            found = None
+        if not isinstance(found, dict) or found.get("manifest_sha256") != manifest_sha:
+            recorded = found if isinstance(found, dict) else {}
+            raise InputError(
+                str(info),
+                f"this folder holds a replay of another manifest ({recorded.get('manifest')}, "
+                f"sha256 {str(recorded.get('manifest_sha256'))[:12]}...); replaying {manifest} "
+                f"(sha256 {manifest_sha[:12]}...) into it would mix two replays",
+                fix="use another --out",
             )
-            save_volume(image, out / image_path, array=result.image)
-            save_volume(label, out / str(first.label_path), array=result.label)
-            new = [r.with_paths(variant=old.variant) for r, old in zip(result.records, group)]
-            append_records(out / MANIFEST_NAME, new)
-            replayed.extend(new)
+        if found.get("tumorsynth_version") != __version__:
+            warnings.warn(
+                f"{info}: replay was started by tumorsynth {found.get('tumorsynth_version')}, "
+                f"resuming with {__version__}",
+                stacklevel=4,
+            )
+        _remove_stray_parts(folder)
+        return _finished_variants(folder, variants), False
+    if (folder / MANIFEST_NAME).exists():
+        raise InputError(
+            str(folder / MANIFEST_NAME),
+            f"exists already and the folder holds no {REPLAY_INFO}; replay writes a fresh folder "
+            "(or resumes its own)",
+            fix="choose an empty --out",
+        )
+    for sub in ("imagesTr", "labelsTr"):
+        if (folder / sub).is_dir() and any((folder / sub).iterdir()):
+            raise InputError(
+                str(folder / sub),
+                "holds files that replay did not write; they would mix with the replayed cases",
+                fix="choose an empty --out",
+            )
+    data = {
+        "manifest": str(manifest.resolve()),
+        "manifest_sha256": manifest_sha,
+        "tumorsynth_version": __version__,
+    }
+    with atomic_path(info) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return set(), True
+
+
+def _remove_stray_parts(folder: Path) -> None:
+    """Remove temporary files (``.NAME.XXXX.part...``) a killed run left behind."""
+    for sub in (folder, folder / "imagesTr", folder / "labelsTr"):
+        if sub.is_dir():
+            for path in sub.glob(".*.part*"):
+                if path.is_file():
+                    path.unlink()
+
+
+def _finished_variants(folder: Path, variants: Sequence[ReplayVariant]) -> set[tuple[str, int]]:
+    """Variants whose records are all in the folder's manifest and whose files exist; records of
+    a variant cut short are dropped from the manifest (atomically), so it is redone once."""
+    manifest = folder / MANIFEST_NAME
+    if not manifest.exists():
+        return set()
+    expected = {v.key: (len(v.records), v.files) for v in variants}
+    records = [record for _, record in read_numbered_manifest(manifest)]
+    counts = Counter((r.case_id, r.variant) for r in records)
+    done = {
+        key
+        for key, n in counts.items()
+        if key in expected
+        and expected[key][0] == n
+        and all((folder / path).is_file() for path in expected[key][1])
+    }
+    if len(done) < len(counts) or manifest.read_bytes()[-1:] not in (b"", b"\n"):
+        rewrite_manifest(manifest, [r for r in records if (r.case_id, r.variant) in done])
+    return done
+
+
+# -- rendering -------------------------------------------------------------------------------------
+def _replay(
+    variants: Sequence[ReplayVariant],
+    done: set[tuple[str, int]],
+    folder: Path,
+    source_hashes: Mapping[str, str],
+    generators: Mapping[str, TumorGenerator],
+    progress: bool,
+) -> ReplayOutput:
+    todo = [v for v in variants if v.key not in done]
+    result = ReplayOutput(folder, variants_skipped=len(variants) - len(todo))
+    bar = progress_bar(len(todo), progress)
+    loaded: tuple[tuple[str, str], Volume, Volume] | None = None
+    try:
+        for v in todo:
+            if loaded is None or loaded[0] != v.sources:  # variants of one case share a load
+                image = load_image(v.sources[0])
+                loaded = (v.sources, image, read_case_label(Path(v.sources[1]), v.label_map, image))
+            records = _replay_variant(v, loaded[1], loaded[2], folder, source_hashes, generators)
+            append_records(folder / MANIFEST_NAME, records)
+            result.records.extend(records)
+            result.variants_done += 1
             bar.update(1)
     finally:
         bar.close()
-    write_dataset_json(out, OUTPUT_LABELS)
-    return replayed
+    write_dataset_json(folder, OUTPUT_LABELS)
+    return result
+
+
+def _replay_variant(
+    v: ReplayVariant,
+    image: Volume,
+    label: Volume,
+    folder: Path,
+    source_hashes: Mapping[str, str],
+    generators: Mapping[str, TumorGenerator],
+) -> list[TumorRecord]:
+    """Render one variant, re-measure its tumors against their records, then write its files."""
+    _check_centres(v, image)
+    try:
+        result = _render(v.records, image, label, v.label_map, generators)
+    except InputError:
+        raise
+    except _RENDER_ERRORS as exc:
+        raise _render_failure(v, exc, image, label, generators) from exc
+    for where, old, new in zip(v.wheres, v.records, result.records, strict=True):
+        if new.n_voxels != old.n_voxels:
+            raise InputError(
+                f"{where}: n_voxels",
+                f"the replayed tumor has {new.n_voxels} voxels, the record {old.n_voxels}; the "
+                "record, the sources or the generator are not what made it",
+                fix="replay the manifest as the batch wrote it, with its sources and generator",
+            )
+        if round(abs(new.volume_ml - old.volume_ml), 9) > VOLUME_TOLERANCE_ML:
+            raise InputError(
+                f"{where}: volume_ml",
+                f"the replayed tumor measures {new.volume_ml} mL, the record {old.volume_ml} mL",
+                fix="replay the manifest as the batch wrote it, with its sources",
+            )
+    image_rel, label_rel = v.files
+    save_volume(image, folder / image_rel, array=result.image)
+    try:
+        save_volume(label, folder / label_rel, array=result.label)
+    except BaseException:
+        (folder / image_rel).unlink(missing_ok=True)  # no image without its label
+        raise
+    return [
+        replace(
+            new,
+            image_path=image_rel,
+            label_path=label_rel,
+            source_image=old.source_image,
+            source_label=old.source_label,
+            source_image_sha256=source_hashes[v.sources[0]],
+            source_label_sha256=source_hashes[v.sources[1]],
+            variant=old.variant,
+            variant_tumors=len(v.records),
+            attempts=old.attempts,
+            filter_verdict=old.filter_verdict,
+        )
+        for old, new in zip(v.records, result.records, strict=True)
+    ]
+
+
+def _render(
+    records: Sequence[TumorRecord],
+    image: Volume,
+    label: Volume,
+    label_map: LabelMap,
+    generators: Mapping[str, TumorGenerator],
+) -> Any:
+    return replay_case(
+        image.array,
+        label.array,
+        records,
+        spacing_mm=image.spacing_mm,
+        label_map=label_map,
+        affine=image.affine,
+        where=str(image.path),
+        generators=generators,
+    )
+
+
+def _check_centres(v: ReplayVariant, image: Volume) -> None:
+    for where, record in zip(v.wheres, v.records, strict=True):
+        if not all(0.0 <= c <= n - 1 for c, n in zip(record.center_vox, image.shape, strict=True)):
+            raise InputError(
+                f"{where}: center_vox",
+                f"expected a centre inside the volume of {image.path} (shape {image.shape}, "
+                f"0 <= c <= n - 1 per axis), found {list(record.center_vox)}",
+            )
+
+
+def _render_failure(
+    v: ReplayVariant,
+    exc: BaseException,
+    image: Volume,
+    label: Volume,
+    generators: Mapping[str, TumorGenerator],
+) -> InputError:
+    """Name the record whose spec the generator could not render (each tried alone)."""
+    for where, record in zip(v.wheres, v.records, strict=True):
+        try:
+            _render([record], image, label, v.label_map, generators)
+        except _RENDER_ERRORS as alone:
+            if not isinstance(alone, InputError):
+                return InputError(
+                    f"{where}: appearance",
+                    f"{record.generator} cannot render this tumor ({_why(alone)}); expected a "
+                    "complete appearance spec as the generator drew it",
+                    fix="replay the manifest as the batch wrote it",
+                )
+    return InputError(
+        f"{v.wheres[0]}",
+        f"{v.name} (lines {', '.join(map(_line, v.wheres))}) cannot be rendered ({_why(exc)})",
+        fix="replay the manifest as the batch wrote it",
+    )
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing {exc.args[0]!r}" if exc.args else "a missing key"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
