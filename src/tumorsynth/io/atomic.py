@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,9 @@ __all__ = [
     "append_line_durably",
     "append_lines_durably",
     "atomic_path",
+    "check_is_folder",
     "ensure_writable_dir",
+    "is_partial_file",
     "output_dir",
 ]
 
@@ -68,8 +71,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 @contextlib.contextmanager
 def output_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """Create ``folder`` (and missing parents) for a run; if the run fails, remove every folder
-    this call created that is still empty, so a failed run leaves nothing behind."""
+    this call created that is still empty, so a failed run leaves nothing behind.
+
+    A path that names a file or a broken symbolic link is refused before anything is created.
+    """
     folder = Path(folder)
+    check_is_folder(folder)
     first_new = None
     for candidate in (folder, *folder.parents):
         if candidate.exists():
@@ -94,9 +101,48 @@ def _remove_empty_tree(folder: Path) -> None:
         folder.rmdir()
 
 
+def check_is_folder(folder: str | os.PathLike[str]) -> None:
+    """Refuse ``folder`` when it, or the first of its parents that exists, is not a folder.
+
+    A missing path is fine (it will be created); an existing file or a broken symbolic link
+    (whose target ``mkdir`` would silently create elsewhere, or fail on) is an
+    :class:`~tumorsynth.errors.OutputError` that says a folder was expected.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> _ = f.write_text("x")
+    >>> try:
+    ...     check_is_folder(f)
+    ... except OutputError as exc:
+    ...     print(exc.message)
+    cannot write: expected a folder, found a file
+    """
+    folder = Path(folder)
+    for candidate in (folder, *folder.parents):
+        where = "" if candidate == folder else f" at {candidate}"
+        if candidate.is_symlink() and not candidate.exists():
+            raise OutputError(
+                str(folder),
+                f"cannot write: expected a folder, found a broken symbolic link{where} "
+                f"(to {os.readlink(candidate)})",
+                fix="choose another --out or remove the link",
+            )
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise OutputError(
+                    str(folder),
+                    f"cannot write: expected a folder, found a file{where}",
+                    fix="choose another --out",
+                )
+            return
+
+
 def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:
     """Create ``folder`` if needed and check that files can be created in it."""
     folder = Path(folder)
+    check_is_folder(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -152,6 +198,22 @@ def _end_of_last_line(handle: BinaryIO, size: int, chunk: int = 65536) -> int:
             return start + cut + 1
         end = start
     return 0
+
+
+def is_partial_file(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_path`
+    (``.<stem>.<random>.part<suffix>``), which a killed run can leave behind and a reader must
+    never take for an output.
+
+    Examples
+    --------
+    >>> is_partial_file(".case_syn0_0000.k2j3h4.part.nii.gz"), is_partial_file("case_0000.nii.gz")
+    (True, False)
+    """
+    return _PART_NAME.fullmatch(name) is not None
+
+
+_PART_NAME = re.compile(r"\.[^/]*\.part(\.[^/]*)?")
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:

@@ -10,18 +10,21 @@ Output layout (nnU-Net v2 raw, so it trains as is)::
     DIR/previews/<case>_syn<k>.png           optional PNG montages
 
 Every file is written atomically; a variant's records reach the manifest only after both of its
-files are in place, so an interrupted run resumes where it stopped without duplicates.
+files are in place, so an interrupted run resumes where it stopped without duplicates. A run holds
+the folder's lock (``DIR/.tumorsynth.lock``) from start to end, writes ``run.json`` before its first
+case, checks the sources of the cases already done, and keeps the folder's files exactly the
+manifest's (:mod:`.batch_folder`); workers die with their parent (:mod:`.batch_pool`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
-import warnings
+import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +36,34 @@ from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import CaseRef, read_case_label
-from tumorsynth.io.identity import variant_files, variant_name
+from tumorsynth.io.identity import source_sha256, variant_files, variant_name
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.nifti import load_image, load_volume, save_volume
 from tumorsynth.io.preview import render_tumor_montage, save_png
-from tumorsynth.io.records import (
-    MANIFEST_NAME,
-    TumorRecord,
-    append_records,
-    read_manifest,
-    rewrite_manifest,
+from tumorsynth.io.records import MANIFEST_NAME, TumorRecord, append_records, read_manifest
+from tumorsynth.io.run_lock import run_lock
+from tumorsynth.pipelines.batch_folder import (
+    RUN_NAME,
+    check_run_settings,
+    check_sources,
+    complete_records,
+    remove_unrecorded,
+    source_bytes,
+    write_run_settings,
 )
+from tumorsynth.pipelines.batch_pool import (
+    RunTerminated,
+    run_pool,
+    signals_deferred,
+    stop_on_sigterm,
+)
+from tumorsynth.pipelines.case_check import check_case_inputs
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
 
 __all__ = [
     "BatchOutput",
     "BatchSettings",
+    "RunTerminated",
     "preview_manifest",
     "progress_bar",
     "run_batch",
@@ -111,17 +126,27 @@ def run_batch(
     cases
         Cases to process (see :func:`tumorsynth.io.datasets.discover_cases`).
     out_dir
-        Output folder (created). A folder that holds a run with other settings is refused.
+        Output folder (created). It is locked for the run: a second run into it is refused. A
+        folder that holds a run with other settings, or whose done cases came from sources that
+        changed since, is refused.
     workers
         Processes; 1 runs in this process. Results do not depend on the worker count: each
-        variant's seed derives from the run seed, the case id and the variant number.
+        variant's seed derives from the run seed, the case id and the variant number. Workers
+        die with this process, however it dies.
 
     Raises
     ------
     InputError
         Bad input (names the file); finished variants stay valid and a rerun resumes.
+    OutputError
+        The folder is locked by another run, or not writable, or the disk is full (names the
+        file being written); the folder keeps exactly the recorded variants.
+    RunTerminated
+        SIGTERM arrived (main thread only): the run stopped cleanly, exit status 143.
+    KeyboardInterrupt
+        Ctrl-C: the run stopped cleanly; a rerun resumes.
     """
-    with output_dir(out_dir) as out:  # a failed first run leaves nothing behind
+    with output_dir(out_dir) as out, run_lock(out), stop_on_sigterm():
         return _run_batch(cases, out, settings, workers, progress, on_case)
 
 
@@ -134,9 +159,14 @@ def _run_batch(
     on_case: Callable[[str, list[TumorRecord]], None] | None,
 ) -> BatchOutput:
     _check_not_inside_inputs(out, cases)
-    _check_run_settings(out, settings, write=False)
+    resumed = check_run_settings(out, settings.to_json())
     manifest = out / MANIFEST_NAME
-    done = _complete_variants(manifest)
+    finished = complete_records(manifest)
+    check_sources(cases, finished, threads=workers)
+    if not resumed:
+        write_run_settings(out, settings.to_json())  # before the first case starts
+    remove_unrecorded(out, finished)
+    done = {(r.case_id, r.variant) for r in finished}
     todo: list[tuple[CaseRef, list[int]]] = []
     result = BatchOutput(out)
     for case in cases:
@@ -144,62 +174,114 @@ def _run_batch(
         result.variants_skipped += settings.per_case - len(pending)
         if pending:
             todo.append((case, pending))
-    total = sum(len(v) for _, v in todo)
-    bar = progress_bar(total, progress)
+    bar = progress_bar(sum(len(v) for _, v in todo), progress)
 
-    def finish(case_id: str, produced: list[tuple[int, list[TumorRecord]]]) -> None:
-        _check_run_settings(out, settings, write=True)
+    def record(records: list[TumorRecord]) -> None:
+        append_records(manifest, records)
+        result.records.extend(records)
+        result.variants_done += 1
+        bar.update(1)
+
+    def finish(job: tuple[CaseRef, list[int]], outcome: _CaseOutcome) -> None:
+        produced, error = outcome
         for _, records in produced:
-            append_records(manifest, records)
-            result.records.extend(records)
-            result.variants_done += 1
-        bar.update(len(produced))
+            record(records)
+        if error is not None:
+            raise error
         if on_case is not None:
-            on_case(case_id, [r for _, recs in produced for r in recs])
+            on_case(job[0].case_id, [r for _, recs in produced for r in recs])
 
     try:
         if workers <= 1 or len(todo) <= 1:
             for case, variants in todo:
-                finish(case.case_id, synthesize_files(case, out, settings, variants))
+                produced = synthesize_files(
+                    case, out, settings, variants, on_variant=lambda _, recs: record(recs)
+                )
+                if on_case is not None:
+                    on_case(case.case_id, [r for _, recs in produced for r in recs])
         else:
-            _run_pool(todo, out, settings, workers, finish)
-    finally:
+            job = functools.partial(_synthesize_job, out=out, settings=settings)
+            run_pool(todo, job, workers, finish, describe=lambda j: str(j[0].image))
+    except BaseException as exc:
         bar.close()
-        if any((out / "imagesTr").glob("*_0000.nii.gz")):
-            write_dataset_json(out, OUTPUT_LABELS)
+        with signals_deferred():
+            _stop_consistently(out, created_run_json=not resumed)
+        if isinstance(exc, RunTerminated):
+            print(
+                f"tumorsynth: stopped by SIGTERM; finished case variants are recorded in "
+                f"{manifest}, rerun the same command to resume",
+                file=sys.stderr,
+            )
+        raise
+    bar.close()
+    write_dataset_json(out, OUTPUT_LABELS)
     return result
 
 
-def _complete_variants(manifest: Path) -> set[tuple[str, int]]:
-    """(case, variant) pairs whose records are all in the manifest; a variant cut off by a crash
-    is dropped from the manifest (atomically) so that it is redone without duplicates."""
-    if not manifest.exists():
-        return set()
-    records = read_manifest(manifest)
-    groups: dict[tuple[str, int], list[TumorRecord]] = {}
-    for record in records:
-        groups.setdefault((record.case_id, record.variant), []).append(record)
-    complete = {
-        key for key, group in groups.items() if group[0].variant_tumors in (None, len(group))
-    }
-    if len(complete) < len(groups) or manifest.read_bytes()[-1:] not in (b"", b"\n"):
-        rewrite_manifest(manifest, [r for r in records if (r.case_id, r.variant) in complete])
-    return complete
+#: What a worker returns for one case: the variants it wrote, and the error that stopped it.
+_CaseOutcome = tuple[list[tuple[int, list[TumorRecord]]], "BaseException | None"]
+
+
+def _synthesize_job(
+    job: tuple[CaseRef, list[int]], *, out: Path, settings: BatchSettings
+) -> _CaseOutcome:
+    """One case in a worker: variants finished before an error still reach the manifest."""
+    case, variants = job
+    produced: list[tuple[int, list[TumorRecord]]] = []
+    try:
+        synthesize_files(
+            case, out, settings, variants, on_variant=lambda k, recs: produced.append((k, recs))
+        )
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        return produced, exc
+    return produced, None
+
+
+def _stop_consistently(out: Path, *, created_run_json: bool) -> None:
+    """After a failed or interrupted run (its writers gone): keep only the recorded variants.
+
+    Best effort (the disk may be full): whatever this leaves, the next run's start removes, and
+    the error that stopped the run is the one reported.
+    """
+    with contextlib.suppress(Exception):
+        manifest = out / MANIFEST_NAME
+        try:
+            records = complete_records(manifest)
+        except OSError:
+            records = complete_records(manifest, repair=False)
+        remove_unrecorded(out, records)
+        if records:
+            write_dataset_json(out, OUTPUT_LABELS)
+        elif created_run_json:  # a first run that finished nothing leaves nothing behind
+            for name in (RUN_NAME, MANIFEST_NAME, "dataset.json"):
+                (out / name).unlink(missing_ok=True)
 
 
 def synthesize_files(
-    case: CaseRef, out_dir: Path, settings: BatchSettings, variants: Sequence[int]
+    case: CaseRef,
+    out_dir: Path,
+    settings: BatchSettings,
+    variants: Sequence[int],
+    *,
+    on_variant: Callable[[int, list[TumorRecord]], None] | None = None,
 ) -> list[tuple[int, list[TumorRecord]]]:
-    """Load one case once, write each requested variant's image and label (and preview)."""
+    """Load one case once, write each requested variant's image and label (and preview).
+
+    ``on_variant(k, records)`` runs as soon as variant ``k``'s files are in place, so a caller
+    records it even when a later variant fails. Records pin the sources by content
+    (``source_image_sha256``, ``source_label_sha256``, sizes in ``extra["source_bytes"]``).
+    """
     label_map = settings.resolved_label_map()
-    image = load_image(case.image)
     if case.label is None:
         raise InputError(
             str(case.image),
             "has no label; tumors are placed by the organ mask",
             fix="give --label or a dataset with labels",
         )
+    image = load_image(case.image)
     label = read_case_label(case.label, label_map, image)
+    check_case_inputs(image, label, label_map, settings.requests, where=str(case.label))
+    hashes, sizes = _source_pins(case.image, case.label)  # the files just read
     produced = []
     for k in variants:
         name = variant_name(case.case_id, k)
@@ -228,13 +310,16 @@ def synthesize_files(
             (out_dir / image_rel).unlink(missing_ok=True)  # no image without its label
             raise
         records = [
-            r.with_paths(
+            replace(
+                r,
                 image_path=image_rel,
                 label_path=label_rel,
                 source_image=str(Path(case.image).resolve()),
                 source_label=str(Path(case.label).resolve()),
                 variant=k,
                 variant_tumors=len(out.records),
+                extra={**r.extra, "source_bytes": sizes},
+                **hashes,
             )
             for r in out.records
         ]
@@ -248,7 +333,18 @@ def synthesize_files(
                 records,
             )
         produced.append((k, records))
+        if on_variant is not None:
+            on_variant(k, records)
     return produced
+
+
+def _source_pins(image: Path | str, label: Path | str) -> tuple[dict[str, str], dict[str, int]]:
+    """sha256 and size (bytes) of a case's image and label, for its records."""
+    hashes = {
+        "source_image_sha256": source_sha256(image),
+        "source_label_sha256": source_sha256(label),
+    }
+    return hashes, {"image": source_bytes(image), "label": source_bytes(label)}
 
 
 def write_preview(
@@ -319,13 +415,13 @@ def preview_manifest(
     return written
 
 
-def write_dataset_json(out_dir: Path, output_labels: LabelMap) -> Path:
-    """nnU-Net v2 ``dataset.json`` describing the images written so far."""
-    images = (
-        sorted((out_dir / "imagesTr").glob("*_0000.nii.gz"))
-        if (out_dir / "imagesTr").is_dir()
-        else []
-    )
+def write_dataset_json(out_dir: Path, output_labels: LabelMap, *, other_cases: int = 0) -> Path:
+    """nnU-Net v2 ``dataset.json`` counting the variants in the manifest (plus ``other_cases``,
+    e.g. real cases an export copies beside them), never the files found on disk: a file
+    outside the manifest is a leftover of a killed run, which the next run removes."""
+    manifest = out_dir / MANIFEST_NAME
+    records = read_manifest(manifest) if manifest.is_file() else []
+    variants = {r.image_path for r in records if r.image_path}
     labels = {"background": 0}
     for name, ids in sorted(
         {**output_labels.organs, **output_labels.tumors}.items(), key=lambda item: item[1][0]
@@ -334,7 +430,7 @@ def write_dataset_json(out_dir: Path, output_labels: LabelMap) -> Path:
     data = {
         "channel_names": {"0": "CT"},
         "labels": labels,
-        "numTraining": len(images),
+        "numTraining": len(variants) + other_cases,
         "file_ending": ".nii.gz",
         "name": out_dir.name,
         "description": f"synthetic tumors by tumorsynth {__version__}",
@@ -343,77 +439,6 @@ def write_dataset_json(out_dir: Path, output_labels: LabelMap) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
     return path
-
-
-def _run_pool(
-    todo: list[tuple[CaseRef, list[int]]],
-    out: Path,
-    settings: BatchSettings,
-    workers: int,
-    finish: Callable[[str, list[tuple[int, list[TumorRecord]]]], None],
-) -> None:
-    """Run cases in worker processes; the parent alone writes the manifest.
-
-    When a case fails, no new case starts, the cases already running are finished and recorded
-    (their files are on disk), and then the first error is raised.
-    """
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures: dict[Future[Any], str] = {}
-        queue = list(todo)
-        error: BaseException | None = None
-        try:
-            while futures or (queue and error is None):
-                while queue and error is None and len(futures) < 2 * workers:
-                    case, variants = queue.pop(0)
-                    futures[pool.submit(synthesize_files, case, out, settings, variants)] = (
-                        case.case_id
-                    )
-                ready, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in ready:
-                    case_id = futures.pop(future)
-                    try:
-                        produced = future.result()
-                    except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
-                        error = error or exc
-                        continue
-                    finish(case_id, produced)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        if error is not None:
-            raise error
-
-
-def _check_run_settings(out: Path, settings: BatchSettings, *, write: bool) -> None:
-    """Refuse to resume a folder made with other settings; record ours once work is done."""
-    path = out / "run.json"
-    wanted = {"settings": settings.to_json(), "tumorsynth_version": __version__}
-    if path.exists():
-        try:
-            found = json.loads(path.read_text())
-        except ValueError:
-            found = None
-        if not found or found.get("settings") != wanted["settings"]:
-            raise InputError(
-                str(path),
-                "this folder holds a run with other settings "
-                f"({json.dumps(found.get('settings') if found else None)}); "
-                "resuming it would mix two runs",
-                fix="use another --out",
-            )
-        if found.get("tumorsynth_version") != __version__:
-            warnings.warn(
-                f"{path}: run was started by tumorsynth "
-                f"{found.get('tumorsynth_version')}, resuming with {__version__}",
-                stacklevel=3,
-            )
-        return
-    if not write:
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(wanted, indent=2) + "\n")
 
 
 def _check_not_inside_inputs(out: Path, cases: Sequence[CaseRef]) -> None:

@@ -22,6 +22,7 @@ from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import discover_cases, read_case_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
 from tumorsynth.io.nifti import load_image, save_volume
+from tumorsynth.io.run_lock import run_lock
 from tumorsynth.pipelines.batch import BatchSettings, progress_bar, run_batch, write_dataset_json
 from tumorsynth.pipelines.synthesize import to_output_labels
 
@@ -60,14 +61,14 @@ def export_nnunet(
     if healthy is None and real is None:
         raise InputError("export-nnunet", "expected --healthy and/or --real datasets")
     synthetic = 0
-    with output_dir(out) as folder:
+    with output_dir(out) as folder, run_lock(folder):  # one lock for the batch and the real cases
         if healthy is not None:
             result = run_batch(
                 discover_cases(healthy), folder, settings, workers=workers, progress=progress
             )
             synthetic = result.variants_done + result.variants_skipped
         n_real = _copy_real(real, folder, real_label_map, organs, progress) if real else 0
-        write_dataset_json(folder, OUTPUT_LABELS)
+        write_dataset_json(folder, OUTPUT_LABELS, other_cases=n_real)
         _annotate_dataset_json(folder, synthetic, n_real)
     return ExportOutput(out, synthetic, n_real)
 
