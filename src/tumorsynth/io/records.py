@@ -209,7 +209,7 @@ def check_record(
         if not getattr(record, name):
             raise InputError(
                 f"{where}: {name}",
-                "is missing; replay needs the sources and the files of a batch run",
+                "expected a path, found none; replay needs the sources and the files of a batch run",
                 fix="replay a manifest written by `tumorsynth synthesize`",
             )
     derived = variant_files(record.case_id, record.variant)
