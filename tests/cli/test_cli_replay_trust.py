@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -410,3 +412,30 @@ def test_another_manifest_into_a_replay_folder_is_refused(made, tmp_path: Path) 
     run = cli("replay", other, "--out", out, "--no-progress")
     refused(run, str(out / "replay.json"), "another manifest", "would mix")
     assert hashes(out) == finished
+
+
+def test_a_second_replay_into_a_folder_in_use_is_refused(made, tmp_path: Path) -> None:
+    out = tmp_path / "replayed"
+    out.mkdir()
+    holder = subprocess.Popen(  # another process holding the folder, as a running replay does
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from tumorsynth.io.run_lock import run_lock\n"
+            "with run_lock(sys.argv[1]):\n"
+            "    print('locked', flush=True)\n"
+            "    time.sleep(60)\n",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        run = cli("replay", made.manifest, "--out", out, "--no-progress")
+    finally:
+        holder.kill()
+        holder.communicate()
+    refused(run, str(out), "another tumorsynth run is writing into this folder")
+    assert not (out / "manifest.jsonl").exists() and not (out / "replay.json").exists()

@@ -32,7 +32,7 @@ import numpy as np
 from tumorsynth import __version__
 from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator, registered_generators
-from tumorsynth.io.atomic import atomic_path, output_dir
+from tumorsynth.io.atomic import atomic_path, is_partial_file, output_dir
 from tumorsynth.io.datasets import read_case_label
 from tumorsynth.io.identity import (
     check_not_an_input,
@@ -52,6 +52,7 @@ from tumorsynth.io.records import (
     read_numbered_manifest,
     rewrite_manifest,
 )
+from tumorsynth.io.run_lock import run_lock
 from tumorsynth.organs import registered_organs
 from tumorsynth.pipelines.batch import progress_bar, write_dataset_json
 from tumorsynth.pipelines.synthesize import TumorSpec, replay_case
@@ -147,7 +148,8 @@ def replay_manifest(
     source_hashes = _check_sources(manifest, variants)
     generators = _generators(variants, generator_options or {}, checkpoint, device)
     manifest_sha = sha256_of(manifest)
-    with output_dir(out) as folder:  # a failed first run leaves nothing behind
+    # a failed first run leaves nothing behind; a second run into the folder is refused meanwhile
+    with output_dir(out) as folder, run_lock(folder):
         done, created = _open_folder(folder, manifest, manifest_sha, variants)
         try:
             return _replay(variants, done, folder, source_hashes, generators, progress)
@@ -451,8 +453,8 @@ def _remove_stray_parts(folder: Path) -> None:
     """Remove temporary files (``.NAME.XXXX.part...``) a killed run left behind."""
     for sub in (folder, folder / "imagesTr", folder / "labelsTr"):
         if sub.is_dir():
-            for path in sub.glob(".*.part*"):
-                if path.is_file():
+            for path in sub.iterdir():
+                if is_partial_file(path.name) and path.is_file():
                     path.unlink()
 
 
