@@ -17,7 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_seed(parser)
     parser.add_argument("--image", help="run on this real CT instead of the phantom")
     parser.add_argument("--label", help="organ labels of --image")
-    parser.add_argument("--label-map", default="totalsegmentator", help="label map of --label")
+    parser.add_argument(
+        "--label-map",
+        default=None,
+        help="label map of --label (required with --image: a preset or a JSON file)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 

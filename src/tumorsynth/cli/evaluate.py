@@ -67,6 +67,44 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
+#: Cases read up front to check both label maps against the files' ids (spread over the list).
+MAP_CHECK_CASES = 8
+
+
+def check_maps_against_files(
+    pred_dir: str, gt_dir: str, gt_map: str, pred_map: str | None, organ: str
+) -> None:
+    """Refuse label maps that cannot describe the files (e.g. ground truth in KiTS ids read with
+    ``tumorsynth``, or predictions in another convention than ``--pred-label-map``); warn about
+    ids a map does not define. Reads up to :data:`MAP_CHECK_CASES` pairs."""
+    import warnings
+
+    import numpy as np
+
+    from tumorsynth.evaluation.report import pair_cases, tumor_ids_for
+    from tumorsynth.io.label_maps import check_ids_fit_map, resolve_label_map
+    from tumorsynth.io.nifti import load_label
+
+    maps = {"--label-map": resolve_label_map(gt_map)}
+    maps["--pred-label-map"] = resolve_label_map(pred_map) if pred_map else maps["--label-map"]
+    pairs = pair_cases(pred_dir, gt_dir)
+    picks = sorted({round(i) for i in np.linspace(0, len(pairs) - 1, MAP_CHECK_CASES)})
+    present: dict[str, dict[str, set[int]]] = {"--label-map": {}, "--pred-label-map": {}}
+    for i in picks:
+        _, pred_path, gt_path = pairs[i]
+        for flag, path in (("--pred-label-map", pred_path), ("--label-map", gt_path)):
+            array = load_label(path).array
+            counts = np.bincount(array.ravel(order="K")) if array.dtype == np.uint8 else None
+            ids = np.flatnonzero(counts) if counts is not None else np.unique(array)
+            present[flag][str(path)] = {int(v) for v in ids if v}
+    for flag in ("--label-map", "--pred-label-map"):
+        where = flag if flag == "--label-map" or pred_map else "--label-map (for --pred)"
+        for text in check_ids_fit_map(
+            present[flag], maps[flag], tumor_ids_for(maps[flag], organ), flag=where
+        ):
+            warnings.warn(text, stacklevel=2)
+
+
 def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
     from tumorsynth.evaluation.report import evaluate_folders, write_report
@@ -78,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--label-map", "is required: which label ids are tumor", fix="e.g. --label-map lits"
         )
+    check_maps_against_files(
+        args.pred, args.gt, str(args.label_map), args.pred_label_map, str(args.organ)
+    )
     report = evaluate_folders(
         args.pred,
         args.gt,

@@ -9,7 +9,12 @@ from tumorsynth.cli._common import add_seed
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--healthy", metavar="DIR", help="healthy scans with organ labels")
-    parser.add_argument("--label-map", default="totalsegmentator", help="label map of --healthy")
+    parser.add_argument(
+        "--label-map",
+        default=None,
+        help="label map of --healthy (required: a preset such as totalsegmentator or msd, or a "
+        "JSON file; without it, tumorsynth says which preset the labels look like)",
+    )
     parser.add_argument("--real", metavar="DIR", help="optional: scans with real tumors to add")
     parser.add_argument("--real-label-map", default="lits")
     parser.add_argument("--organ", default="liver", help="organ(s), comma-separated")
@@ -27,8 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
+    from tumorsynth.io.datasets import discover_cases
     from tumorsynth.organs import get_profile
     from tumorsynth.pipelines.batch import BatchSettings
+    from tumorsynth.pipelines.case_check import require_label_map
     from tumorsynth.pipelines.export import export_nnunet
     from tumorsynth.pipelines.synthesize import TumorRequest
 
@@ -37,9 +44,19 @@ def run(args: argparse.Namespace) -> int:
     organs = tuple(o.strip() for o in str(args.organ).split(",") if o.strip())
     for organ in organs:
         get_profile(organ)
+    repeated = sorted({organ for organ in organs if organs.count(organ) > 1})
+    if repeated:
+        raise InputError(
+            "--organ",
+            f"expected each organ once, found {', '.join(repeated)} more than once",
+            fix="use --count for more tumors in one organ",
+        )
+    label_map = args.label_map
+    if not label_map and args.healthy:
+        label_map = require_label_map(None, discover_cases(args.healthy), organs)
     settings = BatchSettings(
         tuple(TumorRequest(o, args.count, args.size) for o in organs),
-        label_map=str(args.label_map),
+        label_map=str(label_map) if label_map else "",
         generator=args.generator,
         seed=int(args.seed),
         per_case=int(args.per_case),

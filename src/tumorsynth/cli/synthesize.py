@@ -27,11 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--label-map",
-        default="totalsegmentator",
+        default=None,
         metavar="PRESET_OR_JSON",
-        help="totalsegmentator, msd, lits, kits, abdomenatlas, tumorsynth, phantom, "
-        'or a JSON file like {"liver": 1, "kidney": [2, 3]} '
-        "(default totalsegmentator)",
+        help="required: totalsegmentator, msd, lits, kits, abdomenatlas, tumorsynth, phantom, "
+        'or a JSON file like {"liver": 1, "kidney": [2, 3]} (without it, tumorsynth says which '
+        "preset the label looks like)",
     )
     parser.add_argument(
         "--organ", default="liver", help="liver, pancreas, kidney, or several separated by commas"
@@ -70,10 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
     from tumorsynth.generators import get_generator
-    from tumorsynth.io.datasets import CaseRef, discover_cases
+    from tumorsynth.io.datasets import CaseRef, check_distinct_inputs, discover_cases
     from tumorsynth.io.identity import case_id_from, check_case_id
     from tumorsynth.organs import registered_organs
     from tumorsynth.pipelines.batch import BatchSettings, run_batch
+    from tumorsynth.pipelines.case_check import require_label_map
     from tumorsynth.pipelines.synthesize import TumorRequest
 
     if not args.out:
@@ -96,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
             f"expected one or more of {', '.join(known)} separated by "
             f"commas, found {str(args.organ)!r}",
         )
+    repeated = sorted({organ for organ in organs if organs.count(organ) > 1})
+    if repeated:
+        raise InputError(
+            "--organ",
+            f"expected each organ once, found {', '.join(repeated)} more than once in "
+            f"{str(args.organ)!r}",
+            fix="use --count for more tumors in one organ",
+        )
     if args.count is not None and args.count < 1:
         raise InputError(
             "--count",
@@ -105,7 +114,20 @@ def run(args: argparse.Namespace) -> int:
     options = generator_options(args)
     get_generator(args.generator, **options)  # a bad checkpoint fails before any output
     requests = tuple(TumorRequest(o, args.count, args.size) for o in organs)
-    label_map = str(args.label_map)
+    if args.image:
+        if not args.label:
+            raise InputError("--label", "--image needs its organ labels (--label SEG)")
+        check_distinct_inputs(args.image, args.label)
+        cases = [
+            CaseRef(
+                check_case_id(args.case_id or case_id_from(args.image)),
+                Path(args.image),
+                Path(args.label),
+            )
+        ]
+    else:
+        cases = discover_cases(args.dataset, layout=args.layout)
+    label_map = require_label_map(args.label_map, cases, organs)
     settings = BatchSettings(
         requests,
         label_map=label_map,
@@ -116,18 +138,6 @@ def run(args: argparse.Namespace) -> int:
         generator_options=options,
     )
     settings.resolved_label_map()
-    if args.image:
-        if not args.label:
-            raise InputError("--label", "--image needs its organ labels (--label SEG)")
-        cases = [
-            CaseRef(
-                check_case_id(args.case_id or case_id_from(args.image)),
-                Path(args.image),
-                Path(args.label),
-            )
-        ]
-    else:
-        cases = discover_cases(args.dataset, layout=args.layout)
     result = run_batch(
         cases, args.out, settings, workers=int(args.workers), progress=not args.no_progress
     )

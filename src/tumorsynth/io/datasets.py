@@ -29,6 +29,7 @@ from tumorsynth.io.nifti import Volume, check_same_grid, load_label
 __all__ = [
     "CaseRef",
     "DatasetLayout",
+    "check_distinct_inputs",
     "discover_cases",
     "read_abdomenatlas_label",
     "read_case_label",
@@ -62,6 +63,24 @@ class CaseRef:
     case_id: str
     image: Path
     label: Path | None
+
+
+def check_distinct_inputs(
+    image: str | os.PathLike[str], label: str | os.PathLike[str], *, flags: str = "--image/--label"
+) -> None:
+    """Refuse the same file (also through a symlink or hard link) given as image and label."""
+    image, label = Path(image), Path(label)
+    try:
+        same = os.path.samefile(image, label)
+    except OSError:  # one is missing: the loader names it
+        same = image.resolve() == label.resolve()
+    if same:
+        raise InputError(
+            flags,
+            f"image {image} and label {label} are the same file"
+            + (f" ({image.resolve()})" if image.resolve() != image.absolute() else ""),
+            fix="pass the organ label map as --label",
+        )
 
 
 def discover_cases(

@@ -20,9 +20,13 @@ from tumorsynth.errors import InputError
 
 __all__ = [
     "ABDOMENATLAS_FILES",
+    "FILE_PRESETS",
     "OUTPUT_LABELS",
     "PRESETS",
     "LabelMap",
+    "check_ids_fit_map",
+    "check_shared_ids",
+    "presets_explaining",
     "resolve_label_map",
 ]
 
@@ -56,6 +60,9 @@ class LabelMap:
         Ids that mean "the tumor of this dataset" (MSD: 2).
     folder_files
         For folder presets (AbdomenAtlas): organ name -> mask file stems.
+    other_ids
+        Ids the convention defines for structures tumorsynth does not use (TotalSegmentator's
+        other classes): present in a file, they are expected, not a sign of the wrong map.
     """
 
     name: str
@@ -64,6 +71,16 @@ class LabelMap:
     generic_organ: tuple[int, ...] = ()
     generic_tumor: tuple[int, ...] = ()
     folder_files: Mapping[str, tuple[str, ...]] | None = None
+    other_ids: tuple[int, ...] = ()
+
+    def known_ids(self) -> set[int]:
+        """Every id this convention defines (organs, tumors, generic and other structures)."""
+        groups = (*self.organs.values(), *self.tumors.values())
+        return {int(i) for ids in groups for i in ids} | {
+            *self.generic_organ,
+            *self.generic_tumor,
+            *self.other_ids,
+        }
 
     def organ_ids(self, organ: str) -> tuple[int, ...]:
         """Label ids of ``organ``; raises naming the map and the organs it knows."""
@@ -125,6 +142,9 @@ PRESETS: dict[str, LabelMap] = {
     "totalsegmentator": LabelMap(
         "totalsegmentator",
         organs=_single(spleen=1, kidney=(2, 3), kidney_right=2, kidney_left=3, liver=5, pancreas=7),
+        # TotalSegmentator v2 "total" task: 117 classes (github.com/wasserth/TotalSegmentator,
+        # totalsegmentator/map_to_binary.py); the ones above are those tumorsynth uses.
+        other_ids=tuple(range(1, 118)),
     ),
     "msd": LabelMap("msd", generic_organ=(1,), generic_tumor=(2,)),
     "lits": LabelMap("lits", organs=_single(liver=1), tumors=_single(liver_tumor=2)),
@@ -142,6 +162,10 @@ PRESETS: dict[str, LabelMap] = {
         folder_files=ABDOMENATLAS_FILES,
     ),
 }
+
+
+#: Presets that describe one label file per case (AbdomenAtlas is a folder of masks).
+FILE_PRESETS: tuple[str, ...] = tuple(n for n, m in PRESETS.items() if m.folder_files is None)
 
 
 def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | LabelMap) -> LabelMap:
@@ -171,7 +195,14 @@ def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | Labe
             'JSON file such as {"liver": 1, "kidney": [2, 3]}, found neither',
         )
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=_refuse_duplicate_keys)
+    except DuplicateKeyError as exc:
+        raise InputError(
+            str(path),
+            f"key {exc.key!r} is given twice (ids {exc.first!r} and {exc.second!r}); JSON "
+            "keeps only the last, so one of them would be silently dropped",
+            fix="keep one entry per organ; list several ids as [2, 3]",
+        ) from None
     except FileNotFoundError as exc:
         raise InputError(str(path), "label-map JSON file does not exist") from exc
     except (OSError, ValueError) as exc:
@@ -183,6 +214,54 @@ def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | Labe
             str(path), f"expected a JSON object of organ -> id(s), found {type(data).__name__}"
         )
     return _from_mapping(data, str(path))
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object holds the same key twice."""
+
+    def __init__(self, key: str, first: object, second: object) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first, self.second = key, first, second
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key, out[key], value)
+        out[key] = value
+    return out
+
+
+def _is_part_of(part: str, whole: str) -> bool:
+    """``kidney_left`` names a part of ``kidney`` (tumor keys are never parts of an organ)."""
+    return part.startswith(f"{whole}_") and not part.endswith("_tumor")
+
+
+def check_shared_ids(entries: Mapping[str, Sequence[int]], where: str) -> None:
+    """Refuse two entries that claim the same id, unless one names a part of the other.
+
+    ``{"kidney": [2, 3], "kidney_right": 2}`` is legal (an alias of a sub-part: its ids are a
+    subset of its organ's); ``{"liver": 1, "spleen": 1}`` and ``{"liver": 1, "liver_tumor": 1}``
+    are not: a voxel cannot be two organs, or organ and tumor at once.
+    """
+    names = list(entries)
+    for a_index, a in enumerate(names):
+        for b in names[a_index + 1 :]:
+            shared = sorted(set(entries[a]) & set(entries[b]))
+            if not shared:
+                continue
+            for part, whole in ((a, b), (b, a)):
+                if _is_part_of(part, whole) and set(entries[part]) <= set(entries[whole]):
+                    break
+            else:
+                raise InputError(
+                    where,
+                    f"{a!r} and {b!r} share label id{'s' if len(shared) > 1 else ''} "
+                    f"{', '.join(map(str, shared))}; a voxel cannot be both",
+                    fix="give each organ and tumor its own ids (a part such as kidney_left may "
+                    "reuse ids of its organ kidney)",
+                )
 
 
 def _from_mapping(data: dict[str, object], where: str) -> LabelMap:
@@ -210,6 +289,8 @@ def _from_mapping(data: dict[str, object], where: str) -> LabelMap:
             organs[key] = ids
     if not organs and not generic_organ:
         raise InputError(where, 'expected at least one organ, e.g. {"liver": 1}, found none')
+    generic = {"organ": generic_organ, "tumor": generic_tumor}
+    check_shared_ids({**organs, **tumors, **{k: v for k, v in generic.items() if v}}, where)
     return LabelMap(
         Path(where).name if where != "<mapping>" else where,
         organs,
@@ -225,3 +306,61 @@ def ids_present(label: np.ndarray, ids: Sequence[int]) -> bool:
         counts = np.bincount(label.ravel(), minlength=256)
         return bool(counts[list(ids)].sum() > 0) if ids else False
     return bool(np.isin(label, ids).any())
+
+
+def presets_explaining(ids: set[int], tumor_ids_needed: bool = True) -> list[str]:
+    """File presets that define every id in ``ids`` (and, if asked, have a tumor id among them)."""
+    found = []
+    for name in FILE_PRESETS:
+        preset = PRESETS[name]
+        tumors = {i for t in preset.tumors.values() for i in t} | set(preset.generic_tumor)
+        if ids <= preset.known_ids() and (not tumor_ids_needed or ids & tumors):
+            found.append(name)
+    return found
+
+
+def check_ids_fit_map(
+    present: Mapping[str, set[int]],
+    label_map: LabelMap,
+    tumor_ids: Sequence[int],
+    *,
+    flag: str,
+) -> list[str]:
+    """Check label files' ids (file name -> ids present, 0 excluded) against ``label_map``.
+
+    Raises when the files cannot be in this convention: none of them holds one of ``tumor_ids``
+    (the ids scored as tumor) or one of the map's organ ids, yet they hold other ids, or they
+    hold ids the map does not define while none of its tumor ids. Returns warnings for ids the
+    map does not define otherwise.
+    """
+    if not present:
+        return []
+    every = set().union(*present.values())
+    known = label_map.known_ids()
+    unknown = sorted(every - known)
+    organ_ids = {i for ids in label_map.organs.values() for i in ids} | set(label_map.generic_organ)
+    files = ", ".join(sorted(present)[:3]) + (
+        f" and {len(present) - 3} more" if len(present) > 3 else ""
+    )
+    explaining = [p for p in presets_explaining(every) if PRESETS[p] != label_map]
+    hint = (
+        f"{', '.join(explaining)} define{'s' if len(explaining) == 1 else ''} them"
+        if explaining
+        else ""
+    )
+    if every and not every & set(tumor_ids) and (unknown or not every & organ_ids):
+        raise InputError(
+            flag,
+            f"label map {label_map.name!r} scores ids {sorted(tumor_ids)} as tumor, but {files} "
+            f"hold{'s' if len(present) == 1 else ''} ids {sorted(every)} and none of them"
+            + (f" ({unknown} are not in the map at all)" if unknown else "")
+            + "; these files use another label convention"
+            + (f" ({hint})" if hint else ""),
+            fix=f"pass {flag} {explaining[0]}" if explaining else f"pass the right {flag}",
+        )
+    if unknown:
+        return [
+            f"{files}: label ids {unknown} are not in {flag} {label_map.name!r} and are not "
+            "counted" + (f" ({hint})" if hint else "")
+        ]
+    return []

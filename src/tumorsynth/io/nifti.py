@@ -119,8 +119,8 @@ def load_volume(path: str | os.PathLike[str], *, role: str = "image") -> Volume:
     if array.ndim != 3:
         raise InputError(
             str(path),
-            f"expected a 3-D {role}, found shape {tuple(array.shape)}",
-            fix="split 4-D series into 3-D volumes first",
+            f"expected a 3-D {role}, found {array.ndim}-D shape {tuple(array.shape)}",
+            fix="split 4-D series into 3-D volumes first" if array.ndim > 3 else None,
         )
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or min(spacing_from_affine(affine)) <= 0:
@@ -272,6 +272,43 @@ def save_volume(
     return path
 
 
+#: Slice gaps may differ from the series' median by this fraction before a series is refused.
+SLICE_GAP_TOLERANCE = 0.1
+
+
+def _check_slice_spacing(reader: Any, image: Any, files: tuple[str, ...], folder: Path) -> None:
+    """Refuse a series whose slices are not evenly spaced (a missing or duplicated slice):
+    SimpleITK would stack them at the average spacing and shift every organ below the gap."""
+    if len(files) < 3:
+        return
+    try:
+        points = np.array(
+            [
+                [float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")]
+                for i in range(len(files))
+            ]
+        )
+    except (RuntimeError, ValueError):
+        return  # no ImagePositionPatient: nothing to check against
+    normal = np.array(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+    positions = points @ normal
+    gaps = np.diff(positions)
+    expected = float(np.median(gaps))
+    bad = np.flatnonzero(np.abs(gaps - expected) > SLICE_GAP_TOLERANCE * abs(expected) + 1e-3)
+    if expected == 0 or bad.size:
+        i = int(bad[0]) if bad.size else 0
+        raise InputError(
+            str(folder),
+            "expected evenly spaced slices, found a gap of "
+            f"{gaps[i]:.3g} mm between {Path(files[i]).name} (at {positions[i]:.2f} mm) and "
+            f"{Path(files[i + 1]).name} (at {positions[i + 1]:.2f} mm) where the series' "
+            f"spacing is {expected:.3g} mm"
+            + (f" ({bad.size} uneven gaps in all)" if bad.size > 1 else "")
+            + (": a slice is missing" if gaps[i] > 1.5 * expected > 0 else ""),
+            fix="export the complete series (or resample it to even spacing) first",
+        )
+
+
 def _load_dicom_series(folder: Path, role: str) -> Volume:
     try:
         import SimpleITK as sitk  # optional extra: tumorsynth[dicom]
@@ -289,10 +326,12 @@ def _load_dicom_series(folder: Path, role: str) -> Volume:
             "expected a DICOM series or a NIfTI file, found a folder without DICOM files",
         )
     reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()  # slice positions, to find gaps
     try:
         image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(str(folder), f"cannot read DICOM series: {exc}") from exc
+    _check_slice_spacing(reader, image, files, folder)
     array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)  # SimpleITK is (k, j, i)
     direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
     lps_to_ras = np.diag([-1.0, -1.0, 1.0])

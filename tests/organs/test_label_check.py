@@ -1,0 +1,200 @@
+"""Label files checked against their label map: organ volume, HU and side priors, preset scoring.
+
+Small cases come from the phantom. The phantom is painted with +x toward the patient's left
+(its liver lies on the left in RAS+), so :func:`upright` flips its x axis to get the anatomy of
+a real scan; the real CTs of ../shared/data check that the right maps raise no false alarm.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from tumorsynth.errors import InputError
+from tumorsynth.io.label_maps import PRESETS, resolve_label_map
+from tumorsynth.io.nifti import Volume
+from tumorsynth.io.phantom import make_phantom
+from tumorsynth.organs.label_check import (
+    LabelMapWarning,
+    check_label_map,
+    check_tumor_capacity,
+    measure_label,
+    rank_presets,
+)
+
+FLIP_X = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+
+@pytest.fixture(scope="module")
+def upright() -> tuple[Volume, Volume]:
+    """The phantom with its x axis flipped: liver on the patient's right, spleen on the left."""
+    ct, seg = make_phantom(0, shape=(128, 108, 64), spacing_mm=(2.5, 2.5, 3.0))
+    affine = FLIP_X @ ct.affine
+    return Volume(ct.array, affine), Volume(seg.array, affine)
+
+
+def ircad_like(seg: np.ndarray) -> np.ndarray:
+    """IRCAD/MSD style: 1 liver, 5 kidney (both), nothing else."""
+    return np.where(np.isin(seg, (1, 5)), seg, 0).astype(np.uint8)
+
+
+def totalseg_like(seg: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """TotalSegmentator ids: spleen 1, kidney_right 2, kidney_left 3, liver 5, pancreas 7."""
+    out = np.zeros_like(seg)
+    out[seg == 7], out[seg == 1], out[seg == 3] = 1, 5, 7
+    x_world = (affine[:3, :3] @ np.indices(seg.shape).reshape(3, -1))[0].reshape(seg.shape)
+    middle = np.median(x_world)
+    out[(seg == 5) & (x_world > middle)] = 2  # +x is the patient's right
+    out[(seg == 5) & (x_world <= middle)] = 3
+    return out
+
+
+def check(label: np.ndarray, vol: Volume, name: str, organs=("liver",), image=None):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_label_map(
+            label,
+            resolve_label_map(name),
+            affine=vol.affine,
+            image=image,
+            organs=list(organs),
+            where="seg.nii.gz",
+        )
+    return [str(w.message) for w in caught if issubclass(w.category, LabelMapWarning)]
+
+
+def test_right_maps_pass_without_warnings(upright) -> None:
+    ct, seg = upright
+    assert check(ircad_like(seg.array), seg, "tumorsynth", image=ct.array) == []
+    ts = totalseg_like(seg.array, seg.affine)
+    assert check(ts, seg, "totalsegmentator", ("liver", "kidney"), ct.array) == []
+
+
+def test_ircad_labels_read_as_totalsegmentator_are_refused(upright) -> None:
+    ct, seg = upright
+    with pytest.raises(InputError) as info:
+        check(ircad_like(seg.array), seg, "totalsegmentator", image=ct.array)
+    text = str(info.value)
+    assert "seg.nii.gz" in text and "'totalsegmentator'" in text
+    assert "its liver (id 5)" in text and "mL" in text  # the "liver" is the kidneys
+    assert "--label-map tumorsynth" in text and "'lits'" in text and "'msd'" in text
+
+
+def test_totalsegmentator_labels_read_as_lits_are_refused(upright) -> None:
+    ct, seg = upright
+    ts = totalseg_like(seg.array, seg.affine)
+    with pytest.raises(InputError) as info:
+        check(ts, seg, "lits", image=ct.array)
+    text = str(info.value)
+    assert "its liver (id 1)" in text and "wrong side" in text and "left" in text
+    assert "--label-map totalsegmentator" in text
+
+
+def test_without_image_the_check_still_uses_volume_and_side(upright) -> None:
+    _, seg = upright
+    with pytest.raises(InputError, match="--label-map totalsegmentator"):
+        check(totalseg_like(seg.array, seg.affine), seg, "lits")
+
+
+def test_density_far_from_the_organ_is_refused(upright) -> None:
+    ct, seg = upright
+    bone_as_liver = np.where(seg.array == 9, 1, np.where(seg.array == 1, 0, seg.array))
+    with pytest.raises(InputError, match=r"median \d+ HU"):
+        check(bone_as_liver.astype(np.uint8), seg, "phantom", image=ct.array)
+
+
+def test_unknown_ids_are_named_with_the_preset_that_knows_them(upright) -> None:
+    ct, seg = upright
+    found = check(ircad_like(seg.array), seg, "lits", image=ct.array)
+    assert len(found) == 1
+    assert "ids 5 (" in found[0] and "'lits'" in found[0] and "5 = kidney" in found[0]
+
+
+def test_left_right_swapped_throughout_is_a_warning(phantom) -> None:
+    ct, seg = phantom  # the phantom as painted: mirrored
+    found = check(ircad_like(seg.array), seg, "tumorsynth", image=ct.array)
+    assert any("left and right look swapped" in text for text in found)
+    assert check(seg.array, seg, "phantom", image=ct.array) == []  # its own preset: known
+
+
+def test_a_slab_that_cuts_the_liver_is_not_too_small(upright) -> None:
+    ct, seg = upright
+    z = np.flatnonzero((seg.array == 1).any(axis=(0, 1)))
+    slab = slice(int(z[-8]), int(z[-1]) + 1)  # the liver dome: a few slices, cut by the FOV
+    label = np.ascontiguousarray(ircad_like(seg.array)[:, :, slab])
+    vol = Volume(label, seg.affine)
+    stats = measure_label(label, vol.affine)
+    assert stats.cut[list(stats.ids).index(1)]
+    assert not any("mL" in w for w in check(label, vol, "tumorsynth"))
+
+
+def test_ranking_prefers_the_preset_that_names_every_organ(upright) -> None:
+    ct, seg = upright
+    stats = measure_label(ircad_like(seg.array), seg.affine, ct.array)
+    names = [name for name, _, _ in rank_presets(stats, ["liver"])]
+    assert names[0] == "tumorsynth" and {"lits", "msd"} <= set(names)
+    assert "totalsegmentator" not in names and "kits" not in names
+
+
+def test_capacity_refuses_what_cannot_fit_and_says_what_does(upright) -> None:
+    ct, seg = upright
+    stats = measure_label(seg.array, seg.affine, ct.array)
+    lmap = PRESETS["phantom"]
+    check_tumor_capacity(stats, lmap, [("liver", 3, "large"), ("kidney", 2, "small")])
+    with pytest.raises(InputError) as info:
+        check_tumor_capacity(stats, lmap, [("liver", 500, "large")], where="seg.nii.gz")
+    text = str(info.value)
+    assert "seg.nii.gz" in text and "500 large tumors cannot fit in the liver" in text
+    fits = int(text.split("at most ")[-1].split(" fit")[0])
+    assert 1 <= fits < 500 and f"--count {fits}" in text
+
+
+def test_check_on_an_empty_label_is_refused(upright) -> None:
+    _, seg = upright
+    with pytest.raises(InputError, match="holds no organ"):
+        check(np.zeros((8, 8, 8), np.uint8), seg, "lits")
+
+
+# --- real CTs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_ircad_p07_with_totalsegmentator_is_refused_and_lits_msd_suggested(p07) -> None:
+    ct, seg = p07
+    with pytest.raises(InputError) as info:
+        check(seg.array, seg, "totalsegmentator", image=ct.array)
+    text = str(info.value)
+    assert "its liver (id 5)" in text and "'lits'" in text and "'msd'" in text
+
+
+@pytest.mark.realdata
+def test_totalseg_example_with_lits_is_refused_and_totalsegmentator_suggested(totalseg) -> None:
+    ct, seg = totalseg
+    with pytest.raises(InputError) as info:
+        check(seg.array, seg, "lits", image=ct.array)
+    text = str(info.value)
+    assert "its liver (id 1)" in text and "--label-map totalsegmentator" in text
+
+
+@pytest.mark.realdata
+def test_right_maps_raise_no_false_alarm_on_the_shared_cts(p07, p17, totalseg) -> None:
+    cases = [
+        (p07, "tumorsynth", ("liver", "kidney")),  # 1 liver, 5 kidney
+        (p17, "lits", ("liver",)),
+        (p17, "msd", ("liver",)),
+        (totalseg, "totalsegmentator", ("liver", "kidney", "pancreas")),
+    ]
+    for (ct, seg), name, organs in cases:
+        assert check(seg.array, seg, name, organs, ct.array) == [], name
+
+
+@pytest.mark.realdata
+def test_check_is_cheap_on_ircad_p07(p07) -> None:
+    ct, seg = p07  # 512 x 512 x 151
+    measure_label(seg.array, seg.affine, ct.array)  # warm-up
+    start = time.perf_counter()
+    check(seg.array, seg, "tumorsynth", ("liver",), ct.array)
+    assert time.perf_counter() - start < 2.0  # measured ~0.25 s on 2 cores
