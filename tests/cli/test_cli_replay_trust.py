@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from cli_runner import Run, cli
+from conftest import require_data
 
 from tumorsynth.io.identity import source_sha256
 from tumorsynth.io.nifti import Volume, save_volume
@@ -439,3 +440,38 @@ def test_a_second_replay_into_a_folder_in_use_is_refused(made, tmp_path: Path) -
         holder.communicate()
     refused(run, str(out), "another tumorsynth run is writing into this folder")
     assert not (out / "manifest.jsonl").exists() and not (out / "replay.json").exists()
+
+
+@pytest.mark.realdata
+def test_ircad_manifest_aimed_at_its_ct_is_refused_and_the_intact_one_replays(
+    tmp_path: Path,
+) -> None:
+    """IRCAD 1.7 (512 x 512 slices, int16), copied first: a hostile manifest is tried on it."""
+    data = require_data("ircadb01_p07")
+    ct, seg = tmp_path / "src" / "ircad07_0000.nii.gz", tmp_path / "src" / "ircad07.nii.gz"
+    ct.parent.mkdir()
+    shutil.copy(data / "ircadb01_p07_ct.nii.gz", ct)
+    shutil.copy(data / "ircadb01_p07_label.nii.gz", seg)
+    label_map = tmp_path / "ircad.json"
+    label_map.write_text(json.dumps({"liver": 1, "kidney": 5}))
+    batch = tmp_path / "batch"
+    run = cli(
+        "synthesize", "--image", ct, "--label", seg, "--label-map", label_map, "--organ",
+        "liver", "--count", 1, "--size", "small", "--seed", 1, "--out", batch, "--no-progress",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    records = with_hashes(records_of(batch / "manifest.jsonl"))
+    before = source_sha256(ct)
+    hostile = write_records(
+        tmp_path / "hostile" / "manifest.jsonl", [{**r, "image_path": str(ct)} for r in records]
+    )
+    run = cli("replay", hostile, "--out", tmp_path / "hostile_out", "--no-progress")
+    refused(run, f"{hostile}:1: image_path", repr(str(ct)))
+    assert source_sha256(ct) == before and not (tmp_path / "hostile_out").exists()
+    intact = write_records(tmp_path / "shared" / "manifest.jsonl", records)
+    run = cli("replay", intact, "--out", tmp_path / "replayed", "--no-progress")
+    assert run.code == 0, run.err
+    for key in ("image_path", "label_path"):
+        path = records[0][key]
+        assert np.array_equal(volume(tmp_path / "replayed" / path), volume(batch / path)), path
+    assert source_sha256(ct) == before
