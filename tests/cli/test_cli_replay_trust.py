@@ -276,6 +276,7 @@ def test_a_bad_field_is_refused_naming_line_and_field(
         (lambda r: r["shape"].pop("center_vox"), "shape: expected a complete shape spec"),
         (lambda r: r["shape"].update(radii_mm=[NAN, 5.0, 5.0]), "shape.radii_mm"),
         (lambda r: r["shape"].update(center_vox=[1.0, 2.0, 3.0]), "shape.center_vox"),
+        (lambda r: r["shape"].update(rotation=[1.0, 0.0]), "shape: expected a rotation of 9"),
     ],
 )
 def test_a_shape_spec_that_disagrees_or_is_incomplete_is_refused(
@@ -291,14 +292,14 @@ def test_a_shape_spec_that_disagrees_or_is_incomplete_is_refused(
 
 
 def test_a_centre_outside_the_volume_is_refused(made, tmp_path: Path) -> None:
-    def move(records: list[dict]) -> None:
-        records[1]["center_vox"] = records[1]["shape"]["center_vox"] = [500.0, 40.0, 30.0]
+    def move(records: list[dict]) -> None:  # variant 1: checked before variant 0 is written
+        records[2]["center_vox"] = records[2]["shape"]["center_vox"] = [500.0, 40.0, 30.0]
 
     manifest = edited(made, tmp_path / "shared", move)
     before = snapshot(made)
     run = cli("replay", manifest, "--out", tmp_path / "replayed", "--no-progress")
-    refused(run, f"{manifest}:2: center_vox", "inside the volume", str(SHAPE))
-    assert not (tmp_path / "replayed").exists()  # a failed first run leaves nothing
+    refused(run, f"{manifest}:3: center_vox", "inside the volume", str(SHAPE))
+    assert not (tmp_path / "replayed").exists()
     assert snapshot(made) == before
 
 

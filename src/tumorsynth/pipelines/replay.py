@@ -18,44 +18,41 @@ A manifest is shared data ("replay my dataset"), so replay trusts nothing it rea
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import nibabel as nib
 
 from tumorsynth import __version__
 from tumorsynth.errors import InputError
-from tumorsynth.generators import TumorGenerator, get_generator, registered_generators
+from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.atomic import atomic_path, is_partial_file, output_dir
 from tumorsynth.io.datasets import read_case_label
-from tumorsynth.io.identity import (
-    check_not_an_input,
-    sha256_of,
-    source_sha256,
-    variant_files,
-    variant_name,
-)
-from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.identity import check_not_an_input, sha256_of, source_sha256
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap
 from tumorsynth.io.nifti import Volume, load_image, save_volume
 from tumorsynth.io.records import (
     MANIFEST_NAME,
-    MAX_RADIUS_MM,
     TumorRecord,
     append_records,
-    check_record,
     read_numbered_manifest,
     rewrite_manifest,
 )
 from tumorsynth.io.run_lock import run_lock
-from tumorsynth.organs import registered_organs
 from tumorsynth.pipelines.batch import progress_bar, write_dataset_json
-from tumorsynth.pipelines.synthesize import TumorSpec, replay_case
+from tumorsynth.pipelines.replay_plan import (
+    RENDER_ERRORS,
+    ReplayVariant,
+    error_summary,
+    line_of,
+    plan_replay,
+)
+from tumorsynth.pipelines.synthesize import replay_case
 
 __all__ = ["REPLAY_INFO", "ReplayOutput", "plan_replay", "replay_manifest"]
 
@@ -63,7 +60,6 @@ __all__ = ["REPLAY_INFO", "ReplayOutput", "plan_replay", "replay_manifest"]
 REPLAY_INFO = "replay.json"
 #: Records keep volumes to 4 decimals (mL); a re-measured volume may differ by that rounding only.
 VOLUME_TOLERANCE_ML = 1e-4
-_RENDER_ERRORS = (KeyError, TypeError, ValueError, IndexError)
 
 
 @dataclass
@@ -74,32 +70,6 @@ class ReplayOutput:
     records: list[TumorRecord] = field(default_factory=list)
     variants_done: int = 0
     variants_skipped: int = 0
-
-
-@dataclass
-class ReplayVariant:
-    """One case variant of a manifest, checked: its records in tumor order, where each stands."""
-
-    wheres: list[str]
-    records: list[TumorRecord]
-    label_map: LabelMap
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return self.records[0].case_id, self.records[0].variant
-
-    @property
-    def name(self) -> str:
-        return variant_name(*self.key)
-
-    @property
-    def files(self) -> tuple[str, str]:
-        """Image and label paths under ``--out``, derived from the case id and variant."""
-        return variant_files(*self.key)
-
-    @property
-    def sources(self) -> tuple[str, str]:
-        return str(self.records[0].source_image), str(self.records[0].source_label)
 
 
 def replay_manifest(
@@ -159,144 +129,7 @@ def replay_manifest(
             raise
 
 
-def plan_replay(
-    manifest: str | os.PathLike[str], output_labels: LabelMap = OUTPUT_LABELS
-) -> list[ReplayVariant]:
-    """Read and check a whole manifest; its case variants in manifest order.
-
-    Each record passes :func:`tumorsynth.io.records.check_record`; its organ and generator are
-    registered, its shape spec is complete and agrees with its centre and radii; no tumor
-    (case id, variant, tumor index) appears twice; each variant holds tumors ``0..n-1`` of the
-    ``variant_tumors`` it records, all from the same sources and label map.
-
-    Examples
-    --------
-    >>> [v.name for v in plan_replay("synth/manifest.jsonl")]  # doctest: +SKIP
-    ['liver_7_syn0', 'liver_7_syn1']
-    """
-    manifest = Path(manifest)
-    numbered = read_numbered_manifest(manifest)
-    if not numbered:
-        raise InputError(str(manifest), "holds no tumor records; nothing to replay")
-    organs, generators = registered_organs(), registered_generators()
-    seen: dict[tuple[str, int, int], str] = {}
-    groups: dict[tuple[str, int], list[tuple[str, TumorRecord]]] = {}
-    for where, record in numbered:
-        check_record(record, where, output_labels)
-        if record.organ not in organs:
-            raise InputError(
-                f"{where}: organ", f"expected one of {list(organs)}, found {record.organ!r}"
-            )
-        if record.generator not in generators:
-            raise InputError(
-                f"{where}: generator",
-                f"expected a registered generator {list(generators)}, found {record.generator!r}",
-            )
-        _check_shape(record, where, output_labels)
-        key = (record.case_id, record.variant, record.tumor_index)
-        if key in seen:
-            raise InputError(
-                where,
-                f"tumor #{record.tumor_index} of {variant_name(*key[:2])} is recorded twice "
-                f"(lines {_line(seen[key])} and {_line(where)})",
-                fix="a manifest holds each tumor once; were two runs written into one folder?",
-            )
-        seen[key] = where
-        groups.setdefault(key[:2], []).append((where, record))
-    return [_variant(manifest, group) for group in groups.values()]
-
-
 # -- checks before any output ----------------------------------------------------------------------
-def _line(where: str) -> str:
-    return where.rpartition(":")[2]
-
-
-def _check_shape(record: TumorRecord, where: str, output_labels: LabelMap) -> None:
-    """The shape spec renders (complete, finite) and describes the tumor the record describes."""
-    try:
-        spec = TumorSpec.from_record(record, output_labels)
-    except InputError as exc:
-        raise InputError(f"{where}: organ", exc.message) from exc
-    except _RENDER_ERRORS as exc:
-        raise InputError(
-            f"{where}: shape", f"expected a complete shape spec, found one that fails ({_why(exc)})"
-        ) from exc
-    shape = spec.shape
-    for f in fields(shape):
-        value = getattr(shape, f.name)
-        if f.name == "satellites":
-            value = [(*s.offset_mm, s.radius_mm) for s in value]
-        ok = isinstance(value, bool) if f.name == "exophytic" else _all_finite(value)
-        if not ok:
-            raise InputError(f"{where}: shape.{f.name}", f"expected finite numbers, found {value}")
-    if tuple(shape.center_vox) != tuple(record.center_vox):
-        raise InputError(
-            f"{where}: shape.center_vox",
-            f"expected the record's center_vox {list(record.center_vox)}, "
-            f"found {list(shape.center_vox)}",
-        )
-    radii = np.asarray(shape.radii_mm, dtype=float)
-    if radii.shape != (3,) or not np.all((radii > 0) & (radii <= MAX_RADIUS_MM)):
-        raise InputError(
-            f"{where}: shape.radii_mm",
-            f"expected 3 semi-axes in (0, {MAX_RADIUS_MM:g}] mm, found {list(shape.radii_mm)}",
-        )
-    if np.max(np.abs(radii - np.asarray(record.radii_mm))) > 1e-3:
-        raise InputError(
-            f"{where}: shape.radii_mm",
-            f"expected the record's radii_mm {list(record.radii_mm)} (to 0.001 mm), "
-            f"found {list(shape.radii_mm)}",
-        )
-
-
-def _all_finite(value: Any) -> bool:
-    """A number (not a bool) or a nest of lists/tuples of them, all finite."""
-    if isinstance(value, (list, tuple)):
-        return all(_all_finite(v) for v in value)
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _variant(manifest: Path, group: list[tuple[str, TumorRecord]]) -> ReplayVariant:
-    """A variant's records in tumor order: complete, and agreeing on sources and label map."""
-    group = sorted(group, key=lambda item: item[1].tumor_index)
-    wheres, records = [w for w, _ in group], [r for _, r in group]
-    first = records[0]
-    name = variant_name(first.case_id, first.variant)
-    for where, record in group[1:]:
-        for key in (
-            "source_image",
-            "source_label",
-            "source_image_sha256",
-            "source_label_sha256",
-            "label_map",
-            "variant_tumors",
-        ):
-            if getattr(record, key) != getattr(first, key):
-                raise InputError(
-                    f"{where}: {key}",
-                    f"expected the value of {name}'s other tumors (line {_line(wheres[0])}): "
-                    f"{getattr(first, key)!r}, found {getattr(record, key)!r}",
-                )
-    expected = first.variant_tumors if first.variant_tumors is not None else len(records)
-    indices = [r.tumor_index for r in records]
-    if indices != list(range(expected)):
-        missing = sorted(set(range(expected)) - set(indices))
-        beyond = sorted(set(indices) - set(range(expected)))
-        raise InputError(
-            f"{manifest}: {name}",
-            f"expected tumors 0..{expected - 1} ({expected} recorded in variant_tumors), found "
-            f"{indices} on lines {', '.join(map(_line, wheres))}"
-            + (f"; missing {missing}: the manifest was cut mid-variant" if missing else "")
-            + (f"; {beyond} beyond the count" if beyond else ""),
-            fix="replay the whole manifest the batch wrote (rerun the batch to finish it)",
-        )
-    try:
-        label_map = resolve_label_map(first.label_map or "totalsegmentator")
-    except InputError as exc:
-        raise InputError(f"{wheres[0]}: label_map", exc.message) from exc
-    return ReplayVariant(wheres, records, label_map)
-
-
 def _check_outputs(out: Path, manifest: Path, variants: Sequence[ReplayVariant]) -> None:
     """No output is the manifest's folder or an input file (a source, the manifest)."""
     if out.resolve() == manifest.resolve().parent:
@@ -343,6 +176,8 @@ def _check_sources(manifest: Path, variants: Sequence[ReplayVariant]) -> dict[st
                         fix="replay where the sources the batch read are, at the same paths",
                     )
                 found[path] = source_sha256(path)
+            if role == "source_image":
+                _check_centres(v, path, _header_shape(path))
             if expected is None:
                 unverified.add(path)
             elif found[path] != expected:
@@ -517,12 +352,12 @@ def _replay_variant(
     generators: Mapping[str, TumorGenerator],
 ) -> list[TumorRecord]:
     """Render one variant, re-measure its tumors against their records, then write its files."""
-    _check_centres(v, image)
+    _check_centres(v, str(image.path), image.shape)
     try:
         result = _render(v.records, image, label, v.label_map, generators)
     except InputError:
         raise
-    except _RENDER_ERRORS as exc:
+    except RENDER_ERRORS as exc:
         raise _render_failure(v, exc, image, label, generators) from exc
     for where, old, new in zip(v.wheres, v.records, result.records, strict=True):
         if new.n_voxels != old.n_voxels:
@@ -582,14 +417,30 @@ def _render(
     )
 
 
-def _check_centres(v: ReplayVariant, image: Volume) -> None:
+def _check_centres(v: ReplayVariant, source: str, shape: tuple[int, ...] | None) -> None:
+    """Every centre inside the volume (``0 <= c <= n - 1`` per axis); no shape, no check."""
+    if shape is None or len(shape) != 3:
+        return
     for where, record in zip(v.wheres, v.records, strict=True):
-        if not all(0.0 <= c <= n - 1 for c, n in zip(record.center_vox, image.shape, strict=True)):
+        if not all(0.0 <= c <= n - 1 for c, n in zip(record.center_vox, shape, strict=True)):
             raise InputError(
                 f"{where}: center_vox",
-                f"expected a centre inside the volume of {image.path} (shape {image.shape}, "
+                f"expected a centre inside the volume of {source} (shape {tuple(shape)}, "
                 f"0 <= c <= n - 1 per axis), found {list(record.center_vox)}",
             )
+
+
+def _header_shape(path: str) -> tuple[int, ...] | None:
+    """A NIfTI source's grid from its header alone (cheap: no voxels read), else None."""
+    if not path.endswith((".nii", ".nii.gz")) or not Path(path).is_file():
+        return None
+    try:
+        shape = tuple(int(n) for n in nib.load(path).shape)
+    except Exception:  # noqa: BLE001 - an unreadable file is reported when it is loaded
+        return None
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
 
 
 def _render_failure(
@@ -603,23 +454,17 @@ def _render_failure(
     for where, record in zip(v.wheres, v.records, strict=True):
         try:
             _render([record], image, label, v.label_map, generators)
-        except _RENDER_ERRORS as alone:
+        except RENDER_ERRORS as alone:
             if not isinstance(alone, InputError):
                 return InputError(
                     f"{where}: appearance",
-                    f"{record.generator} cannot render this tumor ({_why(alone)}); expected a "
-                    "complete appearance spec as the generator drew it",
+                    f"{record.generator} cannot render this tumor ({error_summary(alone)}); "
+                    "expected a complete appearance spec as the generator drew it",
                     fix="replay the manifest as the batch wrote it",
                 )
     return InputError(
         f"{v.wheres[0]}",
-        f"{v.name} (lines {', '.join(map(_line, v.wheres))}) cannot be rendered ({_why(exc)})",
+        f"{v.name} (lines {', '.join(map(line_of, v.wheres))}) cannot be rendered "
+        f"({error_summary(exc)})",
         fix="replay the manifest as the batch wrote it",
     )
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing {exc.args[0]!r}" if exc.args else "a missing key"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
