@@ -1,4 +1,4 @@
-"""``tumorsynth evaluate``: predicted label maps against ground truth -> report.json, report.md, plots."""
+"""``tumorsynth evaluate``: predicted label maps against ground truth -> report.json/.md, plots."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def check_maps_against_files(
     for flag in ("--label-map", "--pred-label-map"):
         where = flag if flag == "--label-map" or pred_map else "--label-map (for --pred)"
         for text in check_ids_fit_map(
-            present[flag], maps[flag], tumor_ids_for(maps[flag], organ), flag=where
+            present[flag], maps[flag], tumor_ids_for(maps[flag], organ), flag=where, organ=organ
         ):
             warnings.warn(text, stacklevel=2)
 

@@ -325,20 +325,25 @@ def check_ids_fit_map(
     tumor_ids: Sequence[int],
     *,
     flag: str,
+    organ: str = "all",
 ) -> list[str]:
     """Check label files' ids (file name -> ids present, 0 excluded) against ``label_map``.
 
     Raises when the files cannot be in this convention: none of them holds one of ``tumor_ids``
-    (the ids scored as tumor) or one of the map's organ ids, yet they hold other ids, or they
-    hold ids the map does not define while none of its tumor ids. Returns warnings for ids the
-    map does not define otherwise.
+    (the ids scored as tumor) or one of ``organ``'s ids (any organ's for ``"all"``), yet they
+    hold other ids; or they hold ids the map does not define and none of its tumor ids.
+    Returns warnings for ids the map does not define otherwise.
     """
     if not present:
         return []
     every = set().union(*present.values())
     known = label_map.known_ids()
     unknown = sorted(every - known)
-    organ_ids = {i for ids in label_map.organs.values() for i in ids} | set(label_map.generic_organ)
+    if organ in label_map.organs or (organ != "all" and label_map.generic_organ):
+        organ_ids = set(label_map.organ_ids(organ))
+    else:
+        organ_ids = {i for ids in label_map.organs.values() for i in ids}
+        organ_ids |= set(label_map.generic_organ)
     files = ", ".join(sorted(present)[:3]) + (
         f" and {len(present) - 3} more" if len(present) > 3 else ""
     )
@@ -351,8 +356,10 @@ def check_ids_fit_map(
     if every and not every & set(tumor_ids) and (unknown or not every & organ_ids):
         raise InputError(
             flag,
-            f"label map {label_map.name!r} scores ids {sorted(tumor_ids)} as tumor, but {files} "
-            f"hold{'s' if len(present) == 1 else ''} ids {sorted(every)} and none of them"
+            f"label map {label_map.name!r} scores ids {sorted(tumor_ids)} as tumor"
+            + (f" of the {organ} (organ ids {sorted(organ_ids)})" if organ != "all" else "")
+            + f", but {files} hold{'s' if len(present) == 1 else ''} ids {sorted(every)} and "
+            "none of those"
             + (f" ({unknown} are not in the map at all)" if unknown else "")
             + "; these files use another label convention"
             + (f" ({hint})" if hint else ""),

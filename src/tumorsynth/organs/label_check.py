@@ -439,9 +439,11 @@ def check_label_map(
     found = f"ids present: {stats.describe(stats.ids)}"
     fix = f"pass {flag} {others[0][0]}" if others else f"check {flag}"
     missing = [o for o in organs if o in plain.absent]
-    if plain.contradictions:
-        # Left and right swapped throughout is a flipped affine (or situs inversus) unless
-        # another preset fits without the swap.
+    # Refuse only when another preset explains the file: a contradicted map with no better
+    # alternative is an unusual scan (a bad segmentation, an organ removed), said in a warning.
+    # Left and right swapped throughout is a flipped affine (or situs inversus) unless another
+    # preset fits without the swap.
+    if plain.contradictions and others:
         if not plain.mirrored or any(not mirrored for _, _, mirrored in others):
             raise InputError(
                 where,
@@ -462,6 +464,8 @@ def check_label_map(
             "left and right look swapped (" + "; ".join(plain.contradictions) + "): a "
             "flipped x axis in the affine, or situs inversus"
         )
+    elif not plain.mirrored:
+        result.warnings.extend(plain.contradictions)
     result.warnings.extend(plain.unusual)
     if plain.unknown:
         hint = ""
@@ -531,12 +535,20 @@ def check_tumor_capacity(
         organ_ml = volumes.get(organ, 0.0)
         fits = int(organ_ml * MAX_TUMOR_FRACTION // tumor_ml)
         if organ_ml > 0 and n > fits:
+            sizes = (
+                f"at most {MAX_TUMOR_FRACTION:.0%} of an organ can be tumor (placement keeps "
+                "tumors apart and off the organ's edge)"
+            )
+            if fits == 0:
+                raise InputError(
+                    where,
+                    f"the {organ} is too small for a {size} tumor: it holds {organ_ml:.1f} mL, "
+                    f"a {size} tumor is at least {tumor_ml:.1f} mL, and {sizes}",
+                    fix="ask for a smaller --size",
+                )
             raise InputError(
                 where,
                 f"{n} {size} tumors cannot fit in the {organ}: it holds {organ_ml:.0f} mL, each "
-                f"{size} tumor is at least {tumor_ml:.1f} mL, and at most "
-                f"{MAX_TUMOR_FRACTION:.0%} of an organ can be tumor, so at most {fits} fit",
-                fix=f"ask for --count {max(fits, 1)} or fewer, or a smaller --size"
-                if fits
-                else "ask for a smaller --size",
+                f"{size} tumor is at least {tumor_ml:.1f} mL, and {sizes}, so at most {fits} fit",
+                fix=f"ask for --count {fits} or fewer, or a smaller --size",
             )
