@@ -132,9 +132,7 @@ def test_tumors_of_one_variant_must_share_their_sources(manifest: Path, tmp_path
     records = [r.to_dict() for r in read_manifest(manifest)]
     records[1]["source_image"] = records[1]["source_image"] + ".other"
     edited = write_records(tmp_path / "m.jsonl", records)
-    with pytest.raises(
-        InputError, match=r"m.jsonl:2: source_image: expected the value of ph_syn0"
-    ):
+    with pytest.raises(InputError, match=r"m.jsonl:2: source_image: expected the value of ph_syn0"):
         plan_replay(edited)
 
 

@@ -92,7 +92,7 @@ class TumorRecord:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     def with_paths(self, **paths: str | None) -> TumorRecord:
-        return replace(self, **paths)
+        return replace(self, **paths)  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "<record>") -> TumorRecord:

@@ -435,7 +435,7 @@ def _header_shape(path: str) -> tuple[int, ...] | None:
     if not path.endswith((".nii", ".nii.gz")) or not Path(path).is_file():
         return None
     try:
-        shape = tuple(int(n) for n in nib.load(path).shape)
+        shape = tuple(int(n) for n in nib.load(path).shape)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - an unreadable file is reported when it is loaded
         return None
     while len(shape) > 3 and shape[-1] == 1:
