@@ -186,6 +186,25 @@ def test_record_paths_that_point_at_inputs_or_outside_out_are_refused(
     assert not (tmp_path / "a").exists() and not (tmp_path / "elsewhere").exists()
 
 
+def test_an_output_folder_linked_elsewhere_is_refused(made, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "replayed"
+    out.mkdir()
+    (out / "imagesTr").symlink_to(elsewhere, target_is_directory=True)
+    run = cli("replay", made.manifest, "--out", out, "--no-progress")
+    refused(run, str(out / "imagesTr"), "outside --out")
+    assert list(elsewhere.iterdir()) == [] and sorted(p.name for p in out.iterdir()) == ["imagesTr"]
+
+
+def test_a_manifest_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    run = cli("replay", manifest, "--out", tmp_path / "replayed", "--no-progress")
+    refused(run, str(manifest), "expected UTF-8 JSON lines")
+    assert not (tmp_path / "replayed").exists()
+
+
 @pytest.mark.parametrize("case_id", ["../evil", "a/b", "/abs", ".hidden"])
 def test_case_id_that_is_not_one_safe_name_is_refused(made, tmp_path: Path, case_id: str) -> None:
     def rename(records: list[dict]) -> None:
@@ -249,6 +268,7 @@ NAN = float("nan")
         ("organ", 7, "expected a string"),
         ("tumor_label", 1, "expected a tumor id"),
         ("tumor_label", 9, "expected a tumor id"),
+        ("tumor_label", 4, "expected the liver tumor id 2"),  # a pancreas tumor in the liver
         ("generator", "magic", "expected a registered generator"),
         ("appearance", [1, 2], "expected a JSON object"),
         ("shape", "round", "expected a JSON object"),

@@ -146,6 +146,14 @@ def test_an_older_manifest_without_tumor_counts_still_needs_indices_0_to_n(
         plan_replay(gap)
 
 
+def test_a_hostile_tumor_count_is_refused_at_once(manifest: Path, tmp_path: Path) -> None:
+    records = [{**r.to_dict(), "variant_tumors": 10**12} for r in read_manifest(manifest)]
+    with pytest.raises(
+        InputError, match=r"ph_syn0: expected tumors 0\.\.999999999999 .* missing \[2,"
+    ):
+        plan_replay(write_records(tmp_path / "m.jsonl", records))
+
+
 def test_an_empty_manifest_is_refused(tmp_path: Path) -> None:
     (tmp_path / "m.jsonl").write_text("")
     with pytest.raises(InputError, match="holds no tumor records"):

@@ -209,7 +209,7 @@ def check_record(
         if not getattr(record, name):
             raise InputError(
                 f"{where}: {name}",
-                "expected a path, found none; replay needs the sources and the files of a batch run",
+                "expected a path, found none; replay needs a batch run's sources and files",
                 fix="replay a manifest written by `tumorsynth synthesize`",
             )
     derived = variant_files(record.case_id, record.variant)
@@ -241,7 +241,14 @@ def read_numbered_manifest(path: str | os.PathLike[str]) -> list[tuple[str, Tumo
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "manifest does not exist", fix="pass DIR/manifest.jsonl")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            str(path), f"expected UTF-8 JSON lines, found bytes that are not text ({exc.reason})"
+        ) from exc
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read the manifest ({exc.strerror})") from exc
     lines = text.split("\n")
     complete = lines[:-1] if not text.endswith("\n") else lines
     records = []

@@ -146,7 +146,14 @@ def _check_outputs(out: Path, manifest: Path, variants: Sequence[ReplayVariant])
     inodes = {(s.st_dev, s.st_ino) for p in inputs if p is not None for s in _stat(Path(p))}
     outputs = [out / MANIFEST_NAME, out / REPLAY_INFO, out / "dataset.json"]
     outputs += [out / path for v in variants for path in v.files]
+    root = out.resolve()
     for path in outputs:
+        if not path.resolve().is_relative_to(root):  # e.g. imagesTr a link to elsewhere
+            raise InputError(
+                str(path),
+                f"resolves to {path.resolve()}, outside --out {out}; replay writes under it only",
+                fix="choose an empty --out",
+            )
         if path.resolve() in resolved or any((s.st_dev, s.st_ino) in inodes for s in _stat(path)):
             check_not_an_input(path, inputs)
 

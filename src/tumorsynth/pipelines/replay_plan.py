@@ -90,6 +90,13 @@ def plan_replay(
                 f"{where}: generator",
                 f"expected a registered generator {list(generators)}, found {record.generator!r}",
             )
+        expected_label = output_labels.tumor_ids(record.organ)
+        if expected_label and record.tumor_label not in expected_label:
+            raise InputError(
+                f"{where}: tumor_label",
+                f"expected the {record.organ} tumor id {expected_label[0]} of the "
+                f"{output_labels.name!r} output labels, found {record.tumor_label}",
+            )
         _check_shape(record, where, output_labels)
         key = (record.case_id, record.variant, record.tumor_index)
         if key in seen:
@@ -183,14 +190,17 @@ def _variant(manifest: Path, group: list[tuple[str, TumorRecord]]) -> ReplayVari
                 )
     expected = first.variant_tumors if first.variant_tumors is not None else len(records)
     indices = [r.tumor_index for r in records]
-    if indices != list(range(expected)):
-        missing = sorted(set(range(expected)) - set(indices))
-        beyond = sorted(set(indices) - set(range(expected)))
+    if len(records) != expected or indices != list(range(expected)):
+        present = set(indices)
+        shown = min(expected, len(records) + 20)  # a hostile count must not build a huge list
+        missing = [i for i in range(shown) if i not in present]
+        more = "..." if shown < expected else ""
+        beyond = sorted(i for i in present if i >= expected)
         raise InputError(
             f"{manifest}: {name}",
             f"expected tumors 0..{expected - 1} ({expected} recorded in variant_tumors), found "
             f"{indices} on lines {', '.join(map(line_of, wheres))}"
-            + (f"; missing {missing}: the manifest was cut mid-variant" if missing else "")
+            + (f"; missing {missing}{more}: the manifest was cut mid-variant" if missing else "")
             + (f"; {beyond} beyond the count" if beyond else ""),
             fix="replay the whole manifest the batch wrote (rerun the batch to finish it)",
         )
