@@ -134,7 +134,7 @@ def test_a_slab_that_cuts_the_liver_is_not_too_small(upright) -> None:
 def test_ranking_prefers_the_preset_that_names_every_organ(upright) -> None:
     ct, seg = upright
     stats = measure_label(ircad_like(seg.array), seg.affine, ct.array)
-    names = [name for name, _, _ in rank_presets(stats, ["liver"])]
+    names = [fit.name for fit in rank_presets(stats, ["liver"])]
     assert names[0] == "tumorsynth" and {"lits", "msd"} <= set(names)
     assert "totalsegmentator" not in names and "kits" not in names
 
@@ -149,7 +149,28 @@ def test_capacity_refuses_what_cannot_fit_and_says_what_does(upright) -> None:
     text = str(info.value)
     assert "seg.nii.gz" in text and "500 large tumors cannot fit in the liver" in text
     fits = int(text.split("at most ")[-1].split(" fit")[0])
-    assert 1 <= fits < 500 and f"--count {fits}" in text
+    assert 1 <= fits < 500 and f"--count {fits}" in text and "upper bound" in text
+
+
+def test_a_map_whose_ids_this_file_does_not_hold_is_refused(upright) -> None:
+    ct, seg = upright
+    with pytest.raises(InputError) as info:
+        check(ircad_like(seg.array), seg, "kits", organs=("kidney",), image=ct.array)
+    text = str(info.value)  # kits' kidney id 1 is the 1.3 L liver here
+    assert "'kits'" in text and "its kidney (id 1)" in text and "--label-map tumorsynth" in text
+    lmap = {"liver": 9, "kidney": 5}
+    with pytest.raises(InputError) as info:
+        check_label_map(
+            ircad_like(seg.array),
+            resolve_label_map(lmap),
+            affine=seg.affine,
+            image=ct.array,
+            organs=["liver"],
+            where="seg.nii.gz",
+        )
+    text = str(info.value)
+    assert "puts liver at ids that this file does not hold" in text and "1 (" in text
+    assert "--label-map tumorsynth" in text
 
 
 def test_check_on_an_empty_label_is_refused(upright) -> None:

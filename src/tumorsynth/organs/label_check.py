@@ -20,7 +20,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -34,6 +34,7 @@ __all__ = [
     "LabelMapWarning",
     "LabelStats",
     "OrganPrior",
+    "PresetFit",
     "check_label_map",
     "check_tumor_capacity",
     "measure_label",
@@ -340,8 +341,19 @@ class LabelCheckOutput:
     suggestions: list[str] = field(default_factory=list)
 
 
-def rank_presets(stats: LabelStats, organs: Sequence[str] = ()) -> list[tuple[str, float, bool]]:
-    """File presets that fit ``stats``, best first: (name, score, fits only left-right mirrored).
+class PresetFit(NamedTuple):
+    """How a preset fits a file: ``mirrored`` when it fits only with left and right swapped,
+    ``sided`` when an organ with a side (liver, spleen, kidney_left/right) confirms it."""
+
+    name: str
+    score: float
+    mirrored: bool
+    sided: bool
+    present: tuple[str, ...]
+
+
+def rank_presets(stats: LabelStats, organs: Sequence[str] = ()) -> list[PresetFit]:
+    """File presets that fit ``stats``, best first.
 
     A preset fits when no organ contradicts its prior and at least one organ matches its prior
     (or a generic organ is present); one that fits only mirrored ranks below those that fit.
@@ -356,17 +368,19 @@ def rank_presets(stats: LabelStats, organs: Sequence[str] = ()) -> list[tuple[st
             continue
         if not assessment.fits and not (PRESETS[name].generic_organ and assessment.present):
             continue
-        ranked.append((name, assessment.score - (10.0 if mirrored else 0.0), mirrored))
-    ranked.sort(key=lambda item: -item[1])
+        sided = any(
+            (prior := ORGAN_PRIORS.get(o)) is not None and prior.side for o in assessment.fits
+        )
+        score = assessment.score - (10.0 if mirrored else 0.0)
+        ranked.append(PresetFit(name, score, mirrored, sided, tuple(assessment.present)))
+    ranked.sort(key=lambda fit: -fit.score)
     return ranked
 
 
-def _preset_phrase(
-    stats: LabelStats, ranked: list[tuple[str, float, bool]], organs: Sequence[str]
-) -> str:
+def _preset_phrase(stats: LabelStats, ranked: list[PresetFit], organs: Sequence[str]) -> str:
     if not ranked:
         return "no preset fits it; write a JSON map of its ids"
-    best = ranked[0][0]
+    best = ranked[0].name
     groups = _organ_groups(PRESETS[best], organs)
     named = ", ".join(
         f"{organ} {'/'.join(map(str, ids))}"
@@ -374,7 +388,7 @@ def _preset_phrase(
         if _group(stats, ids) is not None
     )
     text = f"it looks like {best!r} ({named})"
-    others = [name for name, _, _ in ranked[1:4]]
+    others = [fit.name for fit in ranked[1:4]]
     if others:
         text += f"; {', '.join(repr(o) for o in others)} also fit{'s' if len(others) == 1 else ''}"
     return text
@@ -434,17 +448,17 @@ def check_label_map(
         raise InputError(where, "the label file holds no organ (every voxel is 0)")
     plain = _assess(stats, label_map, organs, mirror=False)
     ranked = rank_presets(stats, organs)
-    others = [r for r in ranked if PRESETS[r[0]] != label_map]
-    result = LabelCheckOutput(label_map.name, suggestions=[r[0] for r in ranked])
+    others = [fit for fit in ranked if PRESETS[fit.name] != label_map]
+    result = LabelCheckOutput(label_map.name, suggestions=[fit.name for fit in ranked])
     found = f"ids present: {stats.describe(stats.ids)}"
-    fix = f"pass {flag} {others[0][0]}" if others else f"check {flag}"
+    fix = f"pass {flag} {others[0].name}" if others else f"check {flag}"
     missing = [o for o in organs if o in plain.absent]
     # Refuse only when another preset explains the file: a contradicted map with no better
     # alternative is an unusual scan (a bad segmentation, an organ removed), said in a warning.
     # Left and right swapped throughout is a flipped affine (or situs inversus) unless another
     # preset fits without the swap.
     if plain.contradictions and others:
-        if not plain.mirrored or any(not mirrored for _, _, mirrored in others):
+        if not plain.mirrored or any(fit.sided and not fit.mirrored for fit in others):
             raise InputError(
                 where,
                 f"does not fit label map {label_map.name!r}: "
@@ -452,12 +466,13 @@ def check_label_map(
                 + f" ({found}); {_preset_phrase(stats, others, organs)}",
                 fix=fix,
             )
-    if missing and others:
+    having = [fit for fit in others if set(missing) <= set(fit.present)]
+    if missing and having:
         raise InputError(
             where,
             f"label map {label_map.name!r} puts {', '.join(missing)} at ids that this file does "
-            f"not hold ({found}); {_preset_phrase(stats, others, organs)}",
-            fix=fix,
+            f"not hold ({found}); {_preset_phrase(stats, having, organs)}",
+            fix=f"pass {flag} {having[0].name}",
         )
     if plain.mirrored and not _is_phantom(label_map):
         result.warnings.append(
@@ -470,7 +485,7 @@ def check_label_map(
     if plain.unknown:
         hint = ""
         if others:
-            best = PRESETS[others[0][0]]
+            best = PRESETS[others[0].name]
             names = {i: n for n, ids in _organ_groups(best, organs).items() for i in ids}
             known = [f"{i} = {names[i]}" for i in plain.unknown if i in names]
             hint = f"; in {best.name!r} " + ", ".join(known) if known else ""
@@ -549,6 +564,7 @@ def check_tumor_capacity(
             raise InputError(
                 where,
                 f"{n} {size} tumors cannot fit in the {organ}: it holds {organ_ml:.0f} mL, each "
-                f"{size} tumor is at least {tumor_ml:.1f} mL, and {sizes}, so at most {fits} fit",
-                fix=f"ask for --count {fits} or fewer, or a smaller --size",
+                f"{size} tumor is at least {tumor_ml:.1f} mL, and {sizes}, so at most {fits} fit "
+                "(an upper bound: fewer fit in practice)",
+                fix=f"ask for far fewer than --count {fits}, or a smaller --size",
             )

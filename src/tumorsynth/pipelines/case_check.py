@@ -85,7 +85,7 @@ def require_label_map(
         phrase = suggest_label_map(stats, organs)
         hint = f"{first.label}: {phrase}"
         if ranked:
-            hint += f"; pass {flag} {ranked[0][0]}"
+            hint += f"; pass {flag} {ranked[0].name}"
     elif first is not None:
         hint = f"{first.label} is an AbdomenAtlas folder: pass {flag} abdomenatlas"
     raise InputError(
