@@ -252,7 +252,7 @@ def _coerce_union(value: Any, args: tuple[Any, ...], path: str) -> Any:
                 nested.append(str(exc))  # the value has this arm's shape; an inner part is wrong
     if nested:
         raise _Invalid(nested[0])
-    wanted = " or ".join(_describe(a) for a in args)
+    wanted = _describe_arms(args)
     raise _Invalid(f"{path}: expected {wanted}, found {_found(value)}")
 
 
@@ -289,7 +289,7 @@ def _describe(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Union or origin is types.UnionType:
-        return " or ".join(_describe(a) for a in args)
+        return _describe_arms(args)
     if origin is Literal:
         return "one of " + ", ".join(repr(c) for c in args)
     if origin in (tuple, list):
@@ -303,6 +303,15 @@ def _describe(annotation: Any) -> str:
         return "a mapping of settings"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _describe_arms(args: tuple[Any, ...]) -> str:
+    """A union's arms, its Literal choices merged: "one of 'a', 'b', 'mixed' or null"."""
+    choices = [c for a in args if typing.get_origin(a) is Literal for c in typing.get_args(a)]
+    others = [_describe(a) for a in args if typing.get_origin(a) is not Literal]
+    if choices:
+        others.insert(0, "one of " + ", ".join(repr(c) for c in choices))
+    return " or ".join(others)
 
 
 def _plural(annotation: Any) -> str:

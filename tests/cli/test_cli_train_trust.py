@@ -181,6 +181,33 @@ def test_a_bad_setting_is_refused_before_anything_is_written(
     assert config.read_bytes() == before
 
 
+# settings checked against the data, the label maps and the generator: still before out_dir exists
+BAD_FOR_THE_DATA = [
+    ("data.tumor_size", "huge", "data.tumor_size: expected one of 'tiny', 'small'"),
+    ("data.healthy_label_map", "nope", "data.healthy_label_map: expected a preset"),
+    ("data.generator", "heuristc", "generator 'heuristc': unknown generator"),
+    ("data.generator_options", {"colour": 1}, "data.generator_options: expected options of"),
+    ("data.organ", "lver", "organ 'lver'"),
+    ("data.val_cases", ["nope"], "data.val_cases: cases ['nope'] are not in the data"),
+]
+
+
+@pytest.mark.parametrize(
+    "setting,value,message", BAD_FOR_THE_DATA, ids=[s for s, _, _ in BAD_FOR_THE_DATA]
+)
+def test_settings_checked_against_the_data_leave_no_out_dir(
+    tmp_path, data, setting, value, message
+):
+    config = tmp_path / "config.yaml"
+    out = tmp_path / "run"
+    before = write_yaml(config, with_setting(train_settings(data, out), setting, value))
+    code, _, err = cli("train", "--config", config, "--no-progress")
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+    assert config.read_bytes() == before
+
+
 @pytest.mark.parametrize("command", ["train", "train-autoencoder", "train-diffusion"])
 def test_set_overrides_are_checked_the_same_way(tmp_path, data, command):
     config = tmp_path / "config.yaml"

@@ -37,7 +37,9 @@ from typing import Any, Literal
 import yaml
 
 from tumorsynth._settings import Interval, check_bounds, nested_config_from_dict
+from tumorsynth._types import SizeClass
 from tumorsynth.errors import InputError
+from tumorsynth.io.label_maps import resolve_label_map
 from tumorsynth.models.segmentors import BACKBONES, SegmentorConfig
 
 __all__ = [
@@ -66,7 +68,7 @@ class DataConfig:
     synthetic_fraction: float = 0.5
     generator: str = "heuristic"
     generator_options: dict[str, Any] = field(default_factory=dict)
-    tumor_size: str = "mixed"
+    tumor_size: SizeClass | Literal["mixed"] = "mixed"
     tumors_per_case: int | None = None
     synthesis_prob: float = 1.0
     val_fraction: float = 0.2
@@ -228,6 +230,12 @@ def _validate(config: TrainConfig, where: str) -> None:
         )
     if not 0.0 <= d.val_fraction < 1.0:
         raise InputError(where, f"data.val_fraction must be in [0, 1), found {d.val_fraction}")
+    for key, used in (("healthy_label_map", d.healthy), ("real_label_map", d.real)):
+        if used:
+            try:
+                resolve_label_map(getattr(d, key))
+            except InputError as exc:
+                raise InputError(where, f"data.{key}: {exc.message}") from exc
     lo, hi = d.hu_window
     if not hi > lo:
         raise InputError(

@@ -50,6 +50,7 @@ __all__ = [
     "build_datasets",
     "case_items",
     "check_patch_fits",
+    "check_training_data",
     "resampled_shape",
     "median_spacing",
     "prepare_transforms",
@@ -211,6 +212,24 @@ def check_patch_fits(
             "model.patch_size", message + "; every crop would be mostly padding", fix=fix
         )
     warnings.warn(f"model.patch_size {message}; their crops are padded ({fix})", stacklevel=2)
+
+
+def check_training_data(
+    config: TrainConfig, items: Sequence[CaseItem], spacing_mm: Sequence[float]
+) -> None:
+    """What can be checked before a run writes anything: the patch against the resampled
+    images (:func:`check_patch_fits`) and the synthesis settings (generator, its options, organ,
+    tumor size), by building the transform chains once."""
+    check_patch_fits(config, items, spacing_mm)
+    for kind in sorted({item.kind for item in items}):
+        try:
+            train_transforms(config, spacing_mm, kind)
+        except TypeError as exc:  # options the generator's constructor does not take
+            raise InputError(
+                "data.generator_options",
+                f"expected options of generator {config.data.generator!r}, found "
+                f"{config.data.generator_options} ({exc})",
+            ) from exc
 
 
 class RelabelToOutputd(MapTransform):

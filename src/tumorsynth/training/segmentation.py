@@ -40,7 +40,7 @@ from tumorsynth.training.common import (
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.data import (
     build_datasets,
-    check_patch_fits,
+    check_training_data,
     median_spacing,
     split_cases,
 )
@@ -123,7 +123,7 @@ def train_segmentation(
     spacing = (
         tuple(config.data.spacing_mm) if config.data.spacing_mm else median_spacing(train_items)
     )
-    check_patch_fits(config, train_items, spacing)
+    check_training_data(config, train_items, spacing)
     out = ensure_writable_dir(config.train.out_dir) if rank == 0 else Path(config.train.out_dir)
     model_config = dataclasses.replace(config.model, spacing_mm=tuple(float(s) for s in spacing))
     dataset, weights, val_ds = build_datasets(config, train_items, val_items, spacing)
