@@ -108,12 +108,12 @@ DAMAGE = {
     "mistyped key": (
         lambda m, o: rehashed_edit(m / "autoencoder", lambda c: c["config"].update(channels="abc")),
         "autoencoder/config.json",
-        "'channels': expected a non-empty list of integers, found 'abc'",
+        "config.channels: expected a list (each an integer), found 'abc'",
     ),
     "missing key": (
         lambda m, o: rehashed_edit(m / "autoencoder", lambda c: c["config"].pop("embedding_dim")),
         "autoencoder/config.json",
-        "missing key(s) ['embedding_dim']",
+        "config.embedding_dim: required setting is missing",
     ),
     "changed weights": (
         lambda m, o: truncate(m / "denoiser" / "model.safetensors"),

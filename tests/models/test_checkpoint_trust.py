@@ -127,13 +127,25 @@ def test_whitespace_and_key_order_do_not_change_a_config_hash(model):
 @pytest.mark.parametrize(
     "part, edit, key",
     [
-        ("autoencoder", lambda m: m["config"].update(channels="abc"), "'channels'"),
-        ("autoencoder", lambda m: m["config"].pop("embedding_dim"), "embedding_dim"),
-        ("autoencoder", lambda m: m["config"].update(crop_size=16.5), "'crop_size'"),
-        ("autoencoder", lambda m: m["config"].update(hu_window=[0, "x"]), "'hu_window'"),
-        ("denoiser", lambda m: m["config"]["denoiser"].update(num_res_blocks="two"), "blocks"),
-        ("denoiser", lambda m: m["config"]["denoiser"].pop("sample_steps"), "sample_steps"),
-        ("denoiser", lambda m: m["config"]["denoiser"].update(attention_levels=[0, 1]), "atten"),
+        ("autoencoder", lambda m: m["config"].update(channels="abc"), "config.channels"),
+        ("autoencoder", lambda m: m["config"].pop("embedding_dim"), "config.embedding_dim"),
+        ("autoencoder", lambda m: m["config"].update(crop_size=16.5), "config.crop_size"),
+        ("autoencoder", lambda m: m["config"].update(hu_window=[0, "x"]), "config.hu_window"),
+        (
+            "denoiser",
+            lambda m: m["config"]["denoiser"].update(num_res_blocks="two"),
+            "config.denoiser.num_res_blocks",
+        ),
+        (
+            "denoiser",
+            lambda m: m["config"]["denoiser"].pop("sample_steps"),
+            "config.denoiser.sample_steps",
+        ),
+        (
+            "denoiser",
+            lambda m: m["config"]["denoiser"].update(attention_levels=[0, 1]),
+            "config.denoiser.attention_levels",
+        ),
         ("denoiser", lambda m: m["config"].pop("scale_factor"), "config.scale_factor"),
         ("denoiser", lambda m: m["config"].update(scale_factor="1"), "config.scale_factor"),
         ("denoiser", lambda m: m["config"].update(trained_size_classes=[3]), "size_classes"),
@@ -152,31 +164,31 @@ def test_a_missing_or_mistyped_setting_is_named_with_its_file(model, part, edit,
 
 def test_an_autoencoder_alone_names_a_mistyped_setting(model):
     rehashed_edit(model / "autoencoder", lambda m: m["config"].update(num_embeddings=[32]))
-    with pytest.raises(InputError, match="'num_embeddings': expected an integer, found"):
+    with pytest.raises(InputError, match="config.num_embeddings: expected an integer, found"):
         load_autoencoder(model / "autoencoder")
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"channels": "abc"}, "'channels': expected a non-empty list of integers"),
-        ({"backbone": "resnet"}, "'backbone': expected one of"),
-        ({"patch_size": [32, 32]}, "'patch_size': expected a list of 3 integers"),
-        ({"dropout": None}, "'dropout': expected a finite number"),
-        ({"swin_v2": "no"}, "'swin_v2': expected true or false"),
+        ({"channels": "abc"}, r"config.model.channels: expected a list \(each an integer\)"),
+        ({"backbone": "resnet"}, "config.model.backbone: expected one of"),
+        ({"patch_size": [32, 32]}, "config.model.patch_size: expected 3 integers"),
+        ({"dropout": None}, "config.model.dropout: expected a number"),
+        ({"swin_v2": "no"}, "config.model.swin_v2: expected true or false"),
     ],
 )
 def test_a_segmentor_config_names_a_mistyped_setting(change, message):
     with pytest.raises(InputError, match=message) as err:
-        SegmentorConfig.from_dict({**SMALL.to_dict(), **change}, "ck/config.json: model")
-    assert str(err.value).startswith("ck/config.json: model")
+        SegmentorConfig.from_dict({**SMALL.to_dict(), **change}, "ck/config.json")
+    assert str(err.value).startswith("ck/config.json: config.model.")
 
 
 def test_a_segmentor_config_names_a_missing_setting():
     data = SMALL.to_dict()
     del data["out_channels"]
-    with pytest.raises(InputError, match=r"missing key\(s\) \['out_channels'\]"):
-        SegmentorConfig.from_dict(data, "ck/config.json: model")
+    with pytest.raises(InputError, match="config.model.out_channels: required setting is missing"):
+        SegmentorConfig.from_dict(data, "ck/config.json")
     assert SegmentorConfig.from_dict(SMALL.to_dict()) == SMALL
 
 

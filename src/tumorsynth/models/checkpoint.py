@@ -7,8 +7,9 @@ other key), so an edit that keeps the file valid JSON is refused as surely as ch
 
 Loading reads each file once: the weights are hashed from the bytes that are then deserialized,
 the config is parsed strictly (``NaN``/``Infinity`` and numbers that overflow to infinity are
-refused, naming the key), and :func:`checked_config` builds a config dataclass only when every
-setting is present and of its declared type. A checkpoint's identity is :attr:`Checkpoint.files`:
+refused, naming the key); callers build their config dataclass with
+``_settings.config_from_dict(..., complete=True)``, so every setting must be present and of its
+declared type. A checkpoint's identity is :attr:`Checkpoint.files`:
 ``{"config.json": config_sha256, "model.safetensors": sha256}``.
 """
 
@@ -18,13 +19,11 @@ import hashlib
 import json
 import math
 import os
-import types
-import typing
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -32,7 +31,6 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from tumorsynth import __version__
-from tumorsynth._settings import config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.io.identity import sha256_of
@@ -41,7 +39,6 @@ __all__ = [
     "CONFIG",
     "WEIGHTS",
     "Checkpoint",
-    "checked_config",
     "config_differences",
     "config_sha256",
     "load_checkpoint",
@@ -54,7 +51,6 @@ __all__ = [
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -211,28 +207,6 @@ def load_pretrained_state(
     return checkpoint.config, checkpoint.state
 
 
-def checked_config(cls: type[T], data: Any, where: str) -> T:
-    """A config dataclass from a checkpoint's stored settings: every field must be present (a
-    checkpoint stores its config whole) and of its declared type; unknown keys are refused.
-
-    Errors name ``where`` and the key, e.g. ``.../config.json: config.channels: expected a list
-    of integers, found 'abc'``.
-    """
-    if not isinstance(data, Mapping):
-        raise InputError(where, f"expected a mapping of settings, found {data!r}")
-    hints = typing.get_type_hints(cls)
-    missing = [f.name for f in fields(cls) if f.name not in data]  # type: ignore[arg-type]
-    if missing:
-        raise InputError(
-            where, f"missing key(s) {missing}; a checkpoint stores every setting of its model"
-        )
-    for f in fields(cls):  # type: ignore[arg-type]
-        problem = _type_problem(data[f.name], hints[f.name])
-        if problem:
-            raise InputError(where, f"key {f.name!r}: expected {problem}, found {data[f.name]!r}")
-    return config_from_dict(cls, data, where)
-
-
 def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
     """Load weights; name missing, unexpected and mis-shaped tensors when they do not fit."""
     own = model.state_dict()
@@ -311,48 +285,6 @@ def _non_finite_key(value: Any, prefix: str = "") -> str | None:
         if found is not None:
             return found
     return None
-
-
-# -- types of stored settings ----------------------------------------------------------------------
-def _type_problem(value: Any, hint: Any) -> str | None:
-    """What ``value`` should have been when it does not fit the annotation ``hint``, else None."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is bool:
-        return None if isinstance(value, bool) else "true or false"
-    if hint is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok and math.isfinite(value) else "a finite number"
-    if hint is str:
-        return None if isinstance(value, str) else "a string"
-    if origin is Literal:
-        return None if value in args else f"one of {list(args)}"
-    if origin in (typing.Union, types.UnionType):
-        problems = [_type_problem(value, a) for a in args]
-        return None if None in problems else " or ".join(p for p in problems if p)
-    if hint is type(None):
-        return None if value is None else "null"
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            return _list_of(args)
-        if len(args) == 2 and args[1] is Ellipsis:
-            inner = [_type_problem(v, args[0]) for v in value]
-            return _list_of(args) if any(inner) or not value else None
-        if len(value) != len(args) or any(
-            _type_problem(v, a) for v, a in zip(value, args, strict=True)
-        ):
-            return _list_of(args)
-        return None
-    return None  # other annotations are left to the dataclass
-
-
-def _list_of(args: tuple[Any, ...]) -> str:
-    names = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
-    if len(args) == 2 and args[1] is Ellipsis:
-        return f"a non-empty list of {names.get(args[0], 'values')}"
-    kinds = {names.get(a, "values") for a in args}
-    return f"a list of {len(args)} {kinds.pop() if len(kinds) == 1 else 'values'}"
 
 
 def _norm(value: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from tumorsynth.models.checkpoint import checked_config
+from tumorsynth._settings import config_from_dict
 
 __all__ = ["BACKBONES", "SegmentorConfig", "build_segmentor", "count_parameters", "nnunet_topology"]
 
@@ -61,10 +61,12 @@ class SegmentorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "segmentor checkpoint: model") -> SegmentorConfig:
+    def from_dict(
+        cls, data: Any, where: str = "segmentor checkpoint", key_path: str = "config.model"
+    ) -> SegmentorConfig:
         """The config a checkpoint stored (every setting present and of its type), or an error
-        naming ``where`` and the key."""
-        return checked_config(cls, data, where)
+        naming ``where`` (the config.json) and the key."""
+        return config_from_dict(cls, data, where, key_path=key_path, complete=True)
 
 
 def nnunet_topology(

@@ -37,12 +37,12 @@ from monai.networks.nets import VQVAE, DiffusionModelUNet, PatchDiscriminator
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
+from tumorsynth._settings import config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.checkpoint import (
     CONFIG,
     WEIGHTS,
     Checkpoint,
-    checked_config,
     config_differences,
     load_checkpoint,
     load_state_strict,
@@ -255,8 +255,10 @@ def _load_autoencoder(
     folder: str | os.PathLike[str],
 ) -> tuple[VQVAE, AutoencoderConfig, Checkpoint]:
     checkpoint = load_checkpoint(folder, kind=AUTOENCODER_KIND)
-    where = f"{Path(folder) / CONFIG}: config"
-    config = checked_config(AutoencoderConfig, checkpoint.config, where)
+    where = str(Path(folder) / CONFIG)
+    config = config_from_dict(
+        AutoencoderConfig, checkpoint.config, where, key_path="config", complete=True
+    )
     config.validate(where)
     model = build_autoencoder(config)
     load_state_strict(model, checkpoint.state, str(folder))
@@ -459,8 +461,10 @@ class TumorDiffusion:
                 where,
                 "the denoiser was trained on another autoencoder: " + "; ".join(diffs),
             )
-        config = checked_config(DenoiserConfig, stored["denoiser"], f"{where}: config.denoiser")
-        config.validate(ae_config.latent_size, f"{where}: config.denoiser")
+        config = config_from_dict(
+            DenoiserConfig, stored["denoiser"], where, key_path="config.denoiser", complete=True
+        )
+        config.validate(ae_config.latent_size, where)
         scale_factor, trained = _scale_and_classes(stored, where)
         if expect:
             diffs = config_differences(asdict(config), {**asdict(config), **dict(expect)})
