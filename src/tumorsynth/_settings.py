@@ -31,9 +31,7 @@ from tumorsynth.errors import InputError
 
 __all__ = [
     "Interval",
-    "as_tuples",
     "check_bounds",
-    "check_keys",
     "config_from_dict",
     "nested_config_from_dict",
 ]
@@ -43,22 +41,6 @@ T = TypeVar("T")
 
 class _Invalid(Exception):
     """One value does not fit its annotation (collected, then reported with its key path)."""
-
-
-def check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(where, f"unknown setting(s) {unknown}; known are {sorted(known)}")
-
-
-def as_tuples(values: Mapping[str, Any], cls: type) -> dict[str, Any]:
-    """YAML lists -> tuples for tuple-typed fields (frozen configs stay hashable)."""
-    out = dict(values)
-    for f in fields(cls):
-        if f.name in out and isinstance(out[f.name], list) and "tuple" in str(f.type):
-            out[f.name] = tuple(out[f.name])
-    return out
 
 
 def config_from_dict(
@@ -75,6 +57,20 @@ def config_from_dict(
     ``section.key``). ``complete``: every field must be present (a saved checkpoint config
     writes them all, so a missing one means the file was edited or truncated).
     Raises :class:`InputError` at ``where`` listing every problem by its key path.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Optim:
+    ...     lr: float = 1e-4
+    ...     size: tuple[int, int, int] = (96, 96, 96)
+    >>> config_from_dict(Optim, {"lr": 1, "size": [64, 64, 32]}, "c.yaml")
+    Optim(lr=1.0, size=(64, 64, 32))
+    >>> config_from_dict(Optim, {"lr": "fast"}, "c.yaml", key_path="optim")
+    Traceback (most recent call last):
+    ...
+    tumorsynth.errors.InputError: c.yaml: optim.lr: expected a number, found 'fast' (str)
     """
     problems: list[str] = []
     value = _build(cls, data, key_path, problems, complete)

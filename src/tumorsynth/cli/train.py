@@ -13,7 +13,10 @@ CONFIG_IS_INPUT = True
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--resume", action="store_true", help="continue from OUT_DIR/checkpoints/last"
+        "--resume",
+        action="store_true",
+        help="continue the run in train.out_dir from its checkpoints/last (with the same "
+        "settings; optim.max_steps may grow). Without it, an out_dir that holds a run is refused",
     )
     add_settings_overrides(parser, "optim.max_steps=500")
     parser.add_argument("--no-progress", action="store_true")

@@ -1,4 +1,8 @@
-"""``tumorsynth train-diffusion --config FILE``: the learned generator's latent denoiser."""
+"""``tumorsynth train-diffusion --config FILE``: the learned generator's latent denoiser.
+
+train.out_dir must not hold a previous run (it would be replaced): there is no ``--resume`` yet,
+so a new run goes into another folder (``--set train.out_dir=NEW_DIR``).
+"""
 
 from __future__ import annotations
 
