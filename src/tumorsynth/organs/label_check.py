@@ -388,7 +388,8 @@ def _preset_phrase(stats: LabelStats, ranked: list[PresetFit], organs: Sequence[
         if _group(stats, ids) is not None
     )
     text = f"it looks like {best!r} ({named})"
-    others = [fit.name for fit in ranked[1:4]]
+    # "phantom" is the embedded phantom's own preset: named only when it is the best fit
+    others = [fit.name for fit in ranked[1:] if fit.name != "phantom"][:3]
     if others:
         text += f"; {', '.join(repr(o) for o in others)} also fit{'s' if len(others) == 1 else ''}"
     return text
