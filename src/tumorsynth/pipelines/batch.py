@@ -146,8 +146,16 @@ def run_batch(
     KeyboardInterrupt
         Ctrl-C: the run stopped cleanly; a rerun resumes.
     """
-    with output_dir(out_dir) as out, run_lock(out), stop_on_sigterm():
-        return _run_batch(cases, out, settings, workers, progress, on_case)
+    try:
+        with output_dir(out_dir) as out, run_lock(out), stop_on_sigterm():
+            return _run_batch(cases, out, settings, workers, progress, on_case)
+    except RunTerminated:
+        print(
+            f"tumorsynth: stopped by SIGTERM; finished case variants are recorded in "
+            f"{Path(out_dir) / MANIFEST_NAME}, rerun the same command to resume",
+            file=sys.stderr,
+        )
+        raise
 
 
 def _run_batch(
@@ -184,8 +192,9 @@ def _run_batch(
 
     def finish(job: tuple[CaseRef, list[int]], outcome: _CaseOutcome) -> None:
         produced, error = outcome
-        for _, records in produced:
-            record(records)
+        with signals_deferred(redeliver=True):  # a finished case is recorded whole
+            for _, records in produced:
+                record(records)
         if error is not None:
             raise error
         if on_case is not None:
@@ -202,16 +211,10 @@ def _run_batch(
         else:
             job = functools.partial(_synthesize_job, out=out, settings=settings)
             run_pool(todo, job, workers, finish, describe=lambda j: str(j[0].image))
-    except BaseException as exc:
+    except BaseException:
         bar.close()
         with signals_deferred():
             _stop_consistently(out, created_run_json=not resumed)
-        if isinstance(exc, RunTerminated):
-            print(
-                f"tumorsynth: stopped by SIGTERM; finished case variants are recorded in "
-                f"{manifest}, rerun the same command to resume",
-                file=sys.stderr,
-            )
         raise
     bar.close()
     write_dataset_json(out, OUTPUT_LABELS)
@@ -281,7 +284,7 @@ def synthesize_files(
     image = load_image(case.image)
     label = read_case_label(case.label, label_map, image)
     check_case_inputs(image, label, label_map, settings.requests, where=str(case.label))
-    hashes, sizes = _source_pins(case.image, case.label)  # the files just read
+    image_sha256, label_sha256, sizes = _source_pins(case.image, case.label)  # files just read
     produced = []
     for k in variants:
         name = variant_name(case.case_id, k)
@@ -318,8 +321,9 @@ def synthesize_files(
                 source_label=str(Path(case.label).resolve()),
                 variant=k,
                 variant_tumors=len(out.records),
+                source_image_sha256=image_sha256,
+                source_label_sha256=label_sha256,
                 extra={**r.extra, "source_bytes": sizes},
-                **hashes,
             )
             for r in out.records
         ]
@@ -338,13 +342,10 @@ def synthesize_files(
     return produced
 
 
-def _source_pins(image: Path | str, label: Path | str) -> tuple[dict[str, str], dict[str, int]]:
-    """sha256 and size (bytes) of a case's image and label, for its records."""
-    hashes = {
-        "source_image_sha256": source_sha256(image),
-        "source_label_sha256": source_sha256(label),
-    }
-    return hashes, {"image": source_bytes(image), "label": source_bytes(label)}
+def _source_pins(image: Path | str, label: Path | str) -> tuple[str, str, dict[str, int]]:
+    """sha256 of a case's image and label, and their sizes (bytes), for its records."""
+    sizes = {"image": source_bytes(image), "label": source_bytes(label)}
+    return source_sha256(image), source_sha256(label), sizes
 
 
 def write_preview(
@@ -369,7 +370,7 @@ def write_preview(
     img = render_tumor_montage(
         image,
         label,
-        tuple(spacing_mm),
+        (float(spacing_mm[0]), float(spacing_mm[1]), float(spacing_mm[2])),
         [r.center_vox for r in records],
         tumor_ids=tumor_ids,
         organ_ids=organ_ids,

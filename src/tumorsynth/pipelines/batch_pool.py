@@ -68,18 +68,30 @@ def stop_on_sigterm() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Ignore SIGINT and SIGTERM while the folder is being made consistent after a stop, so a
-    second Ctrl-C cannot cut the cleanup short."""
+def signals_deferred(*, redeliver: bool = False) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM off for the ``with`` block (main thread only).
+
+    Used around work that must not be cut in half: recording a finished case's variants
+    (``redeliver=True``: a signal that arrived is acted on right after the block), and making
+    the folder consistent after a stop (a second Ctrl-C cannot cut the cleanup short).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    arrived: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        arrived.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for sig, action in previous.items():
             signal.signal(sig, action)
+        if redeliver:
+            for signum in dict.fromkeys(arrived):
+                signal.raise_signal(signum)
 
 
 def run_pool(
