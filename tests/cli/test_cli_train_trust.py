@@ -189,6 +189,7 @@ BAD_FOR_THE_DATA = [
     ("data.generator_options", {"colour": 1}, "data.generator_options: expected options of"),
     ("data.organ", "lver", "organ 'lver'"),
     ("data.val_cases", ["nope"], "data.val_cases: cases ['nope'] are not in the data"),
+    ("data.healthy", [{"pth": "d"}], "found {'pth': 'd'} (unknown key(s) ['pth'])"),
 ]
 
 

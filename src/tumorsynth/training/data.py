@@ -89,6 +89,20 @@ def case_items(
     ``{image: CT, label: SEG, label_map: ..}``."""
     items = []
     for entry in entries:
+        if not isinstance(entry, str):
+            keys = (
+                {"image", "label", "label_map", "case_id"}
+                if "image" in entry
+                else {"path", "label_map"}
+            )
+            unknown = sorted(set(entry) - keys)
+            if unknown or not ({"image", "path"} & set(entry)):
+                raise InputError(
+                    f"data ({kind} cases)",
+                    f"expected a folder, {{path: DIR, label_map: ..}} or {{image: CT, label: SEG, "
+                    f"label_map: ..}}, found {dict(entry)}"
+                    + (f" (unknown key(s) {unknown})" if unknown else ""),
+                )
         folder = entry if isinstance(entry, str) else entry.get("path", "")
         label_map = default_map if isinstance(entry, str) else entry.get("label_map", default_map)
         resolve_label_map(label_map)
