@@ -105,7 +105,7 @@ class Segmentor:
 def load_segmentor(folder: str | os.PathLike[str], device: str = "auto") -> Segmentor:
     """Load a checkpoint folder written by ``tumorsynth train`` (sha256-checked)."""
     config, state = load_pretrained_state(folder, kind=KIND)
-    model_config = SegmentorConfig.from_dict(config["model"])
+    model_config = SegmentorConfig.from_dict(config.get("model"), str(Path(folder) / "config.json"))
     model = build_segmentor(model_config)
     load_state_strict(model, state, str(folder))
     dev = torch.device(
