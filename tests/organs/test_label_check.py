@@ -173,6 +173,16 @@ def test_a_map_whose_ids_this_file_does_not_hold_is_refused(upright) -> None:
     assert "--label-map tumorsynth" in text
 
 
+def test_tumor_ids_far_from_their_organ_are_refused(upright) -> None:
+    ct, seg = upright  # kits on TotalSegmentator ids: "kidney" 1 is the spleen, "tumors" 2, 3
+    ts = totalseg_like(seg.array, seg.affine)
+    with pytest.raises(InputError) as info:
+        check(ts, seg, "kits", organs=("kidney",), image=ct.array)
+    text = str(info.value)
+    assert "its kidney_tumor (id 2" in text and "away from its kidney (id 1)" in text
+    assert "--label-map totalsegmentator" in text
+
+
 def test_check_on_an_empty_label_is_refused(upright) -> None:
     _, seg = upright
     with pytest.raises(InputError, match="holds no organ"):

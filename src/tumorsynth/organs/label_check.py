@@ -101,6 +101,7 @@ class LabelStats:
     counts: np.ndarray  # sampled voxels per id
     cut: np.ndarray  # bool: the field of view's edge cuts it
     hu_hist: np.ndarray | None  # (n, bins) sampled HU histogram, None without an image
+    box_mm: np.ndarray | None = None  # (n, 2, 3): first and last voxel index x spacing (mm)
 
     def rows(self, ids: Iterable[int]) -> np.ndarray:
         wanted = set(int(i) for i in ids)
@@ -174,6 +175,7 @@ def measure_label(
     volume_ml = counts[1:] * float(np.prod(stride) * np.prod(spacing)) / 1000.0
     centroid_vox = np.zeros((n, 3))
     cut = np.zeros(n, dtype=bool)
+    box = np.zeros((n, 2, 3))
     for axis in range(3):
         size = sub.shape[axis]
         # (id, index along this axis) histogram: one bincount per axis
@@ -184,6 +186,11 @@ def measure_label(
         index = np.arange(size) * stride[axis]
         centroid_vox[:, axis] = hist @ index / np.maximum(counts, 1)
         cut |= (hist[:, 0] > 0) | (hist[:, -1] > 0)
+        filled = hist > 0
+        first = np.argmax(filled, axis=1)
+        last = size - 1 - np.argmax(filled[:, ::-1], axis=1)
+        box[:, 0, axis] = first * stride[axis] * spacing[axis]
+        box[:, 1, axis] = last * stride[axis] * spacing[axis]
     body = np.array(label.shape, dtype=float) / 2.0 - 0.5
     hu_hist = None
     if image is not None and image.shape == label.shape:
@@ -210,7 +217,9 @@ def measure_label(
     # whatever the file's axis codes: the livers of the shared CTs, LPS and RAS files alike,
     # lie 59-69 mm toward +x from the body's centre.
     offsets = (centroid_vox[1:] - body) @ affine[:3, :3].T
-    return LabelStats(where, ids.astype(np.int64), volume_ml, offsets, counts[1:], cut[1:], hu_hist)
+    return LabelStats(
+        where, ids.astype(np.int64), volume_ml, offsets, counts[1:], cut[1:], hu_hist, box[1:]
+    )
 
 
 # -- assessing one map -----------------------------------------------------------------------------
@@ -273,6 +282,10 @@ def _assess(stats: LabelStats, lmap: LabelMap, organs: Sequence[str], mirror: bo
         out.unusual.extend(problems[1])
         if not problems[0] and not problems[1]:
             out.fits.append(name)
+    for name, ids in lmap.organs.items():
+        for text in _tumors_away_from_organ(stats, lmap, name, ids):
+            out.contradictions.append(text)
+            out.lateral_only.append(False)
     liver, kidney = measured.get("liver"), measured.get("kidney")
     if liver is not None and kidney is not None:
         above = liver.centroid_mm[2] - kidney.centroid_mm[2]
@@ -282,6 +295,35 @@ def _assess(stats: LabelStats, lmap: LabelMap, organs: Sequence[str], mirror: bo
             )
             out.lateral_only.append(False)
     return out
+
+
+#: A tumor's box must come this close to its organ's box (mm): tumors grow in or on their organ.
+TUMOR_REACH_MM = 10.0
+
+
+def _tumors_away_from_organ(
+    stats: LabelStats, lmap: LabelMap, organ: str, organ_ids: Sequence[int]
+) -> list[str]:
+    """Tumor ids of ``organ`` whose voxels lie nowhere near the organ (e.g. KiTS's tumor ids 2, 3
+    on a TotalSegmentator file are the kidneys, far from its id 1, the spleen)."""
+    if stats.box_mm is None:
+        return []
+    rows = stats.rows(organ_ids)
+    if not rows.size:
+        return []
+    lo = stats.box_mm[rows, 0].min(axis=0) - TUMOR_REACH_MM
+    hi = stats.box_mm[rows, 1].max(axis=0) + TUMOR_REACH_MM
+    found = []
+    for tumor_id in lmap.tumors.get(f"{organ}_tumor", ()):
+        for r in stats.rows([tumor_id]):
+            t_lo, t_hi = stats.box_mm[r]
+            if np.any(t_hi < lo) or np.any(t_lo > hi):
+                found.append(
+                    f"its {organ}_tumor (id {tumor_id}, {stats.volume_ml[r]:.0f} mL) lies "
+                    f"more than {TUMOR_REACH_MM:.0f} mm away from its {organ} "
+                    f"(id{'s' if len(organ_ids) > 1 else ''} {', '.join(map(str, organ_ids))})"
+                )
+    return found
 
 
 def _against_prior(
