@@ -193,6 +193,26 @@ def test_killed_batch_leaves_no_worker_and_resumes_to_a_clean_run(
 
 
 @pytest.mark.slow
+def test_a_killed_worker_stops_the_run_with_a_message_and_a_consistent_folder(
+    dataset: Path, clean: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    process = start(dataset, out)
+    wait_for(lambda: has_records(out), process, "first recorded variant")
+    workers = children(process.pid)
+    os.kill(workers[0], signal.SIGKILL)  # the OOM killer picks a worker
+    returncode, err = finish(process)
+    assert returncode == 2, err
+    assert "a worker process died" in err and "Traceback" not in err
+    assert not [pid for pid in workers if running(pid)]
+    assert_manifest_is_the_files(out)
+    rerun = subprocess.run(argv(dataset, out), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_manifest_is_the_files(out)
+    assert digests(out) == digests(clean)
+
+
+@pytest.mark.slow
 def test_two_runs_into_one_folder_one_is_refused_naming_the_lock(
     dataset: Path, clean: Path, tmp_path: Path
 ) -> None:

@@ -112,7 +112,7 @@ def run_pool(
     Raises
     ------
     TumorsynthError
-        A worker process died (killed, out of memory); names the jobs that were running.
+        A worker process died (killed, out of memory); names the jobs not finished.
     """
     coordinator = os.getpid()
     pool = ProcessPoolExecutor(
@@ -124,22 +124,22 @@ def run_pool(
     try:
         while futures or (queue and error is None):
             while queue and error is None and len(futures) < 2 * workers:
-                job = queue.pop(0)
-                futures[pool.submit(work, job)] = job
+                job = queue[0]
+                try:
+                    futures[pool.submit(work, job)] = job
+                except BrokenProcessPool:  # a worker died since the last wait
+                    error = _worker_died([*futures.values(), *queue], describe)
+                    break
+                queue.pop(0)
+            if not futures:
+                break
             ready, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in ready:
                 job = futures.pop(future)
                 try:
                     result = future.result()
                 except BrokenProcessPool:
-                    running = [describe(j) for j in (job, *futures.values())]
-                    error = error or TumorsynthError(
-                        ", ".join(running),
-                        "a worker process died while these cases ran (killed, or out of "
-                        "memory); finished variants are recorded",
-                        fix="rerun the same command to resume, with fewer --workers if memory "
-                        "ran out",
-                    )
+                    error = error or _worker_died([job, *futures.values(), *queue], describe)
                     continue
                 except Exception as exc:  # noqa: BLE001 - raised below, after the running ones
                     error = error or exc
@@ -154,6 +154,17 @@ def run_pool(
     pool.shutdown(wait=True)
     if error is not None:
         raise error
+
+
+def _worker_died(unfinished: Sequence[Job], describe: Callable[[Job], str]) -> TumorsynthError:
+    names = [describe(job) for job in unfinished]
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return TumorsynthError(
+        "--workers",
+        "a worker process died (killed, or out of memory) before these cases were finished: "
+        f"{shown}; finished variants are recorded",
+        fix="rerun the same command to resume, with fewer --workers if memory ran out",
+    )
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
