@@ -166,7 +166,7 @@ def test_killed_batch_leaves_no_worker_and_resumes_to_a_clean_run(
     process = start(dataset, out)
     wait_for(lambda: has_records(out), process, "first recorded variant")
     workers = children(process.pid)
-    assert len(workers) == 2, workers
+    assert len(workers) >= 2, workers  # the two workers (and any helper process)
     if signum == signal.SIGINT:
         os.killpg(process.pid, signum)  # Ctrl-C reaches the whole process group
     else:

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nibabel as nib
@@ -20,7 +21,7 @@ from tumorsynth.io.identity import sha256_of
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
 from tumorsynth.io.records import MANIFEST_NAME, read_manifest
-from tumorsynth.io.run_lock import LOCK_NAME
+from tumorsynth.io.run_lock import LOCK_NAME, run_lock
 from tumorsynth.pipelines.batch import BatchSettings, run_batch
 from tumorsynth.pipelines.synthesize import TumorRequest
 
@@ -117,6 +118,25 @@ def test_a_folder_held_by_a_live_run_is_refused_naming_the_holder(dataset, tmp_p
     result = run_batch(discover_cases(dataset), out, settings(), progress=False)
     assert result.variants_done == len(CASE_IDS)
     assert not (out / LOCK_NAME).exists()
+
+
+def test_a_second_run_in_another_thread_of_this_process_is_refused(dataset, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            run_batch(discover_cases(dataset), out, settings(), progress=False)
+        except OutputError as exc:
+            errors.append(exc)
+
+    with run_lock(out):  # the first run, here; re-entrant only within its own thread
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(60)
+    assert len(errors) == 1 and "another tumorsynth run" in str(errors[0])
+    assert sorted(p.name for p in out.iterdir()) == []
 
 
 def test_a_lock_file_left_by_a_dead_process_does_not_block(dataset, tmp_path):

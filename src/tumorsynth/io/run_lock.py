@@ -31,6 +31,7 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,15 +44,16 @@ __all__ = ["LOCK_NAME", "run_lock"]
 #: The lock file inside the output folder (hidden, so dataset readers skip it).
 LOCK_NAME = ".tumorsynth.lock"
 
-# Folders this process holds (resolved path -> nesting depth), so that a command that runs a batch
-# inside its own locked folder (export-nnunet) can take the same lock again. Keyed with the pid:
-# a forked child must not believe it holds its parent's lock.
-_held: dict[tuple[int, Path], int] = {}
+# Folders this thread holds (nesting depth), so that a command that runs a batch inside its own
+# locked folder (export-nnunet) can take the same lock again. Keyed with the pid and the thread:
+# a forked child must not believe it holds its parent's lock, and another thread of this process
+# is another run (its own open file description conflicts with ours, so it is refused).
+_held: dict[tuple[int, int, Path], int] = {}
 
 
 @contextlib.contextmanager
 def run_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
-    """Hold the output folder's lock for the ``with`` block (re-entrant within a process).
+    """Hold the output folder's lock for the ``with`` block (re-entrant within a thread).
 
     Raises
     ------
@@ -59,7 +61,7 @@ def run_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
         Another process holds the lock (names it), or the lock file cannot be created.
     """
     folder = Path(folder)
-    key = (os.getpid(), folder.resolve())
+    key = (os.getpid(), threading.get_ident(), folder.resolve())
     if key in _held:
         _held[key] += 1
         try:

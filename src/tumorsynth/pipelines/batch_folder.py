@@ -37,6 +37,7 @@ __all__ = [
     "check_sources",
     "complete_records",
     "remove_unrecorded",
+    "settings_differences",
     "source_bytes",
     "write_run_settings",
 ]
