@@ -166,6 +166,12 @@ def test_experiment_test_sets_are_checked_by_the_same_loader(tmp_path):
     )
     with pytest.raises(InputError, match=r"arm 'a': optim.lr: expected a number"):
         load_experiment(path)
+    path.write_text(
+        "name: x\nout_dir: o\nbase: {data: {healthy: [d]}}\narms: [{name: a}]\ntest: []\n"
+        "evaluate: {tolerance_mm: wide}\n"
+    )
+    with pytest.raises(InputError, match=r"evaluate.tolerance_mm: expected a number"):
+        load_experiment(path)
 
 
 def test_the_patch_is_checked_against_the_resampled_images(phantom_dataset, tmp_path):

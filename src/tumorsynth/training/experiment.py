@@ -22,6 +22,7 @@ Finished arms are skipped when the experiment is run again (resumable).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -61,6 +62,14 @@ class TestSet:
 
 
 @dataclass(frozen=True)
+class EvaluateSettings:
+    """How each arm's predictions are scored: NSD tolerance (mm) and bootstrap resamples."""
+
+    tolerance_mm: float = 2.0
+    bootstrap: int = 1000
+
+
+@dataclass(frozen=True)
 class Arm:
     name: str
     train: TrainConfig
@@ -89,6 +98,9 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
     base = raw.get("base", {})
     if isinstance(base, str):
         base = read_settings(path.parent / base if not Path(base).is_absolute() else base)
+    for key in ("name", "out_dir"):
+        if not isinstance(raw[key], str) or not raw[key]:
+            raise InputError(str(path), f"{key}: expected a string, found {raw[key]!r}")
     out_dir = Path(raw["out_dir"])
     if not isinstance(raw["arms"], list):
         raise InputError(str(path), f"arms: expected a list of arms, found {raw['arms']!r}")
@@ -114,8 +126,17 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
     names = [a.name for a in arms]
     if len(set(names)) != len(names) or len({_slug(n) for n in names}) != len(names):
         raise InputError(str(path), f"arm names must be distinct, found {names}")
+    evaluate = config_from_dict(
+        EvaluateSettings, raw.get("evaluate") or {}, str(path), key_path="evaluate"
+    )
+    if evaluate.tolerance_mm <= 0 or evaluate.bootstrap < 0:
+        raise InputError(
+            str(path),
+            "evaluate: expected tolerance_mm > 0 and bootstrap >= 0, found "
+            f"{evaluate.tolerance_mm} and {evaluate.bootstrap}",
+        )
     return ExperimentConfig(
-        str(raw["name"]), out_dir, tuple(arms), tuple(tests), dict(raw.get("evaluate") or {})
+        str(raw["name"]), out_dir, tuple(arms), tuple(tests), dataclasses.asdict(evaluate)
     )
 
 
