@@ -289,16 +289,16 @@ def check_resume_settings(out: Path, config: TrainConfig) -> None:
         stored = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(str(path), f"expected the run's settings (JSON), found {exc}") from exc
-    wanted = json.loads(json.dumps(config.to_dict(), default=str))
+    before = _flat(stored)
+    now = _flat(json.loads(json.dumps(config.to_dict(), default=str)))
+    # settings both versions know (a newer tumorsynth may add some, with their old behaviour)
     changed = [
         key
-        for key in sorted(set(_flat(stored)) | set(_flat(wanted)))
-        if key not in RESUMABLE_CHANGES and _flat(stored).get(key) != _flat(wanted).get(key)
+        for key in sorted(set(before) & set(now))
+        if key not in RESUMABLE_CHANGES and before[key] != now[key]
     ]
     if changed:
-        details = ", ".join(
-            f"{k}: {_flat(stored).get(k)!r} -> {_flat(wanted).get(k)!r}" for k in changed[:6]
-        )
+        details = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed[:6])
         raise InputError(
             str(out),
             f"--resume would continue a run made with other settings ({details}); "
