@@ -190,6 +190,11 @@ BAD_FOR_THE_DATA = [
     ("data.organ", "lver", "organ 'lver'"),
     ("data.val_cases", ["nope"], "data.val_cases: cases ['nope'] are not in the data"),
     ("data.healthy", [{"pth": "d"}], "found {'pth': 'd'} (unknown key(s) ['pth'])"),
+    (
+        "data.healthy",
+        [{"image": "gone.nii.gz", "label": "gone_seg.nii.gz", "label_map": "phantom"}],
+        "gone.nii.gz: training image not found",
+    ),
 ]
 
 

@@ -166,20 +166,33 @@ def median_spacing(items: Sequence[CaseItem]) -> tuple[float, float, float]:
     """Median voxel size (mm) over the cases, read from headers only, in RAS axis order."""
     spacings = []
     for item in items:
-        img = nib.load(item.image)
+        img = _header_of(item.image)
         ornt = nib.orientations.io_orientation(img.affine)
         sp = np.array(spacing_from_affine(img.affine))
         spacings.append(sp[np.argsort(ornt[:, 0])])
     return tuple(float(v) for v in np.median(np.array(spacings), axis=0))  # type: ignore[return-value]
 
 
+def _header_of(image: str) -> Any:
+    """The NIfTI image (its header; voxels are not read), or an error naming the file."""
+    try:
+        img: Any = nib.load(image)
+    except FileNotFoundError as exc:
+        raise InputError(image, "training image not found") from exc
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        raise InputError(image, f"expected a NIfTI CT, found an unreadable file ({exc})") from exc
+    if len(img.shape) < 3:
+        raise InputError(image, f"expected a 3-D CT, found shape {img.shape}")
+    return img
+
+
 def resampled_shape(image: str, spacing_mm: Sequence[float]) -> tuple[int, int, int]:
     """Voxels (RAS axes) of ``image`` after resampling to ``spacing_mm``, from its header."""
-    img = nib.load(image)
+    img = _header_of(image)
     axes = nib.orientations.io_orientation(img.affine)[:, 0].astype(int)
     shape = np.zeros(3)
     spacing = np.zeros(3)
-    shape[axes] = np.asarray(img.shape[:3], dtype=float)
+    shape[axes] = img.shape[:3]
     spacing[axes] = spacing_from_affine(img.affine)
     size = np.maximum(1, np.round(shape * spacing / np.asarray(spacing_mm, dtype=float)))
     return tuple(int(n) for n in size)  # type: ignore[return-value]
