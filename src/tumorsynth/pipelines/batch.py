@@ -171,9 +171,6 @@ def _run_batch(
     manifest = out / MANIFEST_NAME
     finished = complete_records(manifest)
     check_sources(cases, finished, threads=workers)
-    if not resumed:
-        write_run_settings(out, settings.to_json())  # before the first case starts
-    remove_unrecorded(out, finished)
     done = {(r.case_id, r.variant) for r in finished}
     todo: list[tuple[CaseRef, list[int]]] = []
     result = BatchOutput(out)
@@ -201,6 +198,9 @@ def _run_batch(
             on_case(job[0].case_id, [r for _, recs in produced for r in recs])
 
     try:
+        if not resumed:
+            write_run_settings(out, settings.to_json())  # before the first case starts
+        remove_unrecorded(out, finished)
         if workers <= 1 or len(todo) <= 1:
             for case, variants in todo:
                 produced = synthesize_files(
