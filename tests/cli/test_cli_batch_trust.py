@@ -174,7 +174,7 @@ def test_killed_batch_leaves_no_worker_and_resumes_to_a_clean_run(
     returncode, err = finish(process)
     assert returncode == code, err
     if signum != signal.SIGKILL:
-        assert "resume" in err and "Traceback" not in err
+        assert "resume" in err and "Traceback" not in err, err
     deadline = time.monotonic() + 5
     while any(running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -203,8 +203,8 @@ def test_a_killed_worker_stops_the_run_with_a_message_and_a_consistent_folder(
     os.kill(workers[0], signal.SIGKILL)  # the OOM killer picks a worker
     returncode, err = finish(process)
     assert returncode == 2, err
-    assert "a worker process died" in err and "Traceback" not in err
-    assert not [pid for pid in workers if running(pid)]
+    assert "a worker process died" in err and "Traceback" not in err, err
+    assert not [pid for pid in workers if running(pid)], "a worker outlived the run"
     assert_manifest_is_the_files(out)
     rerun = subprocess.run(argv(dataset, out), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
