@@ -212,7 +212,7 @@ class DiffusionGenerator:
                 tuple(center + offset),
                 inp.spacing_mm,
                 orientation,
-                spacing,
+                spacing,  # type: ignore[arg-type]
                 ae.crop_size,  # type: ignore[arg-type]
             )
             crops.append(

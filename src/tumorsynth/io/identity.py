@@ -58,7 +58,9 @@ def source_sha256(path: str | os.PathLike[str]) -> str:
         return sha256_of(path)
     digest = hashlib.sha256()
     for child in sorted(path.rglob("*")):
-        if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
+        if child.is_file() and not any(
+            part.startswith(".") for part in child.relative_to(path).parts
+        ):
             digest.update(f"{child.relative_to(path).as_posix()}\0{sha256_of(child)}\n".encode())
     return digest.hexdigest()
 

@@ -278,7 +278,7 @@ def _from_mapping(data: dict[str, object], where: str) -> LabelMap:
                 where,
                 f"entry {key!r}: expected a positive integer id or a list of them, found {value!r}",
             )
-        ids = tuple(int(v) for v in values)
+        ids = tuple(int(v) for v in values)  # type: ignore[arg-type]  # checked above
         if key == "organ":
             generic_organ = ids
         elif key == "tumor":

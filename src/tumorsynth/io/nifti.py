@@ -97,7 +97,7 @@ def load_volume(path: str | os.PathLike[str], *, role: str = "image") -> Volume:
         return _load_dicom_series(path, role)
     try:
         img = nib.load(str(path))
-        array, header = _read_hu(img)
+        array, header = _read_hu(img)  # type: ignore[arg-type]
     except (
         OSError,
         EOFError,
@@ -137,11 +137,11 @@ def _read_hu(img: nib.Nifti1Image) -> tuple[np.ndarray, nib.Nifti1Header]:
     int16 (or int32) values and a header that says so, so they are written back as integers.
     """
     header = img.header.copy()
-    slope, inter = img.dataobj.slope, img.dataobj.inter
+    slope, inter = img.dataobj.slope, img.dataobj.inter  # type: ignore[attr-defined]
     raw_dtype = img.get_data_dtype()
     if (slope, inter) == (1.0, 0.0) or not np.issubdtype(raw_dtype, np.integer):
         return np.asanyarray(img.dataobj), header
-    raw = np.asanyarray(img.dataobj.get_unscaled())
+    raw = np.asanyarray(img.dataobj.get_unscaled())  # type: ignore[attr-defined]
     if float(slope).is_integer() and float(inter).is_integer():
         values = raw.astype(np.int32) * np.int32(slope) + np.int32(inter)
         lo, hi = int(values.min(initial=0)), int(values.max(initial=0))
@@ -259,11 +259,12 @@ def save_volume(
     img = nib.Nifti1Image(data, volume.affine, header=header)
     if description is not None:
         img.header["descrip"] = description.encode("ascii", "replace")[:79]
-    if header is not None:
-        qform_code, sform_code = int(volume.header["qform_code"]), int(volume.header["sform_code"])
-        if np.allclose(volume.header.get_best_affine(), volume.affine, atol=1e-5):
-            img.set_qform(volume.header.get_qform(), code=qform_code)  # exactly as read
-            img.set_sform(volume.header.get_sform(), code=sform_code)
+    if header is not None and volume.header is not None:
+        source = volume.header
+        qform_code, sform_code = int(source["qform_code"]), int(source["sform_code"])
+        if np.allclose(source.get_best_affine(), volume.affine, atol=1e-5):
+            img.set_qform(source.get_qform(), code=qform_code)  # exactly as read
+            img.set_sform(source.get_sform(), code=sform_code)
         else:  # the volume's affine was changed (e.g. a crop moved the origin): it wins
             img.set_qform(volume.affine, code=qform_code)
             img.set_sform(volume.affine, code=sform_code or 2)

@@ -94,7 +94,7 @@ def save_pretrained(
     bad = _non_finite_key(dict(config))
     if bad is not None:
         raise InputError(str(config_path), f"config setting {bad} is NaN or infinite")
-    module = model.module if hasattr(model, "module") else model  # DDP wraps the model
+    module: nn.Module = model.module if hasattr(model, "module") else model  # type: ignore[assignment]  # DDP
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     data = save_safetensors(state)
     with atomic_path(folder / WEIGHTS) as tmp:

@@ -338,7 +338,8 @@ class TumorDiffusion:
         """``[latent of the crop with the tumor zeroed, mask on the latent grid]`` (B, E+1, ...)."""
         masked = crops_unit * (1.0 - masks)
         latent = self.autoencoder.encode_stage_2_inputs(masked) * self.scale_factor
-        mask_latent = F.adaptive_avg_pool3d(masks, latent.shape[2:])
+        d, h, w = (int(n) for n in latent.shape[2:])
+        mask_latent = F.adaptive_avg_pool3d(masks, (d, h, w))
         return torch.cat([latent, mask_latent.to(latent.dtype)], dim=1)
 
     def latent_shape(self, batch: int) -> tuple[int, ...]:
@@ -392,12 +393,12 @@ class TumorDiffusion:
             decoded = self.inferer(sample_scheduler(self.config, steps)).sample(
                 input_noise=noise,
                 autoencoder_model=self.autoencoder,
-                diffusion_model=partial(self.denoiser, class_labels=labels),
+                diffusion_model=partial(self.denoiser, class_labels=labels),  # type: ignore[arg-type]
                 conditioning=cond,
                 mode="concat",
                 verbose=False,
             )
-        return unit_to_hu(decoded.float(), window)
+        return unit_to_hu(decoded.float(), window)  # type: ignore[union-attr]
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_pretrained(

@@ -323,7 +323,7 @@ class OrganContext:
             return
         labels, n = ndi.label(sub)
         start = np.array([b.start for b in self.bbox])
-        for index, box in enumerate(ndi.find_objects(labels), start=1):
+        for box in ndi.find_objects(labels):
             if box is None:
                 continue
             lo = np.array([b.start for b in box]) + start

@@ -94,7 +94,7 @@ class TumorSpec:
         """The spec a record was rendered from (its organ label from ``output_labels``)."""
         return cls(
             record.organ,
-            record.size_class,
+            record.size_class,  # type: ignore[arg-type]
             record.generator,  # type: ignore[arg-type]
             record.generator_version,
             record.seed,
@@ -650,8 +650,9 @@ class _Renderer:
                 outs = [gen.render(s, inp) for s, inp in zip(specs, inputs)]
             for i, new in zip(indices, outs):
                 rendered[i] = new
-        for (p, attempts), new in zip(self.pending, rendered):
-            patch = _finish_render(p, new, self.state)  # type: ignore[arg-type]
+        for (p, attempts), out in zip(self.pending, rendered):
+            assert out is not None  # every pending tumor was rendered above
+            patch = _finish_render(p, out, self.state)
             _commit(patch, self.state)
             self.records.append(
                 _record(p.spec, patch, self.state, self.case_id, len(self.records), attempts)
@@ -756,7 +757,7 @@ def _ellipsoid_voxels(shape: ShapeSpec, spacing: Vec3) -> float:
 def _union(a: Box, b: Box) -> Box:
     lo = [min(x, y) for x, y in zip(a.origin, b.origin)]
     hi = [max(x + n, y + m) for x, n, y, m in zip(a.origin, a.shape, b.origin, b.shape)]
-    return Box(tuple(lo), tuple(h - l for l, h in zip(lo, hi)))  # type: ignore[arg-type]
+    return Box(tuple(lo), tuple(high - low for low, high in zip(lo, hi)))  # type: ignore[arg-type]
 
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -199,7 +199,10 @@ def reconstruction_scores(
         psnr(recon, x)
         ssim(recon, x)
     model.train(was_training)
-    return {"psnr": float(psnr.aggregate().item()), "ssim": float(ssim.aggregate().item())}
+    return {
+        "psnr": float(psnr.aggregate().item()),  # type: ignore[union-attr]
+        "ssim": float(ssim.aggregate().item()),  # type: ignore[union-attr]
+    }
 
 
 def _split_scans(config: AutoencoderTrainConfig) -> tuple[list[Scan], list[Scan]]:

@@ -358,7 +358,7 @@ def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str
             label_key="label",
             spatial_size=config.model.patch_size,
             num_classes=3,
-            ratios=(1.0 - pf, pf / 3.0, 2.0 * pf / 3.0),
+            ratios=[1.0 - pf, pf / 3.0, 2.0 * pf / 3.0],
             num_samples=d.samples_per_case,
             warn=False,
         ),
@@ -406,8 +406,8 @@ def build_datasets(
             else (d.synthetic_fraction if kind == "healthy" else 1.0 - d.synthetic_fraction)
         )
         weights += [share / len(items)] * len(items)
-    dataset = torch.utils.data.ConcatDataset(parts)
-    val_ds = None
+    dataset: torch.utils.data.ConcatDataset[Any] = torch.utils.data.ConcatDataset(parts)
+    val_ds: torch.utils.data.ConcatDataset[Any] | None = None
     if val:
         val_parts = []
         for kind in ("real", "healthy"):

@@ -135,7 +135,7 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
             pred = inferer(
                 inputs=x,
                 autoencoder_model=autoencoder,
-                diffusion_model=partial(denoiser, class_labels=labels),
+                diffusion_model=partial(denoiser, class_labels=labels),  # type: ignore[arg-type]
                 noise=noise,
                 timesteps=t.to(device),
                 condition=cond,
@@ -214,7 +214,7 @@ def _save(
     saved = TumorDiffusion(
         model.autoencoder,
         model.autoencoder_config,
-        ema.module,
+        ema.module,  # type: ignore[arg-type]
         model.config,
         model.scale_factor,
         trained=model.trained,

@@ -125,7 +125,9 @@ def train_segmentation(
     )
     check_training_data(config, train_items, spacing)
     out = ensure_writable_dir(config.train.out_dir) if rank == 0 else Path(config.train.out_dir)
-    model_config = dataclasses.replace(config.model, spacing_mm=tuple(float(s) for s in spacing))
+    model_config = dataclasses.replace(
+        config.model, spacing_mm=(float(spacing[0]), float(spacing[1]), float(spacing[2]))
+    )
     dataset, weights, val_ds = build_datasets(config, train_items, val_items, spacing)
     loader = make_loader(config, dataset, weights, rank=rank, pin_memory=device.type == "cuda")
 
@@ -374,7 +376,8 @@ def _validate(
     """Mean DSC of organ and tumor over validation volumes (sliding window, Gaussian blending);
     cases without tumor count for the tumor mean only when the prediction is also empty."""
     model.eval()
-    organ, tumor = [], []
+    organ: list[float] = []
+    tumor: list[float] = []
     for index in range(min(len(val_ds), config.train.max_val_cases)):
         item = val_ds[index]
         image = torch.as_tensor(item["image"])[None].to(device)
@@ -388,7 +391,7 @@ def _validate(
                 overlap=config.train.sw_overlap,
                 mode="gaussian",
             )
-        pred = logits.argmax(1, keepdim=True)
+        pred = logits.argmax(1, keepdim=True)  # type: ignore[union-attr]
         for cls, store in ((1, organ), (2, tumor)):
             p, g = pred == cls, label == cls
             denom = p.sum() + g.sum()
@@ -431,7 +434,7 @@ def _resume(
 ) -> tuple[int, float, int]:
     _, state = load_pretrained_state(folder, kind=KIND)
     module = model.module if hasattr(model, "module") else model
-    load_state_strict(module, state, str(folder))
+    load_state_strict(module, state, str(folder))  # type: ignore[arg-type]
     train_state = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(train_state["optimizer"])
     scheduler.load_state_dict(train_state["scheduler"])
