@@ -22,8 +22,6 @@ from conftest import require_data
 
 from tumorsynth.io.nifti import Volume, save_volume
 
-FLIP_X = np.diag([-1.0, 1.0, 1.0, 1.0])
-
 
 def hashes(folder: Path) -> dict[str, str]:
     return {
@@ -35,9 +33,9 @@ def hashes(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory: pytest.TempPathFactory, phantom) -> SimpleNamespace:
-    """The phantom upright (x flipped: liver on the patient's right) in several label styles."""
+    """The phantom (liver on the patient's right) in several label styles."""
     ct, seg = phantom
-    affine = FLIP_X @ ct.affine
+    affine = ct.affine
     folder = tmp_path_factory.mktemp("trust_inputs")
     p = SimpleNamespace(dir=folder, ct=folder / "abdo_0000.nii.gz", seg=folder / "abdo.nii.gz")
     save_volume(Volume(ct.array, affine), p.ct)

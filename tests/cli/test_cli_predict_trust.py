@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_runner import cli
+from tiny import segmentor_settings, write_phantom_dataset
 
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
@@ -27,23 +28,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A 2-step segmentor checkpoint and one phantom CT + organ label (files without _0000)."""
     root = tmp_path_factory.mktemp("predict_trust")
     ct, seg = make_phantom(0, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-    data = root / "Dataset001_P"
-    save_volume(ct, data / "imagesTr" / "ph0_0000.nii.gz")
-    save_volume(seg, data / "labelsTr" / "ph0.nii.gz")
-    config = {
-        "name": "trust",
-        "data": {
-            "mode": "synthetic",
-            "healthy": [str(data)],
-            "healthy_label_map": "phantom",
-            "val_fraction": 0.0,
-            "spacing_mm": [4, 4, 4],
-            "num_workers": 0,
-        },
-        "model": {"patch_size": [32, 32, 32], "channels": [8, 16, 32]},
-        "optim": {"max_steps": 2, "batch_size": 1},
-        "train": {"out_dir": str(root / "run")},
-    }
+    data = write_phantom_dataset(root / "Dataset001_P", cases=1)
+    config = segmentor_settings(data, root / "run")
     (root / "c.yaml").write_text(yaml.safe_dump(config))
     code, _, err = cli("train", "--config", root / "c.yaml", "--no-progress")
     assert code == 0, err

@@ -9,57 +9,21 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_runner import cli
-
-from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
-
-TINY_AE = {
-    "channels": [8, 16],
-    "num_embeddings": 16,
-    "embedding_dim": 4,
-    "crop_size": 16,
-    "spacing_mm": [4.0, 4.0, 4.0],
-}
-TINY_DENOISER = {
-    "channels": [16, 32],
-    "attention_levels": [False, True],
-    "num_res_blocks": 1,
-    "num_head_channels": 8,
-    "norm_num_groups": 8,
-    "num_train_timesteps": 20,
-    "sample_steps": [2, 2],
-}
+from tiny import TINY_AE, TINY_DENOISER, segmentor_settings, write_phantom_dataset
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """Two healthy phantoms as an nnU-Net folder (96 x 80 x 48 voxels of 4 x 4 x 5 mm)."""
-    root = tmp_path_factory.mktemp("train_trust") / "Dataset001_P"
-    for i in range(2):
-        ct, seg = make_phantom(i, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-        save_volume(ct, root / "imagesTr" / f"ph{i}_0000.nii.gz")
-        save_volume(seg, root / "labelsTr" / f"ph{i}.nii.gz")
-    return root
+    return write_phantom_dataset(tmp_path_factory.mktemp("train_trust") / "Dataset001_P")
 
 
 def train_settings(data: Path, out: Path) -> dict:
-    return {
-        "name": "trust",
-        "seed": 0,
-        "data": {
-            "mode": "synthetic",
-            "healthy": [str(data)],
-            "healthy_label_map": "phantom",
-            "val_fraction": 0.0,
-            "spacing_mm": [4, 4, 4],
-            "num_workers": 0,
-            "tumor_size": "medium",
-            "tumors_per_case": 1,
-        },
-        "model": {"patch_size": [32, 32, 32], "channels": [8, 16, 32]},
-        "optim": {"max_steps": 2, "batch_size": 2, "warmup_steps": 1},
-        "train": {"out_dir": str(out), "checkpoint_every": 1},
-    }
+    settings = segmentor_settings(data, out, tumor_size="medium", tumors_per_case=1)
+    settings["name"] = "trust"
+    settings["optim"]["warmup_steps"] = 1
+    settings["train"]["checkpoint_every"] = 1
+    return settings
 
 
 def ae_settings(data: Path, out: Path) -> dict:

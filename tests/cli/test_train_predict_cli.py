@@ -2,35 +2,16 @@
 
 import yaml
 from cli_runner import cli
-
-from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tiny import segmentor_settings, write_phantom_dataset
 
 
 def make_dataset(root):
-    for i in range(2):
-        ct, seg = make_phantom(i, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-        save_volume(ct, root / "imagesTr" / f"ph{i}_0000.nii.gz")
-        save_volume(seg, root / "labelsTr" / f"ph{i}.nii.gz")
-    return root
+    return write_phantom_dataset(root)
 
 
 def test_train_then_predict(tmp_path):
     data = make_dataset(tmp_path / "Dataset001_P")
-    config = {
-        "name": "cli",
-        "data": {
-            "mode": "synthetic",
-            "healthy": [str(data)],
-            "healthy_label_map": "phantom",
-            "val_fraction": 0.0,
-            "spacing_mm": [4, 4, 4],
-            "num_workers": 0,
-        },
-        "model": {"patch_size": [32, 32, 32], "channels": [8, 16, 32]},
-        "optim": {"max_steps": 50, "batch_size": 2},
-        "train": {"out_dir": str(tmp_path / "run")},
-    }
+    config = segmentor_settings(data, tmp_path / "run", max_steps=50)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     code, out, err = cli(
         "train", "--config", tmp_path / "c.yaml", "--set", "optim.max_steps=2", "--no-progress"

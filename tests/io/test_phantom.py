@@ -184,7 +184,7 @@ def test_liver_is_on_the_patients_right_and_spleen_on_the_left(
     _, label = phantom
     liver_x = _world_centroid(label.array == LIVER, label)[0]
     spleen_x = _world_centroid(label.array == SPLEEN, label)[0]
-    assert liver_x < 0 < spleen_x  # RAS+: +x is the patient's left
+    assert spleen_x < 0 < liver_x  # RAS+: +x is the patient's right
 
 
 def test_anatomical_relations(phantom: tuple[Volume, Volume]) -> None:
@@ -192,13 +192,13 @@ def test_anatomical_relations(phantom: tuple[Volume, Volume]) -> None:
     lab = label.array
     bone = _world_centroid(lab == BONE, label)
     kidneys = [_world_centroid(k, label) for k in _kidneys(lab)]
-    right_kidney, left_kidney = sorted(kidneys, key=lambda c: c[0])
+    left_kidney, right_kidney = sorted(kidneys, key=lambda c: c[0])  # RAS+: +x is right
     liver = _world_centroid(lab == LIVER, label)
     pancreas_x = np.argwhere(lab == PANCREAS)[:, 0] * label.spacing_mm[0] + label.affine[0, 3]
     assert abs(bone[0]) < 20 and bone[1] < -20  # spine: midline, posterior
     assert max(right_kidney[1], left_kidney[1]) < liver[1]  # kidneys posterior to the liver
     assert left_kidney[2] > right_kidney[2]  # the right kidney sits lower, under the liver
-    assert pancreas_x.min() < -20 and pancreas_x.max() > 40  # crosses the midline
+    assert pancreas_x.max() > 20 and pancreas_x.min() < -40  # head right, tail to the left
     z_top = {
         name: np.nonzero((lab == i).any(axis=(0, 1)))[0].max()
         for name, i in (("liver", LIVER), ("pancreas", PANCREAS), ("kidney", KIDNEY))

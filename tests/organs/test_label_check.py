@@ -1,8 +1,7 @@
 """Label files checked against their label map: organ volume, HU and side priors, preset scoring.
 
-Small cases come from the phantom. The phantom is painted with +x toward the patient's left
-(its liver lies on the left in RAS+), so :func:`upright` flips its x axis to get the anatomy of
-a real scan; the real CTs of ../shared/data check that the right maps raise no false alarm.
+Small cases come from the phantom (liver on the patient's right, as in a real scan; a flipped
+affine mirrors it); the real CTs of ../shared/data check that the right maps raise no false alarm.
 """
 
 from __future__ import annotations
@@ -30,10 +29,8 @@ FLIP_X = np.diag([-1.0, 1.0, 1.0, 1.0])
 
 @pytest.fixture(scope="module")
 def upright() -> tuple[Volume, Volume]:
-    """The phantom with its x axis flipped: liver on the patient's right, spleen on the left."""
-    ct, seg = make_phantom(0, shape=(128, 108, 64), spacing_mm=(2.5, 2.5, 3.0))
-    affine = FLIP_X @ ct.affine
-    return Volume(ct.array, affine), Volume(seg.array, affine)
+    """The phantom as made: liver on the patient's right, spleen on the left (RAS+)."""
+    return make_phantom(0, shape=(128, 108, 64), spacing_mm=(2.5, 2.5, 3.0))
 
 
 def ircad_like(seg: np.ndarray) -> np.ndarray:
@@ -113,11 +110,14 @@ def test_unknown_ids_are_named_with_the_preset_that_knows_them(upright) -> None:
     assert "ids 5 (" in found[0] and "'lits'" in found[0] and "5 = kidney" in found[0]
 
 
-def test_left_right_swapped_throughout_is_a_warning(phantom) -> None:
-    ct, seg = phantom  # the phantom as painted: mirrored
-    found = check(ircad_like(seg.array), seg, "tumorsynth", image=ct.array)
+def test_left_right_swapped_throughout_is_a_warning(upright) -> None:
+    ct, seg = upright
+    mirrored = Volume(seg.array, FLIP_X @ seg.affine)  # a flipped x axis in the affine
+    found = check(ircad_like(seg.array), mirrored, "tumorsynth", image=ct.array)
     assert any("left and right look swapped" in text for text in found)
-    assert check(seg.array, seg, "phantom", image=ct.array) == []  # its own preset: known
+    found = check(seg.array, mirrored, "phantom", image=ct.array)
+    assert any("left and right look swapped" in text for text in found)
+    assert check(seg.array, seg, "phantom", image=ct.array) == []  # as made: upright
 
 
 def test_a_slab_that_cuts_the_liver_is_not_too_small(upright) -> None:

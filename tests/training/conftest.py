@@ -1,20 +1,13 @@
 from pathlib import Path
 
 import pytest
-
-from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tiny import write_phantom_dataset
 
 
 @pytest.fixture(scope="session")
 def phantom_dataset(tmp_path_factory) -> Path:
     """An nnU-Net folder of three small healthy phantoms (labels: the "phantom" preset)."""
-    root = tmp_path_factory.mktemp("data") / "Dataset001_Phantom"
-    for i in range(3):
-        ct, seg = make_phantom(i, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-        save_volume(ct, root / "imagesTr" / f"ph{i}_0000.nii.gz")
-        save_volume(seg, root / "labelsTr" / f"ph{i}.nii.gz")
-    return root
+    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "Dataset001_Phantom", cases=3)
 
 
 def tiny_config(dataset: Path, out: Path, **data):

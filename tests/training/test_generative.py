@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import TINY_AE, TINY_DENOISER
 
 from tumorsynth.errors import InputError
-from tumorsynth.io.nifti import save_volume
+from tumorsynth.io.nifti import load_volume, save_volume
 from tumorsynth.io.phantom import make_phantom
 from tumorsynth.models.tumor_diffusion import LARGER, TumorDiffusion
 from tumorsynth.training.autoencoder import train_autoencoder
@@ -20,23 +21,6 @@ from tumorsynth.training.generative_config import (
     load_autoencoder_config,
 )
 from tumorsynth.training.tumor_crops import CropSampler, load_scan, load_tumor_scans
-
-TINY_AE = {
-    "channels": [8, 16],
-    "num_embeddings": 32,
-    "embedding_dim": 4,
-    "crop_size": 16,
-    "spacing_mm": [4.0, 4.0, 4.0],
-}
-TINY_DENOISER = {
-    "channels": [16, 32],
-    "attention_levels": [False, True],
-    "num_res_blocks": 1,
-    "num_head_channels": 8,
-    "norm_num_groups": 8,
-    "num_train_timesteps": 50,
-    "sample_steps": [2, 3],
-}
 
 
 def ae_settings(images, out, steps=60):
@@ -100,7 +84,9 @@ class TestAutoencoder:
     def test_training_raises_held_out_reconstruction_psnr(self, trained_autoencoder):
         psnr = column(trained_autoencoder.out_dir / "metrics.csv", "val_psnr")
         assert len(psnr) == 6
-        assert psnr[-1] > psnr[0] + 1.0
+        # 60 tiny steps on two phantoms: about +1 dB, and the late scores all beat the early ones.
+        assert psnr[-1] > psnr[0] + 0.75
+        assert min(psnr[-3:]) > max(psnr[:2])
 
     def test_writes_checkpoint_scores_and_picture(self, trained_autoencoder):
         out = trained_autoencoder.out_dir
@@ -180,7 +166,11 @@ class TestCrops:
         crops, masks, classes = sampler.tumor_crops(4)
         assert crops.shape == masks.shape == (4, 1, 16, 16, 16)
         assert all(m[0, 6:10, 6:10, 6:10].sum() > 0 for m in masks)
-        assert float(crops[masks > 0].mean()) < float(crops[masks == 0].mean()) + 200
+        # The crop reads the tumor's own voxels: under its mask, the scan's tumor HU.
+        image = load_volume(case["image"]).array
+        tumor_hu = float(image[load_volume(case["label"], role="label").array == 2].mean())
+        for crop, mask in zip(crops, masks):
+            assert abs(float(crop[mask > 0].mean()) - tumor_hu) < 30.0
 
     def test_real_tumors_of_ircad_1_17(self, p17):
         ct, seg = p17

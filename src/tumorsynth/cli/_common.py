@@ -109,6 +109,11 @@ def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
     from tumorsynth.errors import TumorsynthError
 
     warnings.simplefilter("default")
+    # One line per warning, as a command-line user reads it (no Python source line).
+    python_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_, **__: (
+        f"tumorsynth {args.command}: warning: {message}\n"
+    )
     try:
         return int(run(args) or 0)
     except TumorsynthError as exc:
@@ -121,3 +126,5 @@ def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    finally:
+        warnings.formatwarning = python_format

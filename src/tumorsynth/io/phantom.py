@@ -161,7 +161,8 @@ def make_phantom(
         Int seed, numpy ``Generator`` or None (fresh entropy). The same int gives identical
         arrays; ``meta["seed"]`` always holds an int that reproduces the result.
     shape
-        Voxels along (x, y, z) = (patient right->left, posterior->anterior, inferior->superior).
+        Voxels along (x, y, z) = (patient left->right, posterior->anterior, inferior->superior),
+        i.e. RAS+: the liver lies at world x > 0 (the patient's right), the spleen at x < 0.
         The anatomy lives in world mm around the FOV centre, so a smaller FOV crops it.
     spacing_mm
         Voxel size (mm) along the same axes.
@@ -215,6 +216,11 @@ def make_phantom(
     if liver_box is not None:
         _liver_detail(scene, image, label, liver_box, trees)
     image = _ct_finish(image, rng, noise_sd_hu=float(rng.uniform(13.0, 16.0)))
+    # The scene is modelled with -x toward the patient's right (LPS-like); RAS+ has +x toward the
+    # right, and the x axis is symmetric about 0, so mirroring the arrays puts the liver on the
+    # patient's right and the spleen on the left, as in every real scan.
+    image = np.ascontiguousarray(image[::-1])
+    label = np.ascontiguousarray(label[::-1])
 
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [float(a[0]) for a in axes]

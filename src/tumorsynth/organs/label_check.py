@@ -517,7 +517,7 @@ def check_label_map(
             f"not hold ({found}); {_preset_phrase(stats, having, organs)}",
             fix=f"pass {flag} {having[0].name}",
         )
-    if plain.mirrored and not _is_phantom(label_map):
+    if plain.mirrored:
         result.warnings.append(
             "left and right look swapped (" + "; ".join(plain.contradictions) + "): a "
             "flipped x axis in the affine, or situs inversus"
@@ -539,12 +539,6 @@ def check_label_map(
     for text in result.warnings:
         warnings.warn(f"{where}: {text}", LabelMapWarning, stacklevel=2)
     return result
-
-
-def _is_phantom(label_map: LabelMap) -> bool:
-    # The embedded phantom (io/phantom.py) is painted with +x toward the patient's left, i.e.
-    # mirrored in RAS+; its own preset is used only for it, so the mirror is not news there.
-    return label_map == PRESETS["phantom"]
 
 
 def organ_volumes_ml(

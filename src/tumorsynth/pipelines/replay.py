@@ -22,7 +22,7 @@ import os
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from tumorsynth.io.records import (
     rewrite_manifest,
 )
 from tumorsynth.io.run_lock import run_lock
-from tumorsynth.pipelines.batch import progress_bar, write_dataset_json
+from tumorsynth.pipelines.batch import BatchOutput, progress_bar, write_dataset_json
 from tumorsynth.pipelines.replay_plan import (
     RENDER_ERRORS,
     ReplayVariant,
@@ -62,14 +62,9 @@ REPLAY_INFO = "replay.json"
 VOLUME_TOLERANCE_ML = 1e-4
 
 
-@dataclass
-class ReplayOutput:
-    """What a replay did: records written now, variants skipped because an earlier run did them."""
-
-    out_dir: Path
-    records: list[TumorRecord] = field(default_factory=list)
-    variants_done: int = 0
-    variants_skipped: int = 0
+#: What a replay did: the same fields as a batch run's output (records written now, variants
+#: done, variants skipped because an earlier, interrupted replay did them).
+ReplayOutput = BatchOutput
 
 
 def replay_manifest(
