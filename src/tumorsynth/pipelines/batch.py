@@ -40,7 +40,14 @@ from tumorsynth.io.identity import source_sha256, variant_files, variant_name
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.nifti import load_image, load_volume, save_volume
 from tumorsynth.io.preview import render_tumor_montage, save_png
-from tumorsynth.io.records import MANIFEST_NAME, TumorRecord, append_records, read_manifest
+from tumorsynth.io.records import (
+    MANIFEST_NAME,
+    TumorRecord,
+    append_records,
+    check_record,
+    read_manifest,
+    read_numbered_manifest,
+)
 from tumorsynth.io.run_lock import run_lock
 from tumorsynth.pipelines.batch_folder import (
     RUN_NAME,
@@ -390,19 +397,15 @@ def preview_manifest(
     manifest = Path(manifest)
     base = manifest.parent
     out = Path(out_dir) if out_dir is not None else base / "previews"
-    groups: dict[str, list[TumorRecord]] = {}
-    for record in read_manifest(manifest):
-        if not record.image_path or not record.label_path:
-            raise InputError(
-                str(manifest),
-                f"record {record.case_id}#{record.tumor_index} has no image_path/label_path",
-            )
-        groups.setdefault(record.image_path, []).append(record)
+    groups: dict[tuple[str, str], list[TumorRecord]] = {}
+    for where, record in read_numbered_manifest(manifest):
+        check_record(record, where)  # its paths are the derived ones, never ../ or absolute
+        groups.setdefault(variant_files(record.case_id, record.variant), []).append(record)
     written = []
-    for image_path, records in groups.items():
+    for (image_path, label_path), records in groups.items():
         image = load_image(base / image_path)
-        label = load_volume(base / str(records[0].label_path), role="label")
-        name = Path(image_path).name.replace("_0000.nii.gz", "").replace(".nii.gz", "")
+        label = load_volume(base / label_path, role="label")
+        name = variant_name(records[0].case_id, records[0].variant)
         written.append(
             write_preview(
                 out / f"{name}.png",
