@@ -16,7 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "JSON file; without it, tumorsynth says which preset the labels look like)",
     )
     parser.add_argument("--real", metavar="DIR", help="optional: scans with real tumors to add")
-    parser.add_argument("--real-label-map", default="lits")
+    parser.add_argument(
+        "--real-label-map",
+        help="label map of --real (required with it; without it, tumorsynth says which preset "
+        "the labels look like)",
+    )
     parser.add_argument("--organ", default="liver", help="organ(s), comma-separated")
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument(
@@ -61,12 +65,17 @@ def run(args: argparse.Namespace) -> int:
         seed=int(args.seed),
         per_case=int(args.per_case),
     )
+    real_label_map = args.real_label_map
+    if args.real:
+        real_label_map = require_label_map(
+            real_label_map, discover_cases(args.real), organs, flag="--real-label-map"
+        )
     result = export_nnunet(
         args.out,
         settings,
         healthy=args.healthy,
         real=args.real,
-        real_label_map=args.real_label_map,
+        real_label_map=real_label_map,
         organs=organs,
         workers=int(args.workers),
         progress=not args.no_progress,

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
     from tumorsynth.generators import get_generator
     from tumorsynth.io.datasets import CaseRef, check_distinct_inputs, discover_cases
-    from tumorsynth.io.identity import case_id_from, check_case_id
+    from tumorsynth.io.identity import case_id_from, check_case_id, check_folder_apart
     from tumorsynth.organs import registered_organs
     from tumorsynth.pipelines.batch import BatchSettings, run_batch
     from tumorsynth.pipelines.case_check import require_label_map
@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             )
         ]
     else:
+        check_folder_apart(args.out, args.dataset, "--dataset")
         cases = discover_cases(args.dataset, layout=args.layout)
     label_map = require_label_map(args.label_map, cases, organs)
     settings = BatchSettings(

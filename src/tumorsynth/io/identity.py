@@ -19,6 +19,7 @@ __all__ = [
     "CASE_ID_PATTERN",
     "case_id_from",
     "check_case_id",
+    "check_folder_apart",
     "check_not_an_input",
     "sha256_of",
     "source_sha256",
@@ -147,3 +148,25 @@ def check_not_an_input(
                 f"would overwrite the input {source}; inputs are never modified",
                 fix="write to another --out",
             )
+
+
+def check_folder_apart(
+    output: str | os.PathLike[str], source: str | os.PathLike[str], role: str
+) -> None:
+    """Refuse an output folder that is, lies inside, or holds the input folder ``source``
+    (``role`` names it in the message, e.g. ``"--real dataset"``): outputs would mix with the
+    inputs, and a later run could read them as inputs."""
+    out, src = Path(output).resolve(), Path(source).resolve()
+    if out == src:
+        relation = "is"
+    elif src in out.parents:
+        relation = "lies inside"
+    elif out in src.parents:
+        relation = "holds"
+    else:
+        return
+    raise InputError(
+        str(output),
+        f"{relation} the {role} {source}; outputs would mix with the inputs",
+        fix="choose an --out outside the input folders",
+    )

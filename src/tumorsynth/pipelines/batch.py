@@ -51,6 +51,7 @@ from tumorsynth.io.records import (
 from tumorsynth.io.run_lock import run_lock
 from tumorsynth.pipelines.batch_folder import (
     RUN_NAME,
+    check_new_run_folder,
     check_run_settings,
     check_sources,
     complete_records,
@@ -175,6 +176,8 @@ def _run_batch(
 ) -> BatchOutput:
     _check_not_inside_inputs(out, cases)
     resumed = check_run_settings(out, settings.to_json())
+    if not resumed:
+        check_new_run_folder(out)
     manifest = out / MANIFEST_NAME
     finished = complete_records(manifest)
     check_sources(cases, finished, threads=workers)

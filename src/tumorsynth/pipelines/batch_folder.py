@@ -33,6 +33,7 @@ from tumorsynth.io.records import TumorRecord, read_manifest, rewrite_manifest
 
 __all__ = [
     "RUN_NAME",
+    "check_new_run_folder",
     "check_run_settings",
     "check_sources",
     "complete_records",
@@ -49,6 +50,29 @@ _VARIANT_FILES = {
     "labelsTr": re.compile(r".+_syn\d+\.nii\.gz"),
     "previews": re.compile(r".+_syn\d+\.png"),
 }
+
+
+def check_new_run_folder(out: Path) -> None:
+    """Refuse to start a run in a folder that holds another dataset's or tool's outputs.
+
+    A folder without ``run.json`` is not one of our runs: if it already holds what a batch
+    writes (``imagesTr``, ``labelsTr``, ``previews``, a manifest, ``dataset.json``), a new run
+    would mix its files with those, and resuming could not tell ours from theirs (the orphan
+    clean-up of :func:`remove_unrecorded` must only ever see files a run of ours wrote).
+    """
+    found = [
+        name
+        for name in ("imagesTr", "labelsTr", "previews", "manifest.jsonl", "dataset.json")
+        if (out / name).exists()
+    ]
+    if found:
+        raise InputError(
+            str(out),
+            f"expected a new or empty output folder (or one of our runs, with its {RUN_NAME}), "
+            f"found {', '.join(found)} without {RUN_NAME}: another dataset's files are here and "
+            "a new run would mix with them",
+            fix="choose a new --out",
+        )
 
 
 def check_run_settings(out: Path, settings: Mapping[str, Any]) -> bool:

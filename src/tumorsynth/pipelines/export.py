@@ -20,9 +20,11 @@ from tumorsynth import __version__
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import discover_cases, read_case_label
-from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
-from tumorsynth.io.nifti import load_image, save_volume
+from tumorsynth.io.identity import check_folder_apart
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.nifti import load_image, load_label, save_volume
 from tumorsynth.io.run_lock import run_lock
+from tumorsynth.organs.label_check import check_label_map
 from tumorsynth.pipelines.batch import BatchSettings, progress_bar, run_batch, write_dataset_json
 from tumorsynth.pipelines.synthesize import to_output_labels
 
@@ -44,7 +46,7 @@ def export_nnunet(
     *,
     healthy: str | os.PathLike[str] | None = None,
     real: str | os.PathLike[str] | None = None,
-    real_label_map: str = "lits",
+    real_label_map: str | None = None,
     organs: tuple[str, ...] = ("liver",),
     workers: int = 1,
     progress: bool = True,
@@ -60,6 +62,17 @@ def export_nnunet(
         )
     if healthy is None and real is None:
         raise InputError("export-nnunet", "expected --healthy and/or --real datasets")
+    for source, role in ((healthy, "--healthy dataset"), (real, "--real dataset")):
+        if source is not None:
+            check_folder_apart(out, source, role)
+    if real is not None:
+        if not real_label_map:
+            raise InputError(
+                "--real-label-map",
+                "is required with --real: the real cases' label ids name organs and tumors",
+                fix="pass a preset such as lits, msd, kits or totalsegmentator, or a JSON file",
+            )
+        _check_real_labels(real, resolve_label_map(real_label_map), organs)
     synthetic = 0
     with output_dir(out) as folder, run_lock(folder):  # one lock for the batch and the real cases
         if healthy is not None:
@@ -67,10 +80,30 @@ def export_nnunet(
                 discover_cases(healthy), folder, settings, workers=workers, progress=progress
             )
             synthetic = result.variants_done + result.variants_skipped
-        n_real = _copy_real(real, folder, real_label_map, organs, progress) if real else 0
+        n_real = _copy_real(real, folder, str(real_label_map), organs, progress) if real else 0
         write_dataset_json(folder, OUTPUT_LABELS, other_cases=n_real)
         _annotate_dataset_json(folder, synthetic, n_real)
     return ExportOutput(out, synthetic, n_real)
+
+
+def _check_real_labels(
+    real: str | os.PathLike[str], label_map: LabelMap, organs: tuple[str, ...]
+) -> None:
+    """Every real case's label against its map, before any output (labels only: cheap)."""
+    if label_map.folder_files is not None:  # AbdomenAtlas folders: ids come from file names
+        return
+    for case in discover_cases(real):
+        if case.label is None:
+            raise InputError(str(case.image), "real case has no label")
+        label = load_label(case.label)
+        check_label_map(
+            label.array,
+            label_map,
+            affine=label.affine,
+            organs=list(organs),
+            where=str(case.label),
+            flag="--real-label-map",
+        )
 
 
 def _copy_real(
