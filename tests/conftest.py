@@ -1,8 +1,8 @@
 """Shared fixtures: small phantoms for fast property tests, the real CTs of ../shared/data.
 
-Real-data tests find the data at ``$TUMORSYNTH_DATA`` or ``<repo>/../shared/data``. When it is
-missing they skip on a developer machine and FAIL in CI (the variable ``CI`` is set), so CI can
-never pass without having run them.
+Helpers that tests import live in plain modules (``shared_data``, ``tiny``), never here: two
+``conftest.py`` files share one module name, so ``from conftest import ...`` would depend on the
+order in which pytest collects the folders.
 """
 
 from __future__ import annotations
@@ -10,32 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+from shared_data import require_data
+from tiny import tiny_diffusion
 
 from tumorsynth.io import load_image, load_label
 from tumorsynth.io.nifti import Volume
 from tumorsynth.io.phantom import make_phantom
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("TUMORSYNTH_DATA", REPO.parent / "shared" / "data"))
-
-
-def require_data(*parts: str) -> Path:
-    """Path of a file or folder under the shared data; skip (dev) or fail (CI) when missing."""
-    path = shared_data_dir().joinpath(*parts)
-    if not path.exists():
-        message = (
-            f"real CT data missing: {path} (set TUMORSYNTH_DATA or put ../shared/data "
-            "beside the repository)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -102,50 +83,6 @@ def locked_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(atomic.os, "access", access)
     yield locked
     locked.chmod(0o700)
-
-
-def far_from(
-    mask: np.ndarray, spacing_mm: tuple[float, float, float], distance_mm: float
-) -> np.ndarray:
-    """Voxels farther than ``distance_mm`` from every voxel of ``mask``."""
-    import edt
-
-    return edt.edt(~mask, anisotropy=spacing_mm) > distance_mm
-
-
-def tiny_diffusion(seed: int = 0, crop_size: int = 16, spacing_mm: float = 4.0):
-    """An untrained, tiny latent diffusion model (seeded weights): fast enough for CPU tests."""
-    import torch
-
-    from tumorsynth.models.tumor_diffusion import (
-        AutoencoderConfig,
-        DenoiserConfig,
-        TumorDiffusion,
-        build_autoencoder,
-        build_denoiser,
-    )
-
-    ae_config = AutoencoderConfig(
-        channels=(8, 16),
-        num_embeddings=32,
-        embedding_dim=4,
-        crop_size=crop_size,
-        spacing_mm=(spacing_mm,) * 3,
-    )
-    config = DenoiserConfig(
-        channels=(16, 32),
-        attention_levels=(False, True),
-        num_res_blocks=1,
-        num_head_channels=8,
-        norm_num_groups=8,
-        num_train_timesteps=50,
-        sample_steps=(2, 3),
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        autoencoder = build_autoencoder(ae_config)
-        denoiser = build_denoiser(config, ae_config.embedding_dim)
-    return TumorDiffusion(autoencoder, ae_config, denoiser, config, scale_factor=1.0)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
 
@@ -59,3 +61,62 @@ def segmentor_settings(data: Path, out: Path, max_steps: int = 2, **data_setting
         "optim": {"max_steps": max_steps, "batch_size": 2},
         "train": {"out_dir": str(out)},
     }
+
+
+def tiny_config(dataset: Path, out: Path, **data):
+    settings = {
+        "mode": "synthetic",
+        "organ": "liver",
+        "healthy": [{"path": str(dataset), "label_map": "phantom"}],
+        "val_fraction": 0.34,
+        "spacing_mm": [4.0, 4.0, 4.0],
+        "num_workers": 0,
+        "tumor_size": "medium",
+        "tumors_per_case": 2,
+    }
+    settings.update(data)
+    return {
+        "name": "tiny",
+        "seed": 0,
+        "data": settings,
+        "model": {"backbone": "unet", "patch_size": [32, 32, 32], "channels": [8, 16, 32]},
+        "optim": {"max_steps": 8, "batch_size": 2, "warmup_steps": 2, "lr": 1e-3},
+        "train": {"out_dir": str(out), "val_every": 4, "checkpoint_every": 4, "log_every": 1},
+    }
+
+
+def far_from(
+    mask: np.ndarray, spacing_mm: tuple[float, float, float], distance_mm: float
+) -> np.ndarray:
+    """Voxels farther than ``distance_mm`` from every voxel of ``mask``."""
+    import edt
+
+    return edt.edt(~mask, anisotropy=spacing_mm) > distance_mm
+
+
+def tiny_diffusion(seed: int = 0, crop_size: int = 16, spacing_mm: float = 4.0):
+    """An untrained, tiny latent diffusion model (seeded weights): fast enough for CPU tests."""
+    import torch
+
+    from tumorsynth.models.tumor_diffusion import (
+        AutoencoderConfig,
+        DenoiserConfig,
+        TumorDiffusion,
+        build_autoencoder,
+        build_denoiser,
+    )
+
+    ae_config = AutoencoderConfig(
+        **{**_tuples(TINY_AE), "crop_size": crop_size, "spacing_mm": (spacing_mm,) * 3}
+    )
+    config = DenoiserConfig(**_tuples(TINY_DENOISER))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        autoencoder = build_autoencoder(ae_config)
+        denoiser = build_denoiser(config, ae_config.embedding_dim)
+    return TumorDiffusion(autoencoder, ae_config, denoiser, config, scale_factor=1.0)
+
+
+def _tuples(settings: dict[str, Any]) -> dict[str, Any]:
+    """Config dataclasses hold tuples where YAML gives lists."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}

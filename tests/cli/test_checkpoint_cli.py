@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from cli_runner import cli
-from conftest import tiny_diffusion
+from tiny import tiny_diffusion
 
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom

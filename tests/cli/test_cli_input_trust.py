@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from cli_runner import Run, cli
-from conftest import require_data
+from shared_data import require_data
 
 from tumorsynth.io.nifti import Volume, save_volume
 

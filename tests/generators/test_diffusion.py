@@ -3,7 +3,7 @@ cross-organ use, and its use from RandTumorSynthd (tiny untrained checkpoints, C
 
 import numpy as np
 import pytest
-from conftest import tiny_diffusion
+from tiny import tiny_diffusion
 
 from tumorsynth.errors import InputError
 from tumorsynth.generators import BatchTumorGenerator, get_generator

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
-from conftest import tiny_diffusion
+from tiny import tiny_diffusion
 
 from tumorsynth.errors import InputError
 from tumorsynth.generators.diffusion import DiffusionGenerator

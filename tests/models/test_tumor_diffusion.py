@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_diffusion
+from tiny import tiny_diffusion
 
 from tumorsynth.errors import InputError
 from tumorsynth.models.checkpoint import config_sha256

@@ -16,7 +16,7 @@ import pytest
 
 import tumorsynth.pipelines.batch as batch_module
 from tumorsynth.errors import InputError, OutputError
-from tumorsynth.io.datasets import discover_cases
+from tumorsynth.io.datasets import CaseRef, discover_cases
 from tumorsynth.io.identity import sha256_of
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
@@ -286,3 +286,10 @@ def test_out_that_is_not_a_folder_is_refused(dataset, tmp_path, kind):
         run_batch(discover_cases(dataset), out, settings(), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
     assert out.is_symlink() or out.read_text() == "a file"
+
+
+def test_a_batch_without_a_label_map_is_refused_before_any_output(tmp_path: Path) -> None:
+    case = CaseRef("c0", tmp_path / "c0_0000.nii.gz", tmp_path / "c0.nii.gz")
+    with pytest.raises(InputError, match="label_map: is required"):
+        run_batch([case], tmp_path / "out", settings(label_map=""), progress=False)
+    assert not (tmp_path / "out").exists()

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import far_from
+from tiny import far_from
 
 from tumorsynth.io.records import TumorRecord
 from tumorsynth.pipelines import TumorRequest, replay_case, synthesize_case

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import far_from
+from tiny import far_from
 
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.io.label_maps import OUTPUT_LABELS

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
-from conftest import tiny_config
+from tiny import tiny_config
 
 from tumorsynth._settings import Interval, check_bounds, config_from_dict
 from tumorsynth.errors import InputError

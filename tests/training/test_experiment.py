@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_config
+from tiny import tiny_config
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import discover_cases

@@ -182,7 +182,7 @@ class TestCrops:
 
 
 def test_a_segmentor_trains_on_diffusion_tumors(phantom_dataset, diffusion_checkpoint, tmp_path):
-    from conftest import tiny_config
+    from tiny import tiny_config
 
     from tumorsynth.training.config import TrainConfig
     from tumorsynth.training.segmentation import train_segmentation

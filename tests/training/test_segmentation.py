@@ -7,7 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import tiny_config  # tests/training/conftest.py
+from tiny import tiny_config
 
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.data import split_cases

@@ -87,7 +87,9 @@ class BatchSettings:
     """What to synthesize into every case (JSON-able; stored in ``DIR/run.json``)."""
 
     requests: tuple[TumorRequest, ...]
-    label_map: str | dict[str, Any] = "totalsegmentator"
+    #: Preset name, JSON file or mapping; required (no default: ids mean different organs in
+    #: different datasets), checked against every case's label before synthesis.
+    label_map: str | dict[str, Any] = ""
     generator: str = "heuristic"
     seed: int = 0
     per_case: int = 1
@@ -105,6 +107,12 @@ class BatchSettings:
         return data
 
     def resolved_label_map(self) -> LabelMap:
+        if not self.label_map:
+            raise InputError(
+                "label_map",
+                "is required: label ids mean different organs in different datasets",
+                fix='pass a preset such as "totalsegmentator" or "msd", or a mapping',
+            )
         return resolve_label_map(self.label_map)
 
 
@@ -154,6 +162,7 @@ def run_batch(
     KeyboardInterrupt
         Ctrl-C: the run stopped cleanly; a rerun resumes.
     """
+    settings.resolved_label_map()  # a missing or unreadable map fails before any output
     try:
         with output_dir(out_dir) as out, run_lock(out), stop_on_sigterm():
             return _run_batch(cases, out, settings, workers, progress, on_case)
