@@ -168,23 +168,30 @@ def memory(data: Path) -> list[str]:
     ]
 
 
+def linked_dataset(data: Path, tmp: Path, n_cases: int) -> tuple[Path, Path]:
+    """An nnU-Net folder of ``n_cases`` names for IRCAD 1.7 (symbolic links, no copies) and the
+    label-map JSON of its labels."""
+    root = tmp / "Dataset001_P07"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for i in range(n_cases):
+        os.symlink(
+            data / "ircadb01_p07" / "ircadb01_p07_ct.nii.gz",
+            root / "imagesTr" / f"p07copy{i}_0000.nii.gz",
+        )
+        os.symlink(
+            data / "ircadb01_p07" / "ircadb01_p07_label.nii.gz",
+            root / "labelsTr" / f"p07copy{i}.nii.gz",
+        )
+    label_map = tmp / "map.json"
+    label_map.write_text(json.dumps(IRCAD_MAP))
+    return root, label_map
+
+
 def dataset_run(data: Path, n_cases: int = 4) -> list[str]:
     rows = ["| workers | cases | wall (s) | s per case |", "|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "Dataset001_P07"
-        (root / "imagesTr").mkdir(parents=True)
-        (root / "labelsTr").mkdir()
-        for i in range(n_cases):  # the same scan under several names (links, no copies)
-            os.symlink(
-                data / "ircadb01_p07" / "ircadb01_p07_ct.nii.gz",
-                root / "imagesTr" / f"p07copy{i}_0000.nii.gz",
-            )
-            os.symlink(
-                data / "ircadb01_p07" / "ircadb01_p07_label.nii.gz",
-                root / "labelsTr" / f"p07copy{i}.nii.gz",
-            )
-        label_map = Path(tmp) / "map.json"
-        label_map.write_text(json.dumps(IRCAD_MAP))
+        root, label_map = linked_dataset(data, Path(tmp), n_cases)
         for workers in (1, 2):
             out = Path(tmp) / f"out{workers}"
             start = time.perf_counter()

@@ -13,7 +13,6 @@ Prints markdown for benchmarks/RESULTS.md:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from statistics import median
 
 import numpy as np
+from bench_synthesis import IRCAD_MAP, linked_dataset  # benchmarks/ is the script's folder
 
 from tumorsynth.io.identity import source_sha256
 from tumorsynth.io.label_maps import resolve_label_map
@@ -32,7 +32,6 @@ from tumorsynth.organs.label_check import check_label_map, measure_label
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-IRCAD_MAP = {"liver": 1, "kidney": 5}
 
 
 def timed(fn, repeats: int = 3) -> tuple[float, object]:
@@ -83,20 +82,7 @@ def cli(*argv: str) -> float:
 
 def dataset_runs(data: Path, n_cases: int) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "Dataset001_P07"
-        (root / "imagesTr").mkdir(parents=True)
-        (root / "labelsTr").mkdir()
-        for i in range(n_cases):  # the same scan under several names (links, no copies)
-            os.symlink(
-                data / "ircadb01_p07" / "ircadb01_p07_ct.nii.gz",
-                root / "imagesTr" / f"p07copy{i}_0000.nii.gz",
-            )
-            os.symlink(
-                data / "ircadb01_p07" / "ircadb01_p07_label.nii.gz",
-                root / "labelsTr" / f"p07copy{i}.nii.gz",
-            )
-        label_map = Path(tmp) / "map.json"
-        label_map.write_text(json.dumps(IRCAD_MAP))
+        root, label_map = linked_dataset(data, Path(tmp), n_cases)
         out = Path(tmp) / "out"
         args = (
             "synthesize", "--dataset", str(root), "--label-map", str(label_map),

@@ -9,7 +9,6 @@ the message, that no output is left behind and that the inputs are byte-for-byte
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from cli_runner import Run, cli
+from file_checks import file_hashes as hashes
 from PIL import Image
 
 import tumorsynth.pipelines.batch as batch_module
@@ -53,15 +53,6 @@ def script(*argv: object, timeout: float = 120) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [str(SCRIPT), *map(str, argv)], capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def hashes(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (relative path -> digest)."""
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def tree(folder: Path) -> list[str]:

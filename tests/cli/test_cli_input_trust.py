@@ -7,7 +7,6 @@ output left behind, inputs byte-for-byte unchanged. Phantom cases are small; the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -18,17 +17,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 from cli_runner import Run, cli
+from file_checks import file_hashes as hashes
 from shared_data import require_data
 
 from tumorsynth.io.nifti import Volume, save_volume
-
-
-def hashes(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

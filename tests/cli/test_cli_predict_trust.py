@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from cli_runner import cli
+from file_checks import file_hashes as digest
 from tiny import segmentor_settings, write_phantom_dataset
 
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.iterdir())
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from cli_runner import Run, cli
+from file_checks import file_hashes as hashes
 from shared_data import require_data
 
 from tumorsynth.io.identity import source_sha256
@@ -29,14 +30,6 @@ from tumorsynth.io.phantom import make_phantom
 CASE = "abdo"
 SHAPE = (128, 108, 64)
 SPACING = (2.5, 2.5, 3.0)
-
-
-def hashes(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def records_of(manifest: Path) -> list[dict]:

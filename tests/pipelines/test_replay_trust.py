@@ -3,7 +3,6 @@ records' checkpoint, failures that leave a consistent folder and a rerun that fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from file_checks import file_hashes as tree_hashes
 
 import tumorsynth.generators as generators_module
 import tumorsynth.pipelines.replay as replay_module
@@ -31,14 +31,6 @@ from tumorsynth.pipelines.replay import REPLAY_INFO, plan_replay, replay_manifes
 from tumorsynth.pipelines.synthesize import TumorRequest
 
 SHAPE, SPACING = (96, 80, 48), (3.5, 3.5, 4.0)
-
-
-def tree_hashes(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def write_records(path: Path, records: list[dict]) -> Path:
