@@ -224,16 +224,21 @@ def dataset_run(data: Path, n_cases: int = 4) -> list[str]:
     return rows
 
 
+def machine_line() -> str:
+    """The machine a benchmark ran on, for RESULTS.md."""
+    return (
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, numpy {np.__version__}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     data = Path(args.data)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"numpy {np.__version__}"
-    )
+    print(machine_line())
     ct, seg = load(data)
     for title, rows in (
         ("Marginal cost per tumor (IRCAD 1.7, native spacing)", marginal(ct, seg, args.repeats)),

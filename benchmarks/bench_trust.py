@@ -13,25 +13,26 @@ Prints markdown for benchmarks/RESULTS.md:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from statistics import median
 
-import numpy as np
-from bench_synthesis import IRCAD_MAP, linked_dataset  # benchmarks/ is the script's folder
+from bench_synthesis import (  # benchmarks/ is the script's folder
+    BIN,
+    IRCAD_MAP,
+    REPO,
+    linked_dataset,
+    machine_line,
+)
 
 from tumorsynth.io.identity import source_sha256
 from tumorsynth.io.label_maps import resolve_label_map
 from tumorsynth.io.nifti import load_image, load_label
 from tumorsynth.organs.label_check import check_label_map, measure_label
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+DATA = REPO.parent / "shared" / "data"
 
 
 def timed(fn, repeats: int = 3) -> tuple[float, object]:
@@ -103,14 +104,11 @@ def dataset_runs(data: Path, n_cases: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--cases", type=int, default=4)
     args = parser.parse_args()
     data = Path(args.data)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, numpy {np.__version__}\n"
-    )
+    print(machine_line() + "\n")
     print("\n".join(per_case(data)) + "\n")
     print("\n".join(dataset_runs(data, args.cases)))
 
