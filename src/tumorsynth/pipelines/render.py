@@ -1,0 +1,434 @@
+"""Render frozen tumor specs into one case (the deterministic side), and replay records.
+
+Each tumor touches only its own crop (tumor box plus the generator's margin, or the mass-effect
+box): the crop is cut out, its tissue pushed aside by the mass effect, the tumor's appearance
+rendered where it may lie (its organ, plus soft tissue within the allowed bulge), and the crop
+pasted back. So the cost grows with tumor size, not with scan size. Tumors that do not read what
+an earlier one writes are rendered together (one ``render_batch`` per generator).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+from threadpoolctl import threadpool_limits
+
+from tumorsynth._types import Vec3
+from tumorsynth.errors import InputError
+from tumorsynth.generators import BatchTumorGenerator, RenderInput, TumorGenerator, get_generator
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.records import TumorRecord
+from tumorsynth.organs.context import bounding_box
+from tumorsynth.pipelines.relabel import to_output_labels
+from tumorsynth.pipelines.tumor_spec import TumorSpec
+from tumorsynth.shapes import Box, apply_mass_effect, mass_effect_box, render_shape, shape_box
+
+__all__ = ["SynthesisOutput", "render_specs", "replay_case"]
+
+_SOFT_TISSUE_HU = (-250.0, 300.0)
+
+
+@dataclass
+class SynthesisOutput:
+    """The new image (input dtype), the new label (output convention) and one record per tumor."""
+
+    image: np.ndarray
+    label: np.ndarray
+    records: list[TumorRecord] = field(default_factory=list)
+
+
+def render_specs(
+    image: np.ndarray,
+    label: np.ndarray,
+    specs: Sequence[TumorSpec],
+    *,
+    spacing_mm: Sequence[float],
+    label_map: LabelMap | str | Mapping[str, Any],
+    case_id: str = "case",
+    affine: np.ndarray | None = None,
+    output_labels: LabelMap = OUTPUT_LABELS,
+    where: str = "<image>",
+    generators: Mapping[str, TumorGenerator] | None = None,
+) -> SynthesisOutput:
+    """Render frozen specs in order (the deterministic side); same specs, same voxels."""
+    with single_threaded_blas():
+        state = prepare_case(
+            image,
+            label,
+            spacing_mm,
+            label_map,
+            output_labels,
+            affine,
+            where,
+            sorted({s.organ for s in specs}),
+        )
+        cache: dict[str, TumorGenerator] = dict(generators or {})
+        renderer = Renderer(state, case_id)
+        for spec in specs:
+            if spec.generator not in cache:
+                cache[spec.generator] = get_generator(spec.generator)
+            gen = cache[spec.generator]
+            if gen.version != spec.generator_version:
+                raise InputError(
+                    where,
+                    f"tumor was made by {spec.generator} {spec.generator_version}, "
+                    f"this is {gen.version}; replay would not be exact",
+                )
+            renderer.add(renderer.prepare(spec, gen), 1)
+        return renderer.finish()
+
+
+def replay_case(
+    image: np.ndarray,
+    label: np.ndarray,
+    records: Sequence[TumorRecord],
+    *,
+    spacing_mm: Sequence[float],
+    label_map: LabelMap | str | Mapping[str, Any],
+    affine: np.ndarray | None = None,
+    output_labels: LabelMap = OUTPUT_LABELS,
+    where: str = "<image>",
+    generators: Mapping[str, TumorGenerator] | None = None,
+) -> SynthesisOutput:
+    """Reproduce a case's tumors from their records, voxel for voxel (``generators``: instances
+    by name, e.g. a loaded diffusion generator)."""
+    ordered = sorted(records, key=lambda r: r.tumor_index)
+    specs = [TumorSpec.from_record(record, output_labels) for record in ordered]
+    case_id = ordered[0].case_id if ordered else "case"
+    out = render_specs(
+        image,
+        label,
+        specs,
+        spacing_mm=spacing_mm,
+        label_map=label_map,
+        case_id=case_id,
+        affine=affine,
+        output_labels=output_labels,
+        where=where,
+        generators=generators,
+    )
+    out.records = [
+        new.with_paths(
+            image_path=old.image_path,
+            label_path=old.label_path,
+            source_image=old.source_image,
+            source_label=old.source_label,
+        )
+        for new, old in zip(out.records, ordered)
+    ]
+    return out
+
+
+# -- the case and its renderer (shared with the random side, synthesize.py) -----------------------
+def single_threaded_blas() -> threadpool_limits:
+    """BLAS on one thread: the spline products are small, and OpenBLAS threads that spin for a
+    busy core made them 7x slower (18 vs 2.7 ms); batch workers are the parallelism instead."""
+    return threadpool_limits(1, user_api="blas")
+
+
+@dataclass
+class CaseState:
+    """One case being synthesized: the inputs, the image and label being written, the maps."""
+
+    source_image: np.ndarray
+    image: np.ndarray  # a copy of source_image, tumors pasted in
+    label: np.ndarray  # output convention, tumors labelled in
+    source_label: np.ndarray
+    label_map: LabelMap
+    spacing_mm: Vec3
+    affine: np.ndarray
+
+
+def prepare_case(
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing_mm: Sequence[float],
+    label_map: LabelMap | str | Mapping[str, Any],
+    output_labels: LabelMap,
+    affine: np.ndarray | None,
+    where: str,
+    organs: Sequence[str],
+) -> CaseState:
+    """Check the inputs and start a case (``organs``: read a generic label map as the first)."""
+    if image.ndim != 3:
+        raise InputError(where, f"expected a 3-D image, found shape {image.shape}")
+    if label.shape != image.shape:
+        raise InputError(where, f"label shape {label.shape} does not match image {image.shape}")
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise InputError(where, f"expected 3 positive voxel sizes in mm, found {spacing_mm}")
+    lmap = resolve_label_map(label_map)
+    if affine is None:
+        affine = np.diag([*spacing, 1.0])
+    return CaseState(
+        image,
+        image.copy(order="K"),
+        to_output_labels(label, lmap, output_labels, organs),
+        label,
+        lmap,
+        spacing,  # type: ignore[arg-type]
+        np.asarray(affine, dtype=float),
+    )
+
+
+class Renderer:
+    """Renders tumors in order, batching those that do not read what an earlier one writes.
+
+    A tumor joins the pending group unless the crop it reads overlaps the crop a pending tumor
+    writes; then the group is rendered (one ``render_batch`` per generator) and committed first.
+    The grouping depends only on the specs, so the same specs give the same voxels, and for
+    generators without context it equals rendering one by one.
+    """
+
+    def __init__(self, state: CaseState, case_id: str) -> None:
+        self.state = state
+        self.case_id = case_id
+        self.pending: list[tuple[PendingTumor, int]] = []
+        self.records: list[TumorRecord] = []
+
+    def prepare(self, spec: TumorSpec, gen: TumorGenerator) -> PendingTumor:
+        """One tumor's crops and render inputs (nothing is written to the case), after rendering
+        the pending group if this tumor would read what one of them writes."""
+        crops = _Crops.of(spec, self.state, gen)
+        if any(_overlaps(crops.reads, p.box) for p, _ in self.pending):
+            self.flush()
+        return _prepare_render(spec, self.state, gen, crops)
+
+    def add(self, pending: PendingTumor, attempts: int) -> None:
+        """Keep a prepared tumor (drawn in ``attempts`` tries); it is rendered at the next flush."""
+        self.pending.append((pending, attempts))
+
+    def flush(self) -> None:
+        """Render the pending tumors, paste them into the case and record them, in order."""
+        groups: dict[int, list[int]] = {}
+        for i, (p, _) in enumerate(self.pending):
+            groups.setdefault(id(p.gen), []).append(i)
+        rendered: dict[int, np.ndarray] = {}
+        for indices in groups.values():
+            gen = self.pending[indices[0]][0].gen
+            specs = [self.pending[i][0].spec.appearance for i in indices]
+            inputs = [self.pending[i][0].inputs for i in indices]
+            if isinstance(gen, BatchTumorGenerator):
+                outs = gen.render_batch(specs, inputs)
+            else:
+                outs = [gen.render(s, inp) for s, inp in zip(specs, inputs)]
+            rendered.update(zip(indices, outs))
+        state = self.state
+        for i, (p, attempts) in enumerate(self.pending):
+            patch = _finish_render(p, rendered[i], state)
+            _commit(patch, state)
+            record = p.spec.to_record(
+                case_id=self.case_id,
+                tumor_index=len(self.records),
+                attempts=attempts,
+                n_voxels=patch.n_voxels,
+                tumor_mean_hu=patch.tumor_mean_hu,
+                parenchyma_mean_hu=patch.parenchyma_mean_hu,
+                spacing_mm=state.spacing_mm,
+                affine=state.affine,
+                label_map=state.label_map,
+            )
+            self.records.append(record)
+        self.pending = []
+
+    def finish(self) -> SynthesisOutput:
+        """Render what is pending and return the case."""
+        self.flush()
+        return SynthesisOutput(self.state.image, self.state.label, self.records)
+
+
+# -- one tumor: crops, mass effect, render inputs, patch -------------------------------------------
+@dataclass(frozen=True)
+class _Crops:
+    """The crops one tumor touches, computed once per tumor."""
+
+    shape: Box  # tumor + the generator's margin
+    mass: Box | None  # where its mass effect moves tissue
+    writes: Box  # ``shape`` and ``mass`` together
+    reads: Box  # ``writes``, or larger for generators that read context
+
+    @classmethod
+    def of(cls, spec: TumorSpec, state: CaseState, gen: TumorGenerator) -> _Crops:
+        spacing, volume = state.spacing_mm, state.image.shape
+        sbox = shape_box(spec.shape, spacing, volume, gen.margin_mm(spec.appearance))
+        mbox = mass_effect_box(spec.shape, spacing, volume)
+        writes = sbox if mbox is None else _union(sbox, mbox)
+        reads = writes
+        if isinstance(gen, BatchTumorGenerator):
+            reach = gen.context_mm(spec.appearance)
+            reads = _union(shape_box(spec.shape, spacing, volume, reach), writes)
+        return cls(sbox, mbox, writes, reads)
+
+
+@dataclass
+class PendingTumor:
+    """One tumor's geometry and render inputs, before its appearance is rendered."""
+
+    spec: TumorSpec
+    gen: TumorGenerator
+    box: Box  # the crop it writes (tumor + margin, or the mass-effect box)
+    inner: tuple[slice, slice, slice]
+    background: np.ndarray
+    label: np.ndarray
+    changed: np.ndarray
+    inputs: RenderInput
+
+    @property
+    def tumor_voxels(self) -> int:
+        return int(self.inputs.tumor_mask.sum())
+
+
+@dataclass
+class _Patch:
+    """One rendered tumor's crop, ready to paste back, and what it measures."""
+
+    box: Box
+    image: np.ndarray  # new values for box, input dtype
+    label: np.ndarray  # new label for box
+    changed: np.ndarray  # bool, box: voxels whose image value may differ
+    n_voxels: int
+    tumor_mean_hu: float
+    parenchyma_mean_hu: float
+
+
+def _prepare_render(
+    spec: TumorSpec, state: CaseState, gen: TumorGenerator, crops: _Crops
+) -> PendingTumor:
+    """Everything about one tumor except its appearance (nothing is written to the case)."""
+    spacing = state.spacing_mm
+    shape_spec = spec.shape
+    sbox, mbox, box = crops.shape, crops.mass, crops.writes
+    original = c_ordered(state.image[box.slices], np.float32)
+    label = c_ordered(state.label[box.slices])
+    source_label = c_ordered(state.source_label[sbox.slices])
+    if mbox is not None:
+        moved = apply_mass_effect(shape_spec, spacing, box, original, label)
+        background, label, changed = moved.image, moved.label, moved.moved
+    else:
+        background, changed = original, np.zeros(box.shape, dtype=bool)
+    inner = box.inner(sbox)
+    shape_field = render_shape(shape_spec, spacing, sbox)
+    allowed = _allowed_region(
+        spec,
+        shape_field.distance_mm,
+        label[inner],
+        background[inner],
+        source_label,
+        state.label_map,
+        spacing,
+    )
+    inputs = RenderInput(
+        background[inner], original[inner], shape_field, allowed, spacing, affine=state.affine
+    )
+    if isinstance(gen, BatchTumorGenerator):
+        read_box = crops.reads
+        context = c_ordered(state.image[read_box.slices], np.float32)
+        context[read_box.inner(box)] = background  # the tissue as the mass effect left it
+        inputs.context = context
+        inputs.context_offset = tuple(  # type: ignore[assignment]
+            s.start for s in read_box.inner(sbox)
+        )
+    return PendingTumor(spec, gen, box, inner, background, label, changed, inputs)
+
+
+def _finish_render(pending: PendingTumor, new: np.ndarray, state: CaseState) -> _Patch:
+    """The patch of one rendered tumor (its new values and label), not yet committed."""
+    spec, box, inner = pending.spec, pending.box, pending.inner
+    background, label, changed = pending.background, pending.label, pending.changed
+    shape_field = pending.inputs.shape
+    changed[inner] |= new != background[inner]
+    final = background  # a fresh array either way (crop copy or warped copy)
+    final[inner] = new
+    tumor = np.zeros(box.shape, dtype=bool)
+    tumor[inner] = pending.inputs.tumor_mask
+    label[tumor] = spec.tumor_label
+    image_out = _to_dtype(final, state.image.dtype)
+    shell = (
+        (shape_field.distance_mm > 2.0)
+        & (shape_field.distance_mm <= 8.0)
+        & (label[inner] == spec.organ_label)
+    )
+    n_voxels = int(tumor.sum())
+    return _Patch(
+        box,
+        image_out,
+        label,
+        changed,
+        n_voxels,
+        float(final[tumor].mean()) if n_voxels else math.nan,
+        float(final[inner][shell].mean()) if shell.any() else math.nan,
+    )
+
+
+def _allowed_region(
+    spec: TumorSpec,
+    distance: np.ndarray,
+    label: np.ndarray,
+    image: np.ndarray,
+    source_label: np.ndarray,
+    label_map: LabelMap,
+    spacing: Vec3,
+) -> np.ndarray:
+    """Where the tumor may have voxels: its organ, plus soft tissue within the allowed bulge."""
+    organ = label == spec.organ_label
+    inside = distance < 0
+    if spec.shape.bulge_mm <= 0 or not (inside & ~organ).any():
+        return organ
+    # Only near the part of the tumor that leaves the organ can the bulge matter.
+    reach = spec.shape.bulge_mm + 4.0 * max(spacing)
+    grow = tuple(int(np.ceil(reach / s)) for s in spacing)
+    sub = bounding_box((distance < reach) & ~organ, margin=grow)  # type: ignore[arg-type]
+    if sub is None:
+        return organ
+    own = np.isin(source_label[sub], label_map.organ_ids(spec.organ))
+    others = ((label[sub] != 0) & ~organ[sub]) | ((source_label[sub] != 0) & ~own)
+    soft = (image[sub] >= _SOFT_TISSUE_HU[0]) & (image[sub] <= _SOFT_TISSUE_HU[1])
+    # Within bulge_mm of the organ: a separable box dilation (three running maxima, O(n)); its
+    # corners reach sqrt(3) x further than a ball would, which a bulge limit tolerates.
+    near = organ[sub].view(np.uint8)
+    for axis, step in enumerate(spacing):
+        size = 2 * int(np.floor(spec.shape.bulge_mm / step)) + 1
+        if size > 1:
+            near = ndi.maximum_filter1d(near, size=size, axis=axis, mode="constant")
+    near = near.astype(bool)
+    allowed = organ.copy()
+    allowed[sub] |= near & soft & ~others
+    return allowed
+
+
+def _commit(patch: _Patch, state: CaseState) -> None:
+    """Paste a patch back into the case (image values only where they may have changed)."""
+    view = state.image[patch.box.slices]
+    np.copyto(view, patch.image, where=patch.changed)
+    state.label[patch.box.slices] = patch.label
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+def c_ordered(crop: np.ndarray, dtype: type | None = None) -> np.ndarray:
+    """A C-ordered copy of a crop (in ``dtype``). nibabel volumes are Fortran-ordered; mixing
+    orders in elementwise work, or handing scipy a Fortran array, costs more than this copy,
+    and copying in memory order first, then transposing, is 3x faster than a direct gather."""
+    compact = crop.astype(dtype or crop.dtype, order="K", copy=True)
+    return np.ascontiguousarray(compact)
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return all(x < y + m and y < x + n for x, n, y, m in zip(a.origin, a.shape, b.origin, b.shape))
+
+
+def _union(a: Box, b: Box) -> Box:
+    lo = [min(x, y) for x, y in zip(a.origin, b.origin)]
+    hi = [max(x + n, y + m) for x, n, y, m in zip(a.origin, a.shape, b.origin, b.shape)]
+    return Box(tuple(lo), tuple(high - low for low, high in zip(lo, hi)))  # type: ignore[arg-type]
+
+
+def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
