@@ -238,21 +238,29 @@ def test_evaluate_refuses_predictions_in_another_convention(tmp_path: Path) -> N
 
 
 @pytest.mark.realdata
-def test_ircad_p07_with_totalsegmentator_is_refused(tmp_path: Path) -> None:
-    folder = require_data("ircadb01_p07")
-    out = tmp_path / "out"
-    run = synth(
-        folder / "ircadb01_p07_ct.nii.gz", folder / "ircadb01_p07_label.nii.gz", out,
-        "--label-map", "totalsegmentator",
-    )  # fmt: skip
-    refused(run, out, "ircadb01_p07_label.nii.gz", "its liver (id 5)", "'lits'", "'msd'")
-
-
-@pytest.mark.realdata
-def test_totalseg_example_with_lits_is_refused(tmp_path: Path) -> None:
-    folder = require_data("totalseg_example")
-    out = tmp_path / "out"
-    run = synth(
-        folder / "example_ct_sm.nii.gz", folder / "example_seg.nii.gz", out, "--label-map", "lits"
-    )
-    refused(run, out, "example_seg.nii.gz", "its liver (id 1)", "--label-map totalsegmentator")
+@pytest.mark.parametrize(
+    ("folder", "image", "label", "name", "texts"),
+    [
+        (
+            "ircadb01_p07",
+            "ircadb01_p07_ct.nii.gz",
+            "ircadb01_p07_label.nii.gz",
+            "totalsegmentator",
+            ["its liver (id 5)", "'lits'", "'msd'"],
+        ),
+        (
+            "totalseg_example",
+            "example_ct_sm.nii.gz",
+            "example_seg.nii.gz",
+            "lits",
+            ["its liver (id 1)", "--label-map totalsegmentator"],
+        ),
+    ],
+    ids=["ircad p07 as totalsegmentator", "totalseg example as lits"],
+)
+def test_shared_cts_under_the_wrong_map_are_refused(
+    tmp_path: Path, folder: str, image: str, label: str, name: str, texts: list[str]
+) -> None:
+    data, out = require_data(folder), tmp_path / "out"
+    run = synth(data / image, data / label, out, "--label-map", name)
+    refused(run, out, label, *texts)

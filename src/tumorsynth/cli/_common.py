@@ -15,6 +15,7 @@ __all__ = [
     "apply_config",
     "run_guarded",
     "settings_overrides",
+    "split_organs",
 ]
 
 EXIT_BAD_INPUT = 2
@@ -28,6 +29,21 @@ def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
         default=default,
         help=f"random seed; the same seed gives the same tumors (default {default})",
     )
+
+
+def split_organs(text: str) -> tuple[str, ...]:
+    """``--organ "liver, kidney"`` -> ``("liver", "kidney")``; an organ named twice is refused."""
+    from tumorsynth.errors import InputError
+
+    organs = tuple(o.strip() for o in str(text).split(",") if o.strip())
+    repeated = sorted({organ for organ in organs if organs.count(organ) > 1})
+    if repeated:
+        raise InputError(
+            "--organ",
+            f"expected each organ once, found {', '.join(repeated)} more than once in {text!r}",
+            fix="use --count for more tumors in one organ",
+        )
+    return organs
 
 
 def add_settings_overrides(parser: argparse.ArgumentParser, example: str) -> None:

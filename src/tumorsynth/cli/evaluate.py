@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 
 from tumorsynth.cli._common import add_seed
 
@@ -77,12 +78,10 @@ def check_maps_against_files(
     """Refuse label maps that cannot describe the files (e.g. ground truth in KiTS ids read with
     ``tumorsynth``, or predictions in another convention than ``--pred-label-map``); warn about
     ids a map does not define. Reads up to :data:`MAP_CHECK_CASES` pairs."""
-    import warnings
-
     import numpy as np
 
     from tumorsynth.evaluation.report import pair_cases, tumor_ids_for
-    from tumorsynth.io.label_maps import check_ids_fit_map, resolve_label_map
+    from tumorsynth.io.label_maps import check_ids_fit_map, label_ids, resolve_label_map
     from tumorsynth.io.nifti import load_label
 
     maps = {"--label-map": resolve_label_map(gt_map)}
@@ -93,10 +92,7 @@ def check_maps_against_files(
     for i in picks:
         _, pred_path, gt_path = pairs[i]
         for flag, path in (("--pred-label-map", pred_path), ("--label-map", gt_path)):
-            array = load_label(path).array
-            counts = np.bincount(array.ravel(order="K")) if array.dtype == np.uint8 else None
-            ids = np.flatnonzero(counts) if counts is not None else np.unique(array)
-            present[flag][str(path)] = {int(v) for v in ids if v}
+            present[flag][str(path)] = label_ids(load_label(path).array)
     for flag in ("--label-map", "--pred-label-map"):
         where = flag if flag == "--label-map" or pred_map else "--label-map (for --pred)"
         for text in check_ids_fit_map(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tumorsynth.cli._common import add_seed
+from tumorsynth.cli._common import add_seed, split_organs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,16 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise InputError("--out", "the dataset folder (DatasetNNN_Name) is required")
-    organs = tuple(o.strip() for o in str(args.organ).split(",") if o.strip())
+    organs = split_organs(args.organ)
     for organ in organs:
         get_profile(organ)
-    repeated = sorted({organ for organ in organs if organs.count(organ) > 1})
-    if repeated:
-        raise InputError(
-            "--organ",
-            f"expected each organ once, found {', '.join(repeated)} more than once",
-            fix="use --count for more tumors in one organ",
-        )
     label_map = args.label_map
     if not label_map and args.healthy:
         label_map = require_label_map(None, discover_cases(args.healthy), organs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tumorsynth.cli._common import add_seed
+from tumorsynth.cli._common import add_seed, split_organs
 
 SIZES = ("tiny", "small", "medium", "large", "mixed")
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--per-case/--workers", f"expected >= 1, found {args.per_case}/{args.workers}"
         )
-    organs = [o.strip() for o in str(args.organ).split(",") if o.strip()]
+    organs = split_organs(args.organ)
     known = registered_organs()
     unknown = [organ for organ in organs if organ not in known]
     if unknown or not organs:
@@ -96,14 +96,6 @@ def run(args: argparse.Namespace) -> int:
             "--organ",
             f"expected one or more of {', '.join(known)} separated by "
             f"commas, found {str(args.organ)!r}",
-        )
-    repeated = sorted({organ for organ in organs if organs.count(organ) > 1})
-    if repeated:
-        raise InputError(
-            "--organ",
-            f"expected each organ once, found {', '.join(repeated)} more than once in "
-            f"{str(args.organ)!r}",
-            fix="use --count for more tumors in one organ",
         )
     if args.count is not None and args.count < 1:
         raise InputError(

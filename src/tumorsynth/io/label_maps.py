@@ -26,6 +26,8 @@ __all__ = [
     "LabelMap",
     "check_ids_fit_map",
     "check_shared_ids",
+    "ids_present",
+    "label_ids",
     "presets_explaining",
     "resolve_label_map",
 ]
@@ -308,13 +310,20 @@ def ids_present(label: np.ndarray, ids: Sequence[int]) -> bool:
     return bool(np.isin(label, ids).any())
 
 
-def presets_explaining(ids: set[int], tumor_ids_needed: bool = True) -> list[str]:
-    """File presets that define every id in ``ids`` (and, if asked, have a tumor id among them)."""
+def label_ids(label: np.ndarray) -> set[int]:
+    """Ids present in ``label``, 0 excluded (one ``bincount`` for uint8/uint16 labels)."""
+    if label.dtype in (np.uint8, np.uint16):
+        return {int(i) for i in np.flatnonzero(np.bincount(label.ravel(order="K"))) if i}
+    return {int(i) for i in np.unique(label) if i}
+
+
+def presets_explaining(ids: set[int]) -> list[str]:
+    """File presets that define every id in ``ids`` and have a tumor id among them."""
     found = []
     for name in FILE_PRESETS:
         preset = PRESETS[name]
         tumors = {i for t in preset.tumors.values() for i in t} | set(preset.generic_tumor)
-        if ids <= preset.known_ids() and (not tumor_ids_needed or ids & tumors):
+        if ids <= preset.known_ids() and ids & tumors:
             found.append(name)
     return found
 

@@ -16,44 +16,43 @@ from tumorsynth.io.label_maps import PRESETS, LabelMap
 from tumorsynth.io.nifti import Volume, load_image
 from tumorsynth.organs.label_check import (
     LabelCheckOutput,
-    check_label_map,
-    check_tumor_capacity,
-    measure_label,
+    check_label_stats,
     rank_presets,
     suggest_label_map,
 )
+from tumorsynth.organs.label_stats import measure_label
+from tumorsynth.organs.tumor_capacity import check_tumor_capacity
 from tumorsynth.pipelines.synthesize import TumorRequest
 
 __all__ = ["check_case_inputs", "require_label_map"]
 
 
 def check_case_inputs(
-    image: Volume,
+    image: Volume | None,
     label: Volume,
     label_map: LabelMap,
     requests: Sequence[TumorRequest],
     *,
     where: str,
+    organs: Sequence[str] | None = None,
+    flag: str = "--label-map",
 ) -> LabelCheckOutput | None:
     """Refuse a label that contradicts ``label_map`` and requests that cannot fit; warn on the
     unusual (see :func:`tumorsynth.organs.label_check.check_label_map`).
 
-    Folder labels (AbdomenAtlas) are built by tumorsynth from mask file names, so only the
-    capacity is checked for them. Returns the label check's findings (None for folders).
+    The label is measured once for both checks. ``image`` (optional) adds the HU priors;
+    ``organs`` the label must hold defaults to the requests' (export passes the real cases'
+    organs with no requests). Folder labels (AbdomenAtlas) are built by tumorsynth from mask file
+    names, so only the capacity is checked for them. Returns the label check's findings (None for
+    folders).
     """
-    stats = measure_label(label.array, label.affine, image.array, where=where)
-    organs = [r.organ for r in requests]
+    stats = measure_label(
+        label.array, label.affine, image.array if image is not None else None, where=where
+    )
     result = None
     if label_map.folder_files is None:
-        result = check_label_map(
-            label.array,
-            label_map,
-            affine=label.affine,
-            image=image.array,
-            organs=organs,
-            where=where,
-            stats=stats,
-        )
+        organs = [r.organ for r in requests] if organs is None else organs
+        result = check_label_stats(stats, label_map, organs=organs, flag=flag)
     check_tumor_capacity(
         stats, label_map, [(r.organ, r.count, r.size) for r in requests], where=where
     )

@@ -24,8 +24,8 @@ from tumorsynth.io.identity import check_folder_apart
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.nifti import load_image, load_label, save_volume
 from tumorsynth.io.run_lock import run_lock
-from tumorsynth.organs.label_check import check_label_map
 from tumorsynth.pipelines.batch import BatchSettings, progress_bar, run_batch, write_dataset_json
+from tumorsynth.pipelines.case_check import check_case_inputs
 from tumorsynth.pipelines.synthesize import to_output_labels
 
 __all__ = ["NNUNET_NAME", "ExportOutput", "export_nnunet"]
@@ -95,12 +95,12 @@ def _check_real_labels(
     for case in discover_cases(real):
         if case.label is None:
             raise InputError(str(case.image), "real case has no label")
-        label = load_label(case.label)
-        check_label_map(
-            label.array,
+        check_case_inputs(
+            None,
+            load_label(case.label),
             label_map,
-            affine=label.affine,
-            organs=list(organs),
+            (),
+            organs=organs,
             where=str(case.label),
             flag="--real-label-map",
         )
