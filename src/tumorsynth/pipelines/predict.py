@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import output_dir
-from tumorsynth.io.identity import case_id_from, check_case_id, check_not_an_input
+from tumorsynth.io.identity import case_id_from, check_case_id, check_outputs_not_inputs
 from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
 from tumorsynth.io.nifti import (
     RAS_LABELS,
@@ -207,29 +207,26 @@ def predict_files(
     ``organ_masks`` (a label file, or a folder with ``<case>.nii.gz`` per case) restricts tumors
     to the organ the network was trained for.
     """
-    segmentor = load_segmentor(checkpoint, device)
     cases = _inputs(Path(inputs))
     masks = _organ_mask_files(organ_masks, cases)
-    sources: list[str | os.PathLike[str] | None] = [p for _, p in cases]
-    sources += list(masks.values())
-    for case_id, _ in cases:  # no prediction may land on an input CT or organ mask
-        check_not_an_input(Path(out_dir) / f"{case_id}.nii.gz", sources)
+    check_outputs_not_inputs(  # no prediction may land on an input CT or organ mask
+        [Path(out_dir) / f"{case_id}.nii.gz" for case_id, _ in cases],
+        [*(path for _, path in cases), *masks.values()],
+    )
+    mask_map = resolve_label_map(organ_mask_label_map) if masks else None
+    segmentor = load_segmentor(checkpoint, device)  # after the cheap checks of the inputs
+    tumor_id = OUTPUT_LABELS.id_of(f"{segmentor.organ}_tumor")
     written = []
     with output_dir(out_dir) as out:
         for case_id, path in tqdm(cases, disable=not progress, desc="predicting", unit="case"):
             image = load_image(path)
             start = time.perf_counter()
             labels = segmentor.predict(image, overlap=overlap)
-            if case_id in masks:
+            if mask_map is not None:
                 organ = load_label(masks[case_id])
                 check_same_grid(image, organ)
-                ids = resolve_label_map(organ_mask_label_map).organ_ids(segmentor.organ)
-                labels = restrict_to_organ(
-                    labels,
-                    np.isin(organ.array, ids),
-                    OUTPUT_LABELS.id_of(f"{segmentor.organ}_tumor"),
-                    image.spacing_mm,
-                )
+                organ_mask = np.isin(organ.array, mask_map.organ_ids(segmentor.organ))
+                labels = restrict_to_organ(labels, organ_mask, tumor_id, image.spacing_mm)
             seconds = time.perf_counter() - start
             target = save_volume(image, out / f"{case_id}.nii.gz", array=labels)
             written.append((target, seconds))
