@@ -13,6 +13,9 @@ from pathlib import Path
 
 import nibabel as nib
 import pytest
+from batch_helpers import SMALL_SHAPE, SMALL_SPACING, assert_manifest_is_the_files, write_phantoms
+from batch_helpers import batch_settings as settings
+from file_checks import file_hashes as snapshot
 
 import tumorsynth.pipelines.batch as batch_module
 from tumorsynth.errors import InputError, OutputError
@@ -22,32 +25,17 @@ from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
 from tumorsynth.io.records import MANIFEST_NAME, read_manifest
 from tumorsynth.io.run_lock import LOCK_NAME, run_lock
-from tumorsynth.pipelines.batch import BatchSettings, run_batch
+from tumorsynth.pipelines.batch import run_batch
 from tumorsynth.pipelines.synthesize import TumorRequest
 
 CASE_IDS = ("t0", "t1", "t2")
-SHAPE, SPACING = (64, 56, 32), (5.0, 5.0, 8.0)
-
-
-def settings(**kwargs: object) -> BatchSettings:
-    options: dict[str, object] = {
-        "requests": (TumorRequest("liver", 1, "small"),),
-        "label_map": "phantom",
-        "seed": 7,
-    }
-    options.update(kwargs)
-    return BatchSettings(**options)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three small phantoms (seeds 0-2) plus a fourth scan (seed 9) to swap in; read only."""
-    root = tmp_path_factory.mktemp("trust") / "Dataset001_Phantom"
-    for seed, case_id in enumerate(CASE_IDS):
-        ct, seg = make_phantom(seed, shape=SHAPE, spacing_mm=SPACING)
-        save_volume(ct, root / "imagesTr" / f"{case_id}_0000.nii.gz")
-        save_volume(seg, root / "labelsTr" / f"{case_id}.nii.gz")
-    other, _ = make_phantom(9, shape=SHAPE, spacing_mm=SPACING)
+    root = write_phantoms(tmp_path_factory.mktemp("trust") / "Dataset001_Phantom", CASE_IDS)
+    other, _ = make_phantom(9, shape=SMALL_SHAPE, spacing_mm=SMALL_SPACING)
     save_volume(other, root.parent / "other_0000.nii.gz")
     return root
 
@@ -62,35 +50,15 @@ def stop_after_first_case(case_id: str, records: list) -> None:
     raise KeyboardInterrupt
 
 
-def interrupted_run(dataset: Path, out: Path, batch: BatchSettings | None = None) -> None:
+def interrupted_run(dataset: Path, out: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         run_batch(
             discover_cases(dataset),
             out,
-            batch or settings(),
+            settings(),
             progress=False,
             on_case=stop_after_first_case,
         )
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
-    }
-
-
-def assert_manifest_is_the_files(out: Path) -> None:
-    """Every listed variant once with its files, no file outside the manifest, no temporaries."""
-    records = read_manifest(out / MANIFEST_NAME)
-    keys = [(r.case_id, r.variant, r.tumor_index) for r in records]
-    assert len(keys) == len(set(keys)), keys
-    listed = {r.image_path for r in records} | {r.label_path for r in records}
-    on_disk = {p.relative_to(out).as_posix() for p in out.glob("*Tr/*")}
-    assert on_disk == listed
-    assert not [p for p in out.rglob("*") if ".part" in p.name]
-    if records:
-        meta = json.loads((out / "dataset.json").read_text())
-        assert meta["numTraining"] == len({r.image_path for r in records})
 
 
 # -- one run per folder --------------------------------------------------------------------------
@@ -232,6 +200,29 @@ def test_leftovers_of_a_killed_run_are_removed(dataset, tmp_path):
     assert_manifest_is_the_files(out)
     assert len(read_manifest(out / MANIFEST_NAME)) == len(CASE_IDS)
     assert set(done) < {p.name for p in (out / "imagesTr").iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("role", "fed_back"),
+    [("image", "imagesTr/x_syn5_0000.nii.gz"), ("label", "labelsTr/x_syn5.nii.gz")],
+)
+def test_an_input_where_the_run_removes_unlisted_files_is_refused(
+    dataset, tmp_path, role, fed_back
+):
+    out = tmp_path / "out"
+    run_batch(discover_cases(dataset), out, settings(), progress=False)
+    sources = {
+        "image": dataset / "imagesTr" / "t0_0000.nii.gz",
+        "label": dataset / "labelsTr" / "t0.nii.gz",
+    }
+    shutil.copy(sources[role], out / fed_back)  # a file the manifest does not list, used as input
+    sources[role] = out / fed_back
+    before = snapshot(out)
+    with pytest.raises(InputError, match=rf"holds the input .*{fed_back}.*outputs would mix"):
+        run_batch(
+            [CaseRef("x", sources["image"], sources["label"])], out, settings(), progress=False
+        )
+    assert snapshot(out) == before  # the input is still there
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -36,7 +36,7 @@ from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import CaseRef, read_case_label
-from tumorsynth.io.identity import source_sha256, variant_files, variant_name
+from tumorsynth.io.identity import source_bytes, source_sha256, variant_files, variant_name
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.nifti import load_image, load_volume, save_volume
 from tumorsynth.io.preview import render_tumor_montage, save_png
@@ -54,9 +54,9 @@ from tumorsynth.pipelines.batch_folder import (
     check_new_run_folder,
     check_run_settings,
     check_sources,
+    check_sources_outside,
     complete_records,
     remove_unrecorded,
-    source_bytes,
     write_run_settings,
 )
 from tumorsynth.pipelines.batch_pool import (
@@ -183,7 +183,7 @@ def _run_batch(
     progress: bool,
     on_case: Callable[[str, list[TumorRecord]], None] | None,
 ) -> BatchOutput:
-    _check_not_inside_inputs(out, cases)
+    check_sources_outside(out, cases)
     resumed = check_run_settings(out, settings.to_json())
     if not resumed:
         check_new_run_folder(out)
@@ -455,18 +455,6 @@ def write_dataset_json(out_dir: Path, output_labels: LabelMap, *, other_cases: i
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
     return path
-
-
-def _check_not_inside_inputs(out: Path, cases: Sequence[CaseRef]) -> None:
-    resolved = out.resolve()
-    for case in cases:
-        for source in (case.image, case.label):
-            if source is not None and Path(source).resolve().parent == resolved / "imagesTr":
-                raise InputError(
-                    str(out),
-                    "is the input dataset's own folder; outputs would mix with inputs",
-                    fix="choose another --out",
-                )
 
 
 class _NoBar:

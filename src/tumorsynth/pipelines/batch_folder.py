@@ -10,7 +10,8 @@ A batch folder is trusted only as far as these checks go, all made under the fol
   a resume refuses a done case whose source changed since (:func:`check_sources`).
 - Files of variants the manifest does not hold (a worker killed mid-case, a full disk) and the
   temporary ``.part`` files of a killed writer are removed (:func:`remove_unrecorded`), so
-  ``dataset.json``, which counts the manifest, counts exactly the cases on disk.
+  ``dataset.json``, which counts the manifest, counts exactly the cases on disk; no input may lie
+  where that clean-up looks (:func:`check_sources_outside`).
 """
 
 from __future__ import annotations
@@ -28,28 +29,27 @@ from tumorsynth import __version__
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, is_partial_file
 from tumorsynth.io.datasets import CaseRef
-from tumorsynth.io.identity import source_sha256
-from tumorsynth.io.records import TumorRecord, read_manifest, rewrite_manifest
+from tumorsynth.io.identity import source_bytes, source_sha256, variant_name
+from tumorsynth.io.records import MANIFEST_NAME, TumorRecord, read_manifest, rewrite_manifest
 
 __all__ = [
     "RUN_NAME",
     "check_new_run_folder",
     "check_run_settings",
     "check_sources",
+    "check_sources_outside",
     "complete_records",
     "remove_unrecorded",
     "settings_differences",
-    "source_bytes",
+    "warn_if_other_version",
     "write_run_settings",
 ]
 
 RUN_NAME = "run.json"
-#: Output files of one variant, by folder: ``<case>_syn<k>`` plus the folder's suffix.
-_VARIANT_FILES = {
-    "imagesTr": re.compile(r".+_syn\d+_0000\.nii\.gz"),
-    "labelsTr": re.compile(r".+_syn\d+\.nii\.gz"),
-    "previews": re.compile(r".+_syn\d+\.png"),
-}
+#: The folders a batch writes variants into, with the suffix after each variant's name
+#: (:func:`~tumorsynth.io.identity.variant_name`, ``<case>_syn<k>``).
+_VARIANT_SUFFIXES = {"imagesTr": "_0000.nii.gz", "labelsTr": ".nii.gz", "previews": ".png"}
+_VARIANT_NAME = re.compile(r".+_syn\d+")
 
 
 def check_new_run_folder(out: Path) -> None:
@@ -62,7 +62,7 @@ def check_new_run_folder(out: Path) -> None:
     """
     found = [
         name
-        for name in ("imagesTr", "labelsTr", "previews", "manifest.jsonl", "dataset.json")
+        for name in (*_VARIANT_SUFFIXES, MANIFEST_NAME, "dataset.json")
         if (out / name).exists()
     ]
     if found:
@@ -106,13 +106,23 @@ def check_run_settings(out: Path, settings: Mapping[str, Any]) -> bool:
             + "; resuming it would mix two runs",
             fix="rerun with the folder's settings, or use another --out",
         )
-    if found.get("tumorsynth_version") != __version__:
-        warnings.warn(
-            f"{path}: run was started by tumorsynth {found.get('tumorsynth_version')}, "
-            f"resuming with {__version__}",
-            stacklevel=3,
-        )
+    warn_if_other_version(path, found.get("tumorsynth_version"), stacklevel=3)
     return True
+
+
+def warn_if_other_version(
+    path: Path, recorded: object, *, what: str = "run", stacklevel: int = 2
+) -> None:
+    """Warn when a folder being resumed was started by another tumorsynth version.
+
+    ``path`` is the file that records it (``run.json``), ``what`` names the run in the message;
+    ``stacklevel`` counts from the caller, as :func:`warnings.warn` does.
+    """
+    if recorded != __version__:
+        warnings.warn(
+            f"{path}: {what} was started by tumorsynth {recorded}, resuming with {__version__}",
+            stacklevel=stacklevel + 1,
+        )
 
 
 def write_run_settings(out: Path, settings: Mapping[str, Any]) -> Path:
@@ -184,43 +194,44 @@ def remove_unrecorded(out: Path, records: Sequence[TumorRecord]) -> list[Path]:
     ``previews``, and atomic-write temporaries there and in the folder itself); call it only
     while holding the folder's lock, when no writer is running.
     """
-    keep: set[str] = set()
-    for record in records:
-        for path in (record.image_path, record.label_path):
-            if path:
-                keep.add(Path(path).name)
-        if record.image_path:
-            keep.add(Path(record.image_path).name.replace("_0000.nii.gz", ".png"))
+    keep = {variant_name(record.case_id, record.variant) for record in records}
     removed = []
-    for sub in ("", *_VARIANT_FILES):
+    for sub in ("", *_VARIANT_SUFFIXES):
         folder = out / sub
         if not folder.is_dir():
             continue
-        pattern = _VARIANT_FILES.get(sub)
+        suffix = _VARIANT_SUFFIXES.get(sub)
         for entry in os.scandir(folder):
             if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
                 continue
-            partial = is_partial_file(entry.name)
-            orphan = (
-                pattern is not None and pattern.fullmatch(entry.name) and entry.name not in keep
-            )
-            if partial or orphan:
+            name = entry.name.removesuffix(suffix) if suffix else entry.name
+            orphan = name != entry.name and _VARIANT_NAME.fullmatch(name) and name not in keep
+            if orphan or is_partial_file(entry.name):
                 Path(entry.path).unlink(missing_ok=True)
                 removed.append(Path(entry.path))
     return removed
 
 
-def source_bytes(path: str | os.PathLike[str]) -> int:
-    """Size of a source in bytes: a file's, or the sum over a folder's visible files (the files
-    :func:`~tumorsynth.io.identity.source_sha256` hashes)."""
-    path = Path(path)
-    if not path.is_dir():
-        return path.stat().st_size
-    return sum(
-        child.stat().st_size
-        for child in path.rglob("*")
-        if child.is_file() and not any(p.startswith(".") for p in child.relative_to(path).parts)
-    )
+def check_sources_outside(out: Path, cases: Sequence[CaseRef]) -> None:
+    """Refuse cases whose image or label lies in a folder the batch writes and cleans up.
+
+    :func:`remove_unrecorded` deletes the ``<case>_syn<k>`` files there that the manifest does
+    not list, so an input in ``out/imagesTr`` (an earlier run's output fed back in, or ``out``
+    the input dataset itself) could be deleted, and outputs would mix with inputs. The command
+    line refuses most of these earlier (``--out`` inside ``--dataset``, a folder with another
+    dataset's files); this is the check for every caller, resumed folders included.
+    """
+    written = {(out / sub).resolve(): sub for sub in _VARIANT_SUFFIXES}
+    for case in cases:
+        for source in (case.image, case.label):
+            sub = written.get(Path(source).resolve().parent) if source is not None else None
+            if sub is not None:
+                raise InputError(
+                    str(out),
+                    f"holds the input {source} in {sub}/, where a run writes its outputs and "
+                    "removes the files its manifest does not list; outputs would mix with inputs",
+                    fix="choose another --out",
+                )
 
 
 def check_sources(
