@@ -8,7 +8,6 @@ an uninterrupted run gives, byte for byte.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,25 +18,21 @@ import time
 from pathlib import Path
 
 import pytest
+from batch_helpers import SMALL_SHAPE, SMALL_SPACING, assert_manifest_is_the_files, write_phantoms
 from cli_runner import cli
+from file_checks import file_hashes
 
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
 
 SCRIPT = Path(sys.executable).with_name("tumorsynth")
-SHAPE, SPACING = (64, 56, 32), (5.0, 5.0, 8.0)
 CASES = tuple(f"p{i}" for i in range(6))
 PER_CASE = 8  # 48 variants: the first case is recorded well before the run ends
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("batch_trust") / "Dataset001_Phantom"
-    for seed, case_id in enumerate(CASES):
-        ct, seg = make_phantom(seed, shape=SHAPE, spacing_mm=SPACING)
-        save_volume(ct, root / "imagesTr" / f"{case_id}_0000.nii.gz")
-        save_volume(seg, root / "labelsTr" / f"{case_id}.nii.gz")
-    return root
+    return write_phantoms(tmp_path_factory.mktemp("batch_trust") / "Dataset001_Phantom", CASES)
 
 
 def argv(dataset: Path, out: Path, workers: int = 2) -> list[str]:
@@ -62,15 +57,19 @@ def argv(dataset: Path, out: Path, workers: int = 2) -> list[str]:
     ]
 
 
-def start(dataset: Path, out: Path) -> subprocess.Popen[str]:
+def start(dataset: Path, out: Path, until: str = "manifest.jsonl") -> subprocess.Popen[str]:
+    """Start a batch with two workers; return once ``out/until`` holds something (by default
+    the first recorded variant)."""
     assert SCRIPT.is_file(), f"console script not installed: {SCRIPT}"
-    return subprocess.Popen(
+    process = subprocess.Popen(
         argv(dataset, out),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # a stray signal of the test cannot reach pytest
     )
+    wait_for(lambda: has_content(out / until), process, f"{until} written")
+    return process
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
@@ -94,9 +93,8 @@ def wait_for(condition, process: subprocess.Popen[str], what: str, timeout: floa
         time.sleep(0.005)
 
 
-def has_records(out: Path) -> bool:
-    manifest = out / "manifest.jsonl"
-    return manifest.is_file() and manifest.stat().st_size > 0
+def has_content(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
 
 
 def children(pid: int) -> list[int]:
@@ -126,22 +124,9 @@ def records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
-def assert_manifest_is_the_files(out: Path) -> None:
-    listed = records(out)
-    keys = [(r["case_id"], r["variant"], r["tumor_index"]) for r in listed]
-    assert len(keys) == len(set(keys)), "duplicate records"
-    paths = {r["image_path"] for r in listed} | {r["label_path"] for r in listed}
-    assert {p.relative_to(out).as_posix() for p in out.glob("*Tr/*")} == paths
-    assert not [p for p in out.rglob("*") if ".part" in p.name]
-    numbered = json.loads((out / "dataset.json").read_text())["numTraining"]
-    assert numbered == len({r["image_path"] for r in listed})
-
-
 def digests(out: Path) -> dict[str, str]:
-    return {
-        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.glob("*Tr/*"))
-    }
+    """sha256 of the cases (the manifest's line order depends on which worker finished first)."""
+    return file_hashes(out, "*Tr/*")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +149,6 @@ def test_killed_batch_leaves_no_worker_and_resumes_to_a_clean_run(
 ) -> None:
     out = tmp_path / "out"
     process = start(dataset, out)
-    wait_for(lambda: has_records(out), process, "first recorded variant")
     workers = children(process.pid)
     assert len(workers) >= 2, workers  # the two workers (and any helper process)
     if signum == signal.SIGINT:
@@ -198,13 +182,13 @@ def test_a_killed_worker_stops_the_run_with_a_message_and_a_consistent_folder(
 ) -> None:
     out = tmp_path / "out"
     process = start(dataset, out)
-    wait_for(lambda: has_records(out), process, "first recorded variant")
     workers = children(process.pid)
     os.kill(workers[0], signal.SIGKILL)  # the OOM killer picks a worker
     returncode, err = finish(process)
     assert returncode == 2, err
     assert "a worker process died" in err and "Traceback" not in err, err
     assert not [pid for pid in workers if running(pid)], "a worker outlived the run"
+    assert records(out)  # the variants recorded before the worker died are kept
     assert_manifest_is_the_files(out)
     rerun = subprocess.run(argv(dataset, out), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
@@ -217,8 +201,7 @@ def test_two_runs_into_one_folder_one_is_refused_naming_the_lock(
     dataset: Path, clean: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    first = start(dataset, out)
-    wait_for(lambda: (out / "run.json").is_file(), first, "run.json")
+    first = start(dataset, out, until="run.json")
     os.killpg(first.pid, signal.SIGSTOP)  # held still: it keeps the folder while suspended
     try:
         second = subprocess.run(argv(dataset, out), capture_output=True, text=True, timeout=120)
@@ -243,7 +226,7 @@ def test_resume_after_a_source_ct_was_swapped_is_refused(dataset: Path, tmp_path
     assert cli(*args).code == 0
     before = digests(out)
     swapped = data / "imagesTr" / f"{CASES[0]}_0000.nii.gz"
-    ct, _ = make_phantom(7, shape=SHAPE, spacing_mm=SPACING)  # another patient, same name
+    ct, _ = make_phantom(7, shape=SMALL_SHAPE, spacing_mm=SMALL_SPACING)  # another patient
     save_volume(ct, swapped)
     run = cli(*args)
     assert run.code == 2

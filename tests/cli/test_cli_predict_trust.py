@@ -65,24 +65,22 @@ def test_a_missing_organ_mask_is_refused_before_any_prediction(trained, tmp_path
     assert not (tmp_path / "pred").exists()
 
 
-def test_two_inputs_with_one_case_id_are_refused(trained, tmp_path):
+@pytest.mark.parametrize(
+    ("names", "refusal"),
+    [
+        (["a.nii.gz", "a_0000.nii.gz"], "both predictions would be written to a.nii.gz"),
+        (["-rf.nii.gz"], "expected one path component"),
+    ],
+    ids=["two inputs, one case id", "unsafe case id"],
+)
+def test_case_ids_from_file_names_are_checked_before_any_output(trained, tmp_path, names, refusal):
     checkpoint, scans = trained
-    twin = tmp_path / "twin"
-    twin.mkdir()
-    shutil.copy(scans / "ph0.nii.gz", twin / "a.nii.gz")
-    shutil.copy(scans / "ph0.nii.gz", twin / "a_0000.nii.gz")
-    code, _, err = predict(checkpoint, "--input", twin, "--out", tmp_path / "pred")
-    assert code == 2 and "both predictions would be written to a.nii.gz" in err
-    assert not (tmp_path / "pred").exists()
-
-
-def test_an_unsafe_case_id_from_a_file_name_is_refused(trained, tmp_path):
-    checkpoint, scans = trained
-    odd = tmp_path / "odd"
-    odd.mkdir()
-    shutil.copy(scans / "ph0.nii.gz", odd / "-rf.nii.gz")
-    code, _, err = predict(checkpoint, "--input", odd, "--out", tmp_path / "pred")
-    assert code == 2 and "expected one path component" in err
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in names:
+        shutil.copy(scans / "ph0.nii.gz", inputs / name)
+    code, _, err = predict(checkpoint, "--input", inputs, "--out", tmp_path / "pred")
+    assert code == 2 and refusal in err
     assert not (tmp_path / "pred").exists()
 
 

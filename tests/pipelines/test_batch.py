@@ -10,13 +10,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from batch_helpers import batch_settings as settings
+from batch_helpers import write_phantoms
+from file_checks import file_hashes
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import CaseRef, discover_cases
-from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
 from tumorsynth.io.records import MANIFEST_NAME, read_manifest
-from tumorsynth.pipelines.batch import BatchSettings, run_batch
+from tumorsynth.pipelines.batch import run_batch
 from tumorsynth.pipelines.synthesize import TumorRequest
 
 CASE_IDS = ("ph_000", "ph_001", "ph_002")
@@ -25,25 +26,12 @@ LIVER, LIVER_TUMOR = 1, 2
 OLD_MTIME_NS = 1_000_000_000 * 1_000_000_000  # 2001-09-09: a time no fresh write can have
 
 
-def settings(**kwargs: object) -> BatchSettings:
-    options: dict[str, object] = {
-        "requests": (TumorRequest("liver", 1, "small"),),
-        "label_map": "phantom",
-        "seed": 7,
-        "per_case": 1,
-    }
-    options.update(kwargs)
-    return BatchSettings(**options)  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An nnU-Net v2 folder of three small phantoms (seeds 0, 1, 2); tests must not change it."""
-    root = tmp_path_factory.mktemp("inputs") / "Dataset001_Phantom"
-    for seed, case_id in enumerate(CASE_IDS):
-        ct, seg = make_phantom(seed, shape=SHAPE, spacing_mm=SPACING)
-        save_volume(ct, root / "imagesTr" / f"{case_id}_0000.nii.gz")
-        save_volume(seg, root / "labelsTr" / f"{case_id}.nii.gz")
+    root = write_phantoms(
+        tmp_path_factory.mktemp("inputs") / "Dataset001_Phantom", CASE_IDS, SHAPE, SPACING
+    )
     (root / "dataset.json").write_text(
         json.dumps(
             {
@@ -238,7 +226,7 @@ def test_rerun_with_other_settings_is_refused(cases, tmp_path):
     on_case, _ = stop_after_first_case()
     with pytest.raises(KeyboardInterrupt):
         run_batch(cases, out, settings(), progress=False, on_case=on_case)
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = file_hashes(out)
     for other in (
         settings(seed=8),
         settings(per_case=2),
@@ -246,7 +234,7 @@ def test_rerun_with_other_settings_is_refused(cases, tmp_path):
     ):
         with pytest.raises(InputError, match="other settings"):
             run_batch(cases, out, other, progress=False)
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert file_hashes(out) == before
     run_batch(cases, out, settings(), progress=False)  # the original settings still resume
     assert_complete(out, CASE_IDS)
 
