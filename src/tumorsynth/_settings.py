@@ -29,12 +29,7 @@ from typing import Any, Literal, TypeVar, Union
 
 from tumorsynth.errors import InputError
 
-__all__ = [
-    "Interval",
-    "check_bounds",
-    "config_from_dict",
-    "nested_config_from_dict",
-]
+__all__ = ["Interval", "check_bounds", "config_from_dict"]
 
 T = TypeVar("T")
 
@@ -54,7 +49,7 @@ def config_from_dict(
     """``cls(**data)`` after checking every key and value against ``cls``'s type hints.
 
     Nested dataclass fields take mappings (checked the same way, their keys named
-    ``section.key``). ``complete``: every field must be present (a saved checkpoint config
+    ``section.key``); a section left empty (``model:``) takes its defaults. ``complete``: every field must be present (a saved checkpoint config
     writes them all, so a missing one means the file was edited or truncated).
     Raises :class:`InputError` at ``where`` listing every problem by its key path.
 
@@ -79,12 +74,6 @@ def config_from_dict(
     return value  # type: ignore[return-value]
 
 
-def nested_config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
-    """``cls`` from a mapping whose sections (its dataclass-valued fields, e.g. ``data``,
-    ``model``) are mappings too; a section left empty (``model:``) takes its defaults."""
-    return config_from_dict(cls, {} if data is None else data, where)
-
-
 @dataclasses.dataclass(frozen=True)
 class Interval:
     """Allowed range of a number (``None``: unbounded on that side)."""
@@ -107,10 +96,12 @@ class Interval:
         return " and ".join(part for part in (low, high) if part)
 
 
-def check_bounds(config: Any, bounds: Mapping[str, Interval], where: str) -> None:
+def check_bounds(
+    config: Any, bounds: Mapping[str, Interval], where: str, *, key_path: str = ""
+) -> None:
     """Every dotted setting in ``bounds`` (``"optim.lr"``) lies in its interval; a tuple's
     entries are checked one by one and ``None`` (not set) passes. All problems are reported
-    together."""
+    together, each named ``key_path.setting`` (as :func:`config_from_dict` names them)."""
     problems = []
     for dotted, interval in bounds.items():
         value: Any = config
@@ -119,7 +110,8 @@ def check_bounds(config: Any, bounds: Mapping[str, Interval], where: str) -> Non
         entries = value if isinstance(value, tuple) else (value,)
         for entry in entries:
             if entry is not None and not interval.contains(entry):
-                problems.append(f"{dotted}: expected a value {interval.describe()}, found {value}")
+                name = f"{key_path}.{dotted}" if key_path else dotted
+                problems.append(f"{name}: expected a value {interval.describe()}, found {value}")
                 break
     if problems:
         raise InputError(where, _join(problems))

@@ -33,7 +33,6 @@ from torch import nn
 from tumorsynth import __version__
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
-from tumorsynth.io.identity import sha256_of
 
 __all__ = [
     "CONFIG",
@@ -44,9 +43,7 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained_state",
     "load_state_strict",
-    "recorded_files",
     "save_pretrained",
-    "sha256_of",
 ]
 
 WEIGHTS = "model.safetensors"
@@ -59,8 +56,6 @@ class Checkpoint:
 
     Attributes
     ----------
-    folder
-        Where it was read from.
     config
         The stored config (the ``config`` key of ``config.json``).
     state
@@ -72,7 +67,6 @@ class Checkpoint:
         the folder that holds this checkpoint (e.g. ``"autoencoder/model.safetensors"``).
     """
 
-    folder: Path
     config: dict[str, Any]
     state: dict[str, torch.Tensor]
     files: dict[str, str]
@@ -86,9 +80,13 @@ def save_pretrained(
     *,
     kind: str,
     requires: Mapping[str, str] | None = None,
-) -> Path:
+) -> dict[str, str]:
     """Write ``folder/model.safetensors`` and ``folder/config.json`` (config, kind, version,
-    the weights' sha256, ``requires`` and the config's own content hash)."""
+    the weights' sha256, ``requires`` and the config's own content hash).
+
+    Returns the checkpoint's identity, as :attr:`Checkpoint.files` will read it back:
+    ``{"config.json": config_sha256, "model.safetensors": sha256}``.
+    """
     folder = ensure_writable_dir(folder)
     config_path = folder / CONFIG
     bad = _non_finite_key(dict(config))
@@ -111,7 +109,7 @@ def save_pretrained(
     meta["config_sha256"] = config_sha256(meta)
     with atomic_path(config_path) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
-    return folder
+    return {CONFIG: meta["config_sha256"], WEIGHTS: meta["sha256"]}
 
 
 def config_sha256(meta: Mapping[str, Any]) -> str:
@@ -120,13 +118,6 @@ def config_sha256(meta: Mapping[str, Any]) -> str:
     content = {k: v for k, v in meta.items() if k != "config_sha256"}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def recorded_files(folder: str | os.PathLike[str]) -> dict[str, str]:
-    """The hashes a checkpoint written by :func:`save_pretrained` records for its two files
-    (read from its config.json without hashing the weights: use right after saving)."""
-    meta = json.loads((Path(folder) / CONFIG).read_text())
-    return {CONFIG: str(meta["config_sha256"]), WEIGHTS: str(meta["sha256"])}
 
 
 def load_checkpoint(folder: str | os.PathLike[str], *, kind: str) -> Checkpoint:
@@ -193,9 +184,7 @@ def load_checkpoint(folder: str | os.PathLike[str], *, kind: str) -> Checkpoint:
         raise InputError(
             str(weights_path), f"expected a safetensors file, found unreadable data ({exc})"
         ) from exc
-    return Checkpoint(
-        folder, dict(meta["config"]), state, {CONFIG: content_sha, WEIGHTS: digest}, requires
-    )
+    return Checkpoint(dict(meta["config"]), state, {CONFIG: content_sha, WEIGHTS: digest}, requires)
 
 
 def load_pretrained_state(

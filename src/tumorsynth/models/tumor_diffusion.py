@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,16 +37,14 @@ from monai.networks.nets import VQVAE, DiffusionModelUNet, PatchDiscriminator
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from tumorsynth._settings import config_from_dict
+from tumorsynth._settings import Interval, check_bounds, config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.checkpoint import (
     CONFIG,
     WEIGHTS,
-    Checkpoint,
     config_differences,
     load_checkpoint,
     load_state_strict,
-    recorded_files,
     save_pretrained,
 )
 
@@ -253,7 +251,8 @@ def load_autoencoder(folder: str | os.PathLike[str]) -> tuple[VQVAE, Autoencoder
 
 def _load_autoencoder(
     folder: str | os.PathLike[str],
-) -> tuple[VQVAE, AutoencoderConfig, Checkpoint]:
+) -> tuple[VQVAE, AutoencoderConfig, dict[str, str]]:
+    """The model, its config and its files' hashes (:attr:`Checkpoint.files`)."""
     checkpoint = load_checkpoint(folder, kind=AUTOENCODER_KIND)
     where = str(Path(folder) / CONFIG)
     config = config_from_dict(
@@ -262,12 +261,13 @@ def _load_autoencoder(
     config.validate(where)
     model = build_autoencoder(config)
     load_state_strict(model, checkpoint.state, str(folder))
-    return model.eval(), config, checkpoint
+    return model.eval(), config, checkpoint.files
 
 
 def save_autoencoder(
     model: nn.Module, config: AutoencoderConfig, folder: str | os.PathLike[str]
-) -> Path:
+) -> dict[str, str]:
+    """Write an autoencoder checkpoint; returns its files' hashes."""
     return save_pretrained(model, asdict(config), folder, kind=AUTOENCODER_KIND)
 
 
@@ -407,8 +407,10 @@ class TumorDiffusion:
         """Write ``folder/autoencoder`` and ``folder/denoiser`` (config + safetensors, hashed);
         the denoiser's config.json pins the autoencoder written beside it."""
         folder = Path(folder)
-        save_autoencoder(self.autoencoder, self.autoencoder_config, folder / "autoencoder")
-        ae_files = _prefixed("autoencoder", recorded_files(folder / "autoencoder"))
+        ae_files = _prefixed(
+            "autoencoder",
+            save_autoencoder(self.autoencoder, self.autoencoder_config, folder / "autoencoder"),
+        )
         config = {
             "denoiser": asdict(self.config),
             "scale_factor": self.scale_factor,
@@ -416,10 +418,10 @@ class TumorDiffusion:
             "autoencoder": asdict(self.autoencoder_config),
             **dict(extra or {}),
         }
-        save_pretrained(
+        denoiser_files = save_pretrained(
             self.denoiser, config, folder / "denoiser", kind=DENOISER_KIND, requires=ae_files
         )
-        self.files = {**ae_files, **_prefixed("denoiser", recorded_files(folder / "denoiser"))}
+        self.files = {**ae_files, **_prefixed("denoiser", denoiser_files)}
         return folder
 
     @classmethod
@@ -445,28 +447,20 @@ class TumorDiffusion:
                 "expected a diffusion checkpoint folder, found nothing there",
                 fix="pass the out_dir of `tumorsynth train-diffusion` (or its checkpoints/best)",
             )
-        autoencoder, ae_config, ae_checkpoint = _load_autoencoder(folder / "autoencoder")
+        autoencoder, ae_config, ae_files = _load_autoencoder(folder / "autoencoder")
         checkpoint = load_checkpoint(folder / "denoiser", kind=DENOISER_KIND)
-        ae_files = _prefixed("autoencoder", ae_checkpoint.files)
+        ae_files = _prefixed("autoencoder", ae_files)
         _check_pin(folder, checkpoint.requires, ae_files)
-        stored = checkpoint.config
         where = str(folder / "denoiser" / CONFIG)
-        for key in ("denoiser", "autoencoder", "scale_factor", "trained_size_classes"):
-            if key not in stored:
-                raise InputError(where, f"missing key 'config.{key}'")
-        if not isinstance(stored["autoencoder"], Mapping):
-            raise InputError(where, "key 'config.autoencoder': expected a mapping of settings")
-        diffs = config_differences(stored["autoencoder"], asdict(ae_config))
+        stored = _stored_denoiser(checkpoint.config, where)
+        diffs = config_differences(stored.autoencoder, asdict(ae_config))
         if diffs:
             raise InputError(
                 where,
                 "the denoiser was trained on another autoencoder: " + "; ".join(diffs),
             )
-        config = config_from_dict(
-            DenoiserConfig, stored["denoiser"], where, key_path="config.denoiser", complete=True
-        )
+        config = stored.denoiser
         config.validate(ae_config.latent_size, where)
-        scale_factor, trained = _scale_and_classes(stored, where)
         if expect:
             diffs = config_differences(asdict(config), {**asdict(config), **dict(expect)})
             if diffs:
@@ -474,7 +468,15 @@ class TumorDiffusion:
         denoiser = build_denoiser(config, ae_config.embedding_dim)
         load_state_strict(denoiser, checkpoint.state, str(folder / "denoiser"))
         files = {**ae_files, **_prefixed("denoiser", checkpoint.files)}
-        model = cls(autoencoder, ae_config, denoiser, config, scale_factor, files, trained)
+        model = cls(
+            autoencoder,
+            ae_config,
+            denoiser,
+            config,
+            stored.scale_factor,
+            files,
+            stored.trained_size_classes,
+        )
         return model.to(device)
 
 
@@ -513,21 +515,25 @@ def _check_pin(folder: Path, pinned: Mapping[str, str], ae_files: Mapping[str, s
             )
 
 
-def _scale_and_classes(stored: Mapping[str, Any], where: str) -> tuple[float, tuple[int, ...]]:
-    scale = stored["scale_factor"]
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise InputError(
-            where, f"key 'config.scale_factor': expected a positive number, found {scale!r}"
-        )
-    classes = stored["trained_size_classes"]
-    if (
-        not isinstance(classes, list)
-        or not classes
-        or any(isinstance(c, bool) or c not in (EARLY, LARGER) for c in classes)
-    ):
+@dataclass(frozen=True)
+class _StoredDenoiser:
+    """The ``config`` entry of a denoiser's config.json (written by :meth:`save_pretrained`)."""
+
+    denoiser: DenoiserConfig
+    autoencoder: dict[str, Any]
+    scale_factor: float
+    trained_size_classes: tuple[Literal[0, 1], ...]
+
+
+def _stored_denoiser(stored: Mapping[str, Any], where: str) -> _StoredDenoiser:
+    """Every setting present and of its type (extra keys, such as ``trained_on``, are notes)."""
+    known = {k: v for k, v in stored.items() if k in _StoredDenoiser.__dataclass_fields__}
+    config = config_from_dict(_StoredDenoiser, known, where, key_path="config", complete=True)
+    check_bounds(config, {"scale_factor": Interval(0, low_open=True)}, where, key_path="config")
+    if not config.trained_size_classes:
         raise InputError(
             where,
-            f"key 'config.trained_size_classes': expected a non-empty list of {EARLY} (early) "
-            f"and {LARGER} (larger), found {classes!r}",
+            f"config.trained_size_classes: expected at least one of {EARLY} (early) and "
+            f"{LARGER} (larger), found none",
         )
-    return float(scale), tuple(int(c) for c in classes)
+    return config

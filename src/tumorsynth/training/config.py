@@ -36,11 +36,11 @@ from typing import Any, Literal
 
 import yaml
 
-from tumorsynth._settings import Interval, check_bounds, nested_config_from_dict
+from tumorsynth._settings import Interval, check_bounds, config_from_dict
 from tumorsynth._types import SizeClass
 from tumorsynth.errors import InputError
 from tumorsynth.io.label_maps import resolve_label_map
-from tumorsynth.models.segmentors import BACKBONES, SegmentorConfig
+from tumorsynth.models.segmentors import SegmentorConfig
 
 __all__ = [
     "BOUNDS",
@@ -128,7 +128,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> TrainConfig:
-        config = nested_config_from_dict(cls, data, where)
+        config = config_from_dict(cls, data, where)
         _validate(config, where)
         return config
 
@@ -218,8 +218,6 @@ def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any
 def _validate(config: TrainConfig, where: str) -> None:
     check_bounds(config, BOUNDS, where)
     d = config.data
-    if d.mode not in ("real", "synthetic", "mixed"):
-        raise InputError(where, f"data.mode: expected real, synthetic or mixed, found {d.mode!r}")
     if d.mode in ("synthetic", "mixed") and not d.healthy:
         raise InputError(where, f"data.mode {d.mode!r} needs healthy scans (data.healthy)")
     if d.mode in ("real", "mixed") and not d.real:
@@ -228,8 +226,6 @@ def _validate(config: TrainConfig, where: str) -> None:
         raise InputError(
             where, f"data.synthetic_fraction must be in (0, 1), found {d.synthetic_fraction}"
         )
-    if not 0.0 <= d.val_fraction < 1.0:
-        raise InputError(where, f"data.val_fraction must be in [0, 1), found {d.val_fraction}")
     for key, used in (("healthy_label_map", d.healthy), ("real_label_map", d.real)):
         if used:
             try:
@@ -243,10 +239,6 @@ def _validate(config: TrainConfig, where: str) -> None:
         )
     if not config.train.out_dir:
         raise InputError(where, "train.out_dir: expected a folder for the run, found nothing")
-    if config.model.backbone not in BACKBONES:
-        raise InputError(
-            where, f"model.backbone: expected one of {BACKBONES}, found {config.model.backbone!r}"
-        )
     if config.model.out_channels != len(config.classes):
         raise InputError(
             where,

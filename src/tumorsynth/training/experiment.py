@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tumorsynth._settings import config_from_dict
+from tumorsynth._settings import check_bounds, config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.training.config import (
+    AT_LEAST_0,
+    POSITIVE,
     TrainConfig,
     dotted_settings,
     merge_settings,
@@ -129,12 +131,12 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
     evaluate = config_from_dict(
         EvaluateSettings, raw.get("evaluate") or {}, str(path), key_path="evaluate"
     )
-    if evaluate.tolerance_mm <= 0 or evaluate.bootstrap < 0:
-        raise InputError(
-            str(path),
-            "evaluate: expected tolerance_mm > 0 and bootstrap >= 0, found "
-            f"{evaluate.tolerance_mm} and {evaluate.bootstrap}",
-        )
+    check_bounds(
+        evaluate,
+        {"tolerance_mm": POSITIVE, "bootstrap": AT_LEAST_0},
+        str(path),
+        key_path="evaluate",
+    )
     return ExperimentConfig(
         str(raw["name"]), out_dir, tuple(arms), tuple(tests), dataclasses.asdict(evaluate)
     )

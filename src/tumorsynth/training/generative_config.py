@@ -30,7 +30,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tumorsynth._settings import Interval, check_bounds, nested_config_from_dict
+from tumorsynth._settings import Interval, check_bounds, config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.tumor_diffusion import AutoencoderConfig, DenoiserConfig
 from tumorsynth.training.config import (
@@ -174,7 +174,7 @@ class AutoencoderTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> AutoencoderTrainConfig:
-        config = nested_config_from_dict(cls, data, where)
+        config = config_from_dict(cls, data, where)
         check_bounds(config, AUTOENCODER_BOUNDS, where)
         if not config.data.images:
             raise InputError(where, "data.images: expected CT files or folders, found none")
@@ -197,7 +197,7 @@ class DiffusionTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> DiffusionTrainConfig:
-        config = nested_config_from_dict(cls, data, where)
+        config = config_from_dict(cls, data, where)
         check_bounds(config, DIFFUSION_BOUNDS, where)
         if not config.autoencoder:
             raise InputError(
