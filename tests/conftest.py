@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from shared_data import require_data
-from tiny import tiny_diffusion
+from tiny import synthesize_phantom, tiny_diffusion
 
 from tumorsynth.io import load_image, load_label
 from tumorsynth.io.nifti import Volume
@@ -105,20 +105,10 @@ def tumor_phantom_case(tmp_path_factory) -> dict[str, str]:
     """A phantom CT with 2 medium synthetic liver tumors, written as an annotated case (labels
     in the tumorsynth convention): the diffusion model's training data in tests."""
     from tumorsynth.io.nifti import save_volume
-    from tumorsynth.pipelines.synthesize import synthesize_case
 
     folder = tmp_path_factory.mktemp("tumor_phantom")
     ct, seg = make_phantom(2, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-    out = synthesize_case(
-        ct.array,
-        seg.array,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        organ="liver",
-        count=2,
-        size="medium",
-        rng=0,
-    )
+    out = synthesize_phantom((ct, seg), count=2, size="medium", rng=0)
     image = save_volume(Volume(out.image, ct.affine), folder / "tumor_ct.nii.gz")
     label = save_volume(Volume(out.label, ct.affine), folder / "tumor_label.nii.gz")
     return {"image": str(image), "label": str(label), "label_map": "tumorsynth"}

@@ -5,6 +5,8 @@ Imported as ``from tiny import ...`` (``tests/`` is on the test path, like ``con
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,62 @@ def tiny_diffusion(seed: int = 0, crop_size: int = 16, spacing_mm: float = 4.0):
         autoencoder = build_autoencoder(ae_config)
         denoiser = build_denoiser(config, ae_config.embedding_dim)
     return TumorDiffusion(autoencoder, ae_config, denoiser, config, scale_factor=1.0)
+
+
+def synthesize_phantom(
+    phantom: tuple[Any, Any],
+    generator: Any = "heuristic",
+    *,
+    organ: str = "liver",
+    count: int = 2,
+    size: str = "small",
+    rng: int = 0,
+):
+    """``synthesize_case`` on a ``(ct, seg)`` phantom (labels of the ``"phantom"`` preset)."""
+    from tumorsynth.pipelines.synthesize import synthesize_case
+
+    ct, seg = phantom
+    return synthesize_case(
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        organ=organ,
+        count=count,
+        size=size,
+        generator=generator,
+        rng=rng,
+        affine=ct.affine,
+    )
+
+
+def replay_phantom(phantom: tuple[Any, Any], records: Sequence[Any], diffusion: Any):
+    """``replay_case`` of ``records`` on the phantom they were made on, with ``diffusion`` as the
+    diffusion generator."""
+    from tumorsynth.pipelines.synthesize import replay_case
+
+    ct, seg = phantom
+    return replay_case(
+        ct.array,
+        seg.array,
+        records,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        affine=ct.affine,
+        generators={"diffusion": diffusion},
+    )
+
+
+def rehashed_edit(folder: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
+    """Edit a checkpoint's config.json (``edit`` changes the parsed file in place) and re-record
+    its content hash, as a deliberate (or hostile) edit would: what is checked beyond the hash."""
+    from tumorsynth.models.checkpoint import config_sha256
+
+    path = folder / "config.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    meta["config_sha256"] = config_sha256(meta)
+    path.write_text(json.dumps(meta))
 
 
 def _tuples(settings: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 its inputs as they were; ``replay --checkpoint NEWDIR`` accepts a moved checkpoint and refuses one
 made of other files (tiny untrained checkpoints on the phantom, CPU)."""
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,11 +11,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 from cli_runner import cli
-from tiny import tiny_diffusion
+from file_checks import file_hashes
+from tiny import rehashed_edit, tiny_diffusion
 
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
-from tumorsynth.models.checkpoint import config_sha256
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +59,6 @@ def synthesize(scan, checkpoint, out):
         out,
         "--no-progress",
     )
-
-
-def rehashed_edit(folder: Path, edit) -> None:
-    path = folder / "config.json"
-    meta = json.loads(path.read_text())
-    edit(meta)
-    meta["config_sha256"] = config_sha256(meta)
-    path.write_text(json.dumps(meta))
 
 
 def text_edit(path: Path, old: str, new: str) -> None:
@@ -130,14 +121,14 @@ def test_a_damaged_checkpoint_exits_2_names_the_file_and_writes_nothing(
     damage, where, message = DAMAGE[case]
     model = shutil.copytree(diffusion_checkpoint, tmp_path / "model")
     damage(model, other_autoencoder)
-    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in scan}
+    before = file_hashes(scan[0].parent)
     out = tmp_path / "out"
     run = synthesize(scan, model, out)
     assert run.code == 2, run.err
     assert message in run.err and str(model / where) in run.err
     assert "Traceback" not in run.err
     assert not out.exists()
-    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in scan}
+    assert file_hashes(scan[0].parent) == before
 
 
 @pytest.fixture(scope="module")

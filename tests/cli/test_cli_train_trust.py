@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_runner import cli
+from file_checks import file_hashes
 from tiny import TINY_AE, TINY_DENOISER, segmentor_settings, write_phantom_dataset
 
 
@@ -68,12 +69,27 @@ def write_yaml(path: Path, settings: dict) -> bytes:
     return path.read_bytes()
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
+def snapshot(folder: Path) -> dict[str, str]:
+    """The run's files (TensorBoard's event files aside: its writer may still be flushing)."""
     return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and "tensorboard" not in p.parts
+        name: digest
+        for name, digest in file_hashes(folder).items()
+        if not name.startswith("tensorboard/")
     }
+
+
+def run_twice(command: str, config: Path, run: Path) -> tuple[dict[str, str], str]:
+    """Run ``command`` (it must succeed), then again into the same out_dir: the second run must
+    exit 2, naming the folder as a finished run, and leave it as it was. Returns the run's files
+    and the refusal's stderr."""
+    code, _, err = cli(command, "--config", config, "--no-progress")
+    assert code == 0, err
+    finished = snapshot(run)
+    code, _, err = cli(command, "--config", config, "--no-progress")
+    assert code == 2
+    assert str(run) in err and "a finished training run (2 steps)" in err
+    assert snapshot(run) == finished  # nothing replaced
+    return finished, err
 
 
 # --- bad settings: every training command, checked whole before anything is written -----------
@@ -237,16 +253,9 @@ def test_train_refuses_a_finished_run_and_resumes_it_on_request(tmp_path, data):
     config = tmp_path / "config.yaml"
     run = tmp_path / "run"
     write_yaml(config, train_settings(data, run))
-    code, _, err = cli("train", "--config", config, "--no-progress")
-    assert code == 0, err
-    finished = snapshot(run)
+    finished, err = run_twice("train", config, run)
     assert "checkpoints/last/model.safetensors" in finished
-
-    code, _, err = cli("train", "--config", config, "--no-progress")
-    assert code == 2
-    assert str(run) in err and "a finished training run (2 steps)" in err
     assert "checkpoints" in err and "--resume" in err and "train.out_dir" in err
-    assert snapshot(run) == finished  # nothing replaced
 
     # a resume with other settings would mix two runs
     code, _, err = cli(
@@ -295,15 +304,9 @@ def test_generator_trainings_refuse_a_previous_run(tmp_path, data, tumor_phantom
     ae_config = tmp_path / "ae.yaml"
     ae_run = tmp_path / "ae_run"
     write_yaml(ae_config, ae_settings(data, ae_run))
-    code, _, err = cli("train-autoencoder", "--config", ae_config, "--no-progress")
-    assert code == 0, err
-    finished = snapshot(ae_run)
+    finished, err = run_twice("train-autoencoder", ae_config, ae_run)
     assert "autoencoder/model.safetensors" in finished
-    code, _, err = cli("train-autoencoder", "--config", ae_config, "--no-progress")
-    assert code == 2
-    assert str(ae_run) in err and "a finished training run (2 steps)" in err
     assert "autoencoder" in err and "train.out_dir=NEW_DIR" in err and "cannot resume" in err
-    assert snapshot(ae_run) == finished
 
     diff_run = tmp_path / "diff_run"
     (diff_run / "model" / "denoiser").mkdir(parents=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from cli_runner import cli
+from tiny import TINY_AE, TINY_DENOISER
 
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.phantom import make_phantom
@@ -25,13 +26,7 @@ def chain(tmp_path_factory, tumor_phantom_case):
         yaml.safe_dump(
             {
                 "data": {"images": [str(root / "healthy"), tumor_phantom_case["image"]]},
-                "model": {
-                    "channels": [8, 16],
-                    "num_embeddings": 32,
-                    "embedding_dim": 4,
-                    "crop_size": 16,
-                    "spacing_mm": [4.0, 4.0, 4.0],
-                },
+                "model": TINY_AE,
                 "optim": {"max_steps": 6, "batch_size": 2, "adv_start": 3},
                 "train": {"out_dir": str(root / "ae_run"), "device": "cpu"},
             }
@@ -46,15 +41,7 @@ def chain(tmp_path_factory, tumor_phantom_case):
                     "cases": [tumor_phantom_case],
                     "organs": ["liver"],
                 },
-                "model": {
-                    "channels": [16, 32],
-                    "attention_levels": [False, True],
-                    "num_res_blocks": 1,
-                    "num_head_channels": 8,
-                    "norm_num_groups": 8,
-                    "num_train_timesteps": 20,
-                    "sample_steps": [2, 2],
-                },
+                "model": {**TINY_DENOISER, "num_train_timesteps": 20, "sample_steps": [2, 2]},
                 "optim": {"max_steps": 4, "batch_size": 2},
                 "train": {"out_dir": str(root / "diff_run"), "device": "cpu"},
             }

@@ -5,12 +5,8 @@ from cli_runner import cli
 from tiny import segmentor_settings, write_phantom_dataset
 
 
-def make_dataset(root):
-    return write_phantom_dataset(root)
-
-
 def test_train_then_predict(tmp_path):
-    data = make_dataset(tmp_path / "Dataset001_P")
+    data = write_phantom_dataset(tmp_path / "Dataset001_P")
     config = segmentor_settings(data, tmp_path / "run", max_steps=50)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     code, out, err = cli(
@@ -41,15 +37,16 @@ def test_bad_training_config_exits_2_naming_the_setting(tmp_path):
 
 
 def test_predict_with_a_missing_checkpoint_exits_2(tmp_path):
+    images = write_phantom_dataset(tmp_path / "data", cases=1) / "imagesTr"  # inputs are fine
     code, _, err = cli(
-        "predict", "--checkpoint", tmp_path / "none", "--input", tmp_path, "--out", tmp_path / "o"
+        "predict", "--checkpoint", tmp_path / "none", "--input", images, "--out", tmp_path / "o"
     )
     assert code == 2 and "config.json" in err
     assert not (tmp_path / "o").exists()
 
 
 def test_export_nnunet_refuses_a_bad_name_and_writes_a_good_one(tmp_path):
-    data = make_dataset(tmp_path / "healthy")
+    data = write_phantom_dataset(tmp_path / "healthy")
     code, _, err = cli(
         "export-nnunet",
         "--healthy",

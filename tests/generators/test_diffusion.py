@@ -3,7 +3,7 @@ cross-organ use, and its use from RandTumorSynthd (tiny untrained checkpoints, C
 
 import numpy as np
 import pytest
-from tiny import tiny_diffusion
+from tiny import replay_phantom, synthesize_phantom, tiny_diffusion
 
 from tumorsynth.errors import InputError
 from tumorsynth.generators import BatchTumorGenerator, get_generator
@@ -12,7 +12,6 @@ from tumorsynth.pipelines.synthesize import (
     TumorRequest,
     TumorSpec,
     render_specs,
-    replay_case,
     synthesize_case,
 )
 
@@ -22,22 +21,6 @@ def gen(diffusion_checkpoint):
     return DiffusionGenerator(diffusion_checkpoint, device="cpu")
 
 
-def synth(phantom, gen, organ="liver", count=2, size="small", rng=0):
-    ct, seg = phantom
-    return synthesize_case(
-        ct.array,
-        seg.array,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        organ=organ,
-        count=count,
-        size=size,
-        generator=gen,
-        rng=rng,
-        affine=ct.affine,
-    )
-
-
 def test_it_is_a_batch_generator_with_a_versioned_checkpoint(gen):
     assert isinstance(gen, BatchTumorGenerator)
     assert gen.version.startswith("1.1+") and len(gen.version) == 16
@@ -45,7 +28,7 @@ def test_it_is_a_batch_generator_with_a_versioned_checkpoint(gen):
 
 def test_only_tumors_and_their_blend_margins_change(phantom, gen):
     ct, _ = phantom
-    out = synth(phantom, gen, count=3)
+    out = synthesize_phantom(phantom, gen, count=3)
     tumor = out.label == 2
     assert len(out.records) == 3 and tumor.any()
     changed = out.image != ct.array
@@ -60,21 +43,12 @@ def test_only_tumors_and_their_blend_margins_change(phantom, gen):
 
 
 def test_same_seed_same_voxels_and_replay_is_exact(phantom, gen):
-    ct, seg = phantom
-    a, b = synth(phantom, gen, rng=4), synth(phantom, gen, rng=4)
+    a, b = synthesize_phantom(phantom, gen, rng=4), synthesize_phantom(phantom, gen, rng=4)
     assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
-    again = replay_case(
-        ct.array,
-        seg.array,
-        a.records,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        affine=ct.affine,
-        generators={"diffusion": gen},
-    )
+    again = replay_phantom(phantom, a.records, gen)
     assert np.array_equal(again.image, a.image)
     assert np.array_equal(again.label, a.label)
-    assert synth(phantom, gen, rng=5).image.tobytes() != a.image.tobytes()
+    assert synthesize_phantom(phantom, gen, rng=5).image.tobytes() != a.image.tobytes()
 
 
 def test_tumors_that_do_not_touch_are_one_batch_and_match_rendering_one_by_one(
@@ -119,36 +93,28 @@ def test_tumors_that_do_not_touch_are_one_batch_and_match_rendering_one_by_one(
 
 
 def test_a_liver_model_runs_in_the_kidney(phantom, gen):
-    out = synth(phantom, gen, organ="kidney", count=1, size="small", rng=2)
+    out = synthesize_phantom(phantom, gen, organ="kidney", count=1, size="small", rng=2)
     assert len(out.records) == 1 and (out.label == 6).any()
 
 
 def test_large_tumors_zoom_the_model_grid_out(phantom, gen):
-    out = synth(phantom, gen, count=1, size="large", rng=1)
+    out = synthesize_phantom(phantom, gen, count=1, size="large", rng=1)
     assert out.records[0].appearance["zoom"] > 1.0
     assert out.records[0].appearance["steps"] == gen.model.config.sample_steps[1]
 
 
 def test_steps_option_overrides_the_checkpoint(diffusion_checkpoint, phantom):
     gen = get_generator("diffusion", checkpoint=diffusion_checkpoint, device="cpu", steps=1)
-    out = synth(phantom, gen, count=1)
+    out = synthesize_phantom(phantom, gen, count=1)
     assert out.records[0].appearance["steps"] == 1
 
 
 def test_records_of_other_weights_are_refused(phantom, gen, tmp_path):
-    ct, seg = phantom
-    out = synth(phantom, gen, count=1)
+    out = synthesize_phantom(phantom, gen, count=1)
     tiny_diffusion(seed=9).save_pretrained(tmp_path / "other")
     other = DiffusionGenerator(tmp_path / "other", device="cpu")
     with pytest.raises(InputError, match="replay would not be exact"):
-        replay_case(
-            ct.array,
-            seg.array,
-            out.records,
-            spacing_mm=ct.spacing_mm,
-            label_map="phantom",
-            generators={"diffusion": other},
-        )
+        replay_phantom(phantom, out.records, other)
 
 
 def test_without_a_checkpoint_it_says_what_to_pass():

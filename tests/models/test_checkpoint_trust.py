@@ -11,14 +11,13 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
-from tiny import tiny_diffusion
+from tiny import rehashed_edit, replay_phantom, synthesize_phantom, tiny_diffusion
 
 from tumorsynth.errors import InputError
 from tumorsynth.generators.diffusion import DiffusionGenerator
-from tumorsynth.models.checkpoint import config_sha256, load_checkpoint, save_pretrained
+from tumorsynth.models.checkpoint import load_checkpoint, save_pretrained
 from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor
 from tumorsynth.models.tumor_diffusion import TumorDiffusion, load_autoencoder
-from tumorsynth.pipelines.synthesize import replay_case, synthesize_case
 
 SMALL = SegmentorConfig(patch_size=(32, 32, 32), channels=(8, 16, 32))
 
@@ -36,16 +35,6 @@ def saved(tmp_path_factory):
 def model(saved, tmp_path):
     """A fresh copy of checkpoint ``a`` to damage."""
     return shutil.copytree(saved / "a", tmp_path / "m")
-
-
-def rehashed_edit(folder, edit):
-    """Edit a stored config and re-record its content hash (a deliberate edit): what is checked
-    beyond the hash."""
-    path = folder / "config.json"
-    meta = json.loads(path.read_text())
-    edit(meta)
-    meta["config_sha256"] = config_sha256(meta)
-    path.write_text(json.dumps(meta))
 
 
 def test_a_denoiser_beside_another_autoencoder_with_the_same_config_is_refused(saved, model):
@@ -116,12 +105,14 @@ def test_a_config_json_edited_into_other_valid_json_is_refused_by_its_hash(model
 
 
 def test_whitespace_and_key_order_do_not_change_a_config_hash(model):
+    before = TumorDiffusion.from_pretrained(model).files
     path = model / "denoiser" / "config.json"
     meta = json.loads(path.read_text())
-    path.write_text(json.dumps(dict(reversed(list(meta.items())))))
-    assert (
-        TumorDiffusion.from_pretrained(model).files == TumorDiffusion.from_pretrained(model).files
-    )
+    rewritten = json.dumps(dict(reversed(list(meta.items()))))  # other key order, no indent
+    assert rewritten != path.read_text()
+    path.write_text(rewritten)
+    assert TumorDiffusion.from_pretrained(model).files == before
+    assert before["denoiser/config.json"] == meta["config_sha256"]
 
 
 @pytest.mark.parametrize(
@@ -244,32 +235,7 @@ def test_a_checkpoint_written_before_the_pins_loads_with_a_warning(model):
 
 # -- records pin the files -------------------------------------------------------------------------
 def _synth(phantom, gen):
-    ct, seg = phantom
-    return synthesize_case(
-        ct.array,
-        seg.array,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        organ="liver",
-        count=1,
-        size="small",
-        generator=gen,
-        rng=3,
-        affine=ct.affine,
-    )
-
-
-def _replay(phantom, records, gen):
-    ct, seg = phantom
-    return replay_case(
-        ct.array,
-        seg.array,
-        records,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        affine=ct.affine,
-        generators={"diffusion": gen},
-    )
+    return synthesize_phantom(phantom, gen, count=1, rng=3)
 
 
 def test_records_pin_every_file_and_a_moved_checkpoint_replays(phantom, saved, tmp_path):
@@ -279,7 +245,7 @@ def test_records_pin_every_file_and_a_moved_checkpoint_replays(phantom, saved, t
     assert appearance["weights_sha256"] == gen.model.files and len(gen.model.files) == 4
     assert out.records[0].generator_version == gen.version
     moved = shutil.copytree(saved / "a", tmp_path / "moved")
-    again = _replay(phantom, out.records, DiffusionGenerator(moved, device="cpu"))
+    again = replay_phantom(phantom, out.records, DiffusionGenerator(moved, device="cpu"))
     assert np.array_equal(again.image, out.image)
 
 
@@ -297,7 +263,7 @@ def test_records_do_not_replay_on_a_consistently_repinned_autoencoder_swap(
     rehashed_edit(swapped / "denoiser", lambda m: m.update(requires=pins))
     other = DiffusionGenerator(swapped, device="cpu")
     with pytest.raises(InputError, match="replay would not be exact"):
-        _replay(phantom, out.records, other)
+        replay_phantom(phantom, out.records, other)
 
 
 def test_a_record_whose_file_hashes_differ_is_refused_naming_the_file(phantom, saved):
@@ -308,10 +274,10 @@ def test_a_record_whose_file_hashes_differ_is_refused_naming_the_file(phantom, s
     pinned["autoencoder/config.json"] = "0" * 64
     record.appearance["weights_sha256"] = pinned  # the version is left as it was
     with pytest.raises(InputError, match=r"autoencoder/config\.json: record 000000000000"):
-        _replay(phantom, [record], gen)
+        replay_phantom(phantom, [record], gen)
     del record.appearance["weights_sha256"]
     with pytest.raises(InputError, match="no weights_sha256"):
-        _replay(phantom, [record], gen)
+        replay_phantom(phantom, [record], gen)
 
 
 def test_an_unsaved_model_has_no_identity_until_saved(tmp_path):

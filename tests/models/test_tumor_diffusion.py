@@ -1,14 +1,11 @@
 """The learned tumor model: crop grid geometry, sampling determinism, checkpoints."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_diffusion
+from tiny import rehashed_edit, tiny_diffusion
 
 from tumorsynth.errors import InputError
-from tumorsynth.models.checkpoint import config_sha256
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.tumor_diffusion import (
     EARLY,
@@ -20,16 +17,6 @@ from tumorsynth.models.tumor_diffusion import (
     train_scheduler,
     unit_to_hu,
 )
-
-
-def rehashed_edit(folder, edit):
-    """Edit a checkpoint's stored config and re-record its content hash, as a deliberate (or
-    hostile) edit would: what is checked beyond the hash."""
-    path = folder / "config.json"
-    meta = json.loads(path.read_text())
-    edit(meta["config"])
-    meta["config_sha256"] = config_sha256(meta)
-    path.write_text(json.dumps(meta))
 
 
 def masked_batch(n=2, size=16):
@@ -187,7 +174,7 @@ class TestCheckpoint:
         tiny_diffusion().save_pretrained(tmp_path / "m")
         rehashed_edit(
             tmp_path / "m" / "denoiser",
-            lambda c: c["autoencoder"].update(embedding_dim=8),
+            lambda m: m["config"]["autoencoder"].update(embedding_dim=8),
         )
         with pytest.raises(InputError, match="another autoencoder: embedding_dim"):
             TumorDiffusion.from_pretrained(tmp_path / "m")
@@ -195,7 +182,7 @@ class TestCheckpoint:
     def test_weights_that_do_not_fit_name_the_tensors(self, tmp_path):
         tiny_diffusion().save_pretrained(tmp_path / "m")
         rehashed_edit(
-            tmp_path / "m" / "denoiser", lambda c: c["denoiser"].update(channels=[16, 48])
+            tmp_path / "m" / "denoiser", lambda m: m["config"]["denoiser"].update(channels=[16, 48])
         )
         with pytest.raises(InputError, match="weights do not fit"):
             TumorDiffusion.from_pretrained(tmp_path / "m")

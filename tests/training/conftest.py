@@ -8,6 +8,3 @@ from tiny import write_phantom_dataset
 def phantom_dataset(tmp_path_factory) -> Path:
     """An nnU-Net folder of three small healthy phantoms (labels: the "phantom" preset)."""
     return write_phantom_dataset(tmp_path_factory.mktemp("data") / "Dataset001_Phantom", cases=3)
-
-
-# END
