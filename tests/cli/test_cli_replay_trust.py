@@ -42,48 +42,22 @@ def write_records(path: Path, records: list[dict]) -> Path:
     return path
 
 
-def with_hashes(records: list[dict]) -> list[dict]:
-    """Records pinned to their sources (filled here when the batch does not fill them yet)."""
-    for record in records:
-        for key in ("image", "label"):
-            if not record.get(f"source_{key}_sha256"):
-                record[f"source_{key}_sha256"] = source_sha256(record[f"source_{key}"])
-    return records
-
-
 def volume(path: Path) -> np.ndarray:
     return np.asanyarray(nib.load(str(path)).dataobj)
 
 
 def synthesize(ct: Path, seg: Path, out: Path) -> Run:
     return cli(
-        "synthesize",
-        "--image",
-        ct,
-        "--label",
-        seg,
-        "--label-map",
-        "phantom",
-        "--organ",
-        "liver",
-        "--count",
-        2,
-        "--size",
-        "small",
-        "--per-case",
-        2,
-        "--seed",
-        3,
-        "--out",
-        out,
-        "--no-progress",
-    )
+        "synthesize", "--image", ct, "--label", seg, "--label-map", "phantom", "--organ", "liver",
+        "--count", 2, "--size", "small", "--per-case", 2, "--seed", 3, "--out", out, "--no-progress",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory, phantom: tuple[Volume, Volume]):
-    """The phantom as NIfTI, a batch of 2 variants x 2 tumors from it, and that batch's manifest
-    pinned to its sources' sha256 (4 lines: variant 0 tumors 0, 1; variant 1 tumors 0, 1)."""
+    """The phantom as NIfTI, a batch of 2 variants x 2 tumors from it, and a copy of that batch's
+    manifest, which pins its sources' sha256 (4 lines: variant 0 tumors 0, 1; variant 1 tumors
+    0, 1)."""
     ct, seg = phantom
     root = tmp_path_factory.mktemp("replay_trust")
     inputs = root / "inputs"
@@ -95,7 +69,7 @@ def made(tmp_path_factory: pytest.TempPathFactory, phantom: tuple[Volume, Volume
     p.batch = root / "batch"
     run = synthesize(p.ct, p.seg, p.batch)
     assert run.code == 0, run.err
-    p.records = with_hashes(records_of(p.batch / "manifest.jsonl"))
+    p.records = records_of(p.batch / "manifest.jsonl")
     assert [(r["variant"], r["tumor_index"]) for r in p.records] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     p.manifest = write_records(root / "shared" / "manifest.jsonl", p.records)
     return p
@@ -224,6 +198,21 @@ def test_replay_into_the_manifests_own_folder_is_refused(made, tmp_path: Path) -
     assert sorted(p.name for p in folder.iterdir()) == ["tumors.jsonl"]
 
 
+def test_sources_where_a_resume_cleans_up_are_refused(made, tmp_path: Path) -> None:
+    """A resume removes the unlisted files of imagesTr / labelsTr: no source may lie there."""
+    out = tmp_path / "replayed"
+    ct, seg = out / "imagesTr" / "old_syn0_0000.nii.gz", out / "labelsTr" / "old_syn0.nii.gz"
+    ct.parent.mkdir(parents=True)
+    seg.parent.mkdir()
+    shutil.copy(made.ct, ct)
+    shutil.copy(made.seg, seg)
+    assert synthesize(ct, seg, tmp_path / "batch").code == 0
+    before = hashes(out)
+    run = cli("replay", tmp_path / "batch" / "manifest.jsonl", "--out", out, "--no-progress")
+    refused(run, str(out), f"holds the input {ct} in imagesTr/")
+    assert hashes(out) == before
+
+
 # --- a manifest must hold every tumor once -------------------------------------------------------
 
 
@@ -337,7 +326,7 @@ def test_a_different_ct_under_the_recorded_name_is_refused(made, tmp_path: Path)
     shutil.copy(made.ct, ct)
     shutil.copy(made.seg, seg)
     assert synthesize(ct, seg, tmp_path / "batch").code == 0
-    records = with_hashes(records_of(tmp_path / "batch" / "manifest.jsonl"))
+    records = records_of(tmp_path / "batch" / "manifest.jsonl")
     manifest = write_records(tmp_path / "shared" / "manifest.jsonl", records)
     expected = source_sha256(ct)
     other, _ = make_phantom(1, shape=SHAPE, spacing_mm=SPACING)
@@ -474,7 +463,7 @@ def test_ircad_manifest_aimed_at_its_ct_is_refused_and_the_intact_one_replays(
         "liver", "--count", 1, "--size", "small", "--seed", 1, "--out", batch, "--no-progress",
     )  # fmt: skip
     assert run.code == 0, run.err
-    records = with_hashes(records_of(batch / "manifest.jsonl"))
+    records = records_of(batch / "manifest.jsonl")
     before = source_sha256(ct)
     hostile = write_records(
         tmp_path / "hostile" / "manifest.jsonl", [{**r, "image_path": str(ct)} for r in records]

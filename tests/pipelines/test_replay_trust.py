@@ -4,13 +4,13 @@ records' checkpoint, failures that leave a consistent folder and a rerun that fi
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from batch_helpers import batch_settings
 from file_checks import file_hashes as tree_hashes
 
 import tumorsynth.generators as generators_module
@@ -26,7 +26,7 @@ from tumorsynth.io.records import (
     check_record,
     read_manifest,
 )
-from tumorsynth.pipelines.batch import BatchSettings, run_batch
+from tumorsynth.pipelines.batch import run_batch
 from tumorsynth.pipelines.replay import REPLAY_INFO, plan_replay, replay_manifest
 from tumorsynth.pipelines.synthesize import TumorRequest
 
@@ -48,15 +48,10 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> CaseRef:
     return CaseRef("ph", folder / "ph_0000.nii.gz", folder / "ph.nii.gz")
 
 
-def batch(case: CaseRef, out: Path, **kwargs: Any) -> Path:
-    options: dict[str, Any] = {
-        "requests": (TumorRequest("liver", 2, "small"),),
-        "label_map": "phantom",
-        "seed": 5,
-        "per_case": 2,
-    }
-    options.update(kwargs)
-    run_batch([case], out, BatchSettings(**options), progress=False)
+def batch(case: CaseRef, out: Path, **changes: Any) -> Path:
+    """2 variants x 2 small liver tumors of ``case`` (seed 5); ``changes`` override."""
+    options = {"requests": (TumorRequest("liver", 2, "small"),), "seed": 5, "per_case": 2}
+    run_batch([case], out, batch_settings(**{**options, **changes}), progress=False)
     return out / MANIFEST_NAME
 
 
@@ -70,9 +65,7 @@ def manifest(case: CaseRef, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted replay of ``manifest`` (read only)."""
     out = tmp_path_factory.mktemp("replay_reference") / "out"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*carry no sha256")  # until the batch records them
-        replay_manifest(manifest, out, progress=False)
+    replay_manifest(manifest, out, progress=False)
     return out
 
 
@@ -169,7 +162,6 @@ def failing_save(monkeypatch: pytest.MonkeyPatch, on_call: int) -> list[Path]:
     return calls
 
 
-@pytest.mark.filterwarnings("ignore:.*carry no sha256")
 def test_a_first_replay_that_fails_leaves_nothing(
     manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,7 +171,6 @@ def test_a_first_replay_that_fails_leaves_nothing(
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.filterwarnings("ignore:.*carry no sha256")
 @pytest.mark.parametrize("on_call", [3, 4])  # the second variant's image, then its label
 def test_a_replay_that_fails_later_is_consistent_and_the_same_call_finishes_it(
     manifest: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_call: int
@@ -227,7 +218,6 @@ def _without_checkpoint(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "checkpoint"}
 
 
-@pytest.mark.filterwarnings("ignore:.*carry no sha256")
 def test_checkpoint_and_device_reach_any_learned_generator(
     case: CaseRef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,7 +242,6 @@ def test_checkpoint_and_device_reach_any_learned_generator(
     )
 
 
-@pytest.mark.filterwarnings("ignore:.*carry no sha256")
 def test_a_generator_of_another_version_is_refused_before_any_output(
     manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,20 +30,30 @@ import nibabel as nib
 from tumorsynth import __version__
 from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
-from tumorsynth.io.atomic import atomic_path, is_partial_file, output_dir
-from tumorsynth.io.datasets import read_case_label
-from tumorsynth.io.identity import check_not_an_input, sha256_of, source_sha256
+from tumorsynth.io.atomic import atomic_path, output_dir
+from tumorsynth.io.datasets import CaseRef, read_case_label
+from tumorsynth.io.identity import (
+    check_outputs_not_inputs,
+    sha256_of,
+    source_sha256,
+    variant_files,
+)
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap
 from tumorsynth.io.nifti import Volume, load_image, save_volume
 from tumorsynth.io.records import (
     MANIFEST_NAME,
     TumorRecord,
     append_records,
-    read_numbered_manifest,
     rewrite_manifest,
 )
 from tumorsynth.io.run_lock import run_lock
 from tumorsynth.pipelines.batch import BatchOutput, progress_bar, write_dataset_json
+from tumorsynth.pipelines.batch_folder import (
+    check_sources_outside,
+    complete_records,
+    remove_unrecorded,
+    warn_if_other_version,
+)
 from tumorsynth.pipelines.replay_plan import (
     RENDER_ERRORS,
     ReplayVariant,
@@ -115,7 +124,7 @@ def replay_manifest(
     manifest_sha = sha256_of(manifest)
     # a failed first run leaves nothing behind; a second run into the folder is refused meanwhile
     with output_dir(out) as folder, run_lock(folder):
-        done, created = _open_folder(folder, manifest, manifest_sha, variants)
+        done, created = _open_folder(folder, manifest, manifest_sha)
         try:
             return _replay(variants, done, folder, source_hashes, generators, progress)
         except BaseException:
@@ -135,10 +144,9 @@ def _check_outputs(out: Path, manifest: Path, variants: Sequence[ReplayVariant])
             f"manifest {manifest}; replay writes a new folder beside the run it replays",
             fix="choose an empty --out",
         )
-    inputs: list[str | os.PathLike[str] | None] = [manifest]
-    inputs += sorted({s for v in variants for s in v.sources})
-    resolved = {Path(p).resolve() for p in inputs if p is not None}
-    inodes = {(s.st_dev, s.st_ino) for p in inputs if p is not None for s in _stat(Path(p))}
+    cases = {v.sources: CaseRef(v.key[0], *map(Path, v.sources)) for v in variants}
+    # a resume cleans imagesTr / labelsTr (remove_unrecorded): no source may lie there
+    check_sources_outside(out, list(cases.values()))
     outputs = [out / MANIFEST_NAME, out / REPLAY_INFO, out / "dataset.json"]
     outputs += [out / path for v in variants for path in v.files]
     root = out.resolve()
@@ -149,20 +157,13 @@ def _check_outputs(out: Path, manifest: Path, variants: Sequence[ReplayVariant])
                 f"resolves to {path.resolve()}, outside --out {out}; replay writes under it only",
                 fix="choose an empty --out",
             )
-        if path.resolve() in resolved or any((s.st_dev, s.st_ino) in inodes for s in _stat(path)):
-            check_not_an_input(path, inputs)
-
-
-def _stat(path: Path) -> list[os.stat_result]:
-    try:
-        return [path.stat()]
-    except OSError:
-        return []
+    check_outputs_not_inputs(outputs, [manifest, *sorted({s for pair in cases for s in pair})])
 
 
 def _check_sources(manifest: Path, variants: Sequence[ReplayVariant]) -> dict[str, str]:
     """sha256 of every source (file or folder), checked against the records' where they have one."""
     found: dict[str, str] = {}
+    shapes: dict[str, tuple[int, ...] | None] = {}  # variants of one case share a source
     unverified: set[str] = set()
     for v in variants:
         first = v.records[0]
@@ -179,7 +180,9 @@ def _check_sources(manifest: Path, variants: Sequence[ReplayVariant]) -> dict[st
                     )
                 found[path] = source_sha256(path)
             if role == "source_image":
-                _check_centres(v, path, _header_shape(path))
+                if path not in shapes:
+                    shapes[path] = _header_shape(path)
+                _check_centres(v, path, shapes[path])
             if expected is None:
                 unverified.add(path)
             elif found[path] != expected:
@@ -233,7 +236,7 @@ def _generators(
 
 # -- the output folder: start or resume ------------------------------------------------------------
 def _open_folder(
-    folder: Path, manifest: Path, manifest_sha: str, variants: Sequence[ReplayVariant]
+    folder: Path, manifest: Path, manifest_sha: str
 ) -> tuple[set[tuple[str, int]], bool]:
     """Start a replay folder (``replay.json`` first) or resume one of the same manifest.
 
@@ -254,14 +257,8 @@ def _open_folder(
                 f"(sha256 {manifest_sha[:12]}...) into it would mix two replays",
                 fix="use another --out",
             )
-        if found.get("tumorsynth_version") != __version__:
-            warnings.warn(
-                f"{info}: replay was started by tumorsynth {found.get('tumorsynth_version')}, "
-                f"resuming with {__version__}",
-                stacklevel=4,
-            )
-        _remove_stray_parts(folder)
-        return _finished_variants(folder, variants), False
+        warn_if_other_version(info, found.get("tumorsynth_version"), what="replay", stacklevel=4)
+        return _finished_variants(folder), False
     if (folder / MANIFEST_NAME).exists():
         raise InputError(
             str(folder / MANIFEST_NAME),
@@ -286,33 +283,24 @@ def _open_folder(
     return set(), True
 
 
-def _remove_stray_parts(folder: Path) -> None:
-    """Remove temporary files (``.NAME.XXXX.part...``) a killed run left behind."""
-    for sub in (folder, folder / "imagesTr", folder / "labelsTr"):
-        if sub.is_dir():
-            for path in sub.iterdir():
-                if is_partial_file(path.name) and path.is_file():
-                    path.unlink()
+def _finished_variants(folder: Path) -> set[tuple[str, int]]:
+    """Variants whose records are all in the folder's manifest and whose files exist.
 
-
-def _finished_variants(folder: Path, variants: Sequence[ReplayVariant]) -> set[tuple[str, int]]:
-    """Variants whose records are all in the folder's manifest and whose files exist; records of
-    a variant cut short are dropped from the manifest (atomically), so it is redone once."""
+    As a batch resumes: a variant cut short (or whose files are gone) is dropped from the manifest
+    (atomically), and files the manifest does not list and stray ``.part`` files of a killed run
+    are removed, so each such variant is redone once.
+    """
     manifest = folder / MANIFEST_NAME
-    if not manifest.exists():
-        return set()
-    expected = {v.key: (len(v.records), v.files) for v in variants}
-    records = [record for _, record in read_numbered_manifest(manifest)]
-    counts = Counter((r.case_id, r.variant) for r in records)
+    records = complete_records(manifest)
     done = {
         key
-        for key, n in counts.items()
-        if key in expected
-        and expected[key][0] == n
-        and all((folder / path).is_file() for path in expected[key][1])
+        for key in {(r.case_id, r.variant) for r in records}
+        if all((folder / path).is_file() for path in variant_files(*key))
     }
-    if len(done) < len(counts) or manifest.read_bytes()[-1:] not in (b"", b"\n"):
-        rewrite_manifest(manifest, [r for r in records if (r.case_id, r.variant) in done])
+    kept = [r for r in records if (r.case_id, r.variant) in done]
+    if len(kept) < len(records):
+        rewrite_manifest(manifest, kept)
+    remove_unrecorded(folder, kept)
     return done
 
 
