@@ -20,7 +20,7 @@ import numpy as np
 from tumorsynth._types import SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.generators import TumorGenerator, TumorSite, get_generator
-from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, label_ids
 from tumorsynth.organs import get_profile
 from tumorsynth.organs.context import OrganContext
 from tumorsynth.pipelines.relabel import to_output_labels
@@ -192,7 +192,7 @@ def _build_context(state: CaseState, organ: str, where: str) -> OrganContext:
     ids = state.label_map.organ_ids(organ)
     mask = _mask_of(state.source_label, ids)
     if not mask.any():
-        found = [int(i) for i in _present_ids(state.source_label) if i]
+        found = sorted(label_ids(state.source_label))
         raise PlacementError(
             where,
             f"organ {organ!r} is absent: label ids {list(ids)} (map "
@@ -233,9 +233,3 @@ def _mask_of(label: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     for i in ids[1:]:
         mask |= label == i
     return mask
-
-
-def _present_ids(label: np.ndarray) -> set[int]:
-    if label.dtype == np.uint8:
-        return {int(i) for i in np.flatnonzero(np.bincount(label.ravel(order="K"), minlength=1))}
-    return {int(i) for i in np.unique(label)}
