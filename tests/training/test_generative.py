@@ -84,8 +84,8 @@ class TestAutoencoder:
     def test_training_raises_held_out_reconstruction_psnr(self, trained_autoencoder):
         psnr = column(trained_autoencoder.out_dir / "metrics.csv", "val_psnr")
         assert len(psnr) == 6
-        # 60 tiny steps on two phantoms: about +1 dB, and the late scores all beat the early ones.
-        assert psnr[-1] > psnr[0] + 0.75
+        # 60 tiny steps on two phantoms: more than +1 dB, and the late scores beat the early ones.
+        assert psnr[-1] > psnr[0] + 1.0
         assert min(psnr[-3:]) > max(psnr[:2])
 
     def test_writes_checkpoint_scores_and_picture(self, trained_autoencoder):
