@@ -12,6 +12,7 @@ shows originals beside reconstructions.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +208,17 @@ def reconstruction_scores(
 
 def _split_scans(config: AutoencoderTrainConfig) -> tuple[list[Scan], list[Scan]]:
     files = scan_files(config.data.images)
-    order = sorted(files, key=lambda p: derive_seed(config.seed, str(p)))
+    # Keyed by the path below the scans' common folder, so the split is the same wherever the
+    # data lives (an absolute path made it depend on the machine and the temporary folder).
+    resolved = [Path(f).resolve() for f in files]
+    root = os.path.commonpath([str(p.parent) for p in resolved]) if resolved else "/"
+    order = [
+        f
+        for _, f in sorted(
+            zip(resolved, files),
+            key=lambda pair: derive_seed(config.seed, pair[0].relative_to(root).as_posix()),
+        )
+    ]
     n_val = int(round(config.data.val_fraction * len(order))) if len(order) > 1 else 0
 
     def load(path: Path) -> Scan:
