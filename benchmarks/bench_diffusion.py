@@ -80,7 +80,7 @@ def time_sample(model: TumorDiffusion, batch: int, steps: int, repeats: int) -> 
 
 def pipeline(model: TumorDiffusion, tumors: int) -> tuple[float, str]:
     from tumorsynth.io import load_image, load_label
-    from tumorsynth.io.phantom import make_phantom
+    from tumorsynth.phantom import make_phantom
     from tumorsynth.pipelines.synthesize import synthesize_case
 
     data = REPO.parent / "shared" / "data" / "ircadb01_p07"

@@ -15,8 +15,8 @@ from PIL import Image
 from tumorsynth.generators import get_generator
 from tumorsynth.io import load_image, load_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS
-from tumorsynth.io.preview import render_tumor_montage, save_png
 from tumorsynth.pipelines import TumorRequest, synthesize_case
+from tumorsynth.previews import render_tumor_montage, save_png
 
 HERE = Path(__file__).resolve().parent
 

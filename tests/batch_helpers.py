@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
 from tumorsynth.io.records import MANIFEST_NAME, read_manifest
+from tumorsynth.phantom import make_phantom
 from tumorsynth.pipelines.batch import BatchSettings
 from tumorsynth.pipelines.synthesize import TumorRequest
 

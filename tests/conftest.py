@@ -16,7 +16,7 @@ from tiny import synthesize_phantom, tiny_diffusion
 
 from tumorsynth.io import load_image, load_label
 from tumorsynth.io.nifti import Volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 
 #: A VQ autoencoder that trains in seconds on 16^3 crops at 4 mm.
 TINY_AE: dict[str, Any] = {

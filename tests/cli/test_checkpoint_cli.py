@@ -15,7 +15,7 @@ from file_checks import file_hashes
 from tiny import rehashed_edit, tiny_diffusion
 
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 
 
 @pytest.fixture(scope="module")

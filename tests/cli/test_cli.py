@@ -26,7 +26,7 @@ from PIL import Image
 
 import tumorsynth.pipelines.batch as batch_module
 from tumorsynth.io.nifti import Volume, save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 
 SCRIPT = Path(sys.executable).with_name("tumorsynth")
 SHAPE = (128, 108, 64)

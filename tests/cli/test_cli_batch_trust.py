@@ -23,7 +23,7 @@ from cli_runner import cli
 from file_checks import file_hashes
 
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 
 SCRIPT = Path(sys.executable).with_name("tumorsynth")
 CASES = tuple(f"p{i}" for i in range(6))

@@ -12,7 +12,7 @@ from file_checks import file_hashes as digest
 from tiny import segmentor_settings, write_phantom_dataset
 
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from shared_data import require_data
 
 from tumorsynth.io.identity import source_sha256
 from tumorsynth.io.nifti import Volume, save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 
 CASE = "abdo"
 SHAPE = (128, 108, 64)

@@ -12,7 +12,7 @@ from cli_runner import cli
 from tiny import TINY_AE, TINY_DENOISER
 
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from tumorsynth.errors import InputError, OutputError
 from tumorsynth.io.datasets import CaseRef, discover_cases
 from tumorsynth.io.identity import sha256_of
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
 from tumorsynth.io.records import MANIFEST_NAME, read_manifest
 from tumorsynth.io.run_lock import LOCK_NAME, run_lock
+from tumorsynth.phantom import make_phantom
 from tumorsynth.pipelines.batch import run_batch
 from tumorsynth.pipelines.synthesize import TumorRequest
 

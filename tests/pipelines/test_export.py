@@ -6,7 +6,7 @@ import pytest
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 from tumorsynth.pipelines.batch import BatchSettings
 from tumorsynth.pipelines.export import export_nnunet
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case

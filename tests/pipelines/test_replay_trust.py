@@ -19,13 +19,13 @@ from tumorsynth.errors import InputError, OutputError
 from tumorsynth.generators import HeuristicGenerator, RenderInput, TumorSite
 from tumorsynth.io.datasets import CaseRef
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
 from tumorsynth.io.records import (
     MANIFEST_NAME,
     TumorRecord,
     check_record,
     read_manifest,
 )
+from tumorsynth.phantom import make_phantom
 from tumorsynth.pipelines.batch import run_batch
 from tumorsynth.pipelines.replay import REPLAY_INFO, plan_replay, replay_manifest
 from tumorsynth.pipelines.synthesize import TumorRequest

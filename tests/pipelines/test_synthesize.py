@@ -8,9 +8,9 @@ import pytest
 from tiny import far_from
 
 from tumorsynth.errors import InputError, PlacementError
-from tumorsynth.io.label_maps import OUTPUT_LABELS
+from tumorsynth.io.label_maps import OUTPUT_LABELS, to_output_labels
 from tumorsynth.io.records import TumorRecord
-from tumorsynth.pipelines import TumorRequest, replay_case, synthesize_case, to_output_labels
+from tumorsynth.pipelines import TumorRequest, replay_case, synthesize_case
 
 LIVER_TUMOR = OUTPUT_LABELS.id_of("liver_tumor")
 

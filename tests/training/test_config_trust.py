@@ -12,7 +12,7 @@ from tiny import tiny_config
 from tumorsynth._settings import Interval, check_bounds, config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 from tumorsynth.training.common import refuse_previous_run
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.data import CaseItem, check_patch_fits, resampled_shape, split_cases

@@ -11,8 +11,8 @@ from tiny import TINY_AE, TINY_DENOISER
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import load_volume, save_volume
-from tumorsynth.io.phantom import make_phantom
 from tumorsynth.models.tumor_diffusion import LARGER, TumorDiffusion
+from tumorsynth.phantom import make_phantom
 from tumorsynth.training.autoencoder import train_autoencoder
 from tumorsynth.training.diffusion import train_diffusion
 from tumorsynth.training.generative_config import (

@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.io.nifti import Volume, save_volume
-from tumorsynth.io.phantom import make_phantom
+from tumorsynth.phantom import make_phantom
 from tumorsynth.transforms import RandTumorSynthd
 
 KEYS = ("image", "label")

@@ -17,13 +17,18 @@ Definitions (DESIGN.md, "Evaluation: definitions"):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 import cc3d
 import numpy as np
+
+from tumorsynth.organs.profile import (
+    EARLY_STAGE_DIAMETER_MM,
+    equivalent_diameter_mm,
+    is_early_stage,
+)
 
 __all__ = [
     "CONNECTIVITY",
@@ -42,8 +47,6 @@ __all__ = [
 RADIUS_STRATA_MM: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0)
 #: Names of the strata, in the order of :data:`RADIUS_STRATA_MM`.
 STRATUM_NAMES: tuple[str, ...] = ("[0,5)", "[5,10)", "[10,15)", "[15,20)", ">=20")
-#: A lesion is early stage when its equivalent diameter is under this (2 cm).
-EARLY_STAGE_DIAMETER_MM = 20.0
 #: Voxel connectivity of lesions and predicted components (faces, edges and corners).
 CONNECTIVITY: Literal[26] = 26
 
@@ -90,14 +93,16 @@ class LesionMatch:
 
 
 def equivalent_radius_mm(volume_mm3: float | np.ndarray) -> float | np.ndarray:
-    """Radius in mm of the sphere whose volume is ``volume_mm3`` (mm^3).
+    """Radius in mm of the sphere whose volume is ``volume_mm3`` (mm^3): half of
+    :func:`tumorsynth.organs.equivalent_diameter_mm`, element-wise.
 
     Examples
     --------
     >>> round(float(equivalent_radius_mm(4 / 3 * math.pi * 8.0**3)), 6)
     8.0
     """
-    return np.cbrt(3.0 * np.asarray(volume_mm3, dtype=float) / (4.0 * math.pi))
+    diameters = np.vectorize(equivalent_diameter_mm, otypes=[float])(volume_mm3)
+    return diameters / 2.0 if diameters.ndim else float(diameters) / 2.0
 
 
 def radius_stratum(radius_mm: float) -> str:
@@ -167,15 +172,16 @@ def match_lesions(
         offset = np.asarray(offset_vox, dtype=float)
         for index in range(1, n_gt + 1):
             volume_mm3 = float(gt_counts[index]) * voxel_mm3
-            radius = float(equivalent_radius_mm(volume_mm3))
+            diameter = equivalent_diameter_mm(volume_mm3)
+            radius = diameter / 2.0
             lesions.append(
                 LesionRecord(
                     index=index,
                     volume_ml=volume_mm3 / 1000.0,
                     radius_mm=radius,
-                    diameter_mm=2.0 * radius,
+                    diameter_mm=diameter,
                     stratum=radius_stratum(radius),
-                    early_stage=bool(2.0 * radius < EARLY_STAGE_DIAMETER_MM),
+                    early_stage=is_early_stage(diameter),
                     detected=bool(hit[index]),
                     center_vox=[round(float(c), 2) for c in centroids[index] + offset],
                 )

@@ -43,6 +43,7 @@ from tumorsynth.evaluation.lesions import (
     match_lesions,
     patient_positive,
 )
+from tumorsynth.io.label_maps import label_mask
 
 __all__ = [
     "CaseEvaluation",
@@ -127,17 +128,9 @@ def tumor_mask(label: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     >>> tumor_mask(np.array([0, 1, 2, 6], np.uint8), (2, 6)).tolist()
     [False, False, True, True]
     """
-    ids = sorted({int(i) for i in ids})
-    if not ids:
+    if not len(ids):
         raise InputError("tumor ids", "expected at least one tumor label id, found none")
-    if label.dtype == bool:
-        return label.copy(order="K")
-    if len(ids) > 4:
-        return np.isin(label, ids)
-    mask = label == ids[0]  # a few comparisons beat a table lookup on a 512x512 scan
-    for value in ids[1:]:
-        mask |= label == value
-    return mask
+    return label_mask(label, ids)
 
 
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:

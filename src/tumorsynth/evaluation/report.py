@@ -146,11 +146,7 @@ def tumor_ids_for(label_map: LabelMap, organ: str) -> tuple[int, ...]:
     >>> tumor_ids_for(OUTPUT_LABELS, "kidney"), tumor_ids_for(OUTPUT_LABELS, "all")
     ((6,), (2, 4, 6))
     """
-    if organ == "all":
-        ids = {int(i) for ids in label_map.tumors.values() for i in ids}
-        ids |= {int(i) for i in label_map.generic_tumor}
-    else:
-        ids = set(label_map.tumor_ids(organ))
+    ids = set(label_map.all_tumor_ids() if organ == "all" else label_map.tumor_ids(organ))
     if not ids:
         known = sorted(name.removesuffix("_tumor") for name in label_map.tumors)
         raise InputError(

@@ -1,4 +1,4 @@
-"""Input and output: NIfTI/DICOM volumes, label-map presets, dataset layouts, manifests, previews."""
+"""Input and output: NIfTI/DICOM volumes, label-map presets, dataset layouts, manifests."""
 
 from tumorsynth.io.atomic import append_line_durably, atomic_path, ensure_writable_dir
 from tumorsynth.io.label_maps import OUTPUT_LABELS, PRESETS, LabelMap, resolve_label_map

@@ -28,8 +28,10 @@ __all__ = [
     "check_shared_ids",
     "ids_present",
     "label_ids",
+    "label_mask",
     "presets_explaining",
     "resolve_label_map",
+    "to_output_labels",
 ]
 
 #: AbdomenAtlas: ``<case>/segmentations/<file>.nii.gz`` per organ.
@@ -105,6 +107,11 @@ class LabelMap:
             return self.generic_tumor
         return ()
 
+    def all_tumor_ids(self) -> tuple[int, ...]:
+        """Every tumor id of this convention (each organ's and the generic ones), sorted."""
+        ids = {int(i) for group in self.tumors.values() for i in group}
+        return tuple(sorted(ids | {int(i) for i in self.generic_tumor}))
+
     def id_of(self, name: str) -> int:
         """The single id an output convention uses for ``name`` (organ or ``<organ>_tumor``)."""
         ids = self.organs.get(name) or self.tumors.get(name)
@@ -151,7 +158,7 @@ PRESETS: dict[str, LabelMap] = {
     "msd": LabelMap("msd", generic_organ=(1,), generic_tumor=(2,)),
     "lits": LabelMap("lits", organs=_single(liver=1), tumors=_single(liver_tumor=2)),
     "kits": LabelMap("kits", organs=_single(kidney=1), tumors=_single(kidney_tumor=(2, 3))),
-    # The embedded phantom of `tumorsynth demo` (io/phantom.py).
+    # The embedded phantom of `tumorsynth demo` (tumorsynth/phantom).
     "phantom": LabelMap(
         "phantom",
         organs=_single(liver=1, pancreas=3, kidney=5, spleen=7, vessel=8, bone=9),
@@ -310,6 +317,30 @@ def ids_present(label: np.ndarray, ids: Sequence[int]) -> bool:
     return bool(np.isin(label, ids).any())
 
 
+def label_mask(label: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """Boolean mask of the voxels of ``label`` whose id is in ``ids`` (all False for no ids).
+
+    A boolean ``label`` is already a mask and is returned as a copy. The mask keeps the memory
+    order of ``label`` (nibabel arrays are Fortran-ordered).
+
+    Examples
+    --------
+    >>> label_mask(np.array([0, 1, 2, 6], np.uint8), (2, 6)).tolist()
+    [False, False, True, True]
+    """
+    if label.dtype == bool:
+        return label.copy(order="K")
+    ids = sorted({int(i) for i in ids})
+    if not ids:
+        return np.zeros_like(label, dtype=bool)
+    if len(ids) > 4:
+        return np.isin(label, ids)
+    mask = label == ids[0]  # a few comparisons beat a table lookup on a 512x512 scan
+    for value in ids[1:]:
+        mask |= label == value
+    return mask
+
+
 def label_ids(label: np.ndarray) -> set[int]:
     """Ids present in ``label``, 0 excluded (one ``bincount`` for uint8/uint16 labels)."""
     if label.dtype in (np.uint8, np.uint16):
@@ -322,8 +353,7 @@ def presets_explaining(ids: set[int]) -> list[str]:
     found = []
     for name in FILE_PRESETS:
         preset = PRESETS[name]
-        tumors = {i for t in preset.tumors.values() for i in t} | set(preset.generic_tumor)
-        if ids <= preset.known_ids() and ids & tumors:
+        if ids <= preset.known_ids() and ids & set(preset.all_tumor_ids()):
             found.append(name)
     return found
 
@@ -380,3 +410,36 @@ def check_ids_fit_map(
             "counted" + (f" ({hint})" if hint else "")
         ]
     return []
+
+
+def to_output_labels(
+    label: np.ndarray, label_map: LabelMap, output_labels: LabelMap, organs: Sequence[str] = ()
+) -> np.ndarray:
+    """Relabel ``label`` into the output convention (organs and their tumors; the rest -> 0).
+
+    A generic map (MSD: 1 organ, 2 tumor) is read as the first of ``organs``.
+
+    Examples
+    --------
+    >>> from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
+    >>> lits = resolve_label_map({"organ": 1, "tumor": 2})
+    >>> to_output_labels(np.array([[[0, 1, 2]]]), lits, OUTPUT_LABELS, ["kidney"]).tolist()
+    [[[0, 5, 6]]]
+    """
+    pairs: dict[int, int] = {}
+    for name, out_ids in (*output_labels.organs.items(), *output_labels.tumors.items()):
+        in_ids = label_map.organs.get(name) or label_map.tumors.get(name) or ()
+        for in_id in in_ids:
+            pairs.setdefault(in_id, out_ids[0])
+    if organs and (label_map.generic_organ or label_map.generic_tumor):
+        main = organs[0]
+        for in_id in label_map.generic_organ:
+            pairs.setdefault(in_id, output_labels.id_of(main))
+        for in_id in label_map.generic_tumor:
+            pairs.setdefault(in_id, output_labels.id_of(f"{main}_tumor"))
+    out = np.zeros_like(label, dtype=np.uint8)  # keeps the memory order (nibabel: Fortran)
+    for in_id, out_id in pairs.items():
+        hit = label == in_id
+        if hit.any():
+            out[hit] = out_id
+    return out

@@ -13,6 +13,8 @@ from tumorsynth.organs.profile import (
     PlacementRules,
     ShapeRules,
     SizeClassRule,
+    equivalent_diameter_mm,
+    is_early_stage,
 )
 
 __all__ = [
@@ -22,7 +24,9 @@ __all__ = [
     "PlacementRules",
     "ShapeRules",
     "SizeClassRule",
+    "equivalent_diameter_mm",
     "get_profile",
+    "is_early_stage",
     "register_profile",
     "registered_organs",
 ]

@@ -150,7 +150,7 @@ def check_label_map(
 
     Examples
     --------
-    >>> from tumorsynth.io.phantom import make_phantom
+    >>> from tumorsynth.phantom import make_phantom
     >>> ct, seg = make_phantom(0, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
     >>> out = check_label_map(seg.array, PRESETS["phantom"], affine=seg.affine, image=ct.array,
     ...                       organs=["liver"])

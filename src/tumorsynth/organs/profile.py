@@ -7,8 +7,11 @@ Adding an organ is adding a profile (see :func:`tumorsynth.organs.register_profi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from tumorsynth._types import SIZE_CLASSES, SizeClass
 
@@ -20,6 +23,8 @@ __all__ = [
     "Range",
     "ShapeRules",
     "SizeClassRule",
+    "equivalent_diameter_mm",
+    "is_early_stage",
 ]
 
 #: A closed interval ``(low, high)`` to draw a parameter from uniformly.
@@ -27,6 +32,23 @@ Range = tuple[float, float]
 
 #: Early-stage tumors have an equivalent diameter under 2 cm (DiffTumor's early / non-early split).
 EARLY_STAGE_DIAMETER_MM = 20.0
+
+
+def equivalent_diameter_mm(volume_mm3: float) -> float:
+    """Diameter (mm) of the sphere of ``volume_mm3``: the one way a tumor's size is measured
+    (records, evaluation, training crops and learned generators all call this).
+
+    Examples
+    --------
+    >>> round(equivalent_diameter_mm(4 / 3 * math.pi * 8.0**3), 6)
+    16.0
+    """
+    return float(np.cbrt(6.0 * float(volume_mm3) / math.pi))
+
+
+def is_early_stage(diameter_mm: float) -> bool:
+    """An early-stage tumor: equivalent diameter under :data:`EARLY_STAGE_DIAMETER_MM`."""
+    return bool(diameter_mm < EARLY_STAGE_DIAMETER_MM)
 
 
 @dataclass(frozen=True)

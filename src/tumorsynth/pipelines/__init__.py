@@ -7,7 +7,6 @@ from tumorsynth.pipelines.synthesize import (
     render_specs,
     replay_case,
     synthesize_case,
-    to_output_labels,
 )
 
 __all__ = [
@@ -17,5 +16,4 @@ __all__ = [
     "render_specs",
     "replay_case",
     "synthesize_case",
-    "to_output_labels",
 ]

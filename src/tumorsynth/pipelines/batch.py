@@ -39,7 +39,6 @@ from tumorsynth.io.datasets import CaseRef, read_case_label
 from tumorsynth.io.identity import source_bytes, source_sha256, variant_files, variant_name
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.nifti import load_image, load_volume, save_volume
-from tumorsynth.io.preview import render_tumor_montage, save_png
 from tumorsynth.io.records import (
     MANIFEST_NAME,
     TumorRecord,
@@ -67,6 +66,7 @@ from tumorsynth.pipelines.batch_pool import (
 )
 from tumorsynth.pipelines.case_check import check_case_inputs
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
+from tumorsynth.previews import render_tumor_montage, save_png
 
 __all__ = [
     "BatchOutput",

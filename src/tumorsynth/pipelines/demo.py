@@ -17,12 +17,12 @@ from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.datasets import CaseRef, check_distinct_inputs
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, ids_present, resolve_label_map
 from tumorsynth.io.nifti import load_label, load_volume, save_volume
-from tumorsynth.io.phantom import make_phantom
-from tumorsynth.io.preview import render_overview, save_png
 from tumorsynth.io.records import TumorRecord
+from tumorsynth.phantom import make_phantom
 from tumorsynth.pipelines.batch import BatchSettings, run_batch, variant_name
 from tumorsynth.pipelines.case_check import require_label_map
 from tumorsynth.pipelines.synthesize import TumorRequest
+from tumorsynth.previews import render_overview, save_png
 
 __all__ = ["PHANTOM_REQUESTS", "DemoOutput", "run_demo"]
 

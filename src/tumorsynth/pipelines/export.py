@@ -21,12 +21,11 @@ from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import discover_cases, read_case_label
 from tumorsynth.io.identity import check_folder_apart
-from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map, to_output_labels
 from tumorsynth.io.nifti import load_image, load_label, save_volume
 from tumorsynth.io.run_lock import run_lock
 from tumorsynth.pipelines.batch import BatchSettings, progress_bar, run_batch, write_dataset_json
 from tumorsynth.pipelines.case_check import check_case_inputs
-from tumorsynth.pipelines.synthesize import to_output_labels
 
 __all__ = ["NNUNET_NAME", "ExportOutput", "export_nnunet"]
 

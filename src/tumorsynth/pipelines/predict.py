@@ -28,7 +28,7 @@ from tqdm import tqdm
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.identity import case_id_from, check_case_id, check_outputs_not_inputs
-from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
+from tumorsynth.io.label_maps import OUTPUT_LABELS, label_mask, resolve_label_map
 from tumorsynth.io.nifti import (
     RAS_LABELS,
     Volume,
@@ -225,7 +225,7 @@ def predict_files(
             if mask_map is not None:
                 organ = load_label(masks[case_id])
                 check_same_grid(image, organ)
-                organ_mask = np.isin(organ.array, mask_map.organ_ids(segmentor.organ))
+                organ_mask = label_mask(organ.array, mask_map.organ_ids(segmentor.organ))
                 labels = restrict_to_organ(labels, organ_mask, tumor_id, image.spacing_mm)
             seconds = time.perf_counter() - start
             target = save_volume(image, out / f"{case_id}.nii.gz", array=labels)

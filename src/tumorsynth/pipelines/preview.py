@@ -9,9 +9,9 @@ import cc3d
 import numpy as np
 
 from tumorsynth.errors import InputError
-from tumorsynth.io.label_maps import resolve_label_map
+from tumorsynth.io.label_maps import label_mask, resolve_label_map
 from tumorsynth.io.nifti import check_same_grid, load_image, load_label
-from tumorsynth.io.preview import render_tumor_montage, save_png
+from tumorsynth.previews import render_tumor_montage, save_png
 
 __all__ = ["preview_labelled_scan", "tumor_components"]
 
@@ -20,7 +20,7 @@ def tumor_components(
     label: np.ndarray, tumor_ids: list[int]
 ) -> list[tuple[tuple[float, ...], int]]:
     """Centres (voxel) and voxel counts of the 26-connected tumor components, largest first."""
-    mask = np.isin(label, tumor_ids)
+    mask = label_mask(label, tumor_ids)
     components = cc3d.connected_components(mask, connectivity=26)
     stats = cc3d.statistics(components)
     out = [

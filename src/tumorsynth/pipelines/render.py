@@ -21,10 +21,15 @@ from threadpoolctl import threadpool_limits
 from tumorsynth._types import Vec3
 from tumorsynth.errors import InputError
 from tumorsynth.generators import BatchTumorGenerator, RenderInput, TumorGenerator, get_generator
-from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.label_maps import (
+    OUTPUT_LABELS,
+    LabelMap,
+    label_mask,
+    resolve_label_map,
+    to_output_labels,
+)
 from tumorsynth.io.records import TumorRecord
 from tumorsynth.organs.context import bounding_box
-from tumorsynth.pipelines.relabel import to_output_labels
 from tumorsynth.pipelines.tumor_spec import TumorSpec
 from tumorsynth.shapes import Box, apply_mass_effect, mass_effect_box, render_shape, shape_box
 
@@ -385,7 +390,7 @@ def _allowed_region(
     sub = bounding_box((distance < reach) & ~organ, margin=grow)  # type: ignore[arg-type]
     if sub is None:
         return organ
-    own = np.isin(source_label[sub], label_map.organ_ids(spec.organ))
+    own = label_mask(source_label[sub], label_map.organ_ids(spec.organ))
     others = ((label[sub] != 0) & ~organ[sub]) | ((source_label[sub] != 0) & ~own)
     soft = (image[sub] >= _SOFT_TISSUE_HU[0]) & (image[sub] <= _SOFT_TISSUE_HU[1])
     # Within bulge_mm of the organ: a separable box dilation (three running maxima, O(n)); its

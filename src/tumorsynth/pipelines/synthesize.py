@@ -20,10 +20,9 @@ import numpy as np
 from tumorsynth._types import SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.generators import TumorGenerator, TumorSite, get_generator
-from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, label_ids
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, label_ids, label_mask
 from tumorsynth.organs import get_profile
 from tumorsynth.organs.context import OrganContext
-from tumorsynth.pipelines.relabel import to_output_labels
 from tumorsynth.pipelines.render import (
     CaseState,
     Renderer,
@@ -43,7 +42,6 @@ __all__ = [
     "render_specs",
     "replay_case",
     "synthesize_case",
-    "to_output_labels",
 ]
 
 #: A drawn tumor is kept when at least this fraction of its ellipsoid volume ended up labelled.
@@ -117,7 +115,7 @@ def synthesize_case(
 
     Examples
     --------
-    >>> from tumorsynth.io.phantom import make_phantom
+    >>> from tumorsynth.phantom import make_phantom
     >>> img, lab = make_phantom(0, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
     >>> out = synthesize_case(img.array, lab.array, spacing_mm=img.spacing_mm,
     ...                       label_map="phantom", organ="liver", count=2, size="small", rng=0)
@@ -190,7 +188,7 @@ def synthesize_case(
 
 def _build_context(state: CaseState, organ: str, where: str) -> OrganContext:
     ids = state.label_map.organ_ids(organ)
-    mask = _mask_of(state.source_label, ids)
+    mask = label_mask(state.source_label, ids)
     if not mask.any():
         found = sorted(label_ids(state.source_label))
         raise PlacementError(
@@ -201,7 +199,7 @@ def _build_context(state: CaseState, organ: str, where: str) -> OrganContext:
             fix="check --label-map and --organ",
         )
     tumor_ids = state.label_map.tumor_ids(organ)
-    avoid = _mask_of(state.source_label, tumor_ids) if tumor_ids else None
+    avoid = label_mask(state.source_label, tumor_ids) if tumor_ids else None
     return OrganContext.build(
         state.source_image,
         mask,
@@ -226,10 +224,3 @@ def _draw_sizes(request: TumorRequest, rng: np.random.Generator) -> list[SizeCla
 
 def _ellipsoid_voxels(shape: ShapeSpec, spacing: Vec3) -> float:
     return 4.0 / 3.0 * math.pi * float(np.prod(shape.radii_mm)) / float(np.prod(spacing))
-
-
-def _mask_of(label: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    mask = label == ids[0]
-    for i in ids[1:]:
-        mask |= label == i
-    return mask

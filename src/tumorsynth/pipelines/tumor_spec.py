@@ -7,7 +7,6 @@ mean HU, centre in mm), and :meth:`TumorSpec.from_record` reads the spec back fo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from tumorsynth import __version__
 from tumorsynth._types import SizeClass, Vec3
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap
 from tumorsynth.io.records import TumorRecord
-from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM
+from tumorsynth.organs import equivalent_diameter_mm, is_early_stage
 from tumorsynth.shapes import ShapeSpec
 
 __all__ = ["TumorSpec"]
@@ -74,7 +73,7 @@ class TumorSpec:
         """
         voxel_ml = float(np.prod(spacing_mm)) / 1000.0
         volume = n_voxels * voxel_ml
-        diameter = (6.0 * volume * 1000.0 / math.pi) ** (1.0 / 3.0)
+        diameter = equivalent_diameter_mm(volume * 1000.0)
         center = np.asarray(self.shape.center_vox, dtype=float)
         center_mm = affine @ np.append(center, 1.0)
         return TumorRecord(
@@ -92,7 +91,7 @@ class TumorSpec:
             diameter_mm=round(diameter, 3),
             volume_ml=round(volume, 4),
             n_voxels=n_voxels,
-            early_stage=bool(diameter < EARLY_STAGE_DIAMETER_MM),
+            early_stage=is_early_stage(diameter),
             tumor_mean_hu=round(tumor_mean_hu, 2),
             parenchyma_mean_hu=round(parenchyma_mean_hu, 2),
             contrast_hu=round(tumor_mean_hu - parenchyma_mean_hu, 2),

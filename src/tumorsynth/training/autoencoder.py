@@ -27,7 +27,6 @@ from tqdm import tqdm
 
 from tumorsynth._types import derive_seed
 from tumorsynth.io.atomic import ensure_writable_dir
-from tumorsynth.io.preview import render_crop_grid, save_png
 from tumorsynth.models.tumor_diffusion import (
     build_autoencoder,
     build_discriminator,
@@ -35,6 +34,7 @@ from tumorsynth.models.tumor_diffusion import (
     save_autoencoder,
     unit_to_hu,
 )
+from tumorsynth.previews import render_crop_grid, save_png
 from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,

@@ -36,9 +36,8 @@ from monai.transforms import (
 from tumorsynth._types import derive_seed
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import discover_cases
-from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map, to_output_labels
 from tumorsynth.io.nifti import RAS_LABELS, spacing_from_affine
-from tumorsynth.pipelines.synthesize import to_output_labels
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.transforms import RandTumorSynthd, TumorSynthd
 from tumorsynth.transforms.rand_tumor_synthd import as_type_of

@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from tumorsynth._types import derive_seed
 from tumorsynth.io.atomic import ensure_writable_dir
-from tumorsynth.io.preview import render_crop_grid, save_png
 from tumorsynth.models.tumor_diffusion import (
     EARLY,
     LARGER,
@@ -39,6 +38,7 @@ from tumorsynth.models.tumor_diffusion import (
     load_autoencoder,
     train_scheduler,
 )
+from tumorsynth.previews import render_crop_grid, save_png
 from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,

@@ -9,7 +9,6 @@ model grid is square in-plane).
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,11 +22,11 @@ import torch
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import discover_cases, read_case_label
-from tumorsynth.io.label_maps import LabelMap, resolve_label_map
+from tumorsynth.io.label_maps import LabelMap, label_mask, resolve_label_map
 from tumorsynth.io.nifti import load_image
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.tumor_diffusion import EARLY, LARGER, AutoencoderConfig
-from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM
+from tumorsynth.organs import equivalent_diameter_mm, is_early_stage
 from tumorsynth.training.data import case_items
 
 __all__ = [
@@ -68,7 +67,7 @@ class Scan:
 
 def size_class_of(diameter_mm: float) -> int:
     """``EARLY`` below DESIGN.md's early-stage diameter (20 mm), else ``LARGER``."""
-    return EARLY if diameter_mm < EARLY_STAGE_DIAMETER_MM else LARGER
+    return EARLY if is_early_stage(diameter_mm) else LARGER
 
 
 def scan_files(entries: Sequence[str]) -> list[Path]:
@@ -109,7 +108,7 @@ def load_scan(
         lmap = resolve_label_map(label_map or "msd")
         lab = read_case_label(label, lmap, vol).array
         ids = _tumor_ids(lmap, organs)
-        mask = np.isin(lab, ids)
+        mask = label_mask(lab, ids)
         tumors = _components(mask, spacing, min_voxels)
         tumor_mask = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
     stride = tuple(max(1, int(round(4.0 / s))) for s in spacing)  # about every 4 mm
@@ -299,7 +298,7 @@ def _components(
         count = int(stats["voxel_counts"][index])
         if count < min_voxels:
             continue
-        diameter = (6.0 * count * voxel_mm3 / math.pi) ** (1.0 / 3.0)
+        diameter = equivalent_diameter_mm(count * voxel_mm3)
         center = tuple(float(c) for c in stats["centroids"][index])
         tumors.append(AnnotatedTumor(center, diameter, count))  # type: ignore[arg-type]
     return tumors

@@ -23,10 +23,10 @@ from monai.utils import TransformBackends, convert_to_dst_type
 from tumorsynth._types import SizeClass, derive_seed
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.generators import TumorGenerator, get_generator
-from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
+from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map, to_output_labels
 from tumorsynth.io.nifti import spacing_from_affine
 from tumorsynth.organs import get_profile
-from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case, to_output_labels
+from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
 
 __all__ = ["RandTumorSynthd", "TumorSynthd", "as_type_of"]
 
@@ -64,7 +64,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
     Examples
     --------
     >>> import numpy as np
-    >>> from tumorsynth.io.phantom import make_phantom
+    >>> from tumorsynth.phantom import make_phantom
     >>> ct, seg = make_phantom(0, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
     >>> t = RandTumorSynthd(("image", "label"), organ="liver", prob=1.0, count=1,
     ...                     label_map="phantom").set_random_state(0)

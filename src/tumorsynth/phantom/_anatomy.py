@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tumorsynth.io.phantom._scene import (
+from tumorsynth.phantom._scene import (
     TISSUE_ID,
     TISSUE_PRIORITY,
     Box,

@@ -1,4 +1,4 @@
-"""Tests for tumorsynth.io.preview: windowing, tiles, contours, orientation, padding, saving."""
+"""Tests for tumorsynth.previews: windowing, tiles, contours, orientation, padding, saving."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tumorsynth.errors import InputError
-from tumorsynth.io.preview import (
+from tumorsynth.previews import (
     _pick_slices,
     render_overview,
     render_tumor_montage,

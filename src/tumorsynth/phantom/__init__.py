@@ -24,9 +24,9 @@ import numpy as np
 from tumorsynth._types import RngLike
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import Volume
-from tumorsynth.io.phantom._anatomy import paint_abdomen
-from tumorsynth.io.phantom._ct import render_ct
-from tumorsynth.io.phantom._scene import Scene
+from tumorsynth.phantom._anatomy import paint_abdomen
+from tumorsynth.phantom._ct import render_ct
+from tumorsynth.phantom._scene import Scene
 
 __all__ = ["PHANTOM_DESCRIPTION", "make_phantom"]
 

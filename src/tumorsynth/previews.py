@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path
+from tumorsynth.io.label_maps import label_mask
 
 __all__ = [
     "render_crop_grid",
@@ -205,9 +206,9 @@ def render_overview(
     view = _View(affine, spacing_mm, tumor_ids, organ_ids, level_hu, width_hu, tile_px)
     row_axis, col_axis, slice_axis = view.voxel_axes("axial")
     other = tuple(a for a in range(3) if a != slice_axis)
-    tumor_area = np.count_nonzero(_mask(label, view.tumor_ids), axis=other)
+    tumor_area = np.count_nonzero(label_mask(label, view.tumor_ids), axis=other)
     organ_area = (
-        np.count_nonzero(_mask(label, view.organ_ids), axis=other)
+        np.count_nonzero(label_mask(label, view.organ_ids), axis=other)
         if view.organ_ids
         else np.zeros_like(tumor_area)
     )
@@ -375,11 +376,11 @@ class _View:
         shown = resample(window_to_uint8(gray, self.level_hu, self.width_hu))
         rgb = np.repeat(shown[:, :, None], 3, axis=2)
         if self.organ_ids:
-            edge = _boundary(resample(_mask(labels, self.organ_ids)) >= 128)
+            edge = _boundary(resample(label_mask(labels, self.organ_ids)) >= 128)
             blend = (1 - _ORGAN_ALPHA) * rgb[edge] + _ORGAN_ALPHA * _ORGAN_RGB
             rgb[edge] = blend.astype(np.uint8)
         if self.tumor_ids:
-            rgb[_boundary(resample(_mask(labels, self.tumor_ids)) >= 128)] = _TUMOR_RGB
+            rgb[_boundary(resample(label_mask(labels, self.tumor_ids)) >= 128)] = _TUMOR_RGB
         return rgb
 
 
@@ -407,16 +408,6 @@ def _padded_plane(
     out = np.full((r1 - r0, c1 - c0), fill, dtype=volume.dtype)
     out[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0] = piece
     return out
-
-
-def _mask(labels: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """``labels`` equal to any of ``ids`` (faster than ``np.isin`` for a few ids)."""
-    if not ids:
-        return np.zeros(labels.shape, dtype=bool)
-    mask = labels == ids[0]  # keeps the memory order of ``labels`` (NIfTI arrays are Fortran)
-    for label_id in ids[1:]:
-        mask |= labels == label_id
-    return mask
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:

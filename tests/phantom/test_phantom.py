@@ -1,4 +1,4 @@
-"""Tests for tumorsynth.io.phantom: determinism, grid and header, label ids, anatomy, HU, noise."""
+"""Tests for tumorsynth.phantom: determinism, grid and header, label ids, anatomy, HU, noise."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy import ndimage, stats
 
 from tumorsynth.io.label_maps import PRESETS
 from tumorsynth.io.nifti import Volume, load_volume, save_volume
-from tumorsynth.io.phantom import PHANTOM_DESCRIPTION, make_phantom
+from tumorsynth.phantom import PHANTOM_DESCRIPTION, make_phantom
 
 SEEDS = (0, 7)
 PHANTOM = PRESETS["phantom"]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from tumorsynth.io.phantom._scene import (
+from tumorsynth.phantom._scene import (
     TISSUE_ID,
     TISSUE_LABEL,
     TISSUES,
