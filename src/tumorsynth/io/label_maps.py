@@ -419,6 +419,11 @@ def to_output_labels(
 
     A generic map (MSD: 1 organ, 2 tumor) is read as the first of ``organs``.
 
+    Not MONAI's ``MapLabelValue``: it keeps ids it is not given (a TotalSegmentator label's
+    other 100+ classes would survive unless every id were listed) and flattens the volume (a
+    C-ordered copy of a Fortran-ordered nibabel array); this keeps the memory order and
+    touches only the ids the maps name.
+
     Examples
     --------
     >>> from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
