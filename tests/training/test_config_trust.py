@@ -13,10 +13,10 @@ from tumorsynth._settings import Interval, check_bounds, config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.phantom import make_phantom
+from tumorsynth.pipelines.experiment import load_experiment
 from tumorsynth.training.common import refuse_previous_run
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.data import CaseItem, check_patch_fits, resampled_shape, split_cases
-from tumorsynth.training.experiment import load_experiment
 from tumorsynth.training.generative_config import AutoencoderTrainConfig, DiffusionTrainConfig
 
 

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
-    from tumorsynth.training.experiment import load_experiment, run_experiment
+    from tumorsynth.pipelines.experiment import load_experiment, run_experiment
 
     if not args.config:
         raise InputError("--config", "an experiment config file (YAML) is required")

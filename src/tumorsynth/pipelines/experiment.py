@@ -33,6 +33,7 @@ from typing import Any
 
 from tumorsynth._settings import check_bounds, config_from_dict
 from tumorsynth.errors import InputError
+from tumorsynth.evaluation import evaluate_folders, write_report
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.training.config import (
     AT_LEAST_0,
@@ -144,7 +145,7 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
 
 def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> Path:
     """Train, predict and evaluate every arm on every test set; write ``comparison.md/.csv``."""
-    from tumorsynth.evaluation import evaluate_folders, write_report
+    # torch-backed parts are imported when an experiment runs, so reading a config stays light
     from tumorsynth.pipelines.predict import predict_files
     from tumorsynth.training.segmentation import train_segmentation
 

@@ -3,13 +3,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny import tiny_config
+from tiny import tiny_config, write_phantom_dataset
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import discover_cases
 from tumorsynth.pipelines.batch import BatchSettings, run_batch
+from tumorsynth.pipelines.experiment import load_experiment, run_experiment
 from tumorsynth.pipelines.synthesize import TumorRequest
-from tumorsynth.training.experiment import load_experiment, run_experiment
+
+
+@pytest.fixture(scope="module")
+def phantom_dataset(tmp_path_factory) -> Path:
+    """An nnU-Net folder of three small healthy phantoms (labels: the "phantom" preset)."""
+    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "Dataset001_Phantom", cases=3)
 
 
 @pytest.fixture(scope="module")
