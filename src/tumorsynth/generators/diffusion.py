@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tumorsynth.box import Box
 from tumorsynth.errors import InputError
 from tumorsynth.generators.heuristic import low_pass, scan_noise
 from tumorsynth.generators.protocol import RenderInput, TumorSite
@@ -37,7 +38,6 @@ from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import EARLY, LARGER, TumorDiffusion
 from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM
-from tumorsynth.organs.context import bounding_box
 from tumorsynth.shapes.ellipsoid import soft_mask
 
 __all__ = ["DiffusionGenerator"]
@@ -242,12 +242,11 @@ class DiffusionGenerator:
         weight = soft_mask(inp.shape.distance_mm, float(spec["edge_width_mm"]))
         weight *= inp.allowed
         new = inp.image.astype(np.float32, copy=True)
-        box = bounding_box(weight > 0)
-        if box is None:
+        found = Box.of_mask(weight > 0)
+        if found is None:
             return new
-        origin = [b.start for b in box]
-        shape = [b.stop - b.start for b in box]
-        synthetic = grid.write_back(cube, origin, shape).float().cpu().numpy()
+        box = found.slices
+        synthetic = grid.write_back(cube, found.origin, found.shape).float().cpu().numpy()
         w = weight[box]
         background = new[box]
         if spec.get("scan_noise"):

@@ -24,8 +24,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from tumorsynth._types import plain_json
+from tumorsynth.box import Box
 from tumorsynth.generators.protocol import RenderInput, TumorSite
-from tumorsynth.organs.context import bounding_box
 from tumorsynth.shapes.ellipsoid import soft_mask
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
@@ -272,9 +272,10 @@ def scan_noise(
     noise = np.clip(background - low, -clip, clip)
     foreign = np.abs(low - np.float32(parenchyma_hu)) > np.float32(max(4 * noise_hu, 50.0))
     foreign &= weight > 0.01
-    box = bounding_box(foreign, margin=(2, 2, 2))
-    if box is None:
+    found = Box.of_mask(foreign, margin=(2, 2, 2))
+    if found is None:
         return noise
+    box = found.slices
     # Widen by 2 voxels (the residual also carries the edge's shoulders) and draw the stand-in
     # noise only in the box around the foreign voxels: a deterministic function of the crop.
     widened = ndi.binary_dilation(foreign[box], iterations=2) & (weight[box] > 0.01)

@@ -16,10 +16,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from tumorsynth._types import Vec3
+from tumorsynth.box import Box
 from tumorsynth.errors import PlacementError
 from tumorsynth.organs.profile import OrganProfile
 
-__all__ = ["OccupiedSphere", "OrganContext", "ParenchymaStats", "bounding_box"]
+__all__ = ["OccupiedSphere", "OrganContext", "ParenchymaStats"]
 
 _COARSE_MM = 1.5
 _PICK_BATCH = 256
@@ -52,25 +53,6 @@ class OccupiedSphere:
 
     center_mm: tuple[float, float, float]
     radius_mm: float
-
-
-def bounding_box(
-    mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)
-) -> tuple[slice, slice, slice] | None:
-    """Bounding box of a boolean mask, grown by ``margin`` voxels and clipped; None if empty."""
-    box = []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        if hits.size == 0:
-            return None
-        box.append(
-            slice(
-                max(0, int(hits[0]) - margin[axis]),
-                min(mask.shape[axis], int(hits[-1]) + 1 + margin[axis]),
-            )
-        )
-    return (box[0], box[1], box[2])
 
 
 @dataclass
@@ -124,13 +106,14 @@ class OrganContext:
         PlacementError
             The organ is absent from the mask.
         """
-        bbox = bounding_box(organ_mask)
-        if bbox is None:
+        organ_box = Box.of_mask(organ_mask)
+        if organ_box is None:
             raise PlacementError(
                 where,
                 f"organ {profile.name!r} is absent (no voxels in its mask)",
                 fix="check --organ and --label-map",
             )
+        bbox = organ_box.slices
         stride = tuple(max(1, int(round(_COARSE_MM / s))) for s in spacing_mm)
         coarse = tuple(slice(b.start, b.stop, st) for b, st in zip(bbox, stride))
         coarse_spacing = tuple(s * st for s, st in zip(spacing_mm, stride))  # 3 axes

@@ -19,6 +19,7 @@ from scipy import ndimage as ndi
 from threadpoolctl import threadpool_limits
 
 from tumorsynth._types import Vec3
+from tumorsynth.box import Box
 from tumorsynth.errors import InputError
 from tumorsynth.generators import BatchTumorGenerator, RenderInput, TumorGenerator, get_generator
 from tumorsynth.io.label_maps import (
@@ -29,9 +30,8 @@ from tumorsynth.io.label_maps import (
     to_output_labels,
 )
 from tumorsynth.io.records import TumorRecord
-from tumorsynth.organs.context import bounding_box
 from tumorsynth.pipelines.tumor_spec import TumorSpec
-from tumorsynth.shapes import Box, apply_mass_effect, mass_effect_box, render_shape, shape_box
+from tumorsynth.shapes import apply_mass_effect, mass_effect_box, render_shape, shape_box
 
 __all__ = ["SynthesisOutput", "render_specs", "replay_case"]
 
@@ -200,7 +200,7 @@ class Renderer:
         """One tumor's crops and render inputs (nothing is written to the case), after rendering
         the pending group if this tumor would read what one of them writes."""
         crops = _Crops.of(spec, self.state, gen)
-        if any(_overlaps(crops.reads, p.box) for p, _ in self.pending):
+        if any(crops.reads.overlaps(p.box) for p, _ in self.pending):
             self.flush()
         return _prepare_render(spec, self.state, gen, crops)
 
@@ -262,11 +262,11 @@ class _Crops:
         spacing, volume = state.spacing_mm, state.image.shape
         sbox = shape_box(spec.shape, spacing, volume, gen.margin_mm(spec.appearance))
         mbox = mass_effect_box(spec.shape, spacing, volume)
-        writes = sbox if mbox is None else _union(sbox, mbox)
+        writes = sbox if mbox is None else sbox.union(mbox)
         reads = writes
         if isinstance(gen, BatchTumorGenerator):
             reach = gen.context_mm(spec.appearance)
-            reads = _union(shape_box(spec.shape, spacing, volume, reach), writes)
+            reads = shape_box(spec.shape, spacing, volume, reach).union(writes)
         return cls(sbox, mbox, writes, reads)
 
 
@@ -387,9 +387,10 @@ def _allowed_region(
     # Only near the part of the tumor that leaves the organ can the bulge matter.
     reach = spec.shape.bulge_mm + 4.0 * max(spacing)
     grow = tuple(int(np.ceil(reach / s)) for s in spacing)
-    sub = bounding_box((distance < reach) & ~organ, margin=grow)  # type: ignore[arg-type]
-    if sub is None:
+    near_box = Box.of_mask((distance < reach) & ~organ, margin=grow)
+    if near_box is None:
         return organ
+    sub = near_box.slices
     own = label_mask(source_label[sub], label_map.organ_ids(spec.organ))
     others = ((label[sub] != 0) & ~organ[sub]) | ((source_label[sub] != 0) & ~own)
     soft = (image[sub] >= _SOFT_TISSUE_HU[0]) & (image[sub] <= _SOFT_TISSUE_HU[1])
@@ -420,16 +421,6 @@ def c_ordered(crop: np.ndarray, dtype: type | None = None) -> np.ndarray:
     and copying in memory order first, then transposing, is 3x faster than a direct gather."""
     compact = crop.astype(dtype or crop.dtype, order="K", copy=True)
     return np.ascontiguousarray(compact)
-
-
-def _overlaps(a: Box, b: Box) -> bool:
-    return all(x < y + m and y < x + n for x, n, y, m in zip(a.origin, a.shape, b.origin, b.shape))
-
-
-def _union(a: Box, b: Box) -> Box:
-    lo = [min(x, y) for x, y in zip(a.origin, b.origin)]
-    hi = [max(x + n, y + m) for x, n, y, m in zip(a.origin, a.shape, b.origin, b.shape)]
-    return Box(tuple(lo), tuple(high - low for low, high in zip(lo, hi)))  # type: ignore[arg-type]
 
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -13,6 +13,8 @@ import edt
 import numpy as np
 from scipy import ndimage as ndi
 
+from tumorsynth.box import Box
+
 __all__ = ["LesionAppearance", "lesion_appearance"]
 
 
@@ -65,14 +67,10 @@ def lesion_appearance(
 
     Works in the lesion's bounding box plus ``margin_mm``; the lesion must be non-empty.
     """
-    if not lesion.any():
+    found = Box.of_mask(lesion, margin=[int(np.ceil(margin_mm / s)) for s in spacing_mm])
+    if found is None:
         raise ValueError("lesion mask is empty")
-    idx = np.nonzero(lesion)
-    pad = [int(np.ceil(margin_mm / s)) for s in spacing_mm]
-    box = tuple(
-        slice(max(0, int(i.min()) - p), min(n, int(i.max()) + p + 1))
-        for i, p, n in zip(idx, pad, image.shape)
-    )
+    box = found.slices
     img = image[box].astype(np.float32)
     les = lesion[box]
     org = organ[box] | les

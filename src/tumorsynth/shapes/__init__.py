@@ -1,8 +1,8 @@
 """Tumor geometry in mm at native spacing: ellipsoids, elastic deformation, soft edges,
 satellites, mass effect and placement inside organs."""
 
+from tumorsynth.box import Box
 from tumorsynth.shapes.ellipsoid import (
-    Box,
     Satellite,
     ShapeField,
     ShapeSpec,

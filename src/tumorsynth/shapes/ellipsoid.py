@@ -18,9 +18,10 @@ import numpy as np
 from scipy.special import erfc
 
 from tumorsynth._types import Vec3, plain_json
+from tumorsynth.box import Box
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
-__all__ = ["Box", "Satellite", "ShapeField", "ShapeSpec", "render_shape", "shape_box", "soft_mask"]
+__all__ = ["Satellite", "ShapeField", "ShapeSpec", "render_shape", "shape_box", "soft_mask"]
 
 
 @dataclass(frozen=True)
@@ -109,47 +110,6 @@ class ShapeSpec:
             for s in values.get("satellites", ())  # type: ignore[union-attr,attr-defined]
         )
         return cls(**values)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Box:
-    """A crop of the scan: ``origin`` voxel and ``shape``; ``slices`` index the full volume."""
-
-    origin: tuple[int, int, int]
-    shape: tuple[int, int, int]
-
-    @property
-    def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(o, o + n) for o, n in zip(self.origin, self.shape))  # type: ignore[return-value]
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    def inner(self, other: Box) -> tuple[slice, slice, slice]:
-        """Slices of ``other`` (which must lie inside this box) relative to this box."""
-        return tuple(
-            slice(b - a, b - a + n)  # type: ignore[return-value]
-            for a, b, n in zip(self.origin, other.origin, other.shape)
-        )
-
-    @classmethod
-    def around(
-        cls,
-        center_vox: Sequence[float],
-        half_mm: Sequence[float] | float,
-        spacing_mm: Sequence[float],
-        volume_shape: Sequence[int],
-    ) -> Box:
-        """The box of voxels within ``half_mm`` of ``center_vox`` along each axis, clipped."""
-        half = [half_mm] * 3 if isinstance(half_mm, (int, float)) else list(half_mm)
-        lo = [max(0, int(math.floor(c - h / s))) for c, h, s in zip(center_vox, half, spacing_mm)]
-        hi = [
-            min(n, int(math.ceil(c + h / s)) + 1)
-            for c, h, s, n in zip(center_vox, half, spacing_mm, volume_shape)
-        ]
-        hi = [max(top, bottom + 1) for bottom, top in zip(lo, hi)]
-        return cls(tuple(lo), tuple(top - bottom for bottom, top in zip(lo, hi)))  # type: ignore[arg-type]
 
 
 @dataclass

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from tumorsynth.shapes.ellipsoid import Box, ShapeSpec
+from tumorsynth.box import Box
+from tumorsynth.shapes.ellipsoid import ShapeSpec
 from tumorsynth.shapes.fields import crop_axes_mm
 
 __all__ = [
