@@ -32,7 +32,7 @@ import torch
 
 from tumorsynth.box import Box
 from tumorsynth.errors import InputError
-from tumorsynth.generators.heuristic import low_pass, scan_noise
+from tumorsynth.generators.noise import low_pass, scan_noise
 from tumorsynth.generators.protocol import RenderInput, TumorSite
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device

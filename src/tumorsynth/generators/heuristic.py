@@ -21,20 +21,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from tumorsynth._types import plain_json
-from tumorsynth.box import Box
+from tumorsynth.generators.noise import NOISE_SIGMA_MM, low_pass, scan_noise
 from tumorsynth.generators.protocol import RenderInput, TumorSite
 from tumorsynth.shapes.ellipsoid import soft_mask
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
-__all__ = ["DenseSpot", "HeuristicAppearance", "HeuristicGenerator", "low_pass", "scan_noise"]
+__all__ = ["DenseSpot", "HeuristicAppearance", "HeuristicGenerator"]
 
-#: Scale (mm) separating the tissue's low-frequency content from the scan noise that is kept.
-NOISE_SIGMA_MM = 2.0
-_NOISE_CLIP = 2.5
-_GRAIN_SIGMA_VOX = 0.7
 _SIZE_TEXTURE_GAIN = {"tiny": 0.4, "small": 0.6, "medium": 0.9, "large": 1.0}
 _SIZE_CENTRE_GAIN = {"tiny": 0.0, "small": 0.3, "medium": 0.8, "large": 1.0}
 
@@ -247,45 +242,3 @@ class HeuristicGenerator:
                 ).astype(np.float32)
                 target += np.float32(spot.hu) * np.exp(-r2 / np.float32(2 * spot.radius_mm**2))
         return target
-
-
-def low_pass(image: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
-    """The tissue's low-frequency content: a Gaussian of ``NOISE_SIGMA_MM`` (float32)."""
-    sigma = [NOISE_SIGMA_MM / s for s in spacing_mm]
-    return ndi.gaussian_filter(image, sigma=sigma, truncate=2.5)
-
-
-def scan_noise(
-    background: np.ndarray,
-    low: np.ndarray,
-    weight: np.ndarray,
-    parenchyma_hu: float,
-    noise_hu: float,
-    seed: int,
-) -> np.ndarray:
-    """The scan's own noise (clipped high-pass residual ``background - low``) where the tissue
-    under the tumor is parenchyma; where it is not (fat, vessel walls), the residual would carry
-    that anatomy's edges into the tumor, so Gaussian noise of the same std and a CT-like grain
-    (seeded by ``seed``) stands in. Shared by every generator that keeps the scan's noise."""
-    noise_hu = max(noise_hu, 1.0)
-    clip = np.float32(_NOISE_CLIP * noise_hu)
-    noise = np.clip(background - low, -clip, clip)
-    foreign = np.abs(low - np.float32(parenchyma_hu)) > np.float32(max(4 * noise_hu, 50.0))
-    foreign &= weight > 0.01
-    found = Box.of_mask(foreign, margin=(2, 2, 2))
-    if found is None:
-        return noise
-    box = found.slices
-    # Widen by 2 voxels (the residual also carries the edge's shoulders) and draw the stand-in
-    # noise only in the box around the foreign voxels: a deterministic function of the crop.
-    widened = ndi.binary_dilation(foreign[box], iterations=2) & (weight[box] > 0.01)
-    rng = np.random.default_rng(seed)
-    grain = ndi.gaussian_filter(
-        rng.standard_normal(widened.shape, dtype=np.float32),
-        sigma=_GRAIN_SIGMA_VOX,
-        truncate=3.0,
-    )
-    grain *= np.float32(noise_hu / max(float(grain.std()), 1e-6))
-    sub = noise[box]
-    sub[widened] = np.clip(grain[widened], -clip, clip)
-    return noise

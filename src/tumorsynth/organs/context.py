@@ -14,18 +14,25 @@ from dataclasses import asdict, dataclass, field
 import edt
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.stats import median_abs_deviation
 
 from tumorsynth._types import Vec3
 from tumorsynth.box import Box
 from tumorsynth.errors import PlacementError
 from tumorsynth.organs.profile import OrganProfile
 
-__all__ = ["OccupiedSphere", "OrganContext", "ParenchymaStats"]
+__all__ = ["NOISE_SIGMA_MM", "OccupiedSphere", "OrganContext", "ParenchymaStats"]
 
 _COARSE_MM = 1.5
 _PICK_BATCH = 256
 _PICK_BATCHES = 8
-_NOISE_SIGMA_MM = 2.0
+#: Scale (mm) separating the tissue's low-frequency content from the scan's noise: the organ's
+#: noise is measured at it, and generators keep the residual finer than it inside their tumors.
+NOISE_SIGMA_MM = 2.0
+#: Robust std = 1.4826 x MAD. Not scipy's ``scale="normal"`` (1.482602...): the measured noise is
+#: frozen into every heuristic tumor's record, and this constant keeps earlier records and their
+#: voxels reproducible (``scale="normal"`` moves noise_hu by 1.5e-6 relative, in every record).
+_MAD_TO_SD = 1.4826
 
 
 @dataclass(frozen=True)
@@ -344,12 +351,12 @@ def _measure_noise(
     The 3-D Gaussian is separable, so the residual of one slice needs only the weighted sum of
     its neighbouring slices followed by an in-plane filter, not a filtered slab.
     """
-    sigma = [_NOISE_SIGMA_MM / s for s in spacing_mm]
+    sigma = [NOISE_SIGMA_MM / s for s in spacing_mm]
     pad = int(math.ceil(3 * sigma[2]))
     offsets = np.arange(-pad, pad + 1)
     weights = np.exp(-0.5 * (offsets / sigma[2]) ** 2).astype(np.float32)
     weights /= weights.sum()
-    erode = int(math.ceil(2 * _NOISE_SIGMA_MM / min(spacing_mm[:2])))  # keep clear of organ edges
+    erode = int(math.ceil(2 * NOISE_SIGMA_MM / min(spacing_mm[:2])))  # keep clear of organ edges
     k0, k1 = bbox[2].start, bbox[2].stop
     centres = np.unique(
         np.linspace(k0 + (k1 - k0) * 0.2, k0 + (k1 - k0) * 0.8, n_slabs).astype(int)
@@ -369,7 +376,7 @@ def _measure_noise(
     values = np.concatenate(residuals) if residuals else np.zeros(0, np.float32)
     if values.size < 50:
         return 10.0
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    return float(_MAD_TO_SD * median_abs_deviation(values))
 
 
 def _thin(values: np.ndarray, limit: int = 200_000) -> np.ndarray:

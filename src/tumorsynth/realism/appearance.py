@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import edt
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.stats import median_abs_deviation
 
 from tumorsynth.box import Box
 
@@ -79,11 +80,7 @@ def lesion_appearance(
     signed = np.where(les, -inside, outside)
     shell = (outside > 3) & (outside <= 10) & org & ~les
     resid = img - ndi.gaussian_filter(img, sigma=[2.0 / s for s in spacing_mm])
-    noise = (
-        1.4826 * float(np.median(np.abs(resid[shell] - np.median(resid[shell]))))
-        if shell.any()
-        else np.nan
-    )
+    noise = float(median_abs_deviation(resid[shell], scale="normal")) if shell.any() else np.nan
     tumor_mean = float(img[les].mean())
     paren = float(img[shell].mean()) if shell.any() else np.nan
     depth_max = float(inside.max())
