@@ -98,7 +98,7 @@ def equivalent_radius_mm(volume_mm3: float | np.ndarray) -> float | np.ndarray:
 
     Examples
     --------
-    >>> round(float(equivalent_radius_mm(4 / 3 * math.pi * 8.0**3)), 6)
+    >>> round(float(equivalent_radius_mm(4 / 3 * np.pi * 8.0**3)), 6)
     8.0
     """
     diameters = np.vectorize(equivalent_diameter_mm, otypes=[float])(volume_mm3)

@@ -146,7 +146,7 @@ def render_shape(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box) -> Shap
     --------
     >>> spec = ShapeSpec(center_vox=(10.0, 10.0, 10.0), radii_mm=(5.0, 5.0, 5.0))
     >>> f = render_shape(spec, (1.0, 1.0, 1.0), Box((0, 0, 0), (21, 21, 21)))
-    >>> float(f.distance_mm[10, 10, 10]), float(f.distance_mm[10, 10, 17])
+    >>> round(float(f.distance_mm[10, 10, 10]), 4), round(float(f.distance_mm[10, 10, 17]), 4)
     (-5.0, 2.0)
     """
     axes = crop_axes_mm(box.origin, box.shape, spacing_mm, spec.center_vox)
