@@ -15,7 +15,8 @@ from tumorsynth.evaluation.lesions import (
     patient_positive,
     radius_stratum,
 )
-from tumorsynth.evaluation.metrics import evaluate_case, summarize_cases
+from tumorsynth.evaluation.metrics import evaluate_case
+from tumorsynth.evaluation.summary import summarize_cases
 
 
 def test_equivalent_radius_and_strata_edges() -> None:
@@ -47,12 +48,12 @@ def test_missed_small_lesion_counts_in_its_stratum() -> None:
     assert center_mm == pytest.approx([18.0, 20.0, 22.0], abs=0.3)
 
     s = summarize_cases([case], n_bootstrap=0)
-    assert s["lesion_sensitivity"] == 0.5
-    assert s["lesion_sensitivity_by_stratum"]["[0,5)"] == 0.0
-    assert s["lesion_sensitivity_by_stratum"]["[10,15)"] == 1.0
-    assert all(math.isnan(s["lesion_sensitivity_by_stratum"][k]) for k in ("[5,10)", ">=20"))
-    assert s["n_lesions_by_stratum"] == dict(zip(STRATUM_NAMES, [1, 0, 1, 0, 0]))
-    assert s["early_stage_sensitivity"] == 0.0 and s["n_early_stage_lesions"] == 1
+    assert s.lesion_sensitivity.value == 0.5
+    assert s.lesion_sensitivity_by_stratum["[0,5)"].value == 0.0
+    assert s.lesion_sensitivity_by_stratum["[10,15)"].value == 1.0
+    assert all(math.isnan(s.lesion_sensitivity_by_stratum[k].value) for k in ("[5,10)", ">=20"))
+    assert s.n_lesions_by_stratum == dict(zip(STRATUM_NAMES, [1, 0, 1, 0, 0]))
+    assert s.early_stage_sensitivity.value == 0.0 and s.n_early_stage_lesions == 1
 
 
 def test_lesions_are_26_connected_and_overlap_means_shared_voxels() -> None:
@@ -99,7 +100,8 @@ def test_patient_level_drops_components_under_min_radius() -> None:
     assert not strict.predicted_positive
 
     controls = [specks, lump, evaluate_case(gt, gt, spacing, **ids)]
-    assert summarize_cases(controls, n_bootstrap=0)["patient_specificity"] == pytest.approx(2 / 3)
+    specificity = summarize_cases(controls, n_bootstrap=0).patient_specificity
+    assert specificity.value == pytest.approx(2 / 3)
 
 
 def test_patient_positive_threshold_is_strict() -> None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 from shapes_for_tests import ball
+from shared_data import require_module
 
 from tumorsynth.errors import InputError
 from tumorsynth.evaluation.metrics import (
-    CaseEvaluation,
     dice,
     evaluate_case,
     normalized_surface_dice,
-    summarize_cases,
     surface_voxels,
     tumor_mask,
 )
@@ -132,8 +130,8 @@ def _blob(shape: tuple[int, int, int], seed: int) -> np.ndarray:
 @pytest.mark.parametrize("spacing", [(0.8, 1.1, 2.5), (0.7, 0.7, 3.0)])
 def test_nsd_agrees_with_monai(spacing: tuple[float, float, float]) -> None:
     """Same definition as MONAI without sub-voxels: 6-neighbour edges, distance <= tolerance."""
-    torch = pytest.importorskip("torch")
-    monai_metrics = pytest.importorskip("monai.metrics")
+    torch = require_module("torch")
+    monai_metrics = require_module("monai.metrics")
     gt = _blob((40, 36, 18), 1)
     pred = gt.copy()
     pred[2:, :, :] = gt[:-2, :, :]  # shifted 2 voxels along x, then perturbed
@@ -187,56 +185,3 @@ def test_evaluate_case_reports_volumes_and_refuses_bad_input() -> None:
         evaluate_case(gt[:-1], gt, (1, 1, 1), tumor_ids_pred=(1,), tumor_ids_gt=(1,))
     with pytest.raises(InputError, match="spacing_mm"):
         evaluate_case(gt, gt, (1, 0, 1), tumor_ids_pred=(1,), tumor_ids_gt=(1,))
-
-
-# --- summary and bootstrap -------------------------------------------------------------------
-
-
-def _case(case_id: str, dsc: float, *, tumor: bool = True, positive: bool = True) -> CaseEvaluation:
-    lesion = {
-        "index": 1, "volume_ml": 1.0, "radius_mm": 6.2, "diameter_mm": 12.4, "stratum": "[5,10)",
-        "early_stage": True, "detected": dsc > 0, "center_vox": [0.0, 0.0, 0.0],
-    }  # fmt: skip
-    return CaseEvaluation(
-        case_id, dsc, dsc, tumor, [lesion] if tumor else [], int(tumor and dsc > 0),
-        fp_components=0 if positive == tumor else 2, predicted_positive=positive,
-    )  # fmt: skip
-
-
-def test_summary_by_hand_excludes_controls_from_means() -> None:
-    cases = [
-        _case("a", 0.8),
-        _case("b", 0.0, positive=False),  # missed
-        _case("c", 0.6),
-        _case("d", 1.0, tumor=False, positive=False),  # correct control
-        _case("e", 0.0, tumor=False, positive=True),  # false-positive control
-    ]
-    s = summarize_cases(cases, n_bootstrap=0)
-    assert s["dsc_mean"] == pytest.approx((0.8 + 0.0 + 0.6) / 3)
-    assert s["nsd_mean"] == pytest.approx(s["dsc_mean"])
-    assert (s["n_cases"], s["n_tumor_cases"], s["n_controls"]) == (5, 3, 2)
-    assert s["lesion_sensitivity"] == pytest.approx(2 / 3)
-    assert s["lesion_sensitivity_by_stratum"]["[5,10)"] == pytest.approx(2 / 3)
-    assert math.isnan(s["lesion_sensitivity_by_stratum"][">=20"])
-    assert s["early_stage_sensitivity"] == pytest.approx(2 / 3)
-    assert s["patient_sensitivity"] == pytest.approx(2 / 3)
-    assert s["patient_specificity"] == pytest.approx(1 / 2)
-    assert s["fp_per_case"] == pytest.approx((2 + 2) / 5)
-    assert math.isnan(s["ci95"]["dsc_mean"][0])
-
-
-def test_bootstrap_is_seeded_and_contains_the_estimate() -> None:
-    rng = np.random.default_rng(7)
-    cases = [_case(f"t{i}", float(d)) for i, d in enumerate(rng.uniform(0.3, 0.95, 25))]
-    cases += [_case(f"m{i}", 0.0, positive=False) for i in range(5)]
-    cases += [_case(f"c{i}", 1.0, tumor=False, positive=i < 3) for i in range(12)]
-    first = summarize_cases(cases, n_bootstrap=500, seed=3)
-    assert json.dumps(first) == json.dumps(summarize_cases(cases, n_bootstrap=500, seed=3))
-    assert first["ci95"] != summarize_cases(cases, n_bootstrap=500, seed=4)["ci95"]
-    for name in (
-        "dsc_mean", "nsd_mean", "lesion_sensitivity", "patient_sensitivity", "patient_specificity",
-    ):  # fmt: skip
-        low, high = first["ci95"][name]
-        assert low <= first[name] <= high and low < high, name
-    low, high = first["ci95"]["lesion_sensitivity_by_stratum"]["[5,10)"]
-    assert low <= first["lesion_sensitivity_by_stratum"]["[5,10)"] <= high

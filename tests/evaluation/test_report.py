@@ -13,14 +13,10 @@ import pytest
 from PIL import Image
 
 from tumorsynth.errors import InputError
+from tumorsynth.evaluation.folders import EvaluationSettings, evaluate_folders
 from tumorsynth.evaluation.metrics import evaluate_case, surface_voxels
-from tumorsynth.evaluation.report import (
-    EvaluationSettings,
-    evaluate_folders,
-    pair_cases,
-    tumor_ids_for,
-    write_report,
-)
+from tumorsynth.evaluation.pairing import pair_cases, tumor_ids_for
+from tumorsynth.evaluation.report import write_report
 from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
 from tumorsynth.io.nifti import Volume
 
@@ -114,12 +110,12 @@ def test_evaluate_folders_by_hand(folders: tuple[Path, Path]) -> None:
     assert (b.dsc, b.nsd, b.has_tumor) == (1.0, 1.0, False)
     assert c.detected == 1 and c.n_lesions == 2 and c.dsc == pytest.approx(2 * 400 / 804)
     s = report.summary
-    assert s["dsc_mean"] == pytest.approx((a.dsc + c.dsc) / 2)  # the control is left out
-    assert s["lesion_sensitivity"] == pytest.approx(2 / 3)
-    assert (s["patient_sensitivity"], s["patient_specificity"]) == (1.0, 1.0)
+    assert s.dsc_mean.value == pytest.approx((a.dsc + c.dsc) / 2)  # the control is left out
+    assert s.lesion_sensitivity.value == pytest.approx(2 / 3)
+    assert (s.patient_sensitivity.value, s.patient_specificity.value) == (1.0, 1.0)
     assert report.settings["tumor_ids_gt"] == [2] and report.settings["organ"] == "liver"
     parallel = evaluate_folders(*folders, label_map_gt="lits", n_bootstrap=200, workers=2)
-    assert json.dumps(parallel.summary) == json.dumps(report.summary)
+    assert json.dumps(parallel.summary.to_dict()) == json.dumps(report.summary.to_dict())
 
 
 def test_grid_mismatch_names_the_file(folders: tuple[Path, Path]) -> None:
@@ -200,5 +196,5 @@ def test_ircad_p17_folder_evaluation(tmp_path: Path, p17: tuple[Volume, Volume])
     report = evaluate_folders(tmp_path / "pred", tmp_path / "gt", label_map_gt="lits")
     assert time.perf_counter() - started < 10.0
     s = report.summary
-    assert (s["dsc_mean"], s["nsd_mean"], s["lesion_sensitivity"]) == (1.0, 1.0, 1.0)
-    assert s["n_lesions_by_stratum"][">=20"] == 2 and math.isnan(s["patient_specificity"])
+    assert (s.dsc_mean.value, s.nsd_mean.value, s.lesion_sensitivity.value) == (1.0, 1.0, 1.0)
+    assert s.n_lesions_by_stratum[">=20"] == 2 and math.isnan(s.patient_specificity.value)

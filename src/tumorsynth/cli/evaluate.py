@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
-import warnings
 
 from tumorsynth.cli._common import add_seed
 
@@ -64,46 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
-
-
-#: Cases read up front to check both label maps against the files' ids (spread over the list).
-MAP_CHECK_CASES = 8
-
-
-def check_maps_against_files(
-    pred_dir: str, gt_dir: str, gt_map: str, pred_map: str | None, organ: str
-) -> None:
-    """Refuse label maps that cannot describe the files (e.g. ground truth in KiTS ids read with
-    ``tumorsynth``, or predictions in another convention than ``--pred-label-map``); warn about
-    ids a map does not define. Reads up to :data:`MAP_CHECK_CASES` pairs."""
-    import numpy as np
-
-    from tumorsynth.evaluation.report import pair_cases, tumor_ids_for
-    from tumorsynth.io.label_maps import check_ids_fit_map, label_ids, resolve_label_map
-    from tumorsynth.io.nifti import load_label
-
-    maps = {"--label-map": resolve_label_map(gt_map)}
-    maps["--pred-label-map"] = resolve_label_map(pred_map) if pred_map else maps["--label-map"]
-    pairs = pair_cases(pred_dir, gt_dir)
-    picks = sorted({round(i) for i in np.linspace(0, len(pairs) - 1, MAP_CHECK_CASES)})
-    present: dict[str, dict[str, set[int]]] = {"--label-map": {}, "--pred-label-map": {}}
-    for i in picks:
-        _, pred_path, gt_path = pairs[i]
-        for flag, path in (("--pred-label-map", pred_path), ("--label-map", gt_path)):
-            present[flag][str(path)] = label_ids(load_label(path).array)
-    for flag in ("--label-map", "--pred-label-map"):
-        where = flag if flag == "--label-map" or pred_map else "--label-map (for --pred)"
-        for text in check_ids_fit_map(
-            present[flag], maps[flag], tumor_ids_for(maps[flag], organ), flag=where, organ=organ
-        ):
-            warnings.warn(text, stacklevel=2)
-
-
 def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
-    from tumorsynth.evaluation.report import evaluate_folders, write_report
+    from tumorsynth.evaluation import check_label_maps, evaluate_folders, summary_line, write_report
 
     for flag, value in (("--pred", args.pred), ("--gt", args.gt), ("--out", args.out)):
         if not value:
@@ -112,15 +73,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--label-map", "is required: which label ids are tumor", fix="e.g. --label-map lits"
         )
-    check_maps_against_files(
-        args.pred, args.gt, str(args.label_map), args.pred_label_map, str(args.organ)
+    label_map_gt, organ = str(args.label_map), str(args.organ)
+    label_map_pred = str(args.pred_label_map) if args.pred_label_map else None
+    check_label_maps(
+        args.pred, args.gt, label_map_gt=label_map_gt, label_map_pred=label_map_pred, organ=organ
     )
     report = evaluate_folders(
         args.pred,
         args.gt,
-        label_map_gt=str(args.label_map),
-        label_map_pred=str(args.pred_label_map) if args.pred_label_map else None,
-        organ=str(args.organ),
+        label_map_gt=label_map_gt,
+        label_map_pred=label_map_pred,
+        organ=organ,
         nsd_tolerance_mm=float(args.tolerance_mm),
         patient_threshold_mm3=float(args.patient_threshold_mm3),
         min_radius_mm=float(args.min_radius_mm),
@@ -130,14 +93,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     written = write_report(report, args.out, plots=not args.no_plots)
-    s = report.summary
-    print(
-        f"{s['n_cases']} cases ({s['n_tumor_cases']} with tumor, {s['n_controls']} controls): "
-        f"DSC {_fmt(s['dsc_mean'])}, NSD@{args.tolerance_mm:g}mm {_fmt(s['nsd_mean'])}, "
-        f"lesion sensitivity {_fmt(s['lesion_sensitivity'])} ({s['n_detected']}/{s['n_lesions']}), "
-        f"early-stage {_fmt(s['early_stage_sensitivity'])}, FP components/case "
-        f"{_fmt(s['fp_per_case'])}, patient sensitivity {_fmt(s['patient_sensitivity'])}, "
-        f"specificity {_fmt(s['patient_specificity'])}"
-    )
+    print(summary_line(report))
     print(f"report -> {written['json'].parent} ({', '.join(p.name for p in written.values())})")
     return 0

@@ -1,6 +1,10 @@
 """Evaluation of tumor segmentation: DSC, NSD, lesion- and patient-level detection, reports.
 
 Definitions follow DESIGN.md ("Evaluation: definitions"); all in mm at the scan's own spacing.
+One module per role: per-case metrics (``metrics``, ``lesions``), the inputs of a folder
+evaluation (``pairing``: pairs of files, label-map checks), evaluating folders (``folders``),
+pooling cases into a typed summary with bootstrap intervals (``summary``), and writing it
+(``report``: JSON and markdown; ``plots``: PNG figures).
 
 Examples
 --------
@@ -11,6 +15,7 @@ Examples
 (1.0, 1.0, 1, '[5,10)')
 """
 
+from tumorsynth.evaluation.folders import EvaluationReport, EvaluationSettings, evaluate_folders
 from tumorsynth.evaluation.lesions import (
     EARLY_STAGE_DIAMETER_MM,
     RADIUS_STRATA_MM,
@@ -23,24 +28,17 @@ from tumorsynth.evaluation.lesions import (
     radius_stratum,
 )
 from tumorsynth.evaluation.metrics import (
+    EMPTY_CASES_RULE,
     CaseEvaluation,
     dice,
     evaluate_case,
     normalized_surface_dice,
-    summarize_cases,
     surface_voxels,
     tumor_mask,
 )
-from tumorsynth.evaluation.report import (
-    EMPTY_CASES_RULE,
-    EvaluationReport,
-    EvaluationSettings,
-    evaluate_folders,
-    pair_cases,
-    render_markdown,
-    tumor_ids_for,
-    write_report,
-)
+from tumorsynth.evaluation.pairing import check_label_maps, pair_cases, tumor_ids_for
+from tumorsynth.evaluation.report import render_markdown, summary_line, write_report
+from tumorsynth.evaluation.summary import Estimate, EvaluationSummary, summarize_cases
 
 __all__ = [
     "EARLY_STAGE_DIAMETER_MM",
@@ -48,10 +46,13 @@ __all__ = [
     "RADIUS_STRATA_MM",
     "STRATUM_NAMES",
     "CaseEvaluation",
+    "Estimate",
     "EvaluationReport",
     "EvaluationSettings",
+    "EvaluationSummary",
     "LesionMatch",
     "LesionRecord",
+    "check_label_maps",
     "dice",
     "equivalent_radius_mm",
     "evaluate_case",
@@ -63,6 +64,7 @@ __all__ = [
     "radius_stratum",
     "render_markdown",
     "summarize_cases",
+    "summary_line",
     "surface_voxels",
     "tumor_ids_for",
     "tumor_mask",

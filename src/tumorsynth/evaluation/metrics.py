@@ -28,32 +28,34 @@ not empty      empty           0.0 (a missed case)
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import edt
 import numpy as np
 
 from tumorsynth.errors import InputError
-from tumorsynth.evaluation.lesions import (
-    STRATUM_NAMES,
-    LesionRecord,
-    match_lesions,
-    patient_positive,
-)
+from tumorsynth.evaluation.lesions import LesionRecord, match_lesions, patient_positive
 from tumorsynth.io.label_maps import label_mask
 
 __all__ = [
+    "EMPTY_CASES_RULE",
     "CaseEvaluation",
     "dice",
     "evaluate_case",
     "normalized_surface_dice",
-    "summarize_cases",
     "surface_voxels",
     "tumor_mask",
 ]
+
+#: How cases without tumor in the ground truth or the prediction are counted (the table above, in
+#: words; recorded in report.json).
+EMPTY_CASES_RULE = (
+    "gt empty and pred empty: dsc = nsd = 1, a correct control, left out of dsc_mean/nsd_mean; "
+    "gt empty and pred not empty: dsc = nsd = 0, a false-positive case, left out of the means; "
+    "gt not empty and pred empty: dsc = nsd = 0, in the means. "
+    "dsc_mean and nsd_mean are over cases whose ground truth contains tumor."
+)
 
 #: Float32 distances that should equal the tolerance exactly may round a hair above it.
 _DISTANCE_SLACK = 1e-6
@@ -335,102 +337,3 @@ def evaluate_case(
         kept_pred_volume_mm3=kept_mm3,
         spacing_mm=spacing,
     )
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    safe = np.where(denominator > 0, denominator, 1.0)
-    return np.where(denominator > 0, numerator / safe, np.nan)
-
-
-def summarize_cases(
-    cases: Sequence[CaseEvaluation], *, n_bootstrap: int = 1000, seed: int = 0
-) -> dict[str, Any]:
-    """Summary statistics of a set of cases with 95% percentile bootstrap intervals.
-
-    Every statistic is a ratio of per-case sums, ``sum(numerator) / sum(denominator)``, so a
-    bootstrap resample of cases recomputes it exactly (lesions are pooled over the resampled
-    cases). Ratios with an empty denominator (e.g. specificity without controls) are NaN.
-
-    Parameters
-    ----------
-    cases
-        Per-case results.
-    n_bootstrap
-        Number of resamples (0: intervals are NaN).
-    seed
-        Seed of the ``numpy.random.Generator`` that draws the resamples.
-
-    Returns
-    -------
-    dict
-        Counts, point estimates and ``ci95`` (``[low, high]`` per statistic).
-    """
-    n = len(cases)
-    n_strata = len(STRATUM_NAMES)
-    tumor = np.array([c.has_tumor for c in cases], dtype=float)
-    positive = np.array([c.predicted_positive for c in cases], dtype=float)
-    lesions = np.zeros((n, n_strata))
-    found = np.zeros((n, n_strata))
-    early = np.zeros((n, 2))
-    for row, case in enumerate(cases):
-        for lesion in case.lesions:
-            column = STRATUM_NAMES.index(lesion["stratum"])
-            lesions[row, column] += 1
-            found[row, column] += lesion["detected"]
-            if lesion["early_stage"]:
-                early[row] += (1, lesion["detected"])
-    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {
-        "dsc_mean": (np.array([c.dsc for c in cases]) * tumor, tumor),
-        "nsd_mean": (np.array([c.nsd for c in cases]) * tumor, tumor),
-        "lesion_sensitivity": (found.sum(axis=1), lesions.sum(axis=1)),
-        "early_stage_sensitivity": (early[:, 1], early[:, 0]),
-        "fp_per_case": (np.array([c.fp_components for c in cases], float), np.ones(n)),
-        "patient_sensitivity": (positive * tumor, tumor),
-        "patient_specificity": ((1 - positive) * (1 - tumor), 1 - tumor),
-    }
-    for column, name in enumerate(STRATUM_NAMES):
-        columns[f"stratum {name}"] = (found[:, column], lesions[:, column])
-    numerators = np.stack([num for num, _ in columns.values()], axis=1).reshape(n, -1)
-    denominators = np.stack([den for _, den in columns.values()], axis=1).reshape(n, -1)
-    point = _ratio(numerators.sum(axis=0), denominators.sum(axis=0))
-    low = high = np.full(len(columns), np.nan)
-    if n and int(n_bootstrap) > 0:
-        rng = np.random.default_rng(int(seed))
-        picks = rng.integers(0, n, size=(int(n_bootstrap), n))
-        rows = np.repeat(np.arange(int(n_bootstrap)), n) * n
-        weights = np.bincount(rows + picks.ravel(), minlength=int(n_bootstrap) * n)
-        weights = weights.reshape(int(n_bootstrap), n).astype(float)
-        resampled = _ratio(weights @ numerators, weights @ denominators)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-            low, high = np.nanpercentile(resampled, [2.5, 97.5], axis=0)
-    value = dict(zip(columns, point.tolist()))
-    ci = {name: [lo, hi] for name, lo, hi in zip(columns, low.tolist(), high.tolist())}
-    tumor_dsc = [c.dsc for c in cases if c.has_tumor]
-    summary: dict[str, Any] = {
-        "n_cases": n,
-        "n_tumor_cases": int(tumor.sum()),
-        "n_controls": int(n - tumor.sum()),
-        "n_false_positive_cases": sum(c.false_positive_case for c in cases),
-        "n_lesions": int(lesions.sum()),
-        "n_detected": int(found.sum()),
-        "n_lesions_by_stratum": dict(zip(STRATUM_NAMES, lesions.sum(axis=0).astype(int).tolist())),
-        "n_detected_by_stratum": dict(zip(STRATUM_NAMES, found.sum(axis=0).astype(int).tolist())),
-        "n_early_stage_lesions": int(early[:, 0].sum()),
-        "n_early_stage_detected": int(early[:, 1].sum()),
-        "dsc_median": float(np.median(tumor_dsc)) if tumor_dsc else math.nan,
-    }
-    for name in columns:
-        if not name.startswith("stratum "):
-            summary[name] = value[name]
-    summary["lesion_sensitivity_by_stratum"] = {s: value[f"stratum {s}"] for s in STRATUM_NAMES}
-    summary["ci95"] = {name: ci[name] for name in columns if not name.startswith("stratum ")}
-    summary["ci95"]["lesion_sensitivity_by_stratum"] = {
-        s: ci[f"stratum {s}"] for s in STRATUM_NAMES
-    }
-    summary["bootstrap"] = {
-        "n_resamples": int(n_bootstrap),
-        "seed": int(seed),
-        "method": "percentile",
-    }
-    return summary

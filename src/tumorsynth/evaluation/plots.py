@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from tumorsynth.evaluation.metrics import CaseEvaluation
+    from tumorsynth.evaluation.summary import EvaluationSummary
 
 __all__ = ["plot_score_distribution", "plot_sensitivity_by_stratum"]
 
@@ -44,17 +45,13 @@ def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def plot_sensitivity_by_stratum(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+def plot_sensitivity_by_stratum(summary: EvaluationSummary, path: str | os.PathLike[str]) -> Path:
     """Bar chart of lesion sensitivity per equivalent-radius stratum, early stage and overall.
 
     Parameters
     ----------
     summary
-        ``EvaluationReport.summary`` (point estimates, counts and ``ci95``).
+        The evaluation's summary (point estimates, counts and 95% intervals).
     path
         PNG file to write.
 
@@ -65,23 +62,23 @@ def plot_sensitivity_by_stratum(summary: Mapping[str, Any], path: str | os.PathL
         without lesions shows ``n=0`` and no bar.
     """
     names = [*STRATUM_NAMES, "early\n(d<20)", "all"]
-    values = [summary["lesion_sensitivity_by_stratum"][s] for s in STRATUM_NAMES]
-    values += [summary["early_stage_sensitivity"], summary["lesion_sensitivity"]]
-    intervals = [summary["ci95"]["lesion_sensitivity_by_stratum"][s] for s in STRATUM_NAMES]
-    intervals += [summary["ci95"]["early_stage_sensitivity"], summary["ci95"]["lesion_sensitivity"]]
-    totals = [summary["n_lesions_by_stratum"][s] for s in STRATUM_NAMES]
-    totals += [summary["n_early_stage_lesions"], summary["n_lesions"]]
-    hits = [summary["n_detected_by_stratum"][s] for s in STRATUM_NAMES]
-    hits += [summary["n_early_stage_detected"], summary["n_detected"]]
+    estimates = [summary.lesion_sensitivity_by_stratum[s] for s in STRATUM_NAMES]
+    estimates += [summary.early_stage_sensitivity, summary.lesion_sensitivity]
+    values = [e.value for e in estimates]
+    intervals = [e.ci95 for e in estimates]
+    totals = [summary.n_lesions_by_stratum[s] for s in STRATUM_NAMES]
+    totals += [summary.n_early_stage_lesions, summary.n_lesions]
+    hits = [summary.n_detected_by_stratum[s] for s in STRATUM_NAMES]
+    hits += [summary.n_early_stage_detected, summary.n_detected]
 
     figure = _figure(7.0, 4.0)
     axes = figure.add_subplot(1, 1, 1)
     x = np.arange(len(names))
-    heights = [v if _finite(v) else 0.0 for v in values]
+    heights = [v if math.isfinite(v) else 0.0 for v in values]
     colors = ["#4c72b0"] * len(STRATUM_NAMES) + ["#dd8452", "#55a868"]
     axes.bar(x, heights, color=colors, width=0.7)
     for xi, value, (low, high) in zip(x, values, intervals):
-        if _finite(value) and _finite(low) and _finite(high):
+        if math.isfinite(value) and math.isfinite(low) and math.isfinite(high):
             axes.errorbar(
                 xi,
                 value,

@@ -1,0 +1,236 @@
+"""Evaluate a folder of predictions against its ground truth: one report of cases and summary.
+
+``evaluate_folders`` pairs the files (:mod:`~tumorsynth.evaluation.pairing`), evaluates each pair
+with :func:`~tumorsynth.evaluation.metrics.evaluate_case` (in worker processes when asked) and
+summarizes the cases (:func:`~tumorsynth.evaluation.summary.summarize_cases`): means of DSC/NSD
+over cases with tumor, pooled lesion sensitivity (overall, per equivalent-radius stratum, early
+stage), false-positive components per case, patient-level sensitivity and specificity, each with
+a 95% percentile bootstrap interval over cases. :func:`~tumorsynth.evaluation.report.write_report`
+writes the result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from tumorsynth import __version__
+from tumorsynth.errors import InputError
+from tumorsynth.evaluation.lesions import (
+    CONNECTIVITY,
+    EARLY_STAGE_DIAMETER_MM,
+    RADIUS_STRATA_MM,
+    STRATUM_NAMES,
+)
+from tumorsynth.evaluation.metrics import EMPTY_CASES_RULE, CaseEvaluation, evaluate_case
+from tumorsynth.evaluation.pairing import pair_cases, tumor_ids_for, warn_unknown_ids
+from tumorsynth.evaluation.summary import EvaluationSummary, summarize_cases
+from tumorsynth.io.label_maps import LabelMap, resolve_label_map
+from tumorsynth.io.nifti import check_same_grid, load_label
+
+__all__ = ["EvaluationReport", "EvaluationSettings", "evaluate_folders"]
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Settings of one evaluation, validated once.
+
+    Parameters
+    ----------
+    organ
+        Organ whose tumors are evaluated, or ``"all"`` for the union of every tumor id of the map.
+    nsd_tolerance_mm
+        NSD tolerance in mm.
+    patient_threshold_mm3
+        A case is predicted positive when its kept predicted volume exceeds this (mm^3).
+    min_radius_mm
+        Predicted components with a smaller equivalent radius (mm) are dropped for that call.
+    n_bootstrap
+        Bootstrap resamples over cases (0: no intervals).
+    seed
+        Seed of the bootstrap's ``numpy.random.Generator``.
+    """
+
+    organ: str = "all"
+    nsd_tolerance_mm: float = 2.0
+    patient_threshold_mm3: float = 30.0
+    min_radius_mm: float = 3.0
+    n_bootstrap: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("nsd_tolerance_mm", "patient_threshold_mm3", "min_radius_mm"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise InputError(name, f"expected a finite number >= 0, found {value!r}")
+        if int(self.n_bootstrap) < 0:
+            raise InputError("n_bootstrap", f"expected >= 0 resamples, found {self.n_bootstrap}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvaluationReport:
+    """Per-case results, their summary and the settings that produced them.
+
+    ``settings`` is what report.json records under ``settings``: the
+    :class:`EvaluationSettings`, the context (folders, label maps, tumor ids) and the definitions
+    in force (empty-case rule, strata, early-stage diameter, connectivity, version).
+    """
+
+    cases: list[CaseEvaluation]
+    summary: EvaluationSummary
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_cases(
+        cls, cases: Sequence[CaseEvaluation], settings: EvaluationSettings, **context: Any
+    ) -> EvaluationReport:
+        """Summarize ``cases``; ``context`` (folders, label maps, ids) is kept in ``settings``."""
+        summary = summarize_cases(cases, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+        recorded = {
+            **settings.to_json(),
+            **context,
+            "empty_cases": EMPTY_CASES_RULE,
+            "radius_strata_mm": list(RADIUS_STRATA_MM),
+            "stratum_names": list(STRATUM_NAMES),
+            "early_stage_diameter_mm": EARLY_STAGE_DIAMETER_MM,
+            "connectivity": CONNECTIVITY,
+            "tumorsynth_version": __version__,
+        }
+        return cls(list(cases), summary, recorded)
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``report.json`` (NaN stays NaN here; the report writer nulls it)."""
+        return {
+            "summary": self.summary.to_dict(),
+            "cases": [case.to_json() for case in self.cases],
+            "settings": self.settings,
+        }
+
+
+def _evaluate_files(
+    case_id: str,
+    pred_path: Path,
+    gt_path: Path,
+    maps: tuple[LabelMap, LabelMap],
+    ids: tuple[tuple[int, ...], tuple[int, ...]],
+    settings: EvaluationSettings,
+) -> CaseEvaluation:
+    """Load one pair, check the grid, evaluate (runs in worker processes too)."""
+    gt, pred = load_label(gt_path), load_label(pred_path)
+    check_same_grid(gt, pred)
+    warn_unknown_ids(gt.array, maps[1], str(gt_path))
+    warn_unknown_ids(pred.array, maps[0], str(pred_path))
+    return evaluate_case(
+        pred.array,
+        gt.array,
+        gt.spacing_mm,
+        tumor_ids_pred=ids[0],
+        tumor_ids_gt=ids[1],
+        nsd_tolerance_mm=settings.nsd_tolerance_mm,
+        patient_threshold_mm3=settings.patient_threshold_mm3,
+        min_radius_mm=settings.min_radius_mm,
+        case_id=case_id,
+    )
+
+
+def evaluate_folders(
+    pred_dir: str | os.PathLike[str],
+    gt_dir: str | os.PathLike[str],
+    *,
+    label_map_gt: str | os.PathLike[str] | Mapping[str, object] | LabelMap,
+    label_map_pred: str | os.PathLike[str] | Mapping[str, object] | LabelMap | None = None,
+    organ: str = "all",
+    nsd_tolerance_mm: float = 2.0,
+    patient_threshold_mm3: float = 30.0,
+    min_radius_mm: float = 3.0,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = False,
+) -> EvaluationReport:
+    """Evaluate every prediction in ``pred_dir`` against its ground truth in ``gt_dir``.
+
+    Parameters
+    ----------
+    pred_dir, gt_dir
+        Folders of ``<case>.nii.gz`` label maps (see
+        :func:`~tumorsynth.evaluation.pairing.pair_cases`).
+    label_map_gt, label_map_pred
+        Preset name, JSON file, inline mapping or :class:`LabelMap` of each side; the
+        prediction's defaults to the ground truth's.
+    organ
+        ``liver``, ``pancreas``, ``kidney`` (any organ the maps name) or ``all``.
+    nsd_tolerance_mm, patient_threshold_mm3, min_radius_mm, n_bootstrap, seed
+        See :class:`EvaluationSettings`.
+    workers
+        Processes that evaluate cases in parallel (1: in this process).
+    progress
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    EvaluationReport
+
+    Raises
+    ------
+    InputError
+        Missing folders or files, unmatched cases, a grid mismatch, an organ without tumor ids.
+    """
+    settings = EvaluationSettings(
+        organ, nsd_tolerance_mm, patient_threshold_mm3, min_radius_mm, int(n_bootstrap), int(seed)
+    )
+    if int(workers) < 1:
+        raise InputError("--workers", f"expected >= 1, found {workers}")
+    map_gt = resolve_label_map(label_map_gt)
+    map_pred = resolve_label_map(label_map_pred) if label_map_pred is not None else map_gt
+    ids = (tumor_ids_for(map_pred, organ), tumor_ids_for(map_gt, organ))
+    pairs = pair_cases(pred_dir, gt_dir)
+    maps = (map_pred, map_gt)
+    bar = tqdm(
+        total=len(pairs), unit="case", desc="evaluating", disable=not progress, dynamic_ncols=True
+    )
+    results: dict[str, CaseEvaluation] = {}
+    try:
+        if int(workers) == 1 or len(pairs) == 1:
+            for case_id, pred_path, gt_path in pairs:
+                results[case_id] = _evaluate_files(case_id, pred_path, gt_path, maps, ids, settings)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=min(int(workers), len(pairs))) as pool:
+                futures: dict[Future[CaseEvaluation], str] = {
+                    pool.submit(_evaluate_files, case, p, g, maps, ids, settings): case
+                    for case, p, g in pairs
+                }
+                pending = set(futures)
+                try:
+                    while pending:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            results[futures[future]] = future.result()
+                            bar.update()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
+    cases = [results[case_id] for case_id, _, _ in pairs]
+    return EvaluationReport.from_cases(
+        cases,
+        settings,
+        pred_dir=str(pred_dir),
+        gt_dir=str(gt_dir),
+        label_map_gt=map_gt.to_json(),
+        label_map_pred=map_pred.to_json(),
+        tumor_ids_gt=list(ids[1]),
+        tumor_ids_pred=list(ids[0]),
+    )
