@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from shared_data import require_data
+from shared_data import require_data, require_module
 from tiny import synthesize_phantom, tiny_diffusion
 
 from tumorsynth.io import load_image, load_label
@@ -88,7 +88,7 @@ def locked_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(scope="session")
 def diffusion_checkpoint(tmp_path_factory) -> Path:
     """A saved tiny diffusion checkpoint folder (untrained weights)."""
-    pytest.importorskip("torch")
+    require_module("torch")
     folder = tmp_path_factory.mktemp("diffusion") / "model"
     tiny_diffusion().save_pretrained(folder)
     return folder

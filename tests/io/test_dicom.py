@@ -5,11 +5,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from shared_data import require_module
 
 from tumorsynth.errors import InputError
 from tumorsynth.io import load_volume
 
-sitk = pytest.importorskip("SimpleITK")
+sitk = require_module("SimpleITK")
 
 
 def write_series(

@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from shared_data import require_module
 
 from tumorsynth.errors import InputError
 from tumorsynth.io import load_volume
@@ -99,7 +100,7 @@ def test_four_dimensional_image_is_told_to_split(tmp_path: Path) -> None:
 
 
 def _write_series(folder: Path, n_slices: int, spacing_z: float, skip: int | None) -> None:
-    sitk = pytest.importorskip("SimpleITK")
+    sitk = require_module("SimpleITK")
     array = np.arange(n_slices * 12 * 10, dtype=np.int16).reshape(n_slices, 12, 10)
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((0.8, 0.7, spacing_z))
