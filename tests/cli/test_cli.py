@@ -755,12 +755,9 @@ def test_replay_with_missing_sources_leaves_no_output(single, tmp_path: Path) ->
     assert not (tmp_path / "replayed").exists()
 
 
-def test_tumor_free_variant_counts_as_done(inputs, tmp_path: Path) -> None:
-    args = synth_args(inputs, tmp_path / "out", "--count", 0)
-    run = cli(*args)
-    if run.code == 2:  # refusing --count 0 is a fix too
-        assert "--count" in run.err
-        return
-    assert (tmp_path / "out" / "manifest.jsonl").is_file()
-    rerun = cli(*args)
-    assert rerun.code == 0 and "1 already done" in rerun.out
+def test_count_zero_is_refused_before_any_output(inputs, tmp_path: Path) -> None:
+    # A variant without tumors would have no record in the manifest, so a resumed run could not
+    # tell it was done: --count must be at least 1.
+    run = cli(*synth_args(inputs, tmp_path / "out", "--count", 0))
+    assert run.code == 2 and "--count" in run.err and "found 0" in run.err, run.err
+    assert not (tmp_path / "out").exists()

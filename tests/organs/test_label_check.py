@@ -6,7 +6,6 @@ left in RAS+, as in a real scan; a flipped affine mirrors it); the real CTs of .
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -197,10 +196,5 @@ def test_right_maps_raise_no_false_alarm_on_the_shared_cts(p07, p17, totalseg) -
         assert check(seg.array, seg, name, organs, ct.array) == [], name
 
 
-@pytest.mark.realdata
-def test_check_is_cheap_on_ircad_p07(p07) -> None:
-    ct, seg = p07  # 512 x 512 x 151
-    measure_label(seg.array, seg.affine, ct.array)  # warm-up
-    start = time.perf_counter()
-    check(seg.array, seg, "tumorsynth", ("liver",), ct.array)
-    assert time.perf_counter() - start < 2.0  # measured ~0.08 s on 2 cores
+# How long the check takes on IRCAD 1.7 is measured by benchmarks/bench_trust.py: a wall-clock
+# limit in a test fails on a busy machine and passes on a fast one, whatever the code does.
