@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 import edt
 import numpy as np
 
+from tumorsynth.box import Box
 from tumorsynth.errors import InputError
 from tumorsynth.evaluation.lesions import LesionRecord, match_lesions, patient_positive
 from tumorsynth.io.label_maps import label_mask
@@ -186,22 +187,10 @@ def _crop_union(
     pred: np.ndarray, gt: np.ndarray, margin_vox: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]] | None:
     """Crop both masks to the bounding box of their union grown by ``margin_vox``; None if empty."""
-    union = pred | gt
-    starts, stops = [0, 0, 0], [0, 0, 0]
-    for axis in (2, 1, 0):  # narrow the union as we go, so later passes read less
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(union.any(axis=other))
-        if hits.size == 0:
-            return None
-        first, last = int(hits[0]), int(hits[-1])
-        index = [slice(None)] * 3
-        index[axis] = slice(first, last + 1)
-        union = union[tuple(index)]
-        starts[axis] = max(first - int(margin_vox[axis]), 0)
-        stops[axis] = min(last + 1 + int(margin_vox[axis]), pred.shape[axis])
-    box = tuple(slice(a, b) for a, b in zip(starts, stops))
-    crops = np.ascontiguousarray(pred[box]), np.ascontiguousarray(gt[box])
-    return crops[0], crops[1], (starts[0], starts[1], starts[2])
+    box = Box.of_mask(pred | gt, margin_vox)
+    if box is None:
+        return None
+    return np.ascontiguousarray(pred[box.slices]), np.ascontiguousarray(gt[box.slices]), box.origin
 
 
 def _margin_vox(spacing_mm: Sequence[float], tolerance_mm: float) -> tuple[int, int, int]:
