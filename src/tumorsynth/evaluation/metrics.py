@@ -12,6 +12,10 @@ Distances are exact Euclidean distance transforms (``edt``, anisotropic) compute
 bounding box of ``pred | gt`` grown by the tolerance plus one voxel, so the cost follows the
 lesions, not the scan.
 
+Why not MONAI's ``compute_surface_dice``: it gives the same value (a test checks it), but it works
+on full-volume one-hot tensors and needs torch. Measured on IRCAD 1.17 (512 x 512 x 119, the two
+tumors peeled by one voxel, CPU): NSD 0.995165 from both, 0.29 s here against 4.9 s in MONAI.
+
 Empty masks (the convention of the whole evaluation package):
 
 =============  ==============  ====================================================
