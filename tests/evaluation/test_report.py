@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -15,7 +16,7 @@ from scipy import ndimage as ndi
 from tumorsynth.errors import InputError
 from tumorsynth.evaluation.folders import EvaluationSettings, evaluate_folders
 from tumorsynth.evaluation.metrics import evaluate_case, surface_voxels
-from tumorsynth.evaluation.pairing import pair_cases, tumor_ids_for
+from tumorsynth.evaluation.pairing import check_label_maps, pair_cases, tumor_ids_for
 from tumorsynth.evaluation.report import write_report
 from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
 from tumorsynth.io.nifti import Volume
@@ -85,6 +86,15 @@ def test_pairing_names_missing_and_extra_files(tmp_path: Path, folders: tuple[Pa
         pair_cases(pred, tmp_path / "nowhere")
     with pytest.raises(InputError, match="found none"):
         pair_cases(pred, tmp_path)  # holds only folders
+
+
+def test_label_maps_are_checked_against_the_files(folders: tuple[Path, Path]) -> None:
+    pred, gt = folders
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_label_maps(pred, gt, label_map_gt="lits", organ="liver")  # LiTS files: they fit
+    with pytest.raises(InputError, match=r"label map 'tumorsynth' scores ids \[6\] as tumor"):
+        check_label_maps(pred, gt, label_map_gt="tumorsynth", organ="kidney")
 
 
 def test_tumor_ids_from_label_maps() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from tiny import TINY_AE, TINY_DENOISER
 
 from tumorsynth.errors import InputError
