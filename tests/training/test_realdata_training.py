@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 
 from tumorsynth.io.nifti import Volume, save_volume
-from tumorsynth.pipelines.predict import load_segmentor, predict_files
+from tumorsynth.pipelines.predict import Segmentor, predict_files
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.segmentation import train_segmentation
 
@@ -46,7 +46,7 @@ def test_p07_crop_trains_and_predicts(p07, tmp_path):
     with open(tmp_path / "run" / "metrics.csv") as handle:
         losses = [float(r["loss"]) for r in csv.DictReader(handle) if r["loss"]]
     assert np.mean(losses[-6:]) < np.mean(losses[:6])
-    segmentor = load_segmentor(tmp_path / "run" / "checkpoints" / "last", device="cpu")
+    segmentor = Segmentor.from_pretrained(tmp_path / "run" / "checkpoints" / "last", device="cpu")
     assert segmentor.config["spacing_mm"] == [2.5, 2.5, 2.5]
     written = predict_files(
         tmp_path / "run" / "checkpoints" / "last",

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tumorsynth.errors import InputError
+from tumorsynth.io.identity import split_case_name
 from tumorsynth.io.label_maps import LabelMap
 from tumorsynth.io.nifti import Volume, check_same_grid, load_label
 
@@ -273,29 +274,29 @@ def _nnunet_cases(root: Path, split: str) -> list[CaseRef]:
             "the nnU-Net training label folder",
             fix="training cases need labels; use split='test' for unlabelled images",
         )
-    pattern = re.compile(rf"(?P<case>.+)_(?P<channel>\d{{4}}){re.escape(ending)}")
     channels: dict[str, set[int]] = {}
     for path in _visible(images_dir):
-        match = pattern.fullmatch(path.name)
-        if match is None or not path.is_file():
+        case_id, channel = split_case_name(path, ending) or ("", None)
+        if channel is None or not path.is_file():
             raise InputError(
                 str(path),
                 f"unexpected entry in images{suffix}/: expected files "
                 f"named <case>_<4-digit channel>{ending}",
                 fix="move it out of the folder, or set file_ending in dataset.json",
             )
-        channels.setdefault(match["case"], set()).add(int(match["channel"]))
+        channels.setdefault(case_id, set()).add(channel)
     if not channels:
         raise InputError(str(images_dir), f"expected <case>_0000{ending} images, found none")
     labels: dict[str, Path] = {}
     for path in _visible(labels_dir) if labels_dir.is_dir() else []:
-        if not path.name.endswith(ending) or not path.is_file():
+        named = split_case_name(path, ending, channel=False)
+        if named is None or not path.is_file():
             raise InputError(
                 str(path),
                 f"unexpected entry in labels{suffix}/: expected files named <case>{ending}",
                 fix="move it out of the folder",
             )
-        case_id = path.name[: -len(ending)]
+        case_id = named[0]
         if case_id not in channels:
             raise InputError(str(path), f"label has no image images{suffix}/{case_id}_0000{ending}")
         labels[case_id] = path
@@ -355,7 +356,7 @@ def _msd_cases(root: Path, split: str) -> list[CaseRef]:
                 str(label),
                 f"label file for image {_rel(image, root)} (listed in {where}) does not exist",
             )
-        cases.append(CaseRef(_strip_nifti(listed.name), image, label))
+        cases.append(CaseRef(_stem(listed), image, label))
     if not cases:
         raise InputError(str(json_path), f"the {key!r} list is empty; expected at least one case")
     return cases
@@ -430,12 +431,14 @@ def _read_dataset_json(root: Path) -> dict[str, Any] | None:
 
 def _with_channel0(path: Path) -> Path:
     """nnU-Net v1 lists ``imagesTr/x.nii.gz`` for the file ``imagesTr/x_0000.nii.gz``."""
-    stem = _strip_nifti(path.name)
+    stem = _stem(path)
     return path.with_name(f"{stem}_0000{path.name[len(stem) :]}")
 
 
-def _strip_nifti(name: str) -> str:
-    return re.sub(r"\.nii(\.gz)?$", "", name)
+def _stem(path: Path) -> str:
+    """The file name without its NIfTI ending (a listed file's case id)."""
+    named = split_case_name(path, channel=False)
+    return path.name if named is None else named[0]
 
 
 def _require_dir(path: Path, expected: str, fix: str | None = None) -> None:

@@ -18,6 +18,7 @@ from tumorsynth.errors import InputError
 
 __all__ = [
     "CASE_ID_PATTERN",
+    "NIFTI_ENDINGS",
     "case_id_from",
     "check_case_id",
     "check_folder_apart",
@@ -26,6 +27,7 @@ __all__ = [
     "sha256_of",
     "source_bytes",
     "source_sha256",
+    "split_case_name",
     "variant_files",
     "variant_name",
 ]
@@ -33,6 +35,10 @@ __all__ = [
 #: A case id is one path component of safe characters: letters, digits, ``_ - .``, starting
 #: with a letter or digit (so no ``..``, no hidden files, no separators), at most 128 characters.
 CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+#: The endings of a NIfTI file name, where a dataset does not name its own (nnU-Net's
+#: ``file_ending`` in ``dataset.json``).
+NIFTI_ENDINGS = (".nii.gz", ".nii")
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -105,21 +111,58 @@ def check_case_id(case_id: str, where: str = "--case-id") -> str:
     return case_id
 
 
-def case_id_from(path: str | os.PathLike[str]) -> str:
-    """The case id a file name implies: ``/data/liver_7_0000.nii.gz`` -> ``liver_7``.
+def split_case_name(
+    path: str | os.PathLike[str], file_ending: str | None = None, *, channel: bool = True
+) -> tuple[str, int | None] | None:
+    """(case id, nnU-Net channel) a file name encodes, or ``None`` when the name does not end in
+    ``file_ending`` (``None``: ``.nii.gz`` or ``.nii``).
 
-    The result is not validated; pass it through :func:`check_case_id` before using it in a path.
+    With ``channel``, a 4-digit channel before the ending (``_0000``: the CT) is split off, as
+    in an nnU-Net ``imagesTr`` folder; label files carry none (``channel=False``), so a case id
+    may itself end in digits. The case id is not validated (see :func:`check_case_id`).
+
+    Examples
+    --------
+    >>> split_case_name("imagesTr/liver_7_0001.nii.gz")
+    ('liver_7', 1)
+    >>> split_case_name("labelsTr/liver_7_0001.nii.gz", channel=False)
+    ('liver_7_0001', None)
+    >>> split_case_name("ct.nii"), split_case_name("ct.mha", ".nii.gz")
+    (('ct', None), None)
+    """
+    name = Path(path).name
+    ending = next(
+        (e for e in ((file_ending,) if file_ending else NIFTI_ENDINGS) if name.endswith(e)), None
+    )
+    if ending is None:
+        return None
+    stem = name[: -len(ending)]
+    found = re.fullmatch(r"(?P<case>.+)_(?P<channel>\d{4})", stem) if channel else None
+    if found is None:
+        return stem, None
+    return found["case"], int(found["channel"])
+
+
+def case_id_from(path: str | os.PathLike[str], file_ending: str | None = None) -> str:
+    """The case id a CT file name implies: ``/data/liver_7_0000.nii.gz`` -> ``liver_7``.
+
+    The ending (``file_ending``, else ``.nii.gz`` or ``.nii``) and the CT's nnU-Net channel
+    ``_0000`` are removed (by :func:`split_case_name`); another channel number stays part of the
+    id, and a name without the ending is kept whole. The result is not validated; pass it
+    through :func:`check_case_id` before using it in a path.
 
     Examples
     --------
     >>> case_id_from("/data/liver_7_0000.nii.gz")
     'liver_7'
-    >>> case_id_from("BDMAP_001/ct.nii")
-    'ct'
+    >>> case_id_from("BDMAP_001/ct.nii"), case_id_from("scan_0003.nii.gz")
+    ('ct', 'scan_0003')
     """
-    name = Path(path).name
-    name = re.sub(r"\.nii(\.gz)?$", "", name)
-    return re.sub(r"_0000$", "", name)
+    named = split_case_name(path, file_ending)
+    if named is None:
+        return Path(path).name
+    case_id, channel = named
+    return case_id if channel in (None, 0) else f"{case_id}_{channel:04d}"
 
 
 def variant_name(case_id: str, variant: int) -> str:

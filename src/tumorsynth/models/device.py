@@ -1,4 +1,4 @@
-"""Which torch device a model runs on."""
+"""Which torch device a model runs on, and how processes on such devices talk (DDP)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from tumorsynth.errors import InputError
 
-__all__ = ["pick_device"]
+__all__ = ["ddp_backend", "pick_device"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -22,3 +22,9 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise InputError("device", f"expected auto, cpu or cuda[:N], found {name!r}") from exc
+
+
+def ddp_backend(device: torch.device) -> str:
+    """The ``torch.distributed`` backend for processes on ``device``: NCCL between GPUs, Gloo
+    between CPU processes."""
+    return "nccl" if device.type == "cuda" else "gloo"

@@ -4,19 +4,44 @@ One frozen :class:`SegmentorConfig` describes a network; :func:`build_segmentor`
 DynUNet topology follows nnU-Net's planning rule (:func:`nnunet_topology`): an axis is pooled while
 its feature map stays at least 4 voxels and its spacing is not more than twice the finest one;
 an axis whose spacing is much coarser gets 1-voxel kernels in the first stages.
+
+A trained segmentor is a checkpoint folder written by :func:`save_segmentor` and read by
+:func:`load_segmentor`; its config holds the network (``model``) and the preprocessing it was
+trained with (``spacing_mm``, ``hu_window``, ``patch_size``, ``organ``), which training and
+prediction both build with :func:`resample_transforms` and :func:`window_transform`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from tumorsynth._settings import config_from_dict
+from tumorsynth.io.nifti import RAS_LABELS
+from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict, save_pretrained
+from tumorsynth.models.device import pick_device
 
-__all__ = ["BACKBONES", "SegmentorConfig", "build_segmentor", "count_parameters", "nnunet_topology"]
+__all__ = [
+    "BACKBONES",
+    "SEGMENTOR_KIND",
+    "SegmentorConfig",
+    "build_segmentor",
+    "count_parameters",
+    "load_segmentor",
+    "nnunet_topology",
+    "resample_transforms",
+    "save_segmentor",
+    "window_transform",
+]
+
+#: The ``kind`` of a segmentor checkpoint (a folder of another kind is refused on loading).
+SEGMENTOR_KIND = "segmentor"
 
 Backbone = Literal["unet", "dynunet", "swinunetr"]
 BACKBONES: tuple[str, ...] = ("unet", "dynunet", "swinunetr")
@@ -44,6 +69,8 @@ class SegmentorConfig:
         SwinUNETR v2 (residual convolution blocks in the encoder).
     deep_supervision
         DynUNet deep supervision heads (training only).
+    dropout
+        Dropout probability (UNet, DynUNet), in [0, 1).
     """
 
     backbone: Backbone = "unet"
@@ -162,3 +189,56 @@ def build_segmentor(config: SegmentorConfig) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def save_segmentor(
+    model: nn.Module, config: Mapping[str, Any], folder: str | os.PathLike[str]
+) -> dict[str, str]:
+    """Write a segmentor checkpoint (``config.json`` + ``model.safetensors``, hash-pinned).
+
+    ``config`` holds ``model`` (a :meth:`SegmentorConfig.to_dict`) and what prediction needs
+    to prepare a CT as in training: ``organ``, ``spacing_mm``, ``hu_window``, ``patch_size``.
+    A DDP-wrapped model is saved as its module. Returns the checkpoint's file hashes (see
+    :func:`~tumorsynth.models.checkpoint.save_pretrained`).
+    """
+    return save_pretrained(model, config, folder, kind=SEGMENTOR_KIND)
+
+
+def load_segmentor(
+    folder: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of a checkpoint written by :func:`save_segmentor` (hashes checked, in eval
+    mode, on ``device``: a :class:`torch.device` or a name for
+    :func:`~tumorsynth.models.device.pick_device`) and its config."""
+    config, state = load_pretrained_state(folder, kind=SEGMENTOR_KIND)
+    model_config = SegmentorConfig.from_dict(config.get("model"), str(Path(folder) / "config.json"))
+    model = build_segmentor(model_config)
+    load_state_strict(model, state, str(folder))
+    target = pick_device(device) if isinstance(device, str) else device
+    return model.to(target).eval(), config
+
+
+def resample_transforms(spacing_mm: Sequence[float], *, label: bool = False) -> list[Any]:
+    """A segmentor's geometry: orient to RAS and resample to ``spacing_mm`` (x, y, z in mm),
+    the image linearly and, with ``label``, the label by nearest neighbour.
+
+    MONAI dictionary transforms on ``image`` (and ``label``); both are invertible, so a
+    prediction goes back onto the input grid with ``Compose(...).inverse``.
+    """
+    from monai.transforms import Orientationd, Spacingd
+
+    keys = ("image", "label") if label else ("image",)
+    modes = ("bilinear", "nearest") if label else ("bilinear",)
+    return [
+        Orientationd(keys=keys, axcodes="RAS", labels=RAS_LABELS),
+        Spacingd(keys=keys, pixdim=tuple(spacing_mm), mode=modes),
+    ]
+
+
+def window_transform(hu_window: Sequence[float]) -> Any:
+    """The network's input intensities: ``image`` HU clipped to ``hu_window`` (low, high) and
+    scaled to 0..1."""
+    from monai.transforms import ScaleIntensityRanged
+
+    lo, hi = hu_window
+    return ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)

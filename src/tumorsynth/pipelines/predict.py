@@ -1,6 +1,7 @@
 """Predict tumor (and organ) labels with a trained segmentor, on the input's own grid.
 
-The CT is oriented to RAS and resampled to the network's spacing exactly as in training, windowed,
+The CT is oriented to RAS, resampled to the network's spacing and windowed by the same transforms
+as in training (:func:`~tumorsynth.models.segmentors.resample_transforms`, ``window_transform``),
 segmented with Gaussian-weighted sliding windows, and the class probabilities are resampled back
 onto the input grid (MONAI's tracked inverse of the spatial transforms) before the argmax. Output
 labels follow the tumorsynth convention (e.g. 1 liver, 2 liver tumor) and are written with the
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
-from monai.transforms import Compose, Orientation, Spacing
+from monai.transforms import Compose
 from scipy import ndimage as ndi
 from tqdm import tqdm
 
@@ -29,20 +30,11 @@ from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.identity import case_id_from, check_case_id, check_outputs_not_inputs
 from tumorsynth.io.label_maps import OUTPUT_LABELS, label_mask, resolve_label_map
-from tumorsynth.io.nifti import (
-    RAS_LABELS,
-    Volume,
-    check_same_grid,
-    load_image,
-    load_label,
-    save_volume,
-)
-from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict
-from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor
+from tumorsynth.io.nifti import Volume, check_same_grid, load_image, load_label, save_volume
+from tumorsynth.models.device import pick_device
+from tumorsynth.models.segmentors import load_segmentor, resample_transforms, window_transform
 
-__all__ = ["Segmentor", "load_segmentor", "predict_files", "restrict_to_organ"]
-
-KIND = "segmentor"
+__all__ = ["Segmentor", "predict_files", "restrict_to_organ"]
 
 
 @dataclass
@@ -53,6 +45,14 @@ class Segmentor:
     config: dict[str, Any]
     device: torch.device
 
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike[str], device: str = "auto") -> Segmentor:
+        """Load a checkpoint folder written by ``tumorsynth train`` (sha256-checked) onto
+        ``device`` (``auto``: a GPU when there is one)."""
+        target = pick_device(device)
+        model, config = load_segmentor(folder, target)
+        return cls(model, config, target)
+
     @property
     def organ(self) -> str:
         return str(self.config["organ"])
@@ -61,21 +61,15 @@ class Segmentor:
         self, image: Volume, *, overlap: float = 0.25, sw_batch_size: int = 4
     ) -> np.ndarray:
         """Labels (uint8, output convention) on ``image``'s grid."""
-        spacing = tuple(self.config["spacing_mm"])
-        spatial = Compose(
-            [
-                Orientation(axcodes="RAS", labels=RAS_LABELS),
-                Spacing(pixdim=spacing, mode="bilinear"),
-            ]
-        )
+        spatial = Compose(resample_transforms(self.config["spacing_mm"]))
+        window = window_transform(self.config["hu_window"])
         # Resampling there and back runs on the network's device (grid_sample on the GPU): on an
         # H100 it was most of a 512x512x150 prediction when done on the CPU.
         voxels = torch.as_tensor(np.asarray(image.array, dtype=np.float32))[None].to(self.device)
         tensor = MetaTensor(voxels, affine=torch.as_tensor(image.affine, dtype=torch.float64))
         with torch.no_grad():
-            prepared = spatial(tensor)
-            lo, hi = self.config["hu_window"]
-            net_in = ((prepared.as_tensor().clamp(lo, hi) - lo) / (hi - lo))[None]
+            prepared = spatial({"image": tensor})["image"]
+            net_in = window({"image": prepared})["image"].as_tensor()[None]
             amp = self.device.type == "cuda"
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 logits = sliding_window_inference(
@@ -89,10 +83,12 @@ class Segmentor:
             probs = torch.softmax(logits.float(), dim=1)[0]  # type: ignore[union-attr]
             del logits, net_in
             restored = spatial.inverse(
-                MetaTensor(
-                    probs, meta=prepared.meta, applied_operations=prepared.applied_operations
-                )
-            )
+                {
+                    "image": MetaTensor(
+                        probs, meta=prepared.meta, applied_operations=prepared.applied_operations
+                    )
+                }
+            )["image"]
             classes = restored.as_tensor().argmax(0).to(torch.uint8).cpu().numpy()
         if classes.shape != image.shape:
             raise RuntimeError(f"prediction grid {classes.shape} != input {image.shape}")
@@ -100,21 +96,6 @@ class Segmentor:
         tumor_id = OUTPUT_LABELS.id_of(f"{self.organ}_tumor")
         lut = np.array([0, organ_id, tumor_id], dtype=np.uint8)
         return lut[classes]
-
-
-def load_segmentor(folder: str | os.PathLike[str], device: str = "auto") -> Segmentor:
-    """Load a checkpoint folder written by ``tumorsynth train`` (sha256-checked)."""
-    config, state = load_pretrained_state(folder, kind=KIND)
-    model_config = SegmentorConfig.from_dict(config.get("model"), str(Path(folder) / "config.json"))
-    model = build_segmentor(model_config)
-    load_state_strict(model, state, str(folder))
-    dev = torch.device(
-        "cuda"
-        if device == "auto" and torch.cuda.is_available()
-        else ("cpu" if device == "auto" else device)
-    )
-    model.to(dev).eval()
-    return Segmentor(model, config, dev)
 
 
 def restrict_to_organ(
@@ -214,7 +195,7 @@ def predict_files(
         [*(path for _, path in cases), *masks.values()],
     )
     mask_map = resolve_label_map(organ_mask_label_map) if masks else None
-    segmentor = load_segmentor(checkpoint, device)  # after the cheap checks of the inputs
+    segmentor = Segmentor.from_pretrained(checkpoint, device)  # after the cheap input checks
     tumor_id = OUTPUT_LABELS.id_of(f"{segmentor.organ}_tumor")
     written = []
     with output_dir(out_dir) as out:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from tumorsynth._types import derive_seed
 from tumorsynth.io.atomic import ensure_writable_dir
+from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import (
     build_autoencoder,
     build_discriminator,
@@ -39,7 +40,6 @@ from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,
     deadline_after,
-    pick_device,
     refuse_previous_run,
     warmup_cosine,
     write_json,
@@ -100,9 +100,7 @@ def train_autoencoder(
         disc = build_discriminator(config.model).to(device)
     opt_g = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.optim.disc_lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt_g, warmup_cosine(config.optim.warmup_steps, config.optim.max_steps)
-    )
+    sched = warmup_cosine(opt_g, config.optim.warmup_steps, config.optim.max_steps)
     adv_loss = PatchAdversarialLoss(criterion="least_squares")
     autocast = bf16_autocast(config.optim.amp, device)
     write_json(out / "train_config.json", config.to_dict())

@@ -1,5 +1,5 @@
-"""Pieces every training loop shares: device choice, warm-up + cosine schedule, the metrics log,
-and the guard that keeps a new run from overwriting a previous one."""
+"""Pieces every training loop shares: the warm-up + cosine schedule, the metrics log, and the guard
+that keeps a new run from overwriting a previous one."""
 
 from __future__ import annotations
 
@@ -7,24 +7,24 @@ import csv
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
+from monai.optimizers.lr_scheduler import WarmupCosineSchedule
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path
-from tumorsynth.models.device import pick_device
 
 __all__ = [
     "MetricsLog",
     "RUN_FILES",
     "bf16_autocast",
     "deadline_after",
+    "load_schedule_state",
     "refuse_previous_run",
-    "pick_device",
     "warmup_cosine",
     "write_json",
 ]
@@ -91,16 +91,33 @@ def bf16_autocast(enabled: bool, device: torch.device) -> Callable[[], Any]:
     return nullcontext
 
 
-def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
-    """LR factor per step: linear warm-up, then cosine decay to 0 at ``total``."""
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> WarmupCosineSchedule:
+    """MONAI's linear warm-up, then cosine decay to 0 at ``total_steps`` (step once per step).
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    The warm-up starts at ``lr / warmup_steps`` rather than MONAI's default 0, so no step is
+    taken at a zero learning rate; it reaches ``lr`` at ``warmup_steps``. (The hand-written
+    schedule this replaces reached it one step earlier, at ``warmup_steps - 1``: with 4 warm-up
+    steps the factors are 0.25, 0.4375, 0.625, 0.8125, then 1 (it had 0.25, 0.5, 0.75, 1, 1); the
+    cosine part is the same.)
+    """
+    return WarmupCosineSchedule(
+        optimizer,
+        warmup_steps=warmup_steps,
+        t_total=total_steps,
+        warmup_multiplier=1.0 / max(1, warmup_steps),
+    )
 
-    return factor
+
+#: What a :func:`warmup_cosine` schedule is configured with, as opposed to where it stands.
+_SCHEDULE_SETTINGS = ("warmup_steps", "t_total", "cycles", "end_lr", "warmup_multiplier")
+
+
+def load_schedule_state(scheduler: WarmupCosineSchedule, state: Mapping[str, Any]) -> None:
+    """Continue ``scheduler`` from a checkpoint's position (its step and learning rates), with
+    its own length: a resumed run may be given more ``max_steps`` than the run it continues."""
+    scheduler.load_state_dict({k: v for k, v in state.items() if k not in _SCHEDULE_SETTINGS})
 
 
 class MetricsLog:

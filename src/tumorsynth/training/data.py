@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -23,21 +22,20 @@ from monai.transforms import (
     EnsureTyped,
     LoadImaged,
     MapTransform,
-    Orientationd,
     RandCropByLabelClassesd,
     RandFlipd,
     RandScaleIntensityd,
     RandShiftIntensityd,
-    ScaleIntensityRanged,
-    Spacingd,
     SpatialPadd,
 )
 
 from tumorsynth._types import derive_seed
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import discover_cases
+from tumorsynth.io.identity import case_id_from
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map, to_output_labels
-from tumorsynth.io.nifti import RAS_LABELS, spacing_from_affine
+from tumorsynth.io.nifti import spacing_from_affine
+from tumorsynth.models.segmentors import resample_transforms, window_transform
 from tumorsynth.training.config import TrainConfig
 from tumorsynth.transforms import RandTumorSynthd, TumorSynthd
 from tumorsynth.transforms.rand_tumor_synthd import as_type_of
@@ -108,7 +106,7 @@ def case_items(
         if not isinstance(entry, str) and "image" in entry:  # one case listed by its files
             if "label" not in entry:
                 raise InputError(str(entry["image"]), "a listed training case needs 'label' too")
-            case_id = entry.get("case_id") or Path(entry["image"]).name.split(".")[0]
+            case_id = entry.get("case_id") or case_id_from(entry["image"])
             items.append(
                 CaseItem(
                     f"{kind}:{case_id}",
@@ -304,21 +302,16 @@ class ToClassesd(MapTransform):
 
 
 def prepare_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> list:
-    """The deterministic, cacheable part: load, orient, resample; real labels relabelled."""
+    """The deterministic, cacheable part: load, orient, resample (as prediction does, with
+    :func:`~tumorsynth.models.segmentors.resample_transforms`); labels relabelled."""
     steps: list = [
         LoadImaged(keys=("image", "label"), image_only=True),
         EnsureChannelFirstd(keys=("image", "label")),
-        Orientationd(keys=("image", "label"), axcodes="RAS", labels=RAS_LABELS),
-        Spacingd(keys=("image", "label"), pixdim=tuple(spacing_mm), mode=("bilinear", "nearest")),
+        *resample_transforms(spacing_mm, label=True),
         RelabelToOutputd(["label"], config.data.organ),
     ]
     del kind  # every kind is relabelled by its own label map
     return steps
-
-
-def _window(config: TrainConfig) -> ScaleIntensityRanged:
-    lo, hi = config.data.hu_window
-    return ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
 
 
 def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
@@ -350,7 +343,7 @@ def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str
     pf = d.positive_fraction
     steps += [
         ToClassesd(["label"], d.organ),
-        _window(config),
+        window_transform(d.hu_window),
         SpatialPadd(keys=("image", "label"), spatial_size=config.model.patch_size),
         RandCropByLabelClassesd(
             keys=("image", "label"),
@@ -374,7 +367,7 @@ def val_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) 
     steps = prepare_transforms(config, spacing_mm, kind)
     if kind == "healthy":
         steps.append(TumorSynthd(seed=config.seed, **_synthesis_settings(config)))
-    steps += [ToClassesd(["label"], d.organ), _window(config)]
+    steps += [ToClassesd(["label"], d.organ), window_transform(d.hu_window)]
     return Compose(steps)
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from tumorsynth._types import derive_seed
 from tumorsynth.io.atomic import ensure_writable_dir
+from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import (
     EARLY,
     LARGER,
@@ -43,7 +44,6 @@ from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,
     deadline_after,
-    pick_device,
     refuse_previous_run,
     warmup_cosine,
     write_json,
@@ -109,9 +109,7 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
     model.scale_factor = _scale_factor(model, val_crops[0], device)
     ema = AveragedModel(denoiser, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay))
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.optim.lr)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.optim.warmup_steps, config.optim.max_steps)
-    )
+    lr_sched = warmup_cosine(optimizer, config.optim.warmup_steps, config.optim.max_steps)
     inferer = model.inferer(train_scheduler(config.model))
     autocast = bf16_autocast(config.optim.amp, device)
     write_json(out / "train_config.json", config.to_dict())

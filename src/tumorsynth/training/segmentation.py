@@ -27,12 +27,19 @@ from tqdm import tqdm
 from tumorsynth import __version__
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
-from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict, save_pretrained
-from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, count_parameters
+from tumorsynth.models.checkpoint import load_state_strict
+from tumorsynth.models.device import ddp_backend, pick_device
+from tumorsynth.models.segmentors import (
+    SegmentorConfig,
+    build_segmentor,
+    count_parameters,
+    load_segmentor,
+    save_segmentor,
+)
 from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,
-    pick_device,
+    load_schedule_state,
     refuse_previous_run,
     warmup_cosine,
     write_json,
@@ -46,7 +53,6 @@ from tumorsynth.training.data import (
 )
 
 __all__ = [
-    "KIND",
     "TrainOutput",
     "check_resume_settings",
     "make_loader",
@@ -54,7 +60,6 @@ __all__ = [
     "train_segmentation",
 ]
 
-KIND = "segmentor"
 METRIC_COLUMNS = (
     "step",
     "loss",
@@ -112,10 +117,10 @@ def train_segmentation(
     elif resumed:
         check_resume_settings(Path(config.train.out_dir), config)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = torch.distributed.get_rank() if distributed else 0
     device = pick_device(config.train.device)
+    if distributed:
+        torch.distributed.init_process_group(ddp_backend(device))
+    rank = torch.distributed.get_rank() if distributed else 0
     if device.type == "cuda":
         torch.cuda.set_device(device)
 
@@ -142,9 +147,7 @@ def train_segmentation(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.optim.warmup_steps, config.optim.max_steps)
-    )
+    scheduler = warmup_cosine(optimizer, config.optim.warmup_steps, config.optim.max_steps)
     autocast = bf16_autocast(config.optim.amp, device)
 
     step, best, best_step = 0, -1.0, 0
@@ -228,11 +231,10 @@ def train_segmentation(
                 )
                 if rank == 0 and dsc["tumor"] > best:
                     best, best_step = dsc["tumor"], step
-                    save_pretrained(
+                    save_segmentor(
                         model,
                         segmentor_checkpoint_config(config, model_config, step),
                         ckpt_dir / "best",
-                        kind=KIND,
                     )
                 model.train()
             if rank == 0 and (step % config.train.checkpoint_every == 0 or step == stop_at):
@@ -415,7 +417,7 @@ def _save_state(
     best_step: int,
     config: dict[str, Any],
 ) -> None:
-    save_pretrained(model, config, folder, kind=KIND)
+    save_segmentor(model, config, folder)
     with atomic_path(folder / "train_state.pt") as tmp:
         torch.save(
             {
@@ -432,10 +434,10 @@ def _save_state(
 def _resume(
     folder: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any
 ) -> tuple[int, float, int]:
-    _, state = load_pretrained_state(folder, kind=KIND)
+    saved, _ = load_segmentor(folder, "cpu")
     module = model.module if hasattr(model, "module") else model
-    load_state_strict(module, state, str(folder))  # type: ignore[arg-type]
+    load_state_strict(module, saved.state_dict(), str(folder))  # type: ignore[arg-type]
     train_state = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(train_state["optimizer"])
-    scheduler.load_state_dict(train_state["scheduler"])
+    load_schedule_state(scheduler, train_state["scheduler"])
     return int(train_state["step"]), float(train_state["best"]), int(train_state["best_step"])

@@ -22,6 +22,7 @@ import torch
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import discover_cases, read_case_label
+from tumorsynth.io.identity import case_id_from
 from tumorsynth.io.label_maps import LabelMap, label_mask, resolve_label_map
 from tumorsynth.io.nifti import load_image
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
@@ -119,7 +120,7 @@ def load_scan(
             vol.name, f"expected body voxels above {foreground_hu} HU, found none (is it a CT?)"
         )
     return Scan(
-        case_id or Path(image).name.split(".")[0],
+        case_id or case_id_from(image),
         torch.from_numpy(np.ascontiguousarray(array)),
         spacing,
         orientation_of(vol.affine),
