@@ -6,8 +6,9 @@ import pytest
 from tiny import replay_phantom, synthesize_phantom, tiny_diffusion
 
 from tumorsynth.errors import InputError
-from tumorsynth.generators import BatchTumorGenerator, get_generator
+from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.generators.diffusion import DiffusionGenerator
+from tumorsynth.models.tumor_diffusion import EARLY, LARGER
 from tumorsynth.pipelines.synthesize import (
     TumorRequest,
     TumorSpec,
@@ -21,9 +22,42 @@ def gen(diffusion_checkpoint):
     return DiffusionGenerator(diffusion_checkpoint, device="cpu")
 
 
-def test_it_is_a_batch_generator_with_a_versioned_checkpoint(gen):
-    assert isinstance(gen, BatchTumorGenerator)
-    assert gen.version.startswith("1.1+") and len(gen.version) == 16
+def test_it_is_a_generator_with_a_versioned_checkpoint(gen):
+    assert isinstance(gen, TumorGenerator)
+    assert gen.version.startswith("1.2+") and len(gen.version) == 16
+
+
+def sampled_classes(gen, monkeypatch):
+    """The (size classes, steps) of every network call ``gen`` makes."""
+    calls = []
+    original = gen.model.sample
+
+    def spy(crops, masks, size_classes, *, steps=None, **kw):
+        calls.append((list(size_classes), steps))
+        return original(crops, masks, size_classes, steps=steps, **kw)
+
+    monkeypatch.setattr(gen.model, "sample", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "organ, size, rng",
+    [
+        ("liver", "small", 0),
+        ("liver", "medium", 1),
+        ("liver", "mixed", 2),
+        # tumor 1 measures 21.3 mm; its radii (2 * cbrt(abc)) said early
+        ("pancreas", "medium", 2),
+    ],
+)
+def test_early_or_larger_is_the_class_the_record_measures(
+    phantom, gen, monkeypatch, organ, size, rng
+):
+    calls = sampled_classes(gen, monkeypatch)
+    out = synthesize_phantom(phantom, gen, organ=organ, count=2, size=size, rng=rng)
+    used = sorted(c for classes, _ in calls for c in classes)
+    measured = sorted(EARLY if r.early_stage else LARGER for r in out.records)
+    assert used == measured
 
 
 def test_only_tumors_and_their_blend_margins_change(phantom, gen):
@@ -97,10 +131,11 @@ def test_a_liver_model_runs_in_the_kidney(phantom, gen):
     assert len(out.records) == 1 and (out.label == 6).any()
 
 
-def test_large_tumors_zoom_the_model_grid_out(phantom, gen):
+def test_large_tumors_zoom_the_model_grid_out(phantom, gen, monkeypatch):
+    calls = sampled_classes(gen, monkeypatch)
     out = synthesize_phantom(phantom, gen, count=1, size="large", rng=1)
     assert out.records[0].appearance["zoom"] > 1.0
-    assert out.records[0].appearance["steps"] == gen.model.config.sample_steps[1]
+    assert calls == [([LARGER], gen.model.config.sample_steps[LARGER])]
 
 
 def test_steps_option_overrides_the_checkpoint(diffusion_checkpoint, phantom):

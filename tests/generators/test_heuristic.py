@@ -17,7 +17,7 @@ def render(app: HeuristicAppearance, radius=9.0, image=None):
     spec = ShapeSpec(center_vox=(40.0, 40.0, 20.0), radii_mm=(radius, radius, radius))
     box = Box((0, 0, 0), image.shape)
     field = render_shape(spec, SPACING, box)
-    inputs = RenderInput(image, image, field, np.ones(image.shape, bool), SPACING)
+    inputs = RenderInput(image, image, field, np.ones(image.shape, bool), SPACING, image)
     return HeuristicGenerator().render(app.to_dict(), inputs), field
 
 

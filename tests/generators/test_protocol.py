@@ -40,7 +40,12 @@ def render_input(generator: TumorGenerator, size="medium", seed=1, organ="liver"
     box = shape_box(shape, SPACING, image.shape, generator.margin_mm(spec))
     crop = image[box.slices]
     inputs = RenderInput(
-        crop.copy(), crop.copy(), render_shape(shape, SPACING, box), mask[box.slices], SPACING
+        crop.copy(),
+        crop.copy(),
+        render_shape(shape, SPACING, box),
+        mask[box.slices],
+        SPACING,
+        crop.copy(),
     )
     return spec, inputs, site
 

@@ -14,9 +14,14 @@ Several tumors are rendered as one batch on CPU or GPU; each tumor's initial noi
 own seeded ``torch.Generator``, so a record replays to the same voxels (same device and torch
 version; floating point on other hardware may differ in the last bits).
 
+Each tumor is sampled as early-stage or larger (DiffTumor trains the two apart) by the equivalent
+diameter of its rendered mask, measured as its record measures it, so the class always agrees with
+``record.early_stage``.
+
 A record pins the checkpoint by the hashes of every file that shapes the voxels (``weights_sha256``:
-both config.json files and both weights files), and the generator's ``version`` carries one hash of
-them; rendering refuses a record made by other files, naming each one that differs. The folder may
+both config.json files and both weights files), in its appearance spec and in the generator
+options it is rebuilt from, and the generator's ``version`` carries one hash of them; loading with
+recorded hashes, and rendering, refuse other files, naming each one that differs. The folder may
 move (``replay --checkpoint NEWDIR``): the hashes, not the path, decide.
 """
 
@@ -33,22 +38,24 @@ import torch
 from tumorsynth.box import Box
 from tumorsynth.errors import InputError
 from tumorsynth.generators.noise import low_pass, scan_noise
-from tumorsynth.generators.protocol import RenderInput, TumorSite
+from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import EARLY, LARGER, TumorDiffusion
-from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM
+from tumorsynth.organs import equivalent_diameter_mm, is_early_stage
 from tumorsynth.shapes.ellipsoid import soft_mask
 
-__all__ = ["DiffusionGenerator"]
+__all__ = ["DiffusionGenerator", "size_class_of"]
 
-#: Bumped when records change meaning: 1.1 pins every checkpoint file (``weights_sha256``).
-_VERSION = "1.1"
+#: Bumped when records change meaning or voxels: 1.1 pins every checkpoint file
+#: (``weights_sha256``); 1.2 takes the early/larger class from the rendered tumor's equivalent
+#: diameter (the record's ``early_stage``), no longer from the drawn radii.
+_VERSION = "1.2"
 #: The tumor and its blend margin should fill at most this fraction of the cube's edge.
 _FIT_FRACTION = 0.7
 
 
-class DiffusionGenerator:
+class DiffusionGenerator(TumorGeneratorBase):
     """Tumor appearance from a trained latent diffusion model (``tumorsynth train-diffusion``).
 
     Parameters
@@ -69,6 +76,9 @@ class DiffusionGenerator:
         Replace the sampled tumor's content finer than 2 mm by the scan's own noise there (as the
         heuristic generator does): the autoencoder smooths CT noise away, and a tumor smoother
         than the tissue around it is a shortcut a segmentor would learn.
+    weights_sha256
+        The hashes the checkpoint's files must have (from records: ``options``); other files are
+        refused, naming each one that differs.
 
     Examples
     --------
@@ -88,6 +98,7 @@ class DiffusionGenerator:
         max_batch: int = 8,
         edge_width_mm: tuple[float, float] = (0.8, 1.6),
         keep_scan_noise: bool = True,
+        weights_sha256: Mapping[str, str] | None = None,
     ) -> None:
         if checkpoint is None:
             raise InputError(
@@ -110,20 +121,33 @@ class DiffusionGenerator:
         self.edge_width_mm = (float(edge_width_mm[0]), float(edge_width_mm[1]))
         self.keep_scan_noise = bool(keep_scan_noise)
         self.version = f"{_VERSION}+{self.model.sha256[:12]}"
+        if weights_sha256 is not None:
+            self._check_files(weights_sha256, None)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """What rebuilds this generator (its device is the replaying machine's choice)."""
+        return {
+            "checkpoint": self.checkpoint,
+            "weights_sha256": dict(self.model.files),
+            "steps": self.steps,
+            "amp": self.amp,
+            "max_batch": self.max_batch,
+            "edge_width_mm": list(self.edge_width_mm),
+            "keep_scan_noise": self.keep_scan_noise,
+        }
 
     # -- random side ---------------------------------------------------------------------------
     def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
-        """Noise seed, size class, DDIM steps, zoom and blend edge for the tumor at ``site``."""
-        diameter = 2.0 * float(np.prod(site.shape.radii_mm)) ** (1.0 / 3.0)
-        size_class = EARLY if diameter < EARLY_STAGE_DIAMETER_MM else LARGER
+        """Noise seed, zoom and blend edge for the tumor at ``site`` (its early/larger class is
+        measured when it is rendered, :func:`size_class_of`)."""
         edge = float(rng.uniform(*self.edge_width_mm))
         ae = self.model.autoencoder_config
         needed_mm = 2.0 * (float(np.max(site.shape.half_extents_mm())) + 4.5 * edge)
         cube_mm = ae.crop_size * min(ae.spacing_mm)
         return {
             "noise_seed": int(rng.integers(2**63 - 1)),
-            "size_class": size_class,
-            "steps": int(self.steps or self.model.config.sample_steps[size_class]),
+            "steps": self.steps,
             "zoom": round(max(1.0, needed_mm / (_FIT_FRACTION * cube_mm)), 4),
             "edge_width_mm": edge,
             "scan_noise": self.keep_scan_noise,
@@ -151,27 +175,31 @@ class DiffusionGenerator:
     ) -> list[np.ndarray]:
         """Render several tumors; they are batched by equal step count, ``max_batch`` at a time."""
         for spec in specs:
-            self._check_files(spec)
+            self._check_files(spec.get("weights_sha256"), spec.get("checkpoint"))
+        classes = [size_class_of(inp) for inp in inputs]
         out: list[np.ndarray | None] = [None] * len(specs)
         by_steps: dict[int, list[int]] = {}
-        for i, spec in enumerate(specs):
-            by_steps.setdefault(int(spec["steps"]), []).append(i)
+        for i, (spec, size_class) in enumerate(zip(specs, classes, strict=True)):
+            steps = int(spec["steps"] or self.model.config.sample_steps[size_class])
+            by_steps.setdefault(steps, []).append(i)
         for steps, indices in sorted(by_steps.items()):
             for start in range(0, len(indices), self.max_batch):
                 chunk = indices[start : start + self.max_batch]
                 for i, new in zip(
                     chunk,
                     self._render_chunk(
-                        [specs[i] for i in chunk], [inputs[i] for i in chunk], steps
+                        [specs[i] for i in chunk],
+                        [inputs[i] for i in chunk],
+                        [classes[i] for i in chunk],
+                        steps,
                     ),
                     strict=True,
                 ):
                     out[i] = new
         return out  # type: ignore[return-value]
 
-    def _check_files(self, spec: Mapping[str, Any]) -> None:
-        """Refuse a spec made by other checkpoint files than this generator's, naming them."""
-        recorded = spec.get("weights_sha256")
+    def _check_files(self, recorded: object, made_from: object) -> None:
+        """Refuse tumors made by other checkpoint files than this generator's, naming them."""
         where = f"checkpoint {self.checkpoint or '(in memory)'}"
         if not isinstance(recorded, Mapping):
             raise InputError(
@@ -190,21 +218,28 @@ class DiffusionGenerator:
         if differ:
             raise InputError(
                 where,
-                f"the tumor was made by other files (made from {spec.get('checkpoint') or '?'}): "
-                + "; ".join(differ),
+                "the tumor was made by other files"
+                + (f" (made from {made_from})" if made_from else "")
+                + ": "
+                + "; ".join(differ)
+                + "; replay would not be exact",
                 fix="load the checkpoint the records name (--checkpoint)",
             )
 
     def _render_chunk(
-        self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput], steps: int
+        self,
+        specs: Sequence[Mapping[str, Any]],
+        inputs: Sequence[RenderInput],
+        classes: Sequence[int],
+        steps: int,
     ) -> list[np.ndarray]:
         device = self.model.device
         ae = self.model.autoencoder_config
         crops, masks, grids = [], [], []
         for spec, inp in zip(specs, inputs, strict=True):
             center = np.asarray(inp.shape.center_vox, float) - np.asarray(inp.shape.box.origin)
-            context = inp.context if inp.context is not None else inp.image
-            offset = np.asarray(inp.context_offset if inp.context is not None else (0, 0, 0))
+            context = inp.context
+            offset = np.asarray(inp.context_offset)
             orientation = orientation_of(inp.affine)
             spacing = tuple(s * float(spec["zoom"]) for s in ae.spacing_mm)
             grid = CropGrid(tuple(center), inp.spacing_mm, orientation, spacing, ae.crop_size)  # type: ignore[arg-type]
@@ -225,7 +260,7 @@ class DiffusionGenerator:
         sampled = self.model.sample(
             torch.cat(crops),
             torch.cat(masks),
-            [int(s["size_class"]) for s in specs],
+            list(classes),
             steps=steps,
             generators=generators,
             amp=self.amp,
@@ -261,3 +296,10 @@ class DiffusionGenerator:
             synthetic = low_pass(synthetic, inp.spacing_mm) + noise
         new[box] = background + w * (synthetic - background)
         return new
+
+
+def size_class_of(inputs: RenderInput) -> int:
+    """``EARLY`` or ``LARGER``: the tumor's class by the equivalent diameter of its rendered mask
+    (voxels x voxel volume), the measurement its record's ``early_stage`` is made of."""
+    volume_mm3 = int(np.count_nonzero(inputs.tumor_mask)) * float(np.prod(inputs.spacing_mm))
+    return EARLY if is_early_stage(equivalent_diameter_mm(volume_mm3)) else LARGER

@@ -24,7 +24,7 @@ import numpy as np
 
 from tumorsynth._types import plain_json
 from tumorsynth.generators.noise import NOISE_SIGMA_MM, low_pass, scan_noise
-from tumorsynth.generators.protocol import RenderInput, TumorSite
+from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
 from tumorsynth.shapes.ellipsoid import soft_mask
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
@@ -102,7 +102,7 @@ class HeuristicAppearance:
         return cls(**values)
 
 
-class HeuristicGenerator:
+class HeuristicGenerator(TumorGeneratorBase):
     """SynTumor-class appearance, calibrated to the scan (see module docstring).
 
     Examples

@@ -1,13 +1,20 @@
-"""The protocol every tumor appearance generator implements (heuristic now, learned ones later).
+"""The protocol every tumor appearance generator implements, and its defaults.
 
 A generator has a random side, :meth:`TumorGenerator.draw`, that only draws a JSON-serializable
 appearance spec for a tumor whose shape and site are already fixed, and a deterministic side,
-:meth:`TumorGenerator.render`, that turns a spec into new intensities in a crop. Records store the
-spec; replaying it through ``render`` reproduces the voxels exactly.
+:meth:`TumorGenerator.render` (and :meth:`~TumorGenerator.render_batch` for several tumors), that
+turns a spec into new intensities in a crop. Records store the spec and the generator's
+:attr:`~TumorGenerator.options`; replaying them reproduces the voxels exactly.
+
+A new generator subclasses :class:`TumorGeneratorBase` (which answers ``context_mm``,
+``render_batch`` and ``options`` for a generator that reads only its crop, renders one tumor at a
+time and is rebuilt from its name alone), writes ``draw``, ``margin_mm`` and ``render``, and is
+made known with one :func:`~tumorsynth.generators.register_generator` call.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -19,7 +26,7 @@ from tumorsynth.organs.context import ParenchymaStats
 from tumorsynth.organs.profile import OrganProfile
 from tumorsynth.shapes.ellipsoid import ShapeField, ShapeSpec
 
-__all__ = ["BatchTumorGenerator", "RenderInput", "TumorGenerator", "TumorSite"]
+__all__ = ["RenderInput", "TumorGenerator", "TumorGeneratorBase", "TumorSite"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,9 @@ class RenderInput:
     spacing_mm
         Voxel size of the crop's axes.
     context
-        Only for generators with ``context_mm``: float32 HU of a larger crop around the tumor
-        (after mass effect) that the generator reads but does not write.
+        float32 HU of a crop that holds ``image`` (after mass effect) and at least
+        :meth:`TumorGenerator.context_mm` around the tumor: what the generator may read. It is
+        never written; for a generator that reads only its crop it may be ``image`` itself.
     context_offset
         Where the crop's first voxel lies in ``context`` (voxels).
     affine
@@ -65,7 +73,7 @@ class RenderInput:
     shape: ShapeField
     allowed: np.ndarray
     spacing_mm: tuple[float, float, float]
-    context: np.ndarray | None = None
+    context: np.ndarray
     context_offset: tuple[int, int, int] = (0, 0, 0)
     affine: np.ndarray | None = None
 
@@ -76,42 +84,84 @@ class RenderInput:
 
 @runtime_checkable
 class TumorGenerator(Protocol):
-    """Appearance model: draw a spec (random), render a spec (deterministic)."""
+    """Appearance model: draw a spec (random), render specs (deterministic)."""
 
     #: Registry name, written to every record (``heuristic``, ``diffusion``, ...).
     name: str
     #: Version of the rendering; a record made by another version may not replay exactly.
     version: str
 
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """JSON-able options that rebuild this generator: ``get_generator(name, **options)``
+        (a checkpoint path and the hashes of its files, for instance; never the device)."""
+        ...
+
     def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
         """Draw a JSON-serializable appearance spec for the tumor at ``site``."""
         ...
 
     def margin_mm(self, spec: Mapping[str, Any]) -> float:
-        """Extra crop margin around the tumor that rendering ``spec`` touches (soft edge)."""
+        """Extra crop margin around the tumor that rendering ``spec`` writes (soft edge)."""
+        ...
+
+    def context_mm(self, spec: Mapping[str, Any]) -> float:
+        """Margin around the tumor that rendering ``spec`` reads (``RenderInput.context``)."""
         ...
 
     def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray:
         """New float32 HU for the whole crop; voxels the tumor does not touch keep ``inputs.image``."""
         ...
 
+    def render_batch(
+        self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput]
+    ) -> list[np.ndarray]:
+        """:meth:`render` for several tumors; element ``i`` is what ``render`` would return.
 
-@runtime_checkable
-class BatchTumorGenerator(TumorGenerator, Protocol):
-    """A generator that reads context beyond what it writes and renders several tumors at once
-    (learned models: one batched network call instead of one per tumor).
+        The pipeline hands over every tumor whose crops do not depend on each other's results in
+        one call; a given list of specs is always grouped the same way, so replay stays exact.
+        """
+        ...
 
-    The pipeline hands it every tumor whose crops do not depend on each other's results in one
-    :meth:`render_batch` call; a given list of specs is always grouped the same way, so replay
-    stays exact.
+
+class TumorGeneratorBase(ABC):
+    """The protocol's defaults: reads nothing beyond its crop (``context_mm`` 0), renders one
+    tumor at a time (``render_batch`` loops over ``render``), needs no options to be rebuilt.
+
+    Examples
+    --------
+    >>> class Brighter(TumorGeneratorBase):
+    ...     name, version = "brighter", "1"
+    ...     def draw(self, site, rng):
+    ...         return {"delta_hu": float(rng.uniform(10, 20))}
+    ...     def margin_mm(self, spec):
+    ...         return 0.0
+    ...     def render(self, spec, inputs):
+    ...         return inputs.image + spec["delta_hu"] * inputs.tumor_mask
+    >>> isinstance(Brighter(), TumorGenerator), Brighter().context_mm({}), Brighter().options
+    (True, 0.0, {})
     """
 
+    name: str
+    version: str
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        return {}
+
+    @abstractmethod
+    def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def margin_mm(self, spec: Mapping[str, Any]) -> float: ...
+
     def context_mm(self, spec: Mapping[str, Any]) -> float:
-        """Margin around the tumor that rendering ``spec`` reads (``RenderInput.context``)."""
-        ...
+        return 0.0
+
+    @abstractmethod
+    def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray: ...
 
     def render_batch(
         self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput]
     ) -> list[np.ndarray]:
-        """:meth:`render` for several tumors; element ``i`` is what ``render`` would return."""
-        ...
+        return [self.render(spec, inp) for spec, inp in zip(specs, inputs, strict=True)]

@@ -2,8 +2,8 @@
 
 A record holds what a user needs to find and judge the tumor (case, organ, centre in mm, radii,
 equivalent diameter, volume, mean HU of tumor and surrounding parenchyma) and what replay needs to
-reproduce it voxel for voxel (the frozen shape and appearance specs, the generator and its
-version, the source files and label map).
+reproduce it voxel for voxel (the frozen shape and appearance specs, the generator, its version
+and the options that rebuild it, the source files and label map).
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class TumorRecord:
     ``center_vox`` is in the scan's voxel coordinates; ``center_mm`` in its world (scanner)
     coordinates through the affine. ``diameter_mm`` is the equivalent-sphere diameter of the
     labelled volume; ``early_stage`` means ``diameter_mm < 20``. ``image_path`` / ``label_path`` are
-    relative to the manifest's folder when written by a batch.
+    relative to the manifest's folder when written by a batch. ``generator_options`` rebuild the
+    generator (``get_generator(generator, **generator_options)``: a checkpoint and the hashes of
+    its files, for instance); records written before they were kept hold none, ``{}``.
     """
 
     case_id: str
@@ -70,6 +72,7 @@ class TumorRecord:
     shape: Mapping[str, Any]
     appearance: Mapping[str, Any]
     attempts: int = 1
+    generator_options: Mapping[str, Any] = field(default_factory=dict)
     filter_verdict: Mapping[str, Any] | None = None
     image_path: str | None = None
     label_path: str | None = None

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from tumorsynth._types import Vec3
 from tumorsynth.box import Box
 from tumorsynth.errors import InputError
-from tumorsynth.generators import BatchTumorGenerator, RenderInput, TumorGenerator, get_generator
+from tumorsynth.generators import RenderInput, TumorGenerator, get_generator
 from tumorsynth.io.label_maps import (
     OUTPUT_LABELS,
     LabelMap,
@@ -76,7 +76,7 @@ def render_specs(
         renderer = Renderer(state, case_id)
         for spec in specs:
             if spec.generator not in cache:
-                cache[spec.generator] = get_generator(spec.generator)
+                cache[spec.generator] = get_generator(spec.generator, **spec.generator_options)
             gen = cache[spec.generator]
             if gen.version != spec.generator_version:
                 raise InputError(
@@ -100,8 +100,9 @@ def replay_case(
     where: str = "<image>",
     generators: Mapping[str, TumorGenerator] | None = None,
 ) -> SynthesisOutput:
-    """Reproduce a case's tumors from their records, voxel for voxel (``generators``: instances
-    by name, e.g. a loaded diffusion generator)."""
+    """Reproduce a case's tumors from their records, voxel for voxel. Each generator is rebuilt
+    from its records' ``generator_options`` unless ``generators`` holds an instance by its name
+    (e.g. one loaded on another device)."""
     ordered = sorted(records, key=lambda r: r.tumor_index)
     specs = [TumorSpec.from_record(record, output_labels) for record in ordered]
     case_id = ordered[0].case_id if ordered else "case"
@@ -218,11 +219,7 @@ class Renderer:
             gen = self.pending[indices[0]][0].gen
             specs = [self.pending[i][0].spec.appearance for i in indices]
             inputs = [self.pending[i][0].inputs for i in indices]
-            if isinstance(gen, BatchTumorGenerator):
-                outs = gen.render_batch(specs, inputs)
-            else:
-                outs = [gen.render(s, inp) for s, inp in zip(specs, inputs)]
-            rendered.update(zip(indices, outs))
+            rendered.update(zip(indices, gen.render_batch(specs, inputs), strict=True))
         state = self.state
         for i, (p, attempts) in enumerate(self.pending):
             patch = _finish_render(p, rendered[i], state)
@@ -255,7 +252,7 @@ class _Crops:
     shape: Box  # tumor + the generator's margin
     mass: Box | None  # where its mass effect moves tissue
     writes: Box  # ``shape`` and ``mass`` together
-    reads: Box  # ``writes``, or larger for generators that read context
+    reads: Box  # ``writes`` and the generator's context around the tumor
 
     @classmethod
     def of(cls, spec: TumorSpec, state: CaseState, gen: TumorGenerator) -> _Crops:
@@ -263,11 +260,8 @@ class _Crops:
         sbox = shape_box(spec.shape, spacing, volume, gen.margin_mm(spec.appearance))
         mbox = mass_effect_box(spec.shape, spacing, volume)
         writes = sbox if mbox is None else sbox.union(mbox)
-        reads = writes
-        if isinstance(gen, BatchTumorGenerator):
-            reach = gen.context_mm(spec.appearance)
-            reads = shape_box(spec.shape, spacing, volume, reach).union(writes)
-        return cls(sbox, mbox, writes, reads)
+        reads = shape_box(spec.shape, spacing, volume, gen.context_mm(spec.appearance))
+        return cls(sbox, mbox, writes, reads.union(writes))
 
 
 @dataclass
@@ -327,17 +321,22 @@ def _prepare_render(
         state.label_map,
         spacing,
     )
+    reads = crops.reads
+    if reads == box:  # it reads what it writes: the crop as the mass effect left it, no copy
+        context = background
+    else:
+        context = c_ordered(state.image[reads.slices], np.float32)
+        context[reads.inner(box)] = background  # the tissue as the mass effect left it
     inputs = RenderInput(
-        background[inner], original[inner], shape_field, allowed, spacing, affine=state.affine
+        background[inner],
+        original[inner],
+        shape_field,
+        allowed,
+        spacing,
+        context,
+        tuple(s.start for s in reads.inner(sbox)),  # type: ignore[arg-type]
+        state.affine,
     )
-    if isinstance(gen, BatchTumorGenerator):
-        read_box = crops.reads
-        context = c_ordered(state.image[read_box.slices], np.float32)
-        context[read_box.inner(box)] = background  # the tissue as the mass effect left it
-        inputs.context = context
-        inputs.context_offset = tuple(  # type: ignore[assignment]
-            s.start for s in read_box.inner(sbox)
-        )
     return PendingTumor(spec, gen, box, inner, background, label, changed, inputs)
 
 

@@ -2,7 +2,8 @@
 
 :func:`synthesize_case` plans how many tumors of which size go into which organ (largest first),
 then per tumor draws a shape from the organ profile and the scan's organ analysis and an
-appearance from the generator, and keeps it if the tumor comes out whole (else draws again).
+appearance from the generator, and keeps it if the tumor comes out whole (else draws again); a
+kept tumor occupies its space in the organ, so the tumors drawn after it keep clear of it.
 Rendering the specs into the scan is the deterministic side, in :mod:`.render`
 (:func:`render_specs`, :func:`replay_case`); a kept spec becomes the tumor's record
 (:mod:`.tumor_spec`).
@@ -168,13 +169,14 @@ def synthesize_case(
                     gen.draw(site, tumor_rng),
                     organ_label,
                     tumor_label,
+                    gen.options,
                 )
                 pending = renderer.prepare(spec, gen)
                 whole = MIN_KEPT_FRACTION * _ellipsoid_voxels(shape, state.spacing_mm)
                 if pending.tumor_voxels >= max(1, whole):
                     renderer.add(pending, attempt)
+                    context.occupy(np.asarray(shape.center_vox), shape.bounding_radius_mm)
                     break
-                context.occupied.pop()  # give the space back and draw again
             else:
                 raise PlacementError(
                     where,

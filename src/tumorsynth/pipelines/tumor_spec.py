@@ -8,7 +8,7 @@ mean HU, centre in mm), and :meth:`TumorSpec.from_record` reads the spec back fo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,8 @@ __all__ = ["TumorSpec"]
 
 @dataclass(frozen=True)
 class TumorSpec:
-    """Everything needed to render one tumor: shape, appearance, generator, labels."""
+    """Everything needed to render one tumor: shape, appearance, generator (name, version and
+    the options that rebuild it), labels."""
 
     organ: str
     size_class: SizeClass
@@ -36,6 +37,7 @@ class TumorSpec:
     appearance: Mapping[str, Any]
     organ_label: int
     tumor_label: int
+    generator_options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: TumorRecord, output_labels: LabelMap = OUTPUT_LABELS) -> TumorSpec:
@@ -50,6 +52,7 @@ class TumorSpec:
             dict(record.appearance),
             output_labels.id_of(record.organ),
             record.tumor_label,
+            dict(record.generator_options),
         )
 
     def to_record(
@@ -71,9 +74,9 @@ class TumorSpec:
         diameter (mm); ``tumor_mean_hu`` and ``parenchyma_mean_hu`` (the organ around the tumor)
         give the contrast; ``affine`` maps the centre voxel to mm.
         """
-        voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-        volume = n_voxels * voxel_ml
-        diameter = equivalent_diameter_mm(volume * 1000.0)
+        voxel_mm3 = float(np.prod(spacing_mm))
+        volume = n_voxels * (voxel_mm3 / 1000.0)
+        diameter = equivalent_diameter_mm(n_voxels * voxel_mm3)
         center = np.asarray(self.shape.center_vox, dtype=float)
         center_mm = affine @ np.append(center, 1.0)
         return TumorRecord(
@@ -83,6 +86,7 @@ class TumorSpec:
             size_class=self.size_class,
             generator=self.generator,
             generator_version=self.generator_version,
+            generator_options=dict(self.generator_options),
             seed=self.seed,
             tumor_label=self.tumor_label,
             center_vox=tuple(float(c) for c in center),  # type: ignore[arg-type]

@@ -54,7 +54,10 @@ class RandomTumorShape:
     def draw(
         self, context: OrganContext, size: SizeClass, rng: RngLike = None, *, where: str = "<image>"
     ) -> ShapeSpec:
-        """Draw one tumor's geometry and mark its space as occupied in ``context``.
+        """Draw one tumor's geometry, clear of the spheres ``context`` marks as occupied.
+
+        Drawing changes nothing in ``context``: the caller occupies the tumor's space once it
+        keeps the tumor (``context.occupy(spec.center_vox, spec.bounding_radius_mm)``).
 
         Raises
         ------
@@ -116,7 +119,7 @@ class RandomTumorShape:
         satellites: tuple[Satellite, ...] = ()
         if rule.satellite_probability > 0 and rng.random() < rule.satellite_probability:
             satellites = self._draw_satellites(context, center, mean_r, rng)
-        spec = ShapeSpec(
+        return ShapeSpec(
             center_vox=tuple(float(c) for c in center),  # type: ignore[arg-type]
             radii_mm=radii,  # type: ignore[arg-type]
             rotation=tuple(float(v) for v in rotation.ravel()),
@@ -128,8 +131,6 @@ class RandomTumorShape:
             exophytic=bool(exophytic),
             satellites=satellites,
         )
-        context.occupy(center, spec.bounding_radius_mm)
-        return spec
 
     def _draw_satellites(
         self, context: OrganContext, center: np.ndarray, mean_r: float, rng: np.random.Generator
