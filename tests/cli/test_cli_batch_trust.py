@@ -138,7 +138,6 @@ def clean(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "code"),
     [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143), (signal.SIGINT, 130)],
@@ -176,7 +175,6 @@ def test_killed_batch_leaves_no_worker_and_resumes_to_a_clean_run(
     assert digests(out) == digests(clean)  # byte for byte what an uninterrupted run writes
 
 
-@pytest.mark.slow
 def test_a_killed_worker_stops_the_run_with_a_message_and_a_consistent_folder(
     dataset: Path, clean: Path, tmp_path: Path
 ) -> None:
@@ -196,7 +194,6 @@ def test_a_killed_worker_stops_the_run_with_a_message_and_a_consistent_folder(
     assert digests(out) == digests(clean)
 
 
-@pytest.mark.slow
 def test_two_runs_into_one_folder_one_is_refused_naming_the_lock(
     dataset: Path, clean: Path, tmp_path: Path
 ) -> None:

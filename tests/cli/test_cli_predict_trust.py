@@ -14,6 +14,9 @@ from tiny import segmentor_settings, write_phantom_dataset
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.phantom import make_phantom
 
+# Every test here needs the training run of `trained` (about 11 s on 2 cores).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:

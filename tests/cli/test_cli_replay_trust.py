@@ -446,6 +446,7 @@ def test_a_second_replay_into_a_folder_in_use_is_refused(made, tmp_path: Path) -
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_ircad_manifest_aimed_at_its_ct_is_refused_and_the_intact_one_replays(
     tmp_path: Path,
 ) -> None:

@@ -209,6 +209,7 @@ def test_set_overrides_are_checked_the_same_way(tmp_path, data, command):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_an_integral_float_seed_is_that_integer(tmp_path, data):
     """``seed: 2.0`` is exactly 2 (nothing is truncated); 1.5 is refused (above)."""
     config = tmp_path / "config.yaml"
@@ -249,6 +250,7 @@ def test_an_autoencoder_crop_larger_than_every_scan_is_refused(tmp_path, data):
 # --- a previous run is never overwritten ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_refuses_a_finished_run_and_resumes_it_on_request(tmp_path, data):
     config = tmp_path / "config.yaml"
     run = tmp_path / "run"
@@ -286,6 +288,7 @@ def test_train_refuses_an_unfinished_run_too(tmp_path, data):
     assert not (run / "train_config.json").exists()
 
 
+@pytest.mark.slow
 def test_train_into_a_folder_of_other_files_is_allowed(tmp_path, data):
     run = tmp_path / "run"
     run.mkdir()

@@ -66,6 +66,7 @@ def trained(chain):
     return root, ae, diffusion
 
 
+@pytest.mark.slow
 def test_train_autoencoder_then_diffusion(trained):
     root, ae, diffusion = trained
     assert ae.code == 0, ae.err
@@ -76,6 +77,7 @@ def test_train_autoencoder_then_diffusion(trained):
     assert (root / "diff_run" / "model" / "denoiser" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_synthesize_with_the_checkpoint_and_replay_it(trained):
     root, _, diffusion = trained
     assert diffusion.code == 0, diffusion.err

@@ -1,10 +1,12 @@
 """train / predict / export-nnunet / experiment through the real entry point."""
 
+import pytest
 import yaml
 from cli_runner import cli
 from tiny import segmentor_settings, write_phantom_dataset
 
 
+@pytest.mark.slow
 def test_train_then_predict(tmp_path):
     data = write_phantom_dataset(tmp_path / "Dataset001_P")
     config = segmentor_settings(data, tmp_path / "run", max_steps=50)

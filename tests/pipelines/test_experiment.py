@@ -66,6 +66,7 @@ def test_arms_inherit_the_base_and_apply_their_overrides(tmp_path, phantom_datas
     assert medium.train.train.out_dir != small.train.train.out_dir
 
 
+@pytest.mark.slow
 def test_experiment_writes_one_table_and_resumes(tmp_path, phantom_dataset, test_set):
     path = write_experiment(tmp_path, phantom_dataset, test_set)
     out = run_experiment(load_experiment(path), progress=False)

@@ -187,6 +187,7 @@ class TestCrops:
         assert diameters == pytest.approx(counted, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_segmentor_trains_on_diffusion_tumors(phantom_dataset, diffusion_checkpoint, tmp_path):
     from tiny import tiny_config
 

@@ -5,6 +5,7 @@ import csv
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from tumorsynth.io.nifti import Volume, save_volume
 from tumorsynth.pipelines.predict import Segmentor, predict_files
@@ -12,6 +13,7 @@ from tumorsynth.training.config import TrainConfig
 from tumorsynth.training.segmentation import train_segmentation
 
 
+@pytest.mark.slow
 def test_p07_crop_trains_and_predicts(p07, tmp_path):
     ct, seg = p07
     box = (slice(100, 300), slice(150, 330), slice(60, 120))  # through the liver

@@ -19,6 +19,7 @@ def rows(out):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_saves_checkpoints(phantom_dataset, tmp_path):
     config = TrainConfig.from_dict(
         tiny_config(phantom_dataset, tmp_path / "run", tumor_size="large", tumors_per_case=1)
@@ -36,6 +37,7 @@ def test_training_lowers_the_loss_and_saves_checkpoints(phantom_dataset, tmp_pat
     assert any(r["val_tumor_dsc"] for r in rows(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_step(phantom_dataset, tmp_path):
     data = tiny_config(phantom_dataset, tmp_path / "run")
     first = TrainConfig.from_dict(data | {"optim": {**data["optim"], "max_steps": 4}})
@@ -56,6 +58,7 @@ def test_validation_split_is_deterministic_and_disjoint(phantom_dataset, tmp_pat
     assert not {c.case_id for c in train_a} & {c.case_id for c in val_a}
 
 
+@pytest.mark.slow
 def test_prediction_lands_on_the_input_grid(phantom_dataset, tmp_path):
     from tumorsynth.pipelines.predict import predict_files
 
@@ -82,6 +85,7 @@ def test_real_mode_needs_real_data(phantom_dataset, tmp_path):
         TrainConfig.from_dict(tiny_config(phantom_dataset, tmp_path) | {"data": {"mode": "real"}})
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_on_cpu(phantom_dataset, tmp_path):
     """Two processes (gloo) train one model; only rank 0 writes checkpoints and reports."""
     import shutil
@@ -119,6 +123,7 @@ def test_torchrun_ddp_on_cpu(phantom_dataset, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_interrupt_saves_the_last_step_for_resume(phantom_dataset, tmp_path, monkeypatch):
     import tumorsynth.training.segmentation as seg
 
