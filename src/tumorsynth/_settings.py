@@ -1,15 +1,24 @@
-"""Frozen dataclass configs from plain mappings (YAML/JSON), checked whole against their type hints.
+"""One way to configure: YAML (or JSON) + ``--set a.b=c`` overrides -> a frozen config dataclass.
 
-Every value is checked against its field's annotation (``int``, ``float``, ``bool``, ``str``,
-``Literal`` choices, ``X | None``, fixed and variable tuples, lists, dicts, nested dataclasses)
-before the dataclass is built; unknown keys are errors naming the known ones; YAML lists become
-tuples. All problems of one mapping are reported together, each under its key path::
+:func:`load_config` reads a file, applies the overrides and builds the dataclass with
+:func:`config_from_dict`, which checks every value against its field's annotation (``int``,
+``float``, ``bool``, ``str``, ``Literal`` choices, ``X | None``, fixed and variable tuples, lists,
+dicts, nested dataclasses) before the dataclass is built; unknown keys are errors naming the known
+ones; YAML lists become tuples. Then each dataclass checks itself: a config class may define
+``check(self) -> list[str]``, its own rules (ranges, settings that depend on each other, label
+maps), each problem named by its key path below that class. All problems of one file are reported
+together, each under its full key path::
 
-    train.yaml: optim.max_steps: expected an integer, found 'ten' (str)
+    train.yaml: 2 settings are wrong: optim.max_steps: expected an integer, found 'ten' (str); ...
 
 ``where`` (a file) prefixes the message; ``key_path`` prefixes every key, so a caller that reads
 a nested part of a file (a checkpoint's ``config`` entry) can name the full path. Shared by the
-training configs and the learned models' configs.
+training configs, the experiment config and the learned models' configs; :func:`read_settings`
+also reads the option files of ``synthesize --config``.
+
+Every field is documented in its class docstring's numpydoc ``Attributes`` section;
+:func:`commented_yaml` prints a config with those descriptions as one comment per setting
+(``tumorsynth config NAME``), and what it prints loads back unchanged.
 
 Choices made here: a bool is not a number (``batch_size: true`` is refused); a float where an
 integer is expected is accepted only when it is integral (``seed: 2.0`` is 2; ``seed: 1.5`` is
@@ -19,19 +28,124 @@ refused, never truncated); numbers must be finite; a bare string is not a list.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
+
+import yaml
 
 from tumorsynth.errors import InputError
 
-__all__ = ["Interval", "check_bounds", "config_from_dict"]
+__all__ = [
+    "AT_LEAST_0",
+    "AT_LEAST_1",
+    "FRACTION",
+    "POSITIVE",
+    "Interval",
+    "bound_problems",
+    "check_bounds",
+    "commented_yaml",
+    "config_from_dict",
+    "dotted_settings",
+    "field_docs",
+    "load_config",
+    "merge_settings",
+    "parse_overrides",
+    "plain_settings",
+    "read_settings",
+]
 
 T = TypeVar("T")
+
+
+def load_config(
+    cls: type[T],
+    path: str | os.PathLike[str],
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> T:
+    """``cls`` from a YAML/JSON file, ``overrides`` winning over the file, checked whole.
+
+    ``overrides`` are ``--set`` items (``["optim.max_steps=5"]``, values parsed as YAML) or a
+    mapping, nested or dotted (``{"optim": {"max_steps": 5}}``, ``{"optim.max_steps": 5}``).
+    Raises :class:`InputError` naming the file and every wrong setting.
+    """
+    merged = merge_settings(read_settings(path), parse_overrides(overrides))
+    return config_from_dict(cls, merged, str(path))
+
+
+def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML (or JSON) file that must hold a mapping (an empty file is no settings); errors
+    name the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(str(path), f"expected YAML, found unparsable text ({exc})") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(str(path), f"expected a mapping of settings, found {type(raw).__name__}")
+    return raw
+
+
+def parse_overrides(items: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """``["optim.max_steps=5"]`` -> ``{"optim": {"max_steps": 5}}`` (values parsed as YAML); a
+    mapping, nested or dotted, is nested.
+
+    Examples
+    --------
+    >>> parse_overrides(["optim.max_steps=5", "data.healthy=[a, b]"])
+    {'optim': {'max_steps': 5}, 'data': {'healthy': ['a', 'b']}}
+    """
+    if isinstance(items, Mapping):
+        return dotted_settings(items)
+    flat = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--set", f"expected KEY=VALUE, found {item!r}")
+        try:
+            flat[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise InputError("--set", f"{key}: expected a YAML value, found {value!r}") from exc
+    return dotted_settings(flat)
+
+
+def dotted_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"optim.max_steps": 5}`` -> ``{"optim": {"max_steps": 5}}`` (nested keys kept)."""
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *parents, last = str(dotted).split(".")
+        node = nested
+        for part in parents:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[last] = (
+            merge_settings(node[last], value) if _both_dicts(node.get(last), value) else value
+        )
+    return nested
+
+
+def merge_settings(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, section by section (neither is changed)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge_settings(out[key], value) if _both_dicts(out.get(key), value) else value
+    return out
+
+
+def _both_dicts(a: Any, b: Any) -> bool:
+    return isinstance(a, Mapping) and isinstance(b, Mapping)
 
 
 class _Invalid(Exception):
@@ -49,9 +163,11 @@ def config_from_dict(
     """``cls(**data)`` after checking every key and value against ``cls``'s type hints.
 
     Nested dataclass fields take mappings (checked the same way, their keys named
-    ``section.key``); a section left empty (``model:``) takes its defaults. ``complete``: every field must be present (a saved checkpoint config
-    writes them all, so a missing one means the file was edited or truncated).
-    Raises :class:`InputError` at ``where`` listing every problem by its key path.
+    ``section.key``); a section left empty (``model:``) takes its defaults. Each dataclass that
+    defines ``check()`` is then checked by it (inner sections first). ``complete``: every field
+    must be present (a saved checkpoint config writes them all, so a missing one means the file
+    was edited or truncated). Raises :class:`InputError` at ``where`` listing every problem by
+    its key path.
 
     Examples
     --------
@@ -96,12 +212,16 @@ class Interval:
         return " and ".join(part for part in (low, high) if part)
 
 
-def check_bounds(
-    config: Any, bounds: Mapping[str, Interval], where: str, *, key_path: str = ""
-) -> None:
-    """Every dotted setting in ``bounds`` (``"optim.lr"``) lies in its interval; a tuple's
-    entries are checked one by one and ``None`` (not set) passes. All problems are reported
-    together, each named ``key_path.setting`` (as :func:`config_from_dict` names them)."""
+AT_LEAST_0 = Interval(0)
+AT_LEAST_1 = Interval(1)
+POSITIVE = Interval(0, low_open=True)
+FRACTION = Interval(0, 1)
+
+
+def bound_problems(config: Any, bounds: Mapping[str, Interval]) -> list[str]:
+    """Every dotted setting in ``bounds`` (``"optim.lr"``) that lies outside its interval, as
+    ``"optim.lr: expected a value > 0, found -1.0"``; a tuple's entries are checked one by one
+    and ``None`` (not set) passes. For a config's ``check()``."""
     problems = []
     for dotted, interval in bounds.items():
         value: Any = config
@@ -110,11 +230,26 @@ def check_bounds(
         entries = value if isinstance(value, tuple) else (value,)
         for entry in entries:
             if entry is not None and not interval.contains(entry):
-                name = f"{key_path}.{dotted}" if key_path else dotted
-                problems.append(f"{name}: expected a value {interval.describe()}, found {value}")
+                problems.append(f"{dotted}: expected a value {interval.describe()}, found {value}")
                 break
+    return problems
+
+
+def check_bounds(
+    config: Any, bounds: Mapping[str, Interval], where: str, *, key_path: str = ""
+) -> None:
+    """:func:`bound_problems` raised together as one :class:`InputError` at ``where``, each
+    setting named ``key_path.setting`` (as :func:`config_from_dict` names them)."""
+    problems = [_under(key_path, p) for p in bound_problems(config, bounds)]
     if problems:
         raise InputError(where, _join(problems))
+
+
+def _under(key_path: str, problem: str) -> str:
+    """A problem named below a section (``optim.lr: ...`` -> ``train.optim.lr: ...``)."""
+    if not key_path:
+        return problem
+    return f"{key_path}{problem}" if problem.startswith("[") else f"{key_path}.{problem}"
 
 
 def _join(problems: Sequence[str]) -> str:
@@ -156,10 +291,17 @@ def _build(cls: type, data: Any, key_path: str, problems: list[str], complete: b
     if len(problems) > count:
         return None
     try:
-        return cls(**values)
+        built = cls(**values)
     except (TypeError, ValueError) as exc:  # a dataclass's own __post_init__ check
         problems.append(f"{_label(key_path)}invalid settings ({exc})")
         return None
+    check = getattr(built, "check", None)
+    if callable(check):
+        own = check()
+        problems.extend(_under(key_path, p) for p in own)
+        if own:
+            return None
+    return built
 
 
 def _coerce(value: Any, annotation: Any, path: str) -> Any:
@@ -316,3 +458,107 @@ def _found(value: Any) -> str:
 
 def _label(key_path: str) -> str:
     return f"{key_path}: " if key_path else ""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Setting -> one-line description, from the numpydoc ``Attributes`` section of ``cls``'s
+    docstring (an entry ``a, b`` describes both; the description's lines are joined).
+
+    Examples
+    --------
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Optim:
+    ...     '''How to optimize.
+    ...
+    ...     Attributes
+    ...     ----------
+    ...     lr, min_lr
+    ...         Learning rates (``AdamW``).
+    ...     '''
+    ...     lr: float = 1e-4
+    ...     min_lr: float = 0.0
+    >>> field_docs(Optim)
+    {'lr': 'Learning rates (AdamW).', 'min_lr': 'Learning rates (AdamW).'}
+    """
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    inside = False
+    for index, line in enumerate(lines):
+        underline = index + 1 < len(lines) and re.fullmatch(r"-{3,}", lines[index + 1].strip())
+        if underline:  # a section header: only "Attributes" is read
+            inside = line.strip() == "Attributes"
+            names = []
+        elif not inside or re.fullmatch(r"-{3,}", line.strip()) or not line.strip():
+            continue
+        elif not line.startswith(" "):
+            names = [name.strip() for name in line.split(":")[0].split(",")]
+        else:
+            for name in names:
+                docs[name] = f"{docs[name]} {line.strip()}" if name in docs else line.strip()
+    return {name: text.replace("``", "") for name, text in docs.items()}
+
+
+def commented_yaml(config: Any) -> str:
+    """``config`` (a dataclass instance) as YAML, every setting on its own line with its
+    :func:`field_docs` description as a comment; sections are nested blocks. ``yaml.safe_load``
+    of the text gives back the config's values (tuples as lists).
+
+    Examples
+    --------
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Run:
+    ...     '''Attributes
+    ...     ----------
+    ...     size
+    ...         Crop in voxels.
+    ...     '''
+    ...     size: tuple[int, int] = (64, 32)
+    >>> print(commented_yaml(Run()), end="")
+    size: [64, 32]  # Crop in voxels.
+    """
+    return "".join(_commented_lines(config, ""))
+
+
+def _commented_lines(config: Any, indent: str) -> list[str]:
+    docs = field_docs(type(config))
+    lines = []
+    for f in fields(config):
+        value = getattr(config, f.name)
+        comment = f"  # {docs[f.name]}" if docs.get(f.name) else ""
+        plain = plain_settings(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            lines.append(f"{indent}{f.name}:{comment}\n")
+            lines.extend(_commented_lines(value, indent + "  "))
+        elif isinstance(plain, list) and any(isinstance(v, (dict, list)) for v in plain):
+            lines.append(f"{indent}{f.name}:{comment}\n")  # a list of entries: one per line
+            lines.extend(f"{indent}  - {_flow_yaml(entry)}\n" for entry in plain)
+        elif isinstance(plain, dict) and any(isinstance(v, (dict, list)) for v in plain.values()):
+            lines.append(f"{indent}{f.name}:{comment}\n")  # a nested mapping: a block
+            block = yaml.safe_dump(plain, sort_keys=False, width=100, default_flow_style=None)
+            lines.extend(f"{indent}  {line}\n" for line in block.splitlines())
+        else:
+            lines.append(f"{indent}{f.name}: {_flow_yaml(value)}{comment}\n")
+    return lines
+
+
+def _flow_yaml(value: Any) -> str:
+    """One value as one line of YAML (flow style: ``[1.5, 1.5]``, ``{liver: 1}``, ``null``)."""
+    text = yaml.safe_dump(
+        plain_settings(value), default_flow_style=True, width=1_000_000, sort_keys=False
+    ).strip()
+    return text.removesuffix("...").strip()  # a bare scalar is dumped as a document
+
+
+def plain_settings(value: Any) -> Any:
+    """Settings as YAML/JSON writes them: dataclasses as mappings, tuples as lists, paths as
+    strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain_settings(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain_settings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_settings(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value

@@ -11,6 +11,7 @@ __all__ = [
     "RngLike",
     "SizeClass",
     "Vec3",
+    "LabelMapSpec",
     "as_rng",
     "derive_seed",
     "plain_json",
@@ -22,6 +23,10 @@ RngLike = np.random.Generator | int | None
 #: SynTumor size classes (base radius tiny 4, small 8, medium 16, large 32 mm).
 SizeClass = Literal["tiny", "small", "medium", "large"]
 SIZE_CLASSES: tuple[SizeClass, ...] = ("tiny", "small", "medium", "large")
+
+#: A label map in a configuration: a preset name, a JSON file, or an inline mapping of organ (or
+#: ``<organ>_tumor``) -> id or ids, e.g. ``{"liver": 1, "kidney": [2, 3]}``.
+LabelMapSpec = str | dict[str, int | list[int]]
 
 #: Three floats in voxel-axis order (i, j, k) unless the name says otherwise.
 Vec3 = tuple[float, float, float]

@@ -1,7 +1,8 @@
 import pytest
 
+from tumorsynth._settings import load_config
 from tumorsynth.errors import InputError
-from tumorsynth.training.config import TrainConfig, load_train_config
+from tumorsynth.training.config import TrainConfig
 
 
 def test_yaml_round_trip_and_overrides(tmp_path):
@@ -10,7 +11,7 @@ def test_yaml_round_trip_and_overrides(tmp_path):
         "name: x\ndata: {mode: synthetic, healthy: [a], spacing_mm: [1, 1, 2]}\n"
         "model: {backbone: dynunet, patch_size: [64, 64, 32]}\n"
     )
-    config = load_train_config(path, {"optim": {"max_steps": 7}})
+    config = load_config(TrainConfig, path, {"optim": {"max_steps": 7}})
     assert config.model.backbone == "dynunet" and config.model.patch_size == (64, 64, 32)
     assert config.data.spacing_mm == (1, 1, 2) and config.optim.max_steps == 7
     assert TrainConfig.from_dict(config.to_dict()) == config
@@ -38,4 +39,4 @@ def test_bad_configs_name_the_setting(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(InputError, match=match):
-        load_train_config(path)
+        load_config(TrainConfig, path)

@@ -10,17 +10,14 @@ import pytest
 from scipy import ndimage as ndi
 from tiny import TINY_AE, TINY_DENOISER
 
+from tumorsynth._settings import load_config
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import load_volume, save_volume
 from tumorsynth.models.tumor_diffusion import LARGER, TumorDiffusion
 from tumorsynth.phantom import make_phantom
 from tumorsynth.training.autoencoder import train_autoencoder
 from tumorsynth.training.diffusion import train_diffusion
-from tumorsynth.training.generative_config import (
-    AutoencoderTrainConfig,
-    DiffusionTrainConfig,
-    load_autoencoder_config,
-)
+from tumorsynth.training.generative_config import AutoencoderTrainConfig, DiffusionTrainConfig
 from tumorsynth.training.tumor_crops import CropSampler, load_scan, load_tumor_scans
 
 
@@ -105,7 +102,7 @@ class TestAutoencoder:
         path = tmp_path / "ae.yaml"
         path.write_text("data: {images: []}\n")
         with pytest.raises(InputError, match=r"ae.yaml.*data.images"):
-            load_autoencoder_config(path)
+            load_config(AutoencoderTrainConfig, path)
         config = AutoencoderTrainConfig.from_dict(ae_settings([tmp_path / "none"], tmp_path / "o"))
         with pytest.raises(InputError, match="none"):
             train_autoencoder(config, progress=False)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import TypeVar
 
 __all__ = [
     "add_seed",
     "add_settings_overrides",
+    "add_training_arguments",
     "apply_config",
     "run_guarded",
-    "settings_overrides",
+    "run_training",
     "split_organs",
 ]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -47,63 +51,72 @@ def split_organs(text: str) -> tuple[str, ...]:
 
 
 def add_settings_overrides(parser: argparse.ArgumentParser, example: str) -> None:
-    """``--set KEY=VALUE`` (repeatable) for commands whose --config is a training config."""
+    """``--set KEY=VALUE`` (repeatable) for commands whose --config is a configuration file."""
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"override a setting, e.g. --set {example} (YAML value)",
+        help=f"override a setting, e.g. --set {example} (the value is read as YAML)",
     )
 
 
-def settings_overrides(items: Sequence[str]) -> dict:
-    """``["optim.max_steps=5"]`` -> ``{"optim": {"max_steps": 5}}`` (values parsed as YAML)."""
-    import yaml
+def add_training_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> None:
+    """The arguments every training command takes: ``--set``, ``--no-progress`` and, where the
+    training can continue a run, ``--resume``."""
+    if resume:
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in train.out_dir from its checkpoints/last (with the same "
+            "settings; optim.max_steps may grow). Without it, an out_dir that holds a run is "
+            "refused",
+        )
+    add_settings_overrides(parser, "optim.max_steps=500")
+    parser.add_argument("--no-progress", action="store_true")
 
+
+def run_training(
+    args: argparse.Namespace,
+    config_class: type[T],
+    train: Callable[..., R],
+    summary: Callable[[R], str],
+) -> int:
+    """The one body of the training commands: load ``--config`` with its ``--set`` overrides
+    into ``config_class`` (checked whole, before anything is read or written), ``train`` it,
+    print ``summary`` of the result (under torchrun, rank 0 only)."""
+    from tumorsynth._settings import load_config
     from tumorsynth.errors import InputError
-    from tumorsynth.training.config import dotted_settings
 
-    flat = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError("--set", f"expected KEY=VALUE, found {item!r}")
-        key, value = item.split("=", 1)
-        flat[key] = yaml.safe_load(value)
-    return dotted_settings(flat)
+    if not args.config:
+        raise InputError(
+            "--config",
+            f"a configuration file (YAML) is required; `tumorsynth config {args.command}` "
+            "prints one with every setting",
+        )
+    config = load_config(config_class, args.config, args.set)
+    options = {"resume": args.resume} if hasattr(args, "resume") else {}
+    result = train(config, progress=not args.no_progress, **options)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summary(result))
+    return 0
 
 
 def apply_config(
     parser: argparse.ArgumentParser, argv: Sequence[str], args: argparse.Namespace
 ) -> argparse.Namespace:
     """Reparse with the config file's values as defaults, so command-line flags still win."""
+    from tumorsynth._settings import read_settings
     from tumorsynth.errors import InputError
 
-    path = Path(args.config)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read config file ({exc.strerror})") from exc
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except ValueError as exc:
-        raise InputError(
-            str(path), f"expected a YAML/JSON mapping of options, found unparsable text ({exc})"
-        ) from exc
-    if not isinstance(data, dict):
-        raise InputError(str(path), f"expected a mapping of options, found {type(data).__name__}")
+    data = read_settings(args.config)
     known = vars(args)
     defaults = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest not in known or dest.startswith("_"):
             raise InputError(
-                str(path),
+                str(args.config),
                 f"unknown option {key!r} for '{args.command}'; known are "
                 f"{sorted(k for k in known if not k.startswith('_'))}",
             )

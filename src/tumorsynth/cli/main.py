@@ -37,6 +37,7 @@ SUBCOMMANDS = {
         "write a synthetic or mixed dataset in nnU-Net v2 raw format",
     ),
     "evaluate": ("evaluate", "DSC, NSD, lesion and patient-level detection of predicted tumors"),
+    "config": ("config", "print a complete configuration (defaults or an example) to start from"),
 }
 
 
@@ -50,13 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in SUBCOMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
         command = importlib.import_module(f"tumorsynth.cli.{module}")
-        child.add_argument(
-            "--config",
-            metavar="FILE",
-            help="the training configuration (YAML)"
-            if getattr(command, "CONFIG_IS_INPUT", False)
-            else "YAML or JSON file of option defaults (command-line flags win)",
-        )
+        if getattr(command, "TAKES_CONFIG", True):
+            child.add_argument(
+                "--config",
+                metavar="FILE",
+                help="the configuration (YAML); `tumorsynth config` prints complete ones"
+                if getattr(command, "CONFIG_IS_INPUT", False)
+                else "YAML or JSON file of option defaults (command-line flags win)",
+            )
         command.add_arguments(child)
         child.set_defaults(_module=module)
     return parser

@@ -30,6 +30,7 @@ __all__ = [
     "label_ids",
     "label_mask",
     "presets_explaining",
+    "label_map_text",
     "resolve_label_map",
     "to_output_labels",
 ]
@@ -178,13 +179,16 @@ FILE_PRESETS: tuple[str, ...] = tuple(n for n, m in PRESETS.items() if m.folder_
 
 
 def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | LabelMap) -> LabelMap:
-    """Turn a preset name, a JSON file path, a mapping or a :class:`LabelMap` into a LabelMap.
+    """Turn a preset name, a JSON file path, a mapping (or its JSON text, as
+    :func:`label_map_text` writes it) or a :class:`LabelMap` into a LabelMap.
 
     Examples
     --------
     >>> resolve_label_map("totalsegmentator").organ_ids("kidney")
     (2, 3)
     >>> resolve_label_map({"liver": 1, "kidney": [2, 3]}).organ_ids("kidney")
+    (2, 3)
+    >>> resolve_label_map('{"liver": 1, "kidney": [2, 3]}').organ_ids("kidney")
     (2, 3)
     """
     if isinstance(spec, LabelMap):
@@ -194,6 +198,15 @@ def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | Labe
             return resolve_label_map(str(spec["preset"]))
         return _from_mapping(dict(spec), "<mapping>")
     text = str(spec)
+    if text.lstrip().startswith("{"):  # a mapping written inline, e.g. on the command line
+        try:
+            inline = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+        except ValueError as exc:
+            raise InputError(
+                f"--label-map {text!r}",
+                f"expected a JSON object of organ -> id(s), found unreadable JSON ({exc})",
+            ) from None
+        return _from_mapping(inline, "<mapping>")
     if text.lower() in PRESETS:
         return PRESETS[text.lower()]
     path = Path(text)
@@ -223,6 +236,18 @@ def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | Labe
             str(path), f"expected a JSON object of organ -> id(s), found {type(data).__name__}"
         )
     return _from_mapping(data, str(path))
+
+
+def label_map_text(spec: str | Mapping[str, object]) -> str:
+    """A label map setting as one string: a name as it is, a mapping as its JSON text (which
+    :func:`resolve_label_map` reads back), so it travels where only strings do (MONAI batches).
+
+    Examples
+    --------
+    >>> label_map_text({"liver": 1, "kidney": [2, 3]})
+    '{"liver": 1, "kidney": [2, 3]}'
+    """
+    return json.dumps(dict(spec)) if isinstance(spec, Mapping) else str(spec)
 
 
 class DuplicateKeyError(ValueError):

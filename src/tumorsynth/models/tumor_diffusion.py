@@ -80,6 +80,8 @@ class AutoencoderConfig:
         Residual layers per level.
     num_embeddings, embedding_dim
         Codebook size and latent channels (DiffTumor: 16384 x 8).
+    commitment_cost
+        Weight of the VQ commitment loss.
     hu_window
         HU range mapped to [-1, 1]; values outside are clipped.
     spacing_mm, crop_size
@@ -128,6 +130,25 @@ class DenoiserConfig:
     which is what sampling from pure noise assumes. Unscaled, 200 steps would end at 0.17:
     sampling from zero-mean noise then shifts the whole crop (an early run made tumors and their
     surroundings 45 HU too dark).
+
+    Attributes
+    ----------
+    channels
+        Feature channels per level of the denoising UNet.
+    attention_levels
+        Self-attention at each level (one true/false per entry of channels).
+    num_res_blocks
+        Residual blocks per level.
+    num_head_channels
+        Channels per attention head.
+    norm_num_groups
+        Groups of the group normalization (divides every entry of channels).
+    num_train_timesteps
+        Diffusion steps of the noise schedule in training.
+    beta_start, beta_end
+        Noise schedule betas for 1000 steps, scaled by 1000 / num_train_timesteps.
+    sample_steps
+        Default DDIM sampling steps (early, larger tumors).
     """
 
     channels: tuple[int, ...] = (32, 64, 128)

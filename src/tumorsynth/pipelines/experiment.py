@@ -27,24 +27,37 @@ import io
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tumorsynth._settings import check_bounds, config_from_dict
+from tumorsynth._settings import (
+    AT_LEAST_0,
+    POSITIVE,
+    bound_problems,
+    config_from_dict,
+    dotted_settings,
+    merge_settings,
+    parse_overrides,
+    read_settings,
+)
+from tumorsynth._types import LabelMapSpec
 from tumorsynth.errors import InputError
 from tumorsynth.evaluation import evaluate_folders, write_report
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
-from tumorsynth.training.config import (
-    AT_LEAST_0,
-    POSITIVE,
-    TrainConfig,
-    dotted_settings,
-    merge_settings,
-    read_settings,
-)
+from tumorsynth.training.config import TrainConfig, label_map_problems
 
-__all__ = ["ExperimentConfig", "comparison_table", "load_experiment", "run_experiment"]
+__all__ = [
+    "ArmSettings",
+    "EvaluateSettings",
+    "ExperimentConfig",
+    "ExperimentSettings",
+    "TestSet",
+    "comparison_table",
+    "load_experiment",
+    "run_experiment",
+]
 
 METRICS = (
     ("dsc_mean", "DSC"),
@@ -57,19 +70,123 @@ METRICS = (
 
 @dataclass(frozen=True)
 class TestSet:
+    """A labelled test set every arm is applied to.
+
+    Attributes
+    ----------
+    name
+        Column group of the comparison table.
+    images
+        Folder of the test CTs.
+    labels
+        Folder of their labels (same case names).
+    label_map
+        Label map of the labels: a preset, a JSON file or an inline {organ: id or [ids]}.
+    organ
+        The organ whose tumors are scored.
+    """
+
     name: str
     images: str
     labels: str
-    label_map: str = "tumorsynth"
+    label_map: LabelMapSpec = "tumorsynth"
     organ: str = "liver"
+
+    def check(self) -> list[str]:
+        return label_map_problems(self.label_map, "label_map")
 
 
 @dataclass(frozen=True)
 class EvaluateSettings:
-    """How each arm's predictions are scored: NSD tolerance (mm) and bootstrap resamples."""
+    """How each arm's predictions are scored.
+
+    Attributes
+    ----------
+    tolerance_mm
+        NSD tolerance in mm.
+    bootstrap
+        Bootstrap resamples for the 95% intervals (0: none).
+    """
 
     tolerance_mm: float = 2.0
     bootstrap: int = 1000
+
+    def check(self) -> list[str]:
+        return bound_problems(self, {"tolerance_mm": POSITIVE, "bootstrap": AT_LEAST_0})
+
+
+@dataclass(frozen=True)
+class ArmSettings:
+    """One training arm as written: the base training config with some settings changed.
+
+    Attributes
+    ----------
+    name
+        Row of the comparison table (also the arm's folder, out_dir/arms/NAME).
+    set
+        Settings that differ from the base, dotted: {data.mode: real, optim.max_steps: 500}.
+    """
+
+    name: str
+    set: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """An experiment file as written (``tumorsynth experiment --config FILE``).
+
+    Attributes
+    ----------
+    name
+        Title of the comparison table.
+    out_dir
+        Folder of the experiment (arms/NAME/ per arm, comparison.md, comparison.csv).
+    base
+        The training config every arm starts from: a YAML file (relative to this file) or a mapping.
+    arms
+        Training arms, each {name: .., set: {dotted.setting: value}}.
+    test
+        Test sets, each {name: .., images: DIR, labels: DIR, label_map: .., organ: ..}.
+    evaluate
+        How predictions are scored.
+    """
+
+    name: str = "experiment"
+    out_dir: str = "runs/experiment"
+    base: str | dict[str, Any] = field(default_factory=dict)
+    arms: tuple[ArmSettings, ...] = ()
+    test: tuple[TestSet, ...] = ()
+    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+
+    def check(self) -> list[str]:
+        problems = []
+        if not self.out_dir:
+            problems.append("out_dir: expected a folder for the experiment, found nothing")
+        if not self.arms:
+            problems.append("arms: expected at least one training arm {name, set}, found none")
+        if not self.test:
+            problems.append(
+                "test: expected at least one test set {name, images, labels}, found none"
+            )
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names) or len({_slug(n) for n in names}) != len(names):
+            problems.append(f"arms: arm names must be distinct, found {names}")
+        if isinstance(self.base, dict):  # a file name is read (and checked) by load_experiment
+            for arm in self.arms:
+                try:
+                    self.arm_config(arm)
+                except InputError as exc:
+                    problems.append(f"arm {arm.name!r}: {exc.message}")
+        return problems
+
+    def arm_config(self, arm: ArmSettings) -> TrainConfig:
+        """``base`` (a mapping) with the arm's settings, its run in ``out_dir/arms/NAME``."""
+        if not isinstance(self.base, dict):
+            raise TypeError("base is a file name: load_experiment reads it first")
+        merged = merge_settings(self.base, dotted_settings(arm.set))
+        out = Path(self.out_dir) / "arms" / _slug(arm.name)
+        merged = merge_settings(merged, {"name": arm.name, "train": {"out_dir": str(out)}})
+        return config_from_dict(TrainConfig, merged, f"arm {arm.name!r}")
 
 
 @dataclass(frozen=True)
@@ -87,59 +204,33 @@ class ExperimentConfig:
     evaluate: dict[str, Any] = field(default_factory=dict)
 
 
-def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
-    """Read an experiment YAML; each arm is the base training config plus its ``set`` overrides."""
+def load_experiment(
+    path: str | os.PathLike[str], overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> ExperimentConfig:
+    """Read an experiment YAML (``overrides`` as for :func:`~tumorsynth._settings.load_config`);
+    each arm is the base training config plus its ``set`` overrides. Everything is checked
+    (every arm, the test sets' folders) before anything is trained, all problems together."""
     path = Path(path)
     raw = read_settings(path)
-    known = {"name", "out_dir", "base", "arms", "test", "evaluate"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise InputError(str(path), f"unknown setting(s) {unknown}; known are {sorted(known)}")
-    for key in ("name", "out_dir", "arms", "test"):
-        if key not in raw:
-            raise InputError(str(path), f"'{key}' is required")
-    base = raw.get("base", {})
-    if isinstance(base, str):
-        base = read_settings(path.parent / base if not Path(base).is_absolute() else base)
-    for key in ("name", "out_dir"):
-        if not isinstance(raw[key], str) or not raw[key]:
-            raise InputError(str(path), f"{key}: expected a string, found {raw[key]!r}")
-    out_dir = Path(raw["out_dir"])
-    if not isinstance(raw["arms"], list):
-        raise InputError(str(path), f"arms: expected a list of arms, found {raw['arms']!r}")
-    arms = []
-    for index, arm in enumerate(raw["arms"]):
-        if not isinstance(arm, dict) or "name" not in arm:
-            raise InputError(f"{path}: arms[{index}]", "expected {name: ..., set: {...}}")
-        overrides = dotted_settings(arm.get("set") or {})
-        merged = merge_settings(base, overrides)
-        merged = merge_settings(
-            merged,
-            {"name": arm["name"], "train": {"out_dir": str(out_dir / "arms" / _slug(arm["name"]))}},
-        )
-        arms.append(
-            Arm(str(arm["name"]), TrainConfig.from_dict(merged, f"{path}: arm {arm['name']!r}"))
-        )
-    if not isinstance(raw["test"], list):
-        raise InputError(str(path), f"test: expected a list of test sets, found {raw['test']!r}")
-    tests = [
-        config_from_dict(TestSet, test, str(path), key_path=f"test[{index}]")
-        for index, test in enumerate(raw["test"])
-    ]
-    names = [a.name for a in arms]
-    if len(set(names)) != len(names) or len({_slug(n) for n in names}) != len(names):
-        raise InputError(str(path), f"arm names must be distinct, found {names}")
-    evaluate = config_from_dict(
-        EvaluateSettings, raw.get("evaluate") or {}, str(path), key_path="evaluate"
-    )
-    check_bounds(
-        evaluate,
-        {"tolerance_mm": POSITIVE, "bootstrap": AT_LEAST_0},
-        str(path),
-        key_path="evaluate",
-    )
+    if isinstance(raw.get("base"), str):  # a training config file, relative to this one
+        base = Path(raw["base"])
+        raw = {**raw, "base": read_settings(base if base.is_absolute() else path.parent / base)}
+    merged = merge_settings(raw, parse_overrides(overrides))
+    settings = config_from_dict(ExperimentSettings, merged, str(path))
+    problems = []
+    for index, test in enumerate(settings.test):  # found now, not after every arm has trained
+        for key in ("images", "labels"):
+            folder = getattr(test, key)
+            if not Path(folder).is_dir():
+                problems.append(f"test[{index}].{key}: expected a folder, found none at {folder}")
+    if problems:
+        raise InputError(str(path), "; ".join(problems))
     return ExperimentConfig(
-        str(raw["name"]), out_dir, tuple(arms), tuple(tests), dataclasses.asdict(evaluate)
+        settings.name,
+        Path(settings.out_dir),
+        tuple(Arm(arm.name, settings.arm_config(arm)) for arm in settings.arms),
+        settings.test,
+        dataclasses.asdict(settings.evaluate),
     )
 
 

@@ -8,7 +8,8 @@ Example (``tumorsynth train --config unet_synthetic_liver.yaml``)::
       mode: synthetic            # real | synthetic | mixed
       organ: liver
       healthy: [data/Dataset001_Healthy]     # healthy CT + organ labels (tumors synthesized);
-      healthy_label_map: totalsegmentator    # an entry may be {path: DIR, label_map: PRESET}
+      healthy_label_map: totalsegmentator    # a preset, a JSON file or {liver: 1, kidney: [2, 3]};
+                                             # an entry may be {path: DIR, label_map: ..}
                                              # or one case: {image: CT, label: SEG, label_map: ..}
       real: []                   # CT with real tumors (nnU-Net v2 / MSD / AbdomenAtlas folders)
       real_label_map: lits
@@ -22,49 +23,107 @@ Example (``tumorsynth train --config unet_synthetic_liver.yaml``)::
     optim: {lr: 3.0e-4, weight_decay: 1.0e-5, warmup_steps: 100, max_steps: 2000, batch_size: 2}
     train: {out_dir: runs/unet_synthetic_liver, val_every: 250}
 
-Unknown keys are errors that name the key and the keys that exist; every value is checked against
-its type (``max_steps: ten``, ``patch_size: 32`` or ``batch_size: true`` are refused, naming the
-setting) and its range (:data:`BOUNDS`) before anything is read or written.
+Load it with ``_settings.load_config(TrainConfig, path, overrides)``. Unknown keys are errors that
+name the key and the keys that exist; every value is checked against its type (``max_steps: ten``,
+``patch_size: 32`` or ``batch_size: true`` are refused, naming the setting), its range
+(:data:`BOUNDS`) and the rules of :meth:`TrainConfig.check` (label maps resolve, the data a mode
+needs are given, the generator exists), all together, before anything is read or written.
+``tumorsynth config train`` prints every setting with its default and a one-line description.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from tumorsynth._settings import Interval, check_bounds, config_from_dict
-from tumorsynth._types import SizeClass
+from tumorsynth._settings import (
+    AT_LEAST_0,
+    AT_LEAST_1,
+    FRACTION,
+    POSITIVE,
+    Interval,
+    bound_problems,
+    config_from_dict,
+)
+from tumorsynth._types import LabelMapSpec, SizeClass
 from tumorsynth.errors import InputError
+from tumorsynth.generators import registered_generators
 from tumorsynth.io.label_maps import resolve_label_map
 from tumorsynth.models.segmentors import SegmentorConfig
 
 __all__ = [
     "BOUNDS",
+    "CaseEntry",
     "DataConfig",
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
-    "load_train_config",
-    "merge_settings",
+    "case_label_map_problems",
+    "label_map_problems",
+    "section_bounds",
 ]
 
 Mode = Literal["real", "synthetic", "mixed"]
 
+#: A training case entry: a dataset folder, ``{path: DIR, label_map: ..}`` or one case
+#: ``{image: CT, label: SEG, label_map: .., case_id: ..}``.
+CaseEntry = str | dict[str, str | dict[str, int | list[int]]]
+
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where training data comes from and how it is prepared."""
+    """Where training data comes from and how it is prepared.
+
+    Attributes
+    ----------
+    mode
+        real (scans with real tumors), synthetic (healthy scans + synthetic tumors) or mixed.
+    organ
+        The organ whose tumors are segmented (liver, pancreas, kidney, ...).
+    healthy
+        Healthy CTs with organ labels: dataset folders, {path: DIR, label_map: ..} or one case {image: CT, label: SEG, label_map: ..}.
+    healthy_label_map
+        Label map of the healthy labels: a preset, a JSON file or an inline {organ: id or [ids]}.
+    real
+        CTs with real tumors, entries as for healthy (nnU-Net v2, MSD or AbdomenAtlas folders).
+    real_label_map
+        Label map of the real labels: a preset, a JSON file or an inline {organ: id or [ids]}.
+    synthetic_fraction
+        mixed: share of crops from healthy scans with synthetic tumors, in (0, 1).
+    generator
+        Tumor appearance generator: heuristic, or diffusion (a trained checkpoint).
+    generator_options
+        Options of the generator, e.g. {checkpoint: DIR} for diffusion.
+    tumor_size
+        Size class of synthetic tumors: tiny, small, medium, large or mixed.
+    tumors_per_case
+        Synthetic tumors per crop source (null: drawn from the size class's range).
+    synthesis_prob
+        Probability that a healthy sample gets synthetic tumors.
+    val_fraction
+        Share of cases held out for validation, in [0, 1).
+    val_cases
+        Case ids to validate on instead (overrides val_fraction).
+    spacing_mm
+        Voxel size training resamples to, in mm (null: the median spacing of the training scans).
+    hu_window
+        HU range (low, high) mapped to [0, 1]; values outside are clipped.
+    samples_per_case
+        Crops drawn per loaded case.
+    positive_fraction
+        Share of crops centred on organ or tumor voxels.
+    num_workers
+        Data loader worker processes (0: load in the main process).
+    cache
+        Keep preprocessed scans in memory.
+    """
 
     mode: Mode = "synthetic"
     organ: str = "liver"
-    healthy: tuple[str | dict[str, str], ...] = ()
-    healthy_label_map: str = "totalsegmentator"
-    real: tuple[str | dict[str, str], ...] = ()
-    real_label_map: str = "lits"
+    healthy: tuple[CaseEntry, ...] = ()
+    healthy_label_map: LabelMapSpec = "totalsegmentator"
+    real: tuple[CaseEntry, ...] = ()
+    real_label_map: LabelMapSpec = "lits"
     synthetic_fraction: float = 0.5
     generator: str = "heuristic"
     generator_options: dict[str, Any] = field(default_factory=dict)
@@ -80,10 +139,56 @@ class DataConfig:
     num_workers: int = 4
     cache: bool = True
 
+    def check(self) -> list[str]:
+        """Rules between settings, and every label map in use resolved (named by key path)."""
+        problems = bound_problems(self, section_bounds(BOUNDS, "data"))
+        if self.mode in ("synthetic", "mixed") and not self.healthy:
+            problems.append(f"mode: {self.mode!r} needs healthy scans (data.healthy)")
+        if self.mode in ("real", "mixed") and not self.real:
+            problems.append(f"mode: {self.mode!r} needs scans with real tumors (data.real)")
+        if self.mode == "mixed" and self.synthetic_fraction in (0.0, 1.0):
+            problems.append(
+                f"synthetic_fraction: must be in (0, 1) for mode 'mixed', "
+                f"found {self.synthetic_fraction}"
+            )
+        if self.generator not in registered_generators():
+            problems.append(
+                f"generator: generator {self.generator!r}: unknown generator; known are "
+                f"{list(registered_generators())}"
+            )
+        for key in ("healthy", "real"):
+            entries = getattr(self, key)
+            if entries:
+                problems += case_label_map_problems(
+                    entries, getattr(self, f"{key}_label_map"), key, f"{key}_label_map"
+                )
+        lo, hi = self.hu_window
+        if not hi > lo:
+            problems.append(f"hu_window: expected (low, high) HU, found {list(self.hu_window)}")
+        return problems
+
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up then cosine decay, counted in optimizer steps."""
+    """AdamW with linear warm-up then cosine decay, counted in optimizer steps.
+
+    Attributes
+    ----------
+    lr
+        Peak learning rate (after warm-up).
+    weight_decay
+        AdamW weight decay.
+    warmup_steps
+        Steps of linear warm-up from 0 to lr.
+    max_steps
+        Optimizer steps in all (may grow on --resume).
+    batch_size
+        Crops per step (per process under torchrun).
+    amp
+        bfloat16 mixed precision on GPUs that support it.
+    grad_clip
+        Gradient norm clipping threshold.
+    """
 
     lr: float = 3e-4
     weight_decay: float = 1e-5
@@ -96,8 +201,27 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Where results go and how often to validate and save; ``max_minutes`` stops training
-    early (after saving) when the wall-clock budget is spent."""
+    """Where results go and how often to validate and save.
+
+    Attributes
+    ----------
+    out_dir
+        Folder of the run (checkpoints, metrics.csv, summary.json); must not hold another run.
+    val_every
+        Validate every this many steps.
+    checkpoint_every
+        Save checkpoints/last every this many steps.
+    log_every
+        Write a metrics.csv row every this many steps.
+    device
+        auto (GPU if there is one), cpu, cuda or cuda:N.
+    sw_overlap
+        Overlap of the sliding windows in validation, in [0, 1).
+    max_val_cases
+        Validation cases scored at most (0: all).
+    max_minutes
+        Stop (after saving) when this wall-clock budget is spent (null: no limit).
+    """
 
     out_dir: str = "runs/default"
     val_every: int = 250
@@ -111,6 +235,24 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """A segmentor training run (``tumorsynth train --config FILE``).
+
+    Attributes
+    ----------
+    name
+        Name of the run (progress bar, experiment tables).
+    seed
+        Seed of the network's initialization, the data split, the crops and the tumors.
+    data
+        Training data and their preparation.
+    model
+        The segmentation network.
+    optim
+        The optimizer and its schedule.
+    train
+        Where the run goes, validation and checkpoints.
+    """
+
     name: str = "default"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -128,17 +270,24 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> TrainConfig:
-        config = config_from_dict(cls, data, where)
-        _validate(config, where)
-        return config
+        return config_from_dict(cls, data, where)
+
+    def check(self) -> list[str]:
+        """Ranges (:data:`BOUNDS`; ``data``'s own are checked by :meth:`DataConfig.check`) and
+        the rules between sections."""
+        outside_data = {k: v for k, v in BOUNDS.items() if not k.startswith("data.")}
+        problems = bound_problems(self, outside_data)
+        if not self.train.out_dir:
+            problems.append("train.out_dir: expected a folder for the run, found nothing")
+        if self.model.out_channels != len(self.classes):
+            problems.append(
+                f"model.out_channels: must be {len(self.classes)} (background, organ, tumor), "
+                f"found {self.model.out_channels}"
+            )
+        return problems
 
 
-AT_LEAST_0 = Interval(0)
-AT_LEAST_1 = Interval(1)
-POSITIVE = Interval(0, low_open=True)
-FRACTION = Interval(0, 1)
-
-#: Allowed ranges of the numeric settings (cross-setting rules are in ``_validate``).
+#: Allowed ranges of the numeric settings (the other rules are in the ``check`` methods).
 BOUNDS: dict[str, Interval] = {
     "seed": AT_LEAST_0,
     "data.synthetic_fraction": FRACTION,
@@ -170,78 +319,32 @@ BOUNDS: dict[str, Interval] = {
 }
 
 
-def load_train_config(
-    path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
-) -> TrainConfig:
-    """Read a YAML/JSON training config; ``overrides`` (nested dict) win over the file."""
-    raw = read_settings(path)
-    merged = merge_settings(raw, overrides or {})
-    return TrainConfig.from_dict(merged, str(path))
-
-
-def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A YAML (or JSON) file that must hold a mapping; errors name the file."""
-    path = Path(path)
+def label_map_problems(spec: LabelMapSpec, key: str) -> list[str]:
+    """``[]`` when ``spec`` resolves to a label map, else its problem named ``key``."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read config ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(str(path), f"expected YAML, found unparsable text ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise InputError(str(path), f"expected a mapping of settings, found {type(raw).__name__}")
-    return raw
+        resolve_label_map(spec)
+    except InputError as exc:  # a file's error names the file; a preset's or mapping's not
+        named = not exc.where.startswith(("--label-map", "<"))
+        detail = f"{exc.where}: {exc.message}" if named else exc.message
+        return [f"{key}: {detail}" + (f" ({exc.fix})" if exc.fix else "")]
+    return []
 
 
-def dotted_settings(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"optim.max_steps": 5}`` -> ``{"optim": {"max_steps": 5}}``."""
-    nested: dict[str, Any] = {}
-    for dotted, value in flat.items():
-        node = nested
-        parts = str(dotted).split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return nested
+def case_label_map_problems(
+    entries: tuple[CaseEntry, ...], default: LabelMapSpec, entries_key: str, default_key: str
+) -> list[str]:
+    """The label maps case ``entries`` use, resolved: ``default`` (named ``default_key``) unless
+    every entry names its own, and each entry's own (``healthy[0].label_map``)."""
+    own = [
+        (f"{entries_key}[{index}].label_map", entry["label_map"])
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict) and "label_map" in entry
+    ]
+    used = own if len(own) == len(entries) else [(default_key, default), *own]
+    return [problem for key, spec in used for problem in label_map_problems(spec, key)]
 
 
-def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_settings(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _validate(config: TrainConfig, where: str) -> None:
-    check_bounds(config, BOUNDS, where)
-    d = config.data
-    if d.mode in ("synthetic", "mixed") and not d.healthy:
-        raise InputError(where, f"data.mode {d.mode!r} needs healthy scans (data.healthy)")
-    if d.mode in ("real", "mixed") and not d.real:
-        raise InputError(where, f"data.mode {d.mode!r} needs scans with real tumors (data.real)")
-    if not 0.0 < d.synthetic_fraction < 1.0 and d.mode == "mixed":
-        raise InputError(
-            where, f"data.synthetic_fraction must be in (0, 1), found {d.synthetic_fraction}"
-        )
-    for key, used in (("healthy_label_map", d.healthy), ("real_label_map", d.real)):
-        if used:
-            try:
-                resolve_label_map(getattr(d, key))
-            except InputError as exc:
-                raise InputError(where, f"data.{key}: {exc.message}") from exc
-    lo, hi = d.hu_window
-    if not hi > lo:
-        raise InputError(
-            where, f"data.hu_window: expected (low, high) HU, found {list(d.hu_window)}"
-        )
-    if not config.train.out_dir:
-        raise InputError(where, "train.out_dir: expected a folder for the run, found nothing")
-    if config.model.out_channels != len(config.classes):
-        raise InputError(
-            where,
-            f"model.out_channels must be {len(config.classes)} "
-            f"(background, organ, tumor), found {config.model.out_channels}",
-        )
+def section_bounds(bounds: dict[str, Interval], section: str) -> dict[str, Interval]:
+    """The bounds of one section, named within it (``data.val_fraction`` -> ``val_fraction``)."""
+    prefix = f"{section}."
+    return {k.removeprefix(prefix): v for k, v in bounds.items() if k.startswith(prefix)}

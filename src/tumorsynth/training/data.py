@@ -31,9 +31,16 @@ from monai.transforms import (
 
 from tumorsynth._types import derive_seed
 from tumorsynth.errors import InputError
+from tumorsynth.generators import generator_takes
 from tumorsynth.io.datasets import discover_cases
 from tumorsynth.io.identity import case_id_from
-from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map, to_output_labels
+from tumorsynth.io.label_maps import (
+    OUTPUT_LABELS,
+    LabelMap,
+    label_map_text,
+    resolve_label_map,
+    to_output_labels,
+)
 from tumorsynth.io.nifti import spacing_from_affine
 from tumorsynth.models.segmentors import resample_transforms, window_transform
 from tumorsynth.training.config import TrainConfig
@@ -80,7 +87,7 @@ class CaseItem:
 
 
 def case_items(
-    entries: Sequence[str | Mapping[str, str]], kind: str, default_map: str
+    entries: Sequence[str | Mapping[str, Any]], kind: str, default_map: str | Mapping[str, Any]
 ) -> list[CaseItem]:
     """Cases from config entries: a dataset folder, ``{path: DIR, label_map: ..}`` or one case
     ``{image: CT, label: SEG, label_map: ..}``."""
@@ -103,6 +110,7 @@ def case_items(
         folder = entry if isinstance(entry, str) else entry.get("path", "")
         label_map = default_map if isinstance(entry, str) else entry.get("label_map", default_map)
         resolve_label_map(label_map)
+        label_map = label_map_text(label_map)  # an inline mapping as JSON text
         if not isinstance(entry, str) and "image" in entry:  # one case listed by its files
             if "label" not in entry:
                 raise InputError(str(entry["image"]), "a listed training case needs 'label' too")
@@ -318,7 +326,7 @@ def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
     """What training and validation synthesis share (labels are already relabelled)."""
     d = config.data
     options = dict(d.generator_options)
-    if d.generator == "diffusion" and d.num_workers > 0:
+    if d.num_workers > 0 and generator_takes(d.generator, "device"):
         # Loader workers are forked; CUDA cannot be used in them, so a learned generator samples
         # on their CPUs unless the config says otherwise (num_workers: 0 keeps it on the GPU).
         options.setdefault("device", "cpu")

@@ -22,25 +22,29 @@
     model: {channels: [32, 64, 128], num_train_timesteps: 200, sample_steps: [4, 50]}
     optim: {lr: 1.0e-4, batch_size: 4, max_steps: 20000, ema_decay: 0.999}
     train: {out_dir: runs/diffusion_liver}
+
+Load either with ``_settings.load_config(cls, path, overrides)``; ``tumorsynth config autoencoder``
+and ``tumorsynth config diffusion`` print every setting with its default and description.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tumorsynth._settings import Interval, check_bounds, config_from_dict
-from tumorsynth.errors import InputError
-from tumorsynth.models.tumor_diffusion import AutoencoderConfig, DenoiserConfig
-from tumorsynth.training.config import (
+from tumorsynth._settings import (
     AT_LEAST_0,
     AT_LEAST_1,
     FRACTION,
     POSITIVE,
-    merge_settings,
-    read_settings,
+    Interval,
+    bound_problems,
+    config_from_dict,
 )
+from tumorsynth._types import LabelMapSpec
+from tumorsynth.errors import InputError
+from tumorsynth.models.tumor_diffusion import AutoencoderConfig, DenoiserConfig
+from tumorsynth.training.config import CaseEntry, case_label_map_problems
 
 __all__ = [
     "AUTOENCODER_BOUNDS",
@@ -51,8 +55,6 @@ __all__ = [
     "GenerativeRunConfig",
     "ScanDataConfig",
     "TumorDataConfig",
-    "load_autoencoder_config",
-    "load_diffusion_config",
 ]
 
 
@@ -60,9 +62,16 @@ __all__ = [
 class ScanDataConfig:
     """CT scans for the autoencoder (no labels needed).
 
-    ``images`` entries are files, or folders whose ``*.nii``/``*.nii.gz`` files (and the
-    ``imagesTr`` of an nnU-Net dataset) are all used. ``foreground_hu``: crop centres are drawn
-    among voxels above it (the body). ``val_crops`` crops per held-out scan are scored.
+    Attributes
+    ----------
+    images
+        CT files, or folders whose *.nii/*.nii.gz files (and an nnU-Net dataset's imagesTr) are all used.
+    val_fraction
+        Share of whole scans held out for reconstruction PSNR/SSIM, in [0, 1).
+    val_crops
+        Crops scored per held-out scan.
+    foreground_hu
+        Crop centres are drawn among voxels above this HU (the body).
     """
 
     images: tuple[str, ...] = ()
@@ -73,28 +82,68 @@ class ScanDataConfig:
 
 @dataclass(frozen=True)
 class TumorDataConfig:
-    """Annotated tumors for the denoiser: ``cases`` as in training configs (dataset folders or
-    ``{image, label, label_map}``), the tumors of ``organs`` (empty: all in the label map).
+    """Annotated tumors for the denoiser.
 
-    ``jitter`` moves the crop centre by up to this fraction of the crop from the tumor centre;
-    ``scale_range`` zooms the crop (a tumor seen at other sizes).
+    Attributes
+    ----------
+    cases
+        Scans with annotated tumors: dataset folders, {path: DIR, label_map: ..} or {image: CT, label: SEG, label_map: ..}.
+    label_map
+        Label map of the cases: a preset, a JSON file or an inline {organ: id or [ids]}.
+    organs
+        Train on the tumors of these organs (empty: every tumor in the label map).
+    min_voxels
+        Tumors smaller than this many voxels are skipped.
+    jitter
+        The crop centre moves by up to this fraction of the crop from the tumor centre.
+    scale_range
+        Zoom range (low, high) of the crop: a tumor seen at other sizes.
+    val_crops
+        Fixed crops drawn for the samples.png preview.
     """
 
-    cases: tuple[str | dict[str, str], ...] = ()
-    label_map: str = "msd"
+    cases: tuple[CaseEntry, ...] = ()
+    label_map: LabelMapSpec = "msd"
     organs: tuple[str, ...] = ()
     min_voxels: int = 8
     jitter: float = 0.125
     scale_range: tuple[float, float] = (0.85, 1.15)
     val_crops: int = 4
 
+    def check(self) -> list[str]:
+        problems = case_label_map_problems(self.cases, self.label_map, "cases", "label_map")
+        lo, hi = self.scale_range
+        if not hi >= lo:
+            problems.append(f"scale_range: expected (low, high), found {list(self.scale_range)}")
+        return problems
+
 
 @dataclass(frozen=True)
 class GenerativeOptimConfig:
     """Adam for the network (and the discriminator), counted in steps.
 
-    ``adv_weight``/``adv_start``: adversarial loss weight and the step it starts at (autoencoder);
-    ``ema_decay``: exponential moving average of the denoiser's weights (what is saved).
+    Attributes
+    ----------
+    lr
+        Learning rate of the network.
+    disc_lr
+        Learning rate of the patch discriminator (autoencoder).
+    batch_size
+        Crops per step.
+    max_steps
+        Optimizer steps in all.
+    warmup_steps
+        Steps of linear warm-up, then cosine decay.
+    amp
+        bfloat16 mixed precision on GPUs that support it.
+    grad_clip
+        Gradient norm clipping threshold.
+    adv_weight
+        Weight of the adversarial loss (autoencoder).
+    adv_start
+        Step the adversarial loss starts at (autoencoder).
+    ema_decay
+        Exponential moving average of the denoiser's weights (what is saved), in [0, 1).
     """
 
     lr: float = 1e-4
@@ -111,6 +160,22 @@ class GenerativeOptimConfig:
 
 @dataclass(frozen=True)
 class GenerativeRunConfig:
+    """Where results go and how often to log and score.
+
+    Attributes
+    ----------
+    out_dir
+        Folder of the run; must not hold another run (there is no --resume yet).
+    log_every
+        Write a metrics.csv row every this many steps.
+    val_every
+        Score held-out crops every this many steps.
+    device
+        auto (GPU if there is one), cpu, cuda or cuda:N.
+    max_minutes
+        Stop (after saving) when this wall-clock budget is spent (null: no limit).
+    """
+
     out_dir: str = "runs/generator"
     log_every: int = 10
     val_every: int = 500
@@ -162,6 +227,24 @@ DIFFUSION_BOUNDS: dict[str, Interval] = _COMMON_BOUNDS | {
 
 @dataclass(frozen=True)
 class AutoencoderTrainConfig:
+    """The VQ autoencoder's training run (``tumorsynth train-autoencoder --config FILE``).
+
+    Attributes
+    ----------
+    name
+        Name of the run.
+    seed
+        Seed of the initialization, the scan split and the crops.
+    data
+        The CT scans.
+    model
+        The autoencoder and the crops it works on.
+    optim
+        The optimizer and its schedule.
+    train
+        Where the run goes.
+    """
+
     name: str = "autoencoder"
     seed: int = 0
     data: ScanDataConfig = field(default_factory=ScanDataConfig)
@@ -174,16 +257,41 @@ class AutoencoderTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> AutoencoderTrainConfig:
-        config = config_from_dict(cls, data, where)
-        check_bounds(config, AUTOENCODER_BOUNDS, where)
-        if not config.data.images:
-            raise InputError(where, "data.images: expected CT files or folders, found none")
-        config.model.validate(f"{where}: model")
-        return config
+        return config_from_dict(cls, data, where)
+
+    def check(self) -> list[str]:
+        problems = bound_problems(self, AUTOENCODER_BOUNDS)
+        if not self.data.images:
+            problems.append("data.images: expected CT files or folders, found none")
+        try:
+            self.model.validate("model")
+        except InputError as exc:
+            problems.append(f"{exc.where}: {exc.message}")
+        return problems
 
 
 @dataclass(frozen=True)
 class DiffusionTrainConfig:
+    """The latent denoiser's training run (``tumorsynth train-diffusion --config FILE``).
+
+    Attributes
+    ----------
+    name
+        Name of the run.
+    seed
+        Seed of the initialization, the crops and the noise.
+    autoencoder
+        The autoencoder folder written by tumorsynth train-autoencoder (its out_dir/autoencoder).
+    data
+        The annotated tumors.
+    model
+        The denoiser and its noise schedule.
+    optim
+        The optimizer and its schedule.
+    train
+        Where the run goes.
+    """
+
     name: str = "diffusion"
     seed: int = 0
     autoencoder: str = ""
@@ -197,34 +305,15 @@ class DiffusionTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> DiffusionTrainConfig:
-        config = config_from_dict(cls, data, where)
-        check_bounds(config, DIFFUSION_BOUNDS, where)
-        if not config.autoencoder:
-            raise InputError(
-                where,
+        return config_from_dict(cls, data, where)
+
+    def check(self) -> list[str]:
+        problems = bound_problems(self, DIFFUSION_BOUNDS)
+        if not self.autoencoder:
+            problems.append(
                 "autoencoder: expected the folder written by `tumorsynth train-autoencoder`, "
-                "found nothing",
+                "found nothing"
             )
-        if not config.data.cases:
-            raise InputError(where, "data.cases: expected scans with annotated tumors, found none")
-        lo, hi = config.data.scale_range
-        if not hi >= lo:
-            raise InputError(
-                where,
-                f"data.scale_range: expected (low, high), found {list(config.data.scale_range)}",
-            )
-        return config
-
-
-def load_autoencoder_config(
-    path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
-) -> AutoencoderTrainConfig:
-    merged = merge_settings(read_settings(path), overrides or {})
-    return AutoencoderTrainConfig.from_dict(merged, str(path))
-
-
-def load_diffusion_config(
-    path: str | os.PathLike[str], overrides: dict[str, Any] | None = None
-) -> DiffusionTrainConfig:
-    merged = merge_settings(read_settings(path), overrides or {})
-    return DiffusionTrainConfig.from_dict(merged, str(path))
+        if not self.data.cases:
+            problems.append("data.cases: expected scans with annotated tumors, found none")
+        return problems

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import cc3d
 import numpy as np
@@ -131,8 +131,8 @@ def load_scan(
 
 
 def load_tumor_scans(
-    cases: Sequence[str | Mapping[str, str]],
-    label_map: str,
+    cases: Sequence[str | Mapping[str, Any]],
+    label_map: str | Mapping[str, Any],
     organs: Sequence[str],
     min_voxels: int = 8,
 ) -> list[Scan]:
