@@ -4,7 +4,6 @@ records' checkpoint, failures that leave a consistent folder and a rerun that fi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from file_checks import file_hashes as tree_hashes
 import tumorsynth.generators as generators_module
 import tumorsynth.pipelines.replay as replay_module
 from tumorsynth.errors import InputError, OutputError
-from tumorsynth.generators import HeuristicGenerator, RenderInput, TumorSite
+from tumorsynth.generators import HeuristicGenerator
 from tumorsynth.io.datasets import CaseRef
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.io.records import (
@@ -191,11 +190,11 @@ def test_a_replay_that_fails_later_is_consistent_and_the_same_call_finishes_it(
     assert tree_hashes(out) == tree_hashes(reference)
 
 
-# --- learned generators: rebuilt from the checkpoint their records name --------------------------
+# --- learned generators: rebuilt from the options their records carry ----------------------------
 
 
 class StubLearned(HeuristicGenerator):
-    """A "learned" generator for the test: heuristic voxels, a checkpoint in every spec."""
+    """A "learned" generator for the test: heuristic voxels, rebuilt from a checkpoint option."""
 
     name = "stub_learned"
     built: list[dict[str, Any]] = []
@@ -204,18 +203,9 @@ class StubLearned(HeuristicGenerator):
         self.checkpoint = checkpoint
         StubLearned.built.append({"checkpoint": checkpoint, "device": device})
 
-    def draw(self, site: TumorSite, rng: Any) -> dict[str, Any]:
-        return {**super().draw(site, rng), "checkpoint": self.checkpoint}
-
-    def margin_mm(self, spec: Mapping[str, Any]) -> float:
-        return super().margin_mm(_without_checkpoint(spec))
-
-    def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> Any:
-        return super().render(_without_checkpoint(spec), inputs)
-
-
-def _without_checkpoint(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k != "checkpoint"}
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint}
 
 
 def test_checkpoint_and_device_reach_any_learned_generator(
@@ -230,7 +220,7 @@ def test_checkpoint_and_device_reach_any_learned_generator(
         generator_options={"checkpoint": "/models/a"},
         per_case=1,
     )
-    assert {r.appearance["checkpoint"] for r in read_manifest(made)} == {"/models/a"}
+    assert {r.generator_options["checkpoint"] for r in read_manifest(made)} == {"/models/a"}
     StubLearned.built.clear()
     replay_manifest(made, tmp_path / "default", progress=False, device="cpu")
     assert StubLearned.built == [{"checkpoint": "/models/a", "device": "cpu"}]

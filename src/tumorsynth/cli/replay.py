@@ -15,9 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="DIR",
-        help="learned generators: the model folder (default: the path the records name)",
+        help="learned generators: the model folder, when it moved (default: the path the "
+        "records name; its files must have the recorded hashes)",
     )
-    parser.add_argument("--device", default="auto", help="learned generators: auto, cpu, cuda")
+    parser.add_argument(
+        "--device", default=None, help="learned generators: auto, cpu, cuda (default auto)"
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 

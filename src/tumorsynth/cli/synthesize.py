@@ -49,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="size class: tiny 4, small 8, medium 16, large 32 mm base radius",
     )
     parser.add_argument(
-        "--generator", default="heuristic", help="heuristic (default) or diffusion (learned)"
+        "--generator",
+        default="heuristic",
+        help="appearance generator: heuristic (default), or a learned one with --checkpoint",
     )
     add_generator_options(parser)
     add_seed(parser)
@@ -147,32 +149,30 @@ def add_generator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="DIR",
-        help="diffusion generator: the model folder written by train-diffusion",
+        help="learned generators: the model folder (train-diffusion writes one)",
     )
     parser.add_argument(
-        "--device", default="auto", help="diffusion generator: auto, cpu, cuda (default auto)"
+        "--device", default="auto", help="learned generators: auto, cpu, cuda (default auto)"
     )
     parser.add_argument(
         "--steps",
         type=int,
         default=None,
-        help="diffusion generator: DDIM steps (default: the checkpoint's, 4 early / 50 larger)",
+        help="learned generators: sampling steps (default: the checkpoint's, 4 early / 50 larger)",
     )
 
 
 def generator_options(args: argparse.Namespace) -> dict:
-    """Factory options for ``--generator`` from ``--checkpoint/--device/--steps``."""
-    from tumorsynth.errors import InputError
+    """Factory options for ``--generator`` from ``--checkpoint/--device/--steps``: those given,
+    and the device for a generator that takes one. An option the generator does not take is
+    refused when it is built (naming the generators that take it)."""
+    from tumorsynth.generators import generator_takes
 
-    if args.generator != "diffusion":
-        if args.checkpoint:
-            raise InputError(
-                "--checkpoint",
-                f"only the diffusion generator takes a checkpoint, "
-                f"found --generator {args.generator}",
-            )
-        return {}
-    options: dict = {"checkpoint": args.checkpoint, "device": args.device}
+    options: dict = {}
+    if args.checkpoint:
+        options["checkpoint"] = args.checkpoint
+    if generator_takes(args.generator, "device"):
+        options["device"] = args.device
     if args.steps is not None:
         options["steps"] = int(args.steps)
     return options

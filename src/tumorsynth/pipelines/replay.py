@@ -29,7 +29,7 @@ import nibabel as nib
 
 from tumorsynth import __version__
 from tumorsynth.errors import InputError
-from tumorsynth.generators import TumorGenerator, get_generator
+from tumorsynth.generators import TumorGenerator, generator_takes, get_generator
 from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.io.datasets import CaseRef, read_case_label
 from tumorsynth.io.identity import (
@@ -83,7 +83,7 @@ def replay_manifest(
     progress: bool = True,
     generator_options: Mapping[str, Mapping[str, Any]] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    device: str = "auto",
+    device: str | None = None,
 ) -> ReplayOutput:
     """Re-render every case variant of ``manifest`` into ``out_dir``, checking as it goes.
 
@@ -97,10 +97,11 @@ def replay_manifest(
         record's case id and variant (nnU-Net v2 layout), as the batch named them. A folder that
         holds a failed replay of the same manifest is resumed; one of another manifest is refused.
     generator_options
-        Factory options per generator name.
+        Factory options per generator name, over those the records carry.
     checkpoint, device
-        For learned generators (their records carry ``appearance["checkpoint"]``): the model
-        folder (default: the one the records name) and the device (``auto``, ``cpu``, ``cuda``).
+        For every generator that takes them (learned ones): the model folder, when it moved
+        (default: the one the records name; its files must still have the recorded hashes), and
+        the device (``auto``, ``cpu``, ``cuda``; default: the generator's own choice).
 
     Returns
     -------
@@ -120,7 +121,8 @@ def replay_manifest(
     out = Path(out_dir)
     _check_outputs(out, manifest, variants)
     source_hashes = _check_sources(manifest, variants)
-    generators = _generators(variants, generator_options or {}, checkpoint, device)
+    overrides = {"checkpoint": checkpoint, "device": device}
+    generators = _generators(variants, generator_options or {}, overrides)
     manifest_sha = sha256_of(manifest)
     # a failed first run leaves nothing behind; a second run into the folder is refused meanwhile
     with output_dir(out) as folder, run_lock(folder):
@@ -201,29 +203,45 @@ def _check_sources(manifest: Path, variants: Sequence[ReplayVariant]) -> dict[st
     return found
 
 
+#: The generators of one variant, by name (what :func:`replay_case` takes).
+_VariantGenerators = dict[str, TumorGenerator]
+
+
 def _generators(
     variants: Sequence[ReplayVariant],
     options: Mapping[str, Mapping[str, Any]],
-    checkpoint: str | os.PathLike[str] | None,
-    device: str,
-) -> dict[str, TumorGenerator]:
-    """One generator per name the records use, each loaded once, its version checked.
+    overrides: Mapping[str, Any],
+) -> dict[tuple[str, int], _VariantGenerators]:
+    """The generators of every variant, each rebuilt once from the options its records carry
+    (``options`` and the ``overrides`` it takes on top), its version checked.
 
-    A learned generator's records carry ``appearance["checkpoint"]``: it is rebuilt from
-    ``checkpoint`` when given, else from the folder its records name, on ``device``.
+    Raises :class:`InputError` for an override no generator of the manifest takes, and for a
+    variant whose records rebuild one generator name two ways.
     """
-    out: dict[str, TumorGenerator] = {}
+    built: dict[tuple[str, str], TumorGenerator] = {}
+    out: dict[tuple[str, int], _VariantGenerators] = {}
     for v in variants:
+        mine: _VariantGenerators = {}
         for where, record in zip(v.wheres, v.records, strict=True):
-            if record.generator not in out:
-                opts = dict(options.get(record.generator, {}))
-                if "checkpoint" in record.appearance:
-                    opts.setdefault(
-                        "checkpoint", checkpoint or record.appearance["checkpoint"] or None
-                    )
-                    opts.setdefault("device", device)
-                out[record.generator] = get_generator(record.generator, **opts)
-            version = out[record.generator].version
+            name = record.generator
+            key = (name, json.dumps(record.generator_options, sort_keys=True))
+            if key not in built:
+                taken = {
+                    option: value
+                    for option, value in overrides.items()
+                    if value is not None and generator_takes(name, option)
+                }
+                built[key] = get_generator(
+                    name, **{**record.generator_options, **options.get(name, {}), **taken}
+                )
+            if mine.setdefault(name, built[key]) is not built[key]:
+                raise InputError(
+                    f"{where}: generator_options",
+                    f"expected the {name} options of {v.name}'s other tumors, found "
+                    f"{dict(record.generator_options)}",
+                    fix="replay the manifest as the batch wrote it",
+                )
+            version = built[key].version
             if version != record.generator_version:
                 raise InputError(
                     f"{where}: generator_version",
@@ -231,6 +249,15 @@ def _generators(
                     f"{version}; replay would not be exact",
                     fix="replay with the generator (and checkpoint) the records name",
                 )
+        out[v.key] = mine
+    if overrides.get("checkpoint") is not None and not any(
+        generator_takes(name, "checkpoint") for name, _ in built
+    ):
+        raise InputError(
+            "checkpoint",
+            "expected a manifest of a generator that takes a checkpoint, found generators "
+            f"{sorted({name for name, _ in built})}",
+        )
     return out
 
 
@@ -310,7 +337,7 @@ def _replay(
     done: set[tuple[str, int]],
     folder: Path,
     source_hashes: Mapping[str, str],
-    generators: Mapping[str, TumorGenerator],
+    generators: Mapping[tuple[str, int], Mapping[str, TumorGenerator]],
     progress: bool,
 ) -> ReplayOutput:
     todo = [v for v in variants if v.key not in done]
@@ -322,7 +349,9 @@ def _replay(
             if loaded is None or loaded[0] != v.sources:  # variants of one case share a load
                 image = load_image(v.sources[0])
                 loaded = (v.sources, image, read_case_label(Path(v.sources[1]), v.label_map, image))
-            records = _replay_variant(v, loaded[1], loaded[2], folder, source_hashes, generators)
+            records = _replay_variant(
+                v, loaded[1], loaded[2], folder, source_hashes, generators[v.key]
+            )
             append_records(folder / MANIFEST_NAME, records)
             result.records.extend(records)
             result.variants_done += 1
