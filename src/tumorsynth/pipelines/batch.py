@@ -457,18 +457,16 @@ def write_dataset_json(out_dir: Path, output_labels: LabelMap, *, other_cases: i
     return path
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int, enabled: bool, initial: int = 0) -> Any:
-    if not enabled or total == 0:
-        return _NoBar()
-    return tqdm(total=total, initial=initial, unit="case", desc="synthesizing", dynamic_ncols=True)
+def progress_bar(total: int, enabled: bool, initial: int = 0) -> tqdm:
+    """A progress bar over case variants; silent when not ``enabled`` or there is nothing to do."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="case",
+        desc="synthesizing",
+        dynamic_ncols=True,
+        disable=not enabled or total == 0,
+    )
 
 
 @functools.lru_cache(maxsize=4)
