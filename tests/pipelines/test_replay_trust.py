@@ -232,6 +232,25 @@ def test_checkpoint_and_device_reach_any_learned_generator(
     )
 
 
+def test_a_manifest_written_before_records_kept_generator_options_replays(
+    manifest: Path, reference: Path, tmp_path: Path
+) -> None:
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert all(line.pop("generator_options") == {} for line in lines)
+    old = write_records(tmp_path / "old" / MANIFEST_NAME, lines)
+    assert all(r.generator_options == {} for r in read_manifest(old))
+    replay_manifest(old, tmp_path / "out", progress=False)
+    assert tree_hashes(tmp_path / "out" / "imagesTr") == tree_hashes(reference / "imagesTr")
+
+
+def test_a_checkpoint_for_a_manifest_without_learned_generators_is_refused(
+    manifest: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="checkpoint: expected a manifest of a generator that"):
+        replay_manifest(manifest, tmp_path / "out", progress=False, checkpoint="/models/a")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_generator_of_another_version_is_refused_before_any_output(
     manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
