@@ -60,6 +60,7 @@ __all__ = [
     "parse_overrides",
     "plain_settings",
     "read_settings",
+    "section_bounds",
 ]
 
 T = TypeVar("T")
@@ -233,6 +234,15 @@ def bound_problems(config: Any, bounds: Mapping[str, Interval]) -> list[str]:
                 problems.append(f"{dotted}: expected a value {interval.describe()}, found {value}")
                 break
     return problems
+
+
+def section_bounds(bounds: Mapping[str, Interval], section: str) -> dict[str, Interval]:
+    """The bounds of one section, named within it (``data.val_fraction`` -> ``val_fraction``);
+    ``section=""``: the bounds of no section (``seed``)."""
+    if not section:
+        return {k: v for k, v in bounds.items() if "." not in k}
+    prefix = f"{section}."
+    return {k.removeprefix(prefix): v for k, v in bounds.items() if k.startswith(prefix)}
 
 
 def check_bounds(

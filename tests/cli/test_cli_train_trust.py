@@ -165,6 +165,17 @@ def test_a_bad_setting_is_refused_before_anything_is_written(
 BAD_FOR_THE_DATA = [
     ("data.tumor_size", "huge", "data.tumor_size: expected one of 'tiny', 'small'"),
     ("data.healthy_label_map", "nope", "data.healthy_label_map: expected a preset"),
+    (
+        "data.healthy_label_map",
+        {"liver": 1, "kidney": 1},
+        "data.healthy_label_map: 'liver' and 'kidney' share label id 1",
+    ),
+    (
+        "data.healthy",
+        [{"path": "d", "label_map": {"liver": 0}}],
+        "data.healthy[0].label_map: entry 'liver': expected a positive integer id",
+    ),
+    ("data.healthy_label_map", "gone.json", "data.healthy_label_map: gone.json: label-map JSON"),
     ("data.generator", "heuristc", "generator 'heuristc': unknown generator"),
     ("data.generator_options", {"colour": 1}, "data.generator_options: expected options of"),
     ("data.organ", "lver", "organ 'lver'"),
@@ -192,6 +203,40 @@ def test_settings_checked_against_the_data_leave_no_out_dir(
     assert message in err and "Traceback" not in err
     assert not out.exists()
     assert config.read_bytes() == before
+
+
+def test_an_inline_label_map_trains_and_every_problem_is_named_at_once(tmp_path, data):
+    """The MONAI transform takes ``{liver: 1, kidney: 5}``; so does a training config. Wrong
+    settings of several kinds (a label map, the generator, a range) come in one message."""
+    config = tmp_path / "config.yaml"
+    out = tmp_path / "run"
+    inline = {"liver": 1, "kidney": 5}
+    write_yaml(config, with_setting(train_settings(data, out), "data.healthy_label_map", inline))
+    code, _, err = cli("train", "--config", config, "--no-progress", "--set", "optim.max_steps=1")
+    assert code == 0, err
+    assert (
+        json.loads((out / "train_config.json").read_text())["data"]["healthy_label_map"] == inline
+    )
+
+    code, _, err = cli(
+        "train",
+        "--config",
+        config,
+        "--set",
+        "data.healthy_label_map={liver: 1, kidney: 1}",
+        "--set",
+        "data.generator=heuristc",
+        "--set",
+        "optim.lr=-1",
+        "--set",
+        f"train.out_dir={tmp_path / 'other'}",
+    )
+    assert code == 2
+    assert "3 settings are wrong" in err and "Traceback" not in err
+    assert "data.healthy_label_map: 'liver' and 'kidney' share label id 1" in err
+    assert "data.generator: generator 'heuristc': unknown generator" in err
+    assert "optim.lr: expected a value > 0" in err
+    assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.parametrize("command", ["train", "train-autoencoder", "train-diffusion"])

@@ -174,6 +174,25 @@ def test_experiment_test_sets_are_checked_by_the_same_loader(tmp_path):
         load_experiment(path)
 
 
+def test_every_arm_and_test_folder_of_an_experiment_is_checked_before_training(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text(
+        "base: {data: {healthy: [d]}}\n"
+        "arms: [{name: a, set: {optim.lr: fast}}, {name: b, set: {data.real_label_map: nope}}]\n"
+        f"test: [{{name: t, images: {tmp_path}, labels: {tmp_path / 'gone'}}}]\n"
+    )
+    with pytest.raises(InputError) as info:
+        load_experiment(path)
+    assert "arm 'a': optim.lr: expected a number" in str(info.value)
+    assert "arm 'b': data.real_label_map: expected a preset" not in str(info.value)  # unused
+    path.write_text(path.read_text().replace("optim.lr: fast", "optim.lr: 0.1"))
+    with pytest.raises(InputError, match=r"test\[0\].labels: expected a folder, found none"):
+        load_experiment(path)
+    path.write_text(path.read_text().replace("{data.real_label_map: nope}", "{data.mode: real}"))
+    with pytest.raises(InputError, match=r"arm 'b': data.mode: 'real' needs scans with real"):
+        load_experiment(path, ["out_dir=elsewhere"])
+
+
 def test_the_patch_is_checked_against_the_resampled_images(phantom_dataset, tmp_path):
     settings = tiny_config(phantom_dataset, tmp_path / "run")
     config = TrainConfig.from_dict(settings)

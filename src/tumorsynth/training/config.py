@@ -44,6 +44,7 @@ from tumorsynth._settings import (
     Interval,
     bound_problems,
     config_from_dict,
+    section_bounds,
 )
 from tumorsynth._types import LabelMapSpec, SizeClass
 from tumorsynth.errors import InputError
@@ -60,7 +61,6 @@ __all__ = [
     "TrainConfig",
     "case_label_map_problems",
     "label_map_problems",
-    "section_bounds",
 ]
 
 Mode = Literal["real", "synthetic", "mixed"]
@@ -198,6 +198,9 @@ class OptimConfig:
     amp: bool = True
     grad_clip: float = 12.0
 
+    def check(self) -> list[str]:
+        return bound_problems(self, section_bounds(BOUNDS, "optim"))
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -231,6 +234,12 @@ class RunConfig:
     sw_overlap: float = 0.25
     max_val_cases: int = 8
     max_minutes: float | None = None
+
+    def check(self) -> list[str]:
+        problems = bound_problems(self, section_bounds(BOUNDS, "train"))
+        if not self.out_dir:
+            problems.append("out_dir: expected a folder for the run, found nothing")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -273,12 +282,10 @@ class TrainConfig:
         return config_from_dict(cls, data, where)
 
     def check(self) -> list[str]:
-        """Ranges (:data:`BOUNDS`; ``data``'s own are checked by :meth:`DataConfig.check`) and
-        the rules between sections."""
-        outside_data = {k: v for k, v in BOUNDS.items() if not k.startswith("data.")}
-        problems = bound_problems(self, outside_data)
-        if not self.train.out_dir:
-            problems.append("train.out_dir: expected a folder for the run, found nothing")
+        """The ranges (:data:`BOUNDS`) of ``seed`` and of the network, and the rules between
+        sections (each section checks its own settings first)."""
+        own = {k: v for k, v in BOUNDS.items() if k.split(".")[0] in ("seed", "model")}
+        problems = bound_problems(self, own)
         if self.model.out_channels != len(self.classes):
             problems.append(
                 f"model.out_channels: must be {len(self.classes)} (background, organ, tumor), "
@@ -287,7 +294,8 @@ class TrainConfig:
         return problems
 
 
-#: Allowed ranges of the numeric settings (the other rules are in the ``check`` methods).
+#: Allowed ranges of the numeric settings, checked by the ``check`` method of their section (the
+#: network's by :meth:`TrainConfig.check`); the other rules are in those methods too.
 BOUNDS: dict[str, Interval] = {
     "seed": AT_LEAST_0,
     "data.synthetic_fraction": FRACTION,
@@ -342,9 +350,3 @@ def case_label_map_problems(
     ]
     used = own if len(own) == len(entries) else [(default_key, default), *own]
     return [problem for key, spec in used for problem in label_map_problems(spec, key)]
-
-
-def section_bounds(bounds: dict[str, Interval], section: str) -> dict[str, Interval]:
-    """The bounds of one section, named within it (``data.val_fraction`` -> ``val_fraction``)."""
-    prefix = f"{section}."
-    return {k.removeprefix(prefix): v for k, v in bounds.items() if k.startswith(prefix)}

@@ -40,6 +40,7 @@ from tumorsynth._settings import (
     Interval,
     bound_problems,
     config_from_dict,
+    section_bounds,
 )
 from tumorsynth._types import LabelMapSpec
 from tumorsynth.errors import InputError
@@ -79,6 +80,12 @@ class ScanDataConfig:
     val_crops: int = 4
     foreground_hu: float = -500.0
 
+    def check(self) -> list[str]:
+        problems = bound_problems(self, section_bounds(AUTOENCODER_BOUNDS, "data"))
+        if not self.images:
+            problems.append("images: expected CT files or folders, found none")
+        return problems
+
 
 @dataclass(frozen=True)
 class TumorDataConfig:
@@ -111,7 +118,10 @@ class TumorDataConfig:
     val_crops: int = 4
 
     def check(self) -> list[str]:
-        problems = case_label_map_problems(self.cases, self.label_map, "cases", "label_map")
+        problems = bound_problems(self, section_bounds(DIFFUSION_BOUNDS, "data"))
+        problems += case_label_map_problems(self.cases, self.label_map, "cases", "label_map")
+        if not self.cases:
+            problems.append("cases: expected scans with annotated tumors, found none")
         lo, hi = self.scale_range
         if not hi >= lo:
             problems.append(f"scale_range: expected (low, high), found {list(self.scale_range)}")
@@ -157,6 +167,9 @@ class GenerativeOptimConfig:
     adv_start: int = 500
     ema_decay: float = 0.999
 
+    def check(self) -> list[str]:
+        return bound_problems(self, section_bounds(_COMMON_BOUNDS, "optim"))
+
 
 @dataclass(frozen=True)
 class GenerativeRunConfig:
@@ -182,8 +195,12 @@ class GenerativeRunConfig:
     device: str = "auto"
     max_minutes: float | None = None
 
+    def check(self) -> list[str]:
+        return bound_problems(self, section_bounds(_COMMON_BOUNDS, "train"))
 
-#: Allowed ranges shared by both generator trainings (checked with the types, before any work).
+
+#: Allowed ranges shared by both generator trainings, checked by the ``check`` method of their
+#: section (the network's by the run's), with the types, before any work.
 _COMMON_BOUNDS: dict[str, Interval] = {
     "seed": AT_LEAST_0,
     "optim.lr": POSITIVE,
@@ -260,9 +277,7 @@ class AutoencoderTrainConfig:
         return config_from_dict(cls, data, where)
 
     def check(self) -> list[str]:
-        problems = bound_problems(self, AUTOENCODER_BOUNDS)
-        if not self.data.images:
-            problems.append("data.images: expected CT files or folders, found none")
+        problems = bound_problems(self, _top_and_model(AUTOENCODER_BOUNDS))
         try:
             self.model.validate("model")
         except InputError as exc:
@@ -308,12 +323,15 @@ class DiffusionTrainConfig:
         return config_from_dict(cls, data, where)
 
     def check(self) -> list[str]:
-        problems = bound_problems(self, DIFFUSION_BOUNDS)
+        problems = bound_problems(self, _top_and_model(DIFFUSION_BOUNDS))
         if not self.autoencoder:
             problems.append(
                 "autoencoder: expected the folder written by `tumorsynth train-autoencoder`, "
                 "found nothing"
             )
-        if not self.data.cases:
-            problems.append("data.cases: expected scans with annotated tumors, found none")
         return problems
+
+
+def _top_and_model(bounds: dict[str, Interval]) -> dict[str, Interval]:
+    """The bounds a run's own ``check`` keeps (each other section checks its own)."""
+    return {k: v for k, v in bounds.items() if k.split(".")[0] in ("seed", "model")}
