@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tumorsynth.errors import InputError
-from tumorsynth.io.identity import split_case_name
+from tumorsynth.io.identity import case_id_from, split_case_name
 from tumorsynth.io.label_maps import LabelMap
 from tumorsynth.io.nifti import Volume, check_same_grid, load_label
 
@@ -356,7 +356,7 @@ def _msd_cases(root: Path, split: str) -> list[CaseRef]:
                 str(label),
                 f"label file for image {_rel(image, root)} (listed in {where}) does not exist",
             )
-        cases.append(CaseRef(_stem(listed), image, label))
+        cases.append(CaseRef(case_id_from(listed, channel=False), image, label))
     if not cases:
         raise InputError(str(json_path), f"the {key!r} list is empty; expected at least one case")
     return cases
@@ -431,14 +431,8 @@ def _read_dataset_json(root: Path) -> dict[str, Any] | None:
 
 def _with_channel0(path: Path) -> Path:
     """nnU-Net v1 lists ``imagesTr/x.nii.gz`` for the file ``imagesTr/x_0000.nii.gz``."""
-    stem = _stem(path)
+    stem = case_id_from(path, channel=False)
     return path.with_name(f"{stem}_0000{path.name[len(stem) :]}")
-
-
-def _stem(path: Path) -> str:
-    """The file name without its NIfTI ending (a listed file's case id)."""
-    named = split_case_name(path, channel=False)
-    return path.name if named is None else named[0]
 
 
 def _require_dir(path: Path, expected: str, fix: str | None = None) -> None:

@@ -143,13 +143,15 @@ def split_case_name(
     return found["case"], int(found["channel"])
 
 
-def case_id_from(path: str | os.PathLike[str], file_ending: str | None = None) -> str:
+def case_id_from(
+    path: str | os.PathLike[str], file_ending: str | None = None, *, channel: bool = True
+) -> str:
     """The case id a CT file name implies: ``/data/liver_7_0000.nii.gz`` -> ``liver_7``.
 
-    The ending (``file_ending``, else ``.nii.gz`` or ``.nii``) and the CT's nnU-Net channel
-    ``_0000`` are removed (by :func:`split_case_name`); another channel number stays part of the
-    id, and a name without the ending is kept whole. The result is not validated; pass it
-    through :func:`check_case_id` before using it in a path.
+    The ending (``file_ending``, else ``.nii.gz`` or ``.nii``) and, with ``channel``, the CT's
+    nnU-Net channel ``_0000`` are removed (by :func:`split_case_name`); another channel number
+    stays part of the id, and a name without the ending is kept whole. The result is not
+    validated; pass it through :func:`check_case_id` before using it in a path.
 
     Examples
     --------
@@ -157,12 +159,14 @@ def case_id_from(path: str | os.PathLike[str], file_ending: str | None = None) -
     'liver_7'
     >>> case_id_from("BDMAP_001/ct.nii"), case_id_from("scan_0003.nii.gz")
     ('ct', 'scan_0003')
+    >>> case_id_from("imagesTr/liver_7_0000.nii.gz", channel=False)  # the file's own name
+    'liver_7_0000'
     """
-    named = split_case_name(path, file_ending)
+    named = split_case_name(path, file_ending, channel=channel)
     if named is None:
         return Path(path).name
-    case_id, channel = named
-    return case_id if channel in (None, 0) else f"{case_id}_{channel:04d}"
+    case_id, number = named
+    return case_id if number in (None, 0) else f"{case_id}_{number:04d}"
 
 
 def variant_name(case_id: str, variant: int) -> str:

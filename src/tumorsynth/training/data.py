@@ -114,7 +114,7 @@ def case_items(
         if not isinstance(entry, str) and "image" in entry:  # one case listed by its files
             if "label" not in entry:
                 raise InputError(str(entry["image"]), "a listed training case needs 'label' too")
-            case_id = entry.get("case_id") or case_id_from(entry["image"])
+            case_id = entry.get("case_id") or case_id_from(entry["image"], channel=False)
             items.append(
                 CaseItem(
                     f"{kind}:{case_id}",

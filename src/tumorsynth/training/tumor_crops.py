@@ -120,7 +120,7 @@ def load_scan(
             vol.name, f"expected body voxels above {foreground_hu} HU, found none (is it a CT?)"
         )
     return Scan(
-        case_id or case_id_from(image),
+        case_id or case_id_from(image, channel=False),
         torch.from_numpy(np.ascontiguousarray(array)),
         spacing,
         orientation_of(vol.affine),
