@@ -314,6 +314,23 @@ def test_bad_config_file_is_named(inputs, tmp_path: Path, text: str, found: str)
     assert not (tmp_path / "out").exists()
 
 
+def test_config_file_takes_an_inline_label_map(inputs, tmp_path: Path) -> None:
+    """A label map written as a mapping in the option file works as a preset name does (it is
+    passed on as JSON text, which ``--label-map`` also takes)."""
+    config = tmp_path / "synth.yaml"
+    config.write_text(
+        "label-map: {liver: 1, pancreas: 3, kidney: 5, spleen: 7, vessel: 8, bone: 9}\n"
+        "organ: liver\ncount: 1\nsize: tiny\n"
+    )
+    out = tmp_path / "out"
+    run = cli(
+        "synthesize", "--image", inputs.ct, "--label", inputs.seg, "--config", config, "--out", out
+    )
+    assert run.code == 0, run.err
+    assert json.loads((out / "run.json").read_text())["settings"]["label_map"].startswith("{")
+    assert len(manifest_lines(out)) == 1
+
+
 # --- datasets, workers, resume -------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -120,7 +121,8 @@ def apply_config(
                 f"unknown option {key!r} for '{args.command}'; known are "
                 f"{sorted(k for k in known if not k.startswith('_'))}",
             )
-        defaults[dest] = value
+        # a mapping (an inline label map) is passed on as its JSON text, as on the command line
+        defaults[dest] = json.dumps(value) if isinstance(value, dict) else value
     sub = _subparser(parser, args.command)
     sub.set_defaults(**defaults)
     return parser.parse_args(list(argv))
