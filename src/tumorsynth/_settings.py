@@ -20,7 +20,8 @@ Every field is documented in its class docstring's numpydoc ``Attributes`` secti
 :func:`commented_yaml` prints a config with those descriptions as one comment per setting
 (``tumorsynth config NAME``), and what it prints loads back unchanged.
 
-Choices made here: a bool is not a number (``batch_size: true`` is refused); a float where an
+Choices made here: a key given twice in one mapping is refused (YAML keeps the last silently);
+a bool is not a number (``batch_size: true`` is refused); a float where an
 integer is expected is accepted only when it is integral (``seed: 2.0`` is 2; ``seed: 1.5`` is
 refused, never truncated); numbers must be finite; a bare string is not a list.
 """
@@ -86,9 +87,16 @@ def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
     name the file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise InputError(str(path), f"cannot read config ({exc.strerror})") from exc
+    except _DuplicateKeyError as exc:
+        raise InputError(
+            str(path),
+            f"line {exc.line}: {exc.key!r} is given twice in one mapping; YAML keeps only the "
+            "last, so the settings of the first would be silently dropped",
+            fix="write each setting or section once",
+        ) from None
     except yaml.YAMLError as exc:
         raise InputError(str(path), f"expected YAML, found unparsable text ({exc})") from exc
     if raw is None:
@@ -96,6 +104,26 @@ def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InputError(str(path), f"expected a mapping of settings, found {type(raw).__name__}")
     return raw
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"line {line}: {key!r} is given twice")
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (YAML would keep the
+    last silently: a second ``optim:`` section would drop the first's settings)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise _DuplicateKeyError(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_overrides(items: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 from tiny import tiny_config
 
-from tumorsynth._settings import Interval, check_bounds, config_from_dict
+from tumorsynth._settings import Interval, check_bounds, config_from_dict, load_config
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.phantom import make_phantom
@@ -95,6 +95,16 @@ def test_all_problems_are_reported_together_under_a_key_path():
     assert text.startswith("f.json: 3 settings are wrong")
     for part in ("config.count: expected", "config.rate: expected", "config: unknown setting(s)"):
         assert part in text
+
+
+def test_a_key_given_twice_is_refused_naming_its_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim: {lr: 0.1}\ndata: {healthy: [a]}\noptim: {max_steps: 3}\n")
+    with pytest.raises(InputError, match=r"c.yaml: line 3: 'optim' is given twice"):
+        load_config(TrainConfig, path)
+    path.write_text("data: {healthy: [a], mode: real, mode: mixed}\n")
+    with pytest.raises(InputError, match=r"line 1: 'mode' is given twice"):
+        load_config(TrainConfig, path)
 
 
 def test_complete_requires_every_key():
