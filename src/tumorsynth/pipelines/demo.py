@@ -15,6 +15,7 @@ from pathlib import Path
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.datasets import CaseRef, check_distinct_inputs
+from tumorsynth.io.identity import case_id_from
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, ids_present, resolve_label_map
 from tumorsynth.io.nifti import load_label, load_volume, save_volume
 from tumorsynth.io.records import TumorRecord
@@ -88,7 +89,7 @@ def _real_scan_plan(
     if label is None:
         raise InputError("--label", "--image needs its organ labels")
     check_distinct_inputs(image, label)
-    case = CaseRef(Path(image).name.split(".")[0], Path(image), Path(label))
+    case = CaseRef(case_id_from(image, channel=False), Path(image), Path(label))
     lmap_name = require_label_map(label_map, [case], list(_REAL_SCAN_REQUESTS))
     lmap = resolve_label_map(lmap_name)
     load_volume(case.image)  # a missing or unreadable image is named before anything is made
