@@ -71,15 +71,19 @@ def load_config(
     cls: type[T],
     path: str | os.PathLike[str],
     overrides: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    inputs: bool = False,
 ) -> T:
     """``cls`` from a YAML/JSON file, ``overrides`` winning over the file, checked whole.
 
     ``overrides`` are ``--set`` items (``["optim.max_steps=5"]``, values parsed as YAML) or a
     mapping, nested or dotted (``{"optim": {"max_steps": 5}}``, ``{"optim.max_steps": 5}``).
-    Raises :class:`InputError` naming the file and every wrong setting.
+    ``inputs``: also check that the files and folders the config reads exist (what a command
+    does before it starts; see :func:`config_from_dict`). Raises :class:`InputError` naming the
+    file and every wrong setting.
     """
     merged = merge_settings(read_settings(path), parse_overrides(overrides))
-    return config_from_dict(cls, merged, str(path))
+    return config_from_dict(cls, merged, str(path), inputs=inputs)
 
 
 def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -188,12 +192,15 @@ def config_from_dict(
     *,
     key_path: str = "",
     complete: bool = False,
+    inputs: bool = False,
 ) -> T:
     """``cls(**data)`` after checking every key and value against ``cls``'s type hints.
 
     Nested dataclass fields take mappings (checked the same way, their keys named
     ``section.key``); a section left empty (``model:``) takes its defaults. Each dataclass that
-    defines ``check()`` is then checked by it (inner sections first). ``complete``: every field
+    defines ``check()`` is then checked by it (inner sections first); with ``inputs``, so is
+    every one that defines ``input_problems()`` (the files and folders it reads exist: checked
+    when a command is about to run, not when a config is only read). ``complete``: every field
     must be present (a saved checkpoint config writes them all, so a missing one means the file
     was edited or truncated). Raises :class:`InputError` at ``where`` listing every problem by
     its key path.
@@ -213,7 +220,7 @@ def config_from_dict(
     tumorsynth.errors.InputError: c.yaml: optim.lr: expected a number, found 'fast' (str)
     """
     problems: list[str] = []
-    value = _build(cls, data, key_path, problems, complete)
+    value = _build(cls, data, key_path, problems, complete, inputs)
     if problems:
         raise InputError(where, _join(problems))
     return value  # type: ignore[return-value]
@@ -296,7 +303,14 @@ def _join(problems: Sequence[str]) -> str:
     return f"{len(problems)} settings are wrong: " + "; ".join(problems)
 
 
-def _build(cls: type, data: Any, key_path: str, problems: list[str], complete: bool = False) -> Any:
+def _build(
+    cls: type,
+    data: Any,
+    key_path: str,
+    problems: list[str],
+    complete: bool = False,
+    inputs: bool = False,
+) -> Any:
     """A dataclass from a mapping, appending problems instead of raising (None if any)."""
     if not isinstance(data, Mapping):
         problems.append(f"{_label(key_path)}expected a mapping of settings, found {_found(data)}")
@@ -320,7 +334,7 @@ def _build(cls: type, data: Any, key_path: str, problems: list[str], complete: b
         if dataclasses.is_dataclass(annotation):
             # ``model:`` with nothing under it takes the section's defaults
             section = {} if data[name] is None else data[name]
-            values[name] = _build(annotation, section, path, problems, complete)  # type: ignore[arg-type]
+            values[name] = _build(annotation, section, path, problems, complete, inputs)  # type: ignore[arg-type]
             continue
         try:
             values[name] = _coerce(data[name], annotation, path)
@@ -333,13 +347,12 @@ def _build(cls: type, data: Any, key_path: str, problems: list[str], complete: b
     except (TypeError, ValueError) as exc:  # a dataclass's own __post_init__ check
         problems.append(f"{_label(key_path)}invalid settings ({exc})")
         return None
-    check = getattr(built, "check", None)
-    if callable(check):
-        own = check()
-        problems.extend(_under(key_path, p) for p in own)
-        if own:
-            return None
-    return built
+    own = []
+    for method in ("check", "input_problems") if inputs else ("check",):
+        if callable(getattr(built, method, None)):
+            own += getattr(built, method)()
+    problems.extend(_under(key_path, p) for p in own)
+    return None if own else built
 
 
 def _coerce(value: Any, annotation: Any, path: str) -> Any:

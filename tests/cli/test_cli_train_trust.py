@@ -239,6 +239,44 @@ def test_an_inline_label_map_trains_and_every_problem_is_named_at_once(tmp_path,
     assert not (tmp_path / "other").exists()
 
 
+MISSING_INPUTS = [
+    ("train", {"data.healthy": ["gone_dir"]}, "data.healthy[0]: gone_dir: training dataset"),
+    ("train-autoencoder", {"data.images": ["gone.nii.gz"]}, "data.images[0]: gone.nii.gz: CT"),
+    (
+        "train-diffusion",
+        {"data.cases": [{"image": "gone.nii.gz", "label": "gone_seg.nii.gz"}]},
+        "data.cases[0].image: gone.nii.gz: training image not found",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "command,settings,message", MISSING_INPUTS, ids=[m[0] for m in MISSING_INPUTS]
+)
+def test_missing_scans_are_named_with_the_other_problems_before_anything_is_written(
+    tmp_path, data, command, settings, message
+):
+    config = tmp_path / "config.yaml"
+    out = tmp_path / "run"
+    written = settings_for(command, data, out)
+    for dotted, value in settings.items():
+        written = with_setting(written, dotted, value)
+    write_yaml(config, written)
+    code, _, err = cli(command, "--config", config, "--set", "optim.lr=-1")
+    assert code == 2, err
+    assert message in err and "optim.lr: expected a value > 0" in err
+    assert not out.exists()
+
+
+def test_a_missing_autoencoder_folder_is_named_before_anything_is_read(tmp_path, data):
+    config = tmp_path / "config.yaml"
+    write_yaml(config, diffusion_settings(tmp_path / "no_ae", {"path": str(data)}, tmp_path / "o"))
+    code, _, err = cli("train-diffusion", "--config", config)
+    assert code == 2
+    assert f"autoencoder: {tmp_path / 'no_ae'}: folder not found" in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("command", ["train", "train-autoencoder", "train-diffusion"])
 def test_set_overrides_are_checked_the_same_way(tmp_path, data, command):
     config = tmp_path / "config.yaml"

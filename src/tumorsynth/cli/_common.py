@@ -84,7 +84,8 @@ def run_training(
     summary: Callable[[R], str],
 ) -> int:
     """The one body of the training commands: load ``--config`` with its ``--set`` overrides
-    into ``config_class`` (checked whole, before anything is read or written), ``train`` it,
+    into ``config_class`` (checked whole, its input paths too, before anything is read or
+    written), ``train`` it,
     print ``summary`` of the result (under torchrun, rank 0 only)."""
     from tumorsynth._settings import load_config
     from tumorsynth.errors import InputError
@@ -95,7 +96,7 @@ def run_training(
             f"a configuration file (YAML) is required; `tumorsynth config {args.command}` "
             "prints one with every setting",
         )
-    config = load_config(config_class, args.config, args.set)
+    config = load_config(config_class, args.config, args.set, inputs=True)
     options = {"resume": args.resume} if hasattr(args, "resume") else {}
     result = train(config, progress=not args.no_progress, **options)
     if int(os.environ.get("RANK", "0")) == 0:

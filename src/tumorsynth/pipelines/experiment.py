@@ -179,14 +179,15 @@ class ExperimentSettings:
                     problems.append(f"arm {arm.name!r}: {exc.message}")
         return problems
 
-    def arm_config(self, arm: ArmSettings) -> TrainConfig:
-        """``base`` (a mapping) with the arm's settings, its run in ``out_dir/arms/NAME``."""
+    def arm_config(self, arm: ArmSettings, *, inputs: bool = False) -> TrainConfig:
+        """``base`` (a mapping) with the arm's settings, its run in ``out_dir/arms/NAME``
+        (``inputs``: its scans must exist, as ``config_from_dict`` checks them)."""
         if not isinstance(self.base, dict):
             raise TypeError("base is a file name: load_experiment reads it first")
         merged = merge_settings(self.base, dotted_settings(arm.set))
         out = Path(self.out_dir) / "arms" / _slug(arm.name)
         merged = merge_settings(merged, {"name": arm.name, "train": {"out_dir": str(out)}})
-        return config_from_dict(TrainConfig, merged, f"arm {arm.name!r}")
+        return config_from_dict(TrainConfig, merged, f"arm {arm.name!r}", inputs=inputs)
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,13 @@ def load_experiment(
         raw = {**raw, "base": read_settings(base if base.is_absolute() else path.parent / base)}
     merged = merge_settings(raw, parse_overrides(overrides))
     settings = config_from_dict(ExperimentSettings, merged, str(path))
-    problems = []
-    for index, test in enumerate(settings.test):  # found now, not after every arm has trained
+    problems, arms = [], []
+    for arm in settings.arms:  # their scans, and the test sets, found now, not after training
+        try:
+            arms.append(Arm(arm.name, settings.arm_config(arm, inputs=True)))
+        except InputError as exc:
+            problems.append(f"arm {arm.name!r}: {exc.message}")
+    for index, test in enumerate(settings.test):
         for key in ("images", "labels"):
             folder = getattr(test, key)
             if not Path(folder).is_dir():
@@ -228,7 +234,7 @@ def load_experiment(
     return ExperimentConfig(
         settings.name,
         Path(settings.out_dir),
-        tuple(Arm(arm.name, settings.arm_config(arm)) for arm in settings.arms),
+        tuple(arms),
         settings.test,
         dataclasses.asdict(settings.evaluate),
     )

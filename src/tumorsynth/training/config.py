@@ -34,6 +34,7 @@ needs are given, the generator exists), all together, before anything is read or
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from tumorsynth._settings import (
@@ -59,6 +60,7 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
+    "case_input_problems",
     "case_label_map_problems",
     "label_map_problems",
 ]
@@ -166,6 +168,11 @@ class DataConfig:
         if not hi > lo:
             problems.append(f"hu_window: expected (low, high) HU, found {list(self.hu_window)}")
         return problems
+
+    def input_problems(self) -> list[str]:
+        """The scans ``mode`` uses that are not where the entries say."""
+        used = {"synthetic": ("healthy",), "real": ("real",), "mixed": ("healthy", "real")}
+        return [p for key in used[self.mode] for p in case_input_problems(getattr(self, key), key)]
 
 
 @dataclass(frozen=True)
@@ -336,6 +343,26 @@ def label_map_problems(spec: LabelMapSpec, key: str) -> list[str]:
         detail = f"{exc.where}: {exc.message}" if named else exc.message
         return [f"{key}: {detail}" + (f" ({exc.fix})" if exc.fix else "")]
     return []
+
+
+def case_input_problems(entries: tuple[CaseEntry, ...], key: str) -> list[str]:
+    """Case entries whose folder or files do not exist, as ``healthy[0]: DIR: training dataset
+    folder not found`` (entries of an unknown form are left to the data loader, which names
+    their keys)."""
+    problems = []
+    for index, entry in enumerate(entries):
+        fields = {"": entry} if isinstance(entry, str) else entry
+        for name, kind in (
+            ("", "dataset folder"),
+            ("path", "dataset folder"),
+            ("image", "image"),
+            ("label", "label"),
+        ):
+            path = fields.get(name)
+            if isinstance(path, str) and not Path(path).exists():
+                where = f"{key}[{index}]" + (f".{name}" if name else "")
+                problems.append(f"{where}: {path}: training {kind} not found")
+    return problems
 
 
 def case_label_map_problems(

@@ -30,6 +30,7 @@ and ``tumorsynth config diffusion`` print every setting with its default and des
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tumorsynth._settings import (
@@ -45,7 +46,7 @@ from tumorsynth._settings import (
 from tumorsynth._types import LabelMapSpec
 from tumorsynth.errors import InputError
 from tumorsynth.models.tumor_diffusion import AutoencoderConfig, DenoiserConfig
-from tumorsynth.training.config import CaseEntry, case_label_map_problems
+from tumorsynth.training.config import CaseEntry, case_input_problems, case_label_map_problems
 
 __all__ = [
     "AUTOENCODER_BOUNDS",
@@ -85,6 +86,13 @@ class ScanDataConfig:
         if not self.images:
             problems.append("images: expected CT files or folders, found none")
         return problems
+
+    def input_problems(self) -> list[str]:
+        return [
+            f"images[{index}]: {path}: CT file or folder not found"
+            for index, path in enumerate(self.images)
+            if not Path(path).exists()
+        ]
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,9 @@ class TumorDataConfig:
         if not hi >= lo:
             problems.append(f"scale_range: expected (low, high), found {list(self.scale_range)}")
         return problems
+
+    def input_problems(self) -> list[str]:
+        return case_input_problems(self.cases, "cases")
 
 
 @dataclass(frozen=True)
@@ -330,6 +341,14 @@ class DiffusionTrainConfig:
                 "found nothing"
             )
         return problems
+
+    def input_problems(self) -> list[str]:
+        if not self.autoencoder or Path(self.autoencoder).is_dir():
+            return []
+        return [
+            f"autoencoder: {self.autoencoder}: folder not found (expected the out_dir/autoencoder "
+            "folder of `tumorsynth train-autoencoder`)"
+        ]
 
 
 def _top_and_model(bounds: dict[str, Interval]) -> dict[str, Interval]:
