@@ -10,7 +10,7 @@ import yaml
 from cli_runner import cli
 
 from tumorsynth._settings import field_docs, load_config, plain_settings
-from tumorsynth.cli.config import EXAMPLES, KINDS, _config_class, example_folder, example_path
+from tumorsynth.cli.config import EXAMPLES, KINDS, config_class, example_folder, example_path
 
 #: What each default configuration needs before it loads (its checks refuse an empty data list).
 REQUIRED = {
@@ -41,7 +41,7 @@ def test_without_a_name_every_name_is_listed_with_the_examples_folder():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_setting_has_a_one_line_description(kind):
-    for cls in dataclasses_of(_config_class(kind)):
+    for cls in dataclasses_of(config_class(kind)):
         docs = field_docs(cls)
         missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name)]
         assert not missing, f"{cls.__name__} does not describe {missing}"
@@ -50,7 +50,7 @@ def test_every_setting_has_a_one_line_description(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_defaults_print_every_setting_and_load_back_unchanged(kind, tmp_path):
-    cls = _config_class(kind)
+    cls = config_class(kind)
     run = cli("config", kind)
     assert run.code == 0, run.err
     printed = yaml.safe_load(run.out)
@@ -67,7 +67,7 @@ def test_defaults_print_every_setting_and_load_back_unchanged(kind, tmp_path):
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_an_example_prints_with_every_setting_and_loads_back_equal(name, tmp_path):
-    cls = _config_class(EXAMPLES[name])
+    cls = config_class(EXAMPLES[name])
     assert example_path(name).is_file()  # found through the package, not the repository
     run = cli("config", name)
     assert run.code == 0, run.err

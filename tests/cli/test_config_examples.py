@@ -11,7 +11,7 @@ from cli_runner import cli
 from tiny import TINY_AE, TINY_DENOISER, write_phantom_dataset
 
 from tumorsynth._settings import load_config
-from tumorsynth.cli.config import EXAMPLES, _config_class, example_folder, example_path
+from tumorsynth.cli.config import EXAMPLES, config_class, example_folder, example_path
 from tumorsynth.io.datasets import discover_cases
 from tumorsynth.pipelines.batch import BatchSettings, run_batch
 from tumorsynth.pipelines.synthesize import TumorRequest
@@ -62,7 +62,7 @@ def test_every_example_is_shipped_in_the_package_and_in_configs():
 def test_every_example_loads_as_shipped_and_says_what_to_change(name):
     text = example_path(name).read_text()
     assert "To change" in text and "tumorsynth config" in text
-    config = load_config(_config_class(EXAMPLES[name]), example_path(name))
+    config = load_config(config_class(EXAMPLES[name]), example_path(name))
     assert config.name
 
 

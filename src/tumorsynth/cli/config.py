@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXAMPLES", "KINDS", "config_text", "example_path"]
+__all__ = ["EXAMPLES", "KINDS", "config_class", "config_text", "example_folder", "example_path"]
 
 #: This command takes no --config of its own.
 TAKES_CONFIG = False
@@ -73,14 +73,14 @@ def config_text(name: str) -> str:
     from tumorsynth.errors import InputError
 
     if name in KINDS:
-        config = _config_class(name)()
+        config = config_class(name)()
         header = [
             f"Every setting of `tumorsynth {name} --config FILE`, with its default.",
             "Fill in the data to train on; `tumorsynth config` lists complete examples.",
         ]
     elif name in EXAMPLES:
         path = example_path(name)
-        config = load_config(_config_class(EXAMPLES[name]), path)
+        config = load_config(config_class(EXAMPLES[name]), path)
         header = [line.removeprefix("#").removeprefix(" ") for line in _leading_comment(path)]
         header += ["", "Every setting follows: the example's values, defaults elsewhere."]
     else:
@@ -102,7 +102,8 @@ def example_path(name: str) -> Path:
     return example_folder() / f"{name}.yaml"
 
 
-def _config_class(command: str) -> Any:
+def config_class(command: str) -> Any:
+    """The configuration class of ``command`` (imported now: it may need torch)."""
     module, cls = KINDS[command]
     return getattr(importlib.import_module(module), cls)
 
