@@ -314,6 +314,14 @@ def test_bad_config_file_is_named(inputs, tmp_path: Path, text: str, found: str)
     assert not (tmp_path / "out").exists()
 
 
+def test_label_map_flag_takes_an_inline_mapping(inputs, tmp_path: Path) -> None:
+    inline = '{"liver": 1, "pancreas": 3, "kidney": 5, "spleen": 7, "vessel": 8, "bone": 9}'
+    out = tmp_path / "out"
+    run = cli(*synth_args(inputs, out, "--count", 1, "--size", "tiny", "--label-map", inline))
+    assert run.code == 0, run.err
+    assert json.loads((out / "run.json").read_text())["settings"]["label_map"] == inline
+
+
 def test_config_file_takes_an_inline_label_map(inputs, tmp_path: Path) -> None:
     """A label map written as a mapping in the option file works as a preset name does (it is
     passed on as JSON text, which ``--label-map`` also takes)."""
@@ -647,7 +655,7 @@ BAD_INPUT: dict[str, tuple[Callable[[P], list[object]], Callable[[P], Expected]]
         lambda p: ["map_spleen.json", "no organ 'liver'", "spleen"],
     ),
     "label map neither preset nor file": (
-        lambda p: ["--label-map", '{"liver": 1}'],
+        lambda p: ["--label-map", "liver=1"],
         lambda p: ["--label-map", "expected a preset", "totalsegmentator", "JSON file"],
     ),
     "NaN voxels": (

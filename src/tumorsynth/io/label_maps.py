@@ -213,8 +213,8 @@ def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | Labe
     if path.suffix.lower() != ".json" and not path.exists():
         raise InputError(
             f"--label-map {text!r}",
-            f"expected a preset ({', '.join(PRESETS)}) or a "
-            'JSON file such as {"liver": 1, "kidney": [2, 3]}, found neither',
+            f"expected a preset ({', '.join(PRESETS)}), a JSON file, or a mapping written "
+            'inline such as {"liver": 1, "kidney": [2, 3]}, found none of these',
         )
     try:
         data = json.loads(path.read_text(), object_pairs_hook=_refuse_duplicate_keys)
