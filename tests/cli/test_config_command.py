@@ -9,7 +9,8 @@ import pytest
 import yaml
 from cli_runner import cli
 
-from tumorsynth._settings import field_docs, load_config, plain_settings
+from tumorsynth._settings import load_config
+from tumorsynth._settings_docs import field_docs, plain_settings
 from tumorsynth.cli.config import EXAMPLES, KINDS, config_class, example_folder, example_path
 
 #: What each default configuration needs before it loads (its checks refuse an empty data list).

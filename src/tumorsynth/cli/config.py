@@ -69,7 +69,8 @@ def names_text() -> str:
 
 def config_text(name: str) -> str:
     """The commented YAML ``tumorsynth config NAME`` prints."""
-    from tumorsynth._settings import commented_yaml, load_config
+    from tumorsynth._settings import load_config
+    from tumorsynth._settings_docs import commented_yaml
     from tumorsynth.errors import InputError
 
     if name in KINDS:
