@@ -74,7 +74,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, resume: bool) -> 
             "refused",
         )
     add_settings_overrides(parser, "optim.max_steps=500")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_training(
