@@ -49,7 +49,7 @@ from tumorsynth._settings import (
 )
 from tumorsynth._types import LabelMapSpec, SizeClass
 from tumorsynth.errors import InputError
-from tumorsynth.generators import registered_generators
+from tumorsynth.generators import generator_takes, registered_generators
 from tumorsynth.io.label_maps import resolve_label_map
 from tumorsynth.models.segmentors import SegmentorConfig
 
@@ -158,6 +158,13 @@ class DataConfig:
                 f"generator: generator {self.generator!r}: unknown generator; known are "
                 f"{list(registered_generators())}"
             )
+        else:
+            unknown = [o for o in self.generator_options if not generator_takes(self.generator, o)]
+            if unknown:
+                problems.append(
+                    f"generator_options: expected options of generator {self.generator!r}, "
+                    f"found {self.generator_options} (it takes no option {', '.join(unknown)})"
+                )
         for key in ("healthy", "real"):
             entries = getattr(self, key)
             if entries:
