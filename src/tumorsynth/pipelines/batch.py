@@ -68,6 +68,9 @@ from tumorsynth.pipelines.case_check import check_case_inputs
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
 from tumorsynth.previews import render_tumor_montage, save_png
 
+#: The NIfTI header description of every synthetic image (a replay writes the same bytes).
+SYNTHETIC_IMAGE_DESCRIPTION = f"tumorsynth {__version__} synthetic tumors"
+
 __all__ = [
     "BatchOutput",
     "BatchSettings",
@@ -324,7 +327,7 @@ def synthesize_files(
             image,
             out_dir / image_rel,
             array=out.image,
-            description=f"tumorsynth {__version__} synthetic tumors",
+            description=SYNTHETIC_IMAGE_DESCRIPTION,
         )
         try:
             save_volume(label, out_dir / label_rel, array=out.label)

@@ -47,7 +47,12 @@ from tumorsynth.io.records import (
     rewrite_manifest,
 )
 from tumorsynth.io.run_lock import run_lock
-from tumorsynth.pipelines.batch import BatchOutput, progress_bar, write_dataset_json
+from tumorsynth.pipelines.batch import (
+    SYNTHETIC_IMAGE_DESCRIPTION,
+    BatchOutput,
+    progress_bar,
+    write_dataset_json,
+)
 from tumorsynth.pipelines.batch_folder import (
     check_sources_outside,
     complete_records,
@@ -393,7 +398,9 @@ def _replay_variant(
                 fix="replay the manifest as the batch wrote it, with its sources",
             )
     image_rel, label_rel = v.files
-    save_volume(image, folder / image_rel, array=result.image)
+    save_volume(
+        image, folder / image_rel, array=result.image, description=SYNTHETIC_IMAGE_DESCRIPTION
+    )
     try:
         save_volume(label, folder / label_rel, array=result.label)
     except BaseException:
