@@ -104,11 +104,12 @@ class PlacementRules:
         How far tumor voxels may extend past the organ surface (into soft tissue, never into other
         labelled structures, air or bone).
     exophytic_probability
-        Chance that a tumor of at least medium size grows out of the organ (kidney RCC): its centre
-        then lies within ``exophytic_depth`` * radius of the surface and it may extend one radius out.
+        Chance that a tumor larger than tiny grows out of the organ (kidney RCC): its centre then
+        lies within ``exophytic_depth`` * radius of the surface and it may extend one radius out.
     vessel_clearance_mm
         The centre keeps ``min(largest radius + 1 mm, vessel_clearance_mm)`` from bright vessels
-        (contrast CT), so small tumors do not sit on a vessel.
+        (contrast CT), so small tumors do not sit on a vessel. Where no site of the right depth
+        keeps that clearance, the tumor is placed anyway and displaces the vessels.
     gap_mm
         Minimum gap between two tumors' bounding spheres.
     slice_range
