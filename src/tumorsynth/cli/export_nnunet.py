@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tumorsynth._types import DEFAULT_GENERATOR
 from tumorsynth.cli._common import add_seed, split_organs
 
 
@@ -27,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", default="mixed", choices=("tiny", "small", "medium", "large", "mixed")
     )
     parser.add_argument("--per-case", type=int, default=1, metavar="K")
-    parser.add_argument("--generator", default="heuristic")
+    parser.add_argument(
+        "--generator",
+        default=DEFAULT_GENERATOR,
+        help=f"appearance generator (default {DEFAULT_GENERATOR})",
+    )
     add_seed(parser)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", metavar="DatasetNNN_Name", help="output dataset folder")

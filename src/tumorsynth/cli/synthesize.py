@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tumorsynth._types import DEFAULT_GENERATOR
 from tumorsynth.cli._common import add_seed, split_organs
 
 SIZES = ("tiny", "small", "medium", "large", "mixed")
@@ -50,8 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--generator",
-        default="heuristic",
-        help="appearance generator: heuristic (default), or a learned one with --checkpoint",
+        default=DEFAULT_GENERATOR,
+        help=f"appearance generator: {DEFAULT_GENERATOR} (default), or a learned one with "
+        "--checkpoint",
     )
     add_generator_options(parser)
     add_seed(parser)

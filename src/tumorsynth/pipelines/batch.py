@@ -31,7 +31,7 @@ from typing import Any
 from tqdm import tqdm
 
 from tumorsynth import __version__
-from tumorsynth._types import derive_seed
+from tumorsynth._types import DEFAULT_GENERATOR, derive_seed
 from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.atomic import atomic_path, output_dir
@@ -93,7 +93,7 @@ class BatchSettings:
     #: Preset name, JSON file or mapping; required (no default: ids mean different organs in
     #: different datasets), checked against every case's label before synthesis.
     label_map: str | dict[str, Any] = ""
-    generator: str = "heuristic"
+    generator: str = DEFAULT_GENERATOR
     seed: int = 0
     per_case: int = 1
     preview: bool = False

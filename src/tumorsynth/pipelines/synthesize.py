@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tumorsynth._types import SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
+from tumorsynth._types import DEFAULT_GENERATOR, SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.generators import TumorGenerator, TumorSite, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, label_ids, label_mask
@@ -77,7 +77,7 @@ def synthesize_case(
     count: int | None = None,
     size: SizeClass | Literal["mixed"] = "small",
     requests: Sequence[TumorRequest] | None = None,
-    generator: str | TumorGenerator = "heuristic",
+    generator: str | TumorGenerator = DEFAULT_GENERATOR,
     rng: RngLike = None,
     case_id: str = "case",
     affine: np.ndarray | None = None,

@@ -47,7 +47,7 @@ from tumorsynth._settings import (
     config_from_dict,
     section_bounds,
 )
-from tumorsynth._types import LabelMapSpec, SizeClass
+from tumorsynth._types import DEFAULT_GENERATOR, LabelMapSpec, SizeClass
 from tumorsynth.errors import InputError
 from tumorsynth.generators import generator_takes, registered_generators
 from tumorsynth.io.label_maps import resolve_label_map
@@ -127,7 +127,7 @@ class DataConfig:
     real: tuple[CaseEntry, ...] = ()
     real_label_map: LabelMapSpec = "lits"
     synthetic_fraction: float = 0.5
-    generator: str = "heuristic"
+    generator: str = DEFAULT_GENERATOR
     generator_options: dict[str, Any] = field(default_factory=dict)
     tumor_size: SizeClass | Literal["mixed"] = "mixed"
     tumors_per_case: int | None = None

@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type
 
-from tumorsynth._types import SizeClass, derive_seed
+from tumorsynth._types import DEFAULT_GENERATOR, SizeClass, derive_seed
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map, to_output_labels
@@ -84,7 +84,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
         count: int | None = None,
         size: SizeClass | Literal["mixed"] = "small",
         label_map: str | Mapping[str, Any] | LabelMap = "totalsegmentator",
-        generator: str | TumorGenerator = "heuristic",
+        generator: str | TumorGenerator = DEFAULT_GENERATOR,
         output_labels: LabelMap = OUTPUT_LABELS,
         records_key: str | None = None,
         on_error: Literal["raise", "skip"] = "raise",
@@ -226,7 +226,7 @@ class TumorSynthd(MapTransform):
         count: int | None = None,
         size: SizeClass | Literal["mixed"] = "mixed",
         label_map: str | Mapping[str, Any] | LabelMap = "totalsegmentator",
-        generator: str | TumorGenerator = "heuristic",
+        generator: str | TumorGenerator = DEFAULT_GENERATOR,
         seed: int = 0,
         id_key: str = "case_id",
         output_labels: LabelMap = OUTPUT_LABELS,
