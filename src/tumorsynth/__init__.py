@@ -7,4 +7,8 @@ from the subpackages: :mod:`tumorsynth.pipelines` (synthesize and replay), :mod:
 """
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+#: The appearance generator used when none is named (the only one that needs no checkpoint).
+DEFAULT_GENERATOR = "heuristic"
+
+__all__ = ["DEFAULT_GENERATOR", "__version__"]

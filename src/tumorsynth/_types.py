@@ -7,7 +7,6 @@ from typing import Literal
 import numpy as np
 
 __all__ = [
-    "DEFAULT_GENERATOR",
     "SIZE_CLASSES",
     "RngLike",
     "SizeClass",
@@ -20,9 +19,6 @@ __all__ = [
 
 #: Anything that can seed randomness: a numpy ``Generator``, an int seed, or ``None`` (fresh entropy).
 RngLike = np.random.Generator | int | None
-
-#: The appearance generator used when none is named (the only one that needs no checkpoint).
-DEFAULT_GENERATOR = "heuristic"
 
 #: SynTumor size classes (base radius tiny 4, small 8, medium 16, large 32 mm).
 SizeClass = Literal["tiny", "small", "medium", "large"]

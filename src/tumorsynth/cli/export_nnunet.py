@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tumorsynth._types import DEFAULT_GENERATOR
+from tumorsynth import DEFAULT_GENERATOR
 from tumorsynth.cli._common import add_seed, split_organs
 
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tumorsynth import __version__
-from tumorsynth._types import DEFAULT_GENERATOR, derive_seed
+from tumorsynth import DEFAULT_GENERATOR, __version__
+from tumorsynth._types import derive_seed
 from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.atomic import atomic_path, output_dir

@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tumorsynth._types import DEFAULT_GENERATOR, SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
+from tumorsynth import DEFAULT_GENERATOR
+from tumorsynth._types import SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.generators import TumorGenerator, TumorSite, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, label_ids, label_mask

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tumorsynth import DEFAULT_GENERATOR
 from tumorsynth._settings import (
     AT_LEAST_0,
     AT_LEAST_1,
@@ -47,7 +48,7 @@ from tumorsynth._settings import (
     config_from_dict,
     section_bounds,
 )
-from tumorsynth._types import DEFAULT_GENERATOR, LabelMapSpec, SizeClass
+from tumorsynth._types import LabelMapSpec, SizeClass
 from tumorsynth.errors import InputError
 from tumorsynth.generators import generator_takes, registered_generators
 from tumorsynth.io.label_maps import resolve_label_map

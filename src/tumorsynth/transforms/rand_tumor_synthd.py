@@ -20,7 +20,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type
 
-from tumorsynth._types import DEFAULT_GENERATOR, SizeClass, derive_seed
+from tumorsynth import DEFAULT_GENERATOR
+from tumorsynth._types import SizeClass, derive_seed
 from tumorsynth.errors import InputError, PlacementError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map, to_output_labels
