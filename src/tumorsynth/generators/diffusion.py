@@ -82,8 +82,10 @@ class DiffusionGenerator(TumorGeneratorBase):
 
     Examples
     --------
-    >>> gen = DiffusionGenerator("runs/diffusion_liver/model")  # doctest: +SKIP
-    >>> out = synthesize_case(ct, seg, ..., generator=gen)  # doctest: +SKIP
+    With a checkpoint that ``tumorsynth train-diffusion`` wrote (not run as a doctest)::
+
+        gen = DiffusionGenerator("runs/diffusion_liver/model")
+        out = synthesize_case(ct, seg, ..., generator=gen)
     """
 
     name = "diffusion"

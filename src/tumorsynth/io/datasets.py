@@ -113,8 +113,10 @@ def discover_cases(
 
     Examples
     --------
-    >>> [case.case_id for case in discover_cases("Dataset003_Liver")]  # doctest: +SKIP
-    ['liver_0', 'liver_1', 'liver_10']
+    On an nnU-Net dataset on disk (not run as a doctest)::
+
+        [case.case_id for case in discover_cases("Dataset003_Liver")]
+        # ['liver_0', 'liver_1', 'liver_10']
     """
     readers = {"nnunet": _nnunet_cases, "msd": _msd_cases, "abdomenatlas": _abdomenatlas_cases}
     if layout != "auto" and layout not in readers:
@@ -168,11 +170,12 @@ def read_abdomenatlas_label(
 
     Examples
     --------
-    >>> from tumorsynth.io.label_maps import PRESETS
-    >>> label = read_abdomenatlas_label("BDMAP_00000001/segmentations",
-    ...                                 PRESETS["abdomenatlas"])  # doctest: +SKIP
-    >>> np.unique(label.array).tolist()  # liver 1, liver tumor 2, kidney 5  # doctest: +SKIP
-    [0, 1, 2, 5]
+    On an AbdomenAtlas case on disk (not run as a doctest)::
+
+        from tumorsynth.io.label_maps import PRESETS
+        label = read_abdomenatlas_label("BDMAP_00000001/segmentations", PRESETS["abdomenatlas"])
+        np.unique(label.array).tolist()  # liver 1, liver tumor 2, kidney 5
+        # [0, 1, 2, 5]
     """
     folder = Path(folder)
     files = _folder_file_ids(label_map)

@@ -184,7 +184,9 @@ def check_record(
 
     Examples
     --------
-    >>> check_record(record, "manifest.jsonl:3")  # doctest: +SKIP
+    On a record read from a manifest (not run as a doctest)::
+
+        check_record(record, "manifest.jsonl:3")  # raises InputError("manifest.jsonl:3: ...")
     """
     check_case_id(record.case_id, where=f"{where}: case_id")
     for name, low in (("tumor_index", 0), ("variant", 0), ("n_voxels", 1), ("attempts", 1)):

@@ -69,8 +69,10 @@ def plan_replay(
 
     Examples
     --------
-    >>> [v.name for v in plan_replay("synth/manifest.jsonl")]  # doctest: +SKIP
-    ['liver_7_syn0', 'liver_7_syn1']
+    On a manifest that ``tumorsynth synthesize`` wrote (not run as a doctest)::
+
+        [v.name for v in plan_replay("synth/manifest.jsonl")]
+        # ['liver_7_syn0', 'liver_7_syn1']
     """
     manifest = Path(manifest)
     numbered = read_numbered_manifest(manifest)
