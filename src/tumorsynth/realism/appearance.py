@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 import edt
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.stats import median_abs_deviation
 
 from tumorsynth.box import Box
+from tumorsynth.organs.context import robust_std
 
 __all__ = ["LesionAppearance", "lesion_appearance"]
 
@@ -80,7 +80,7 @@ def lesion_appearance(
     signed = np.where(les, -inside, outside)
     shell = (outside > 3) & (outside <= 10) & org & ~les
     resid = img - ndi.gaussian_filter(img, sigma=[2.0 / s for s in spacing_mm])
-    noise = float(median_abs_deviation(resid[shell], scale="normal")) if shell.any() else np.nan
+    noise = robust_std(resid[shell]) if shell.any() else np.nan
     tumor_mean = float(img[les].mean())
     paren = float(img[shell].mean()) if shell.any() else np.nan
     depth_max = float(inside.max())
