@@ -39,7 +39,12 @@ def ae_settings(data: Path, out: Path) -> dict:
 def diffusion_settings(autoencoder: Path, case: dict, out: Path) -> dict:
     return {
         "autoencoder": str(autoencoder),
-        "data": {"cases": [case], "organs": ["liver"], "val_crops": 1},
+        "data": {
+            "cases": [case],
+            "label_map": "tumorsynth",
+            "organs": ["liver"],
+            "val_crops": 1,
+        },
         "model": TINY_DENOISER,
         "optim": {"max_steps": 2, "batch_size": 2, "warmup_steps": 1},
         "train": {"out_dir": str(out), "device": "cpu"},

@@ -15,10 +15,13 @@ from tumorsynth.cli.config import EXAMPLES, KINDS, config_class, example_folder,
 
 #: What each default configuration needs before it loads (its checks refuse an empty data list).
 REQUIRED = {
-    "train": ["data.healthy=[scans]"],
+    "train": ["data.healthy=[scans]", "data.healthy_label_map=msd"],
     "train-autoencoder": ["data.images=[scans]"],
-    "train-diffusion": ["autoencoder=ae", "data.cases=[scans]"],
-    "experiment": ["arms=[{name: a}]", "test=[{name: t, images: i, labels: l}]"],
+    "train-diffusion": ["autoencoder=ae", "data.cases=[scans]", "data.label_map=msd"],
+    "experiment": [
+        "arms=[{name: a}]",
+        "test=[{name: t, images: i, labels: l, label_map: lits}]",
+    ],
 }
 
 

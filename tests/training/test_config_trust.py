@@ -147,9 +147,9 @@ def test_bounds_name_the_setting_and_the_range():
 )
 def test_training_configs_check_types_and_ranges(cls, data, message):
     base = {
-        TrainConfig: {"data": {"healthy": ["a"]}},
+        TrainConfig: {"data": {"healthy": ["a"], "healthy_label_map": "msd"}},
         AutoencoderTrainConfig: {"data": {"images": ["a"]}},
-        DiffusionTrainConfig: {"autoencoder": "ae", "data": {"cases": ["a"]}},
+        DiffusionTrainConfig: {"autoencoder": "ae", "data": {"cases": ["a"], "label_map": "msd"}},
     }[cls]
     merged = {**base, **data}
     merged["data"] = {**base.get("data", {}), **data.get("data", {})}
@@ -158,26 +158,28 @@ def test_training_configs_check_types_and_ranges(cls, data, message):
 
 
 def test_a_saved_config_loads_back_equal():
-    config = TrainConfig.from_dict({"seed": 3, "data": {"healthy": ["a"], "spacing_mm": None}})
+    config = TrainConfig.from_dict(
+        {"seed": 3, "data": {"healthy": ["a"], "healthy_label_map": "msd", "spacing_mm": None}}
+    )
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 def test_experiment_test_sets_are_checked_by_the_same_loader(tmp_path):
     path = tmp_path / "e.yaml"
     path.write_text(
-        "name: x\nout_dir: o\nbase: {data: {healthy: [d]}}\narms: [{name: a}]\n"
-        "test: [{name: t, images: i}]\n"
+        "name: x\nout_dir: o\nbase: {data: {healthy: [d], healthy_label_map: msd}}\narms: [{name: a}]\n"
+        "test: [{name: t, images: i, label_map: lits}]\n"
     )
     with pytest.raises(InputError, match=r"e.yaml: test\[0\].labels: required setting is missing"):
         load_experiment(path)
     path.write_text(
-        "name: x\nout_dir: o\nbase: {data: {healthy: [d]}}\n"
+        "name: x\nout_dir: o\nbase: {data: {healthy: [d], healthy_label_map: msd}}\n"
         "arms: [{name: a, set: {optim.lr: fast}}]\ntest: []\n"
     )
     with pytest.raises(InputError, match=r"arm 'a': optim.lr: expected a number"):
         load_experiment(path)
     path.write_text(
-        "name: x\nout_dir: o\nbase: {data: {healthy: [d]}}\narms: [{name: a}]\ntest: []\n"
+        "name: x\nout_dir: o\nbase: {data: {healthy: [d], healthy_label_map: msd}}\narms: [{name: a}]\ntest: []\n"
         "evaluate: {tolerance_mm: wide}\n"
     )
     with pytest.raises(InputError, match=r"evaluate.tolerance_mm: expected a number"):
@@ -187,9 +189,9 @@ def test_experiment_test_sets_are_checked_by_the_same_loader(tmp_path):
 def test_every_arm_and_test_folder_of_an_experiment_is_checked_before_training(tmp_path):
     path = tmp_path / "e.yaml"
     path.write_text(
-        "base: {data: {healthy: [d]}}\n"
+        "base: {data: {healthy: [d], healthy_label_map: msd}}\n"
         "arms: [{name: a, set: {optim.lr: fast}}, {name: b, set: {data.real_label_map: nope}}]\n"
-        f"test: [{{name: t, images: {tmp_path}, labels: {tmp_path / 'gone'}}}]\n"
+        f"test: [{{name: t, images: {tmp_path}, labels: {tmp_path / 'gone'}, label_map: lits}}]\n"
     )
     with pytest.raises(InputError) as info:
         load_experiment(path)

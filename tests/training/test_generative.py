@@ -39,7 +39,7 @@ def ae_settings(images, out, steps=60):
 def diffusion_settings(autoencoder, case, out, steps=60):
     return {
         "autoencoder": str(autoencoder),
-        "data": {"cases": [case], "organs": ["liver"], "val_crops": 3},
+        "data": {"cases": [case], "label_map": "tumorsynth", "organs": ["liver"], "val_crops": 3},
         "model": TINY_DENOISER,
         "optim": {
             "max_steps": steps,
@@ -146,7 +146,7 @@ class TestDiffusion:
 
     def test_a_config_without_autoencoder_is_refused(self):
         with pytest.raises(InputError, match="autoencoder"):
-            DiffusionTrainConfig.from_dict({"data": {"cases": ["x"]}})
+            DiffusionTrainConfig.from_dict({"data": {"cases": ["x"], "label_map": "msd"}})
 
 
 class TestCrops:

@@ -81,7 +81,7 @@ class TestSet:
     labels
         Folder of their labels (same case names).
     label_map
-        Label map of the labels: a preset, a JSON file or an inline {organ: id or [ids]}.
+        Label map of the labels (required): a preset, a JSON file or an inline {organ: id or [ids]}.
     organ
         The organ whose tumors are scored.
     """
@@ -89,7 +89,7 @@ class TestSet:
     name: str
     images: str
     labels: str
-    label_map: LabelMapSpec = "tumorsynth"
+    label_map: LabelMapSpec
     organ: str = "liver"
 
     def check(self) -> list[str]:

@@ -56,6 +56,7 @@ from tumorsynth.models.segmentors import SegmentorConfig
 
 __all__ = [
     "BOUNDS",
+    "NO_DEFAULT_MAP",
     "CaseEntry",
     "DataConfig",
     "OptimConfig",
@@ -86,11 +87,11 @@ class DataConfig:
     healthy
         Healthy CTs with organ labels: dataset folders, {path: DIR, label_map: ..} or one case {image: CT, label: SEG, label_map: ..}.
     healthy_label_map
-        Label map of the healthy labels: a preset, a JSON file or an inline {organ: id or [ids]}.
+        Label map of the healthy labels (no default; entries may name their own): a preset, a JSON file or an inline {organ: id or [ids]}.
     real
         CTs with real tumors, entries as for healthy (nnU-Net v2, MSD or AbdomenAtlas folders).
     real_label_map
-        Label map of the real labels: a preset, a JSON file or an inline {organ: id or [ids]}.
+        Label map of the real labels (no default; entries may name their own): a preset, a JSON file or an inline {organ: id or [ids]}.
     synthetic_fraction
         mixed: share of crops from healthy scans with synthetic tumors, in (0, 1).
     generator
@@ -124,9 +125,9 @@ class DataConfig:
     mode: Mode = "synthetic"
     organ: str = "liver"
     healthy: tuple[CaseEntry, ...] = ()
-    healthy_label_map: LabelMapSpec = "totalsegmentator"
+    healthy_label_map: LabelMapSpec | None = None
     real: tuple[CaseEntry, ...] = ()
-    real_label_map: LabelMapSpec = "lits"
+    real_label_map: LabelMapSpec | None = None
     synthetic_fraction: float = 0.5
     generator: str = DEFAULT_GENERATOR
     generator_options: dict[str, Any] = field(default_factory=dict)
@@ -342,8 +343,20 @@ BOUNDS: dict[str, Interval] = {
 }
 
 
-def label_map_problems(spec: LabelMapSpec, key: str) -> list[str]:
-    """``[]`` when ``spec`` resolves to a label map, else its problem named ``key``."""
+#: Why a label map has no default: the same id is a different organ in each convention.
+NO_DEFAULT_MAP = (
+    "required: a preset (totalsegmentator, msd, lits, kits, abdomenatlas, tumorsynth), a JSON "
+    "file or an inline {organ: id or [ids]}; there is no default, since id 1 is the liver in "
+    "LiTS and the spleen in TotalSegmentator, and id 5 the liver in TotalSegmentator and the "
+    "kidney in tumorsynth's own"
+)
+
+
+def label_map_problems(spec: LabelMapSpec | None, key: str) -> list[str]:
+    """``[]`` when ``spec`` resolves to a label map, else its problem named ``key`` (None: the
+    map was not given)."""
+    if spec is None:
+        return [f"{key}: {NO_DEFAULT_MAP}"]
     try:
         resolve_label_map(spec)
     except InputError as exc:  # a file's error names the file; a preset's or mapping's not
@@ -374,7 +387,10 @@ def case_input_problems(entries: tuple[CaseEntry, ...], key: str) -> list[str]:
 
 
 def case_label_map_problems(
-    entries: tuple[CaseEntry, ...], default: LabelMapSpec, entries_key: str, default_key: str
+    entries: tuple[CaseEntry, ...],
+    default: LabelMapSpec | None,
+    entries_key: str,
+    default_key: str,
 ) -> list[str]:
     """The label maps case ``entries`` use, resolved: ``default`` (named ``default_key``) unless
     every entry names its own, and each entry's own (``healthy[0].label_map``)."""

@@ -43,7 +43,7 @@ from tumorsynth.io.label_maps import (
 )
 from tumorsynth.io.nifti import spacing_from_affine
 from tumorsynth.models.segmentors import resample_transforms, window_transform
-from tumorsynth.training.config import TrainConfig
+from tumorsynth.training.config import NO_DEFAULT_MAP, TrainConfig
 from tumorsynth.transforms import RandTumorSynthd, TumorSynthd
 from tumorsynth.transforms.rand_tumor_synthd import as_type_of
 
@@ -87,12 +87,14 @@ class CaseItem:
 
 
 def case_items(
-    entries: Sequence[str | Mapping[str, Any]], kind: str, default_map: str | Mapping[str, Any]
+    entries: Sequence[str | Mapping[str, Any]],
+    kind: str,
+    default_map: str | Mapping[str, Any] | None,
 ) -> list[CaseItem]:
     """Cases from config entries: a dataset folder, ``{path: DIR, label_map: ..}`` or one case
     ``{image: CT, label: SEG, label_map: ..}``."""
     items = []
-    for entry in entries:
+    for index, entry in enumerate(entries):
         if not isinstance(entry, str):
             keys = (
                 {"image", "label", "label_map", "case_id"}
@@ -109,6 +111,8 @@ def case_items(
                 )
         folder = entry if isinstance(entry, str) else entry.get("path", "")
         label_map = default_map if isinstance(entry, str) else entry.get("label_map", default_map)
+        if label_map is None:
+            raise InputError(f"data.{kind}[{index}]", f"label map {NO_DEFAULT_MAP}")
         resolve_label_map(label_map)
         label_map = label_map_text(label_map)  # an inline mapping as JSON text
         if not isinstance(entry, str) and "image" in entry:  # one case listed by its files

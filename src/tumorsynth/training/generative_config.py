@@ -104,7 +104,7 @@ class TumorDataConfig:
     cases
         Scans with annotated tumors: dataset folders, {path: DIR, label_map: ..} or {image: CT, label: SEG, label_map: ..}.
     label_map
-        Label map of the cases: a preset, a JSON file or an inline {organ: id or [ids]}.
+        Label map of the cases (no default; entries may name their own): a preset, a JSON file or an inline {organ: id or [ids]}.
     organs
         Train on the tumors of these organs (empty: every tumor in the label map).
     min_voxels
@@ -118,7 +118,7 @@ class TumorDataConfig:
     """
 
     cases: tuple[CaseEntry, ...] = ()
-    label_map: LabelMapSpec = "msd"
+    label_map: LabelMapSpec | None = None
     organs: tuple[str, ...] = ()
     min_voxels: int = 8
     jitter: float = 0.125

@@ -132,7 +132,7 @@ def load_scan(
 
 def load_tumor_scans(
     cases: Sequence[str | Mapping[str, Any]],
-    label_map: str | Mapping[str, Any],
+    label_map: str | Mapping[str, Any] | None,
     organs: Sequence[str],
     min_voxels: int = 8,
 ) -> list[Scan]:
