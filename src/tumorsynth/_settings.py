@@ -218,7 +218,7 @@ def config_from_dict(
     value = _build(cls, data, key_path, problems, complete, inputs)
     if problems:
         raise InputError(where, _join(problems))
-    return value  # type: ignore[return-value]
+    return value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -205,7 +205,7 @@ def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(float(s) for s in spacing_mm)
     if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
         raise InputError("spacing_mm", f"expected three voxel sizes > 0 mm, found {spacing_mm!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def normalized_surface_dice(

@@ -250,7 +250,7 @@ class DiffusionGenerator(TumorGeneratorBase):
                 inp.spacing_mm,
                 orientation,
                 spacing,  # type: ignore[arg-type]
-                ae.crop_size,  # type: ignore[arg-type]
+                ae.crop_size,
             )
             crops.append(
                 in_context.read(torch.from_numpy(np.ascontiguousarray(context)).to(device))

@@ -170,7 +170,7 @@ class OrganContext:
             tuple(int(s) for s in image.shape),  # type: ignore[arg-type]
             bbox,
             stride,  # type: ignore[arg-type]
-            depth,  # type: ignore[arg-type]
+            depth,
             clearance,
             stats,
         )

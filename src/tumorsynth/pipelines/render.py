@@ -177,7 +177,7 @@ def prepare_case(
         to_output_labels(label, lmap, output_labels, organs),
         label,
         lmap,
-        spacing,  # type: ignore[arg-type]
+        spacing,
         np.asarray(affine, dtype=float),
     )
 
@@ -334,7 +334,7 @@ def _prepare_render(
         allowed,
         spacing,
         context,
-        tuple(s.start for s in reads.inner(sbox)),  # type: ignore[arg-type]
+        tuple(s.start for s in reads.inner(sbox)),
         state.affine,
     )
     return PendingTumor(spec, gen, box, inner, background, label, changed, inputs)

@@ -45,7 +45,7 @@ class TumorSpec:
         return cls(
             record.organ,
             record.size_class,  # type: ignore[arg-type]
-            record.generator,  # type: ignore[arg-type]
+            record.generator,
             record.generator_version,
             record.seed,
             ShapeSpec.from_dict(record.shape),

@@ -106,8 +106,8 @@ class ShapeSpec:
         values["radii_mm"] = tuple(values["radii_mm"])  # type: ignore[arg-type]
         values["rotation"] = tuple(values.get("rotation", cls.rotation))  # type: ignore[arg-type]
         values["satellites"] = tuple(
-            Satellite(tuple(s["offset_mm"]), float(s["radius_mm"]))  # type: ignore[index]
-            for s in values.get("satellites", ())  # type: ignore[union-attr,attr-defined]
+            Satellite(tuple(s["offset_mm"]), float(s["radius_mm"]))
+            for s in values.get("satellites", ())  # type: ignore[attr-defined]
         )
         return cls(**values)  # type: ignore[arg-type]
 
