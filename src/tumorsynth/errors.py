@@ -7,7 +7,7 @@ one exists, *the fix*, e.g. ``labelsTr/case_012.nii.gz: shape (512, 512, 90) doe
 
 from __future__ import annotations
 
-__all__ = ["InputError", "OutputError", "PlacementError", "TumorsynthError"]
+__all__ = ["InputError", "OutputError", "PlacementError", "PlacementWarning", "TumorsynthError"]
 
 
 class TumorsynthError(Exception):
@@ -33,6 +33,10 @@ class InputError(TumorsynthError, ValueError):
 
 class PlacementError(InputError):
     """The organ is absent or too small for the requested tumors."""
+
+
+class PlacementWarning(UserWarning):
+    """Fewer tumors than drawn from the organ profile fitted (the ones that fitted were placed)."""
 
 
 class OutputError(TumorsynthError, OSError):

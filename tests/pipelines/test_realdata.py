@@ -5,12 +5,14 @@ TotalSegmentator example: liver, pancreas and kidneys at 3 mm (RAS), non-contras
 """
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 from tiny import far_from
 
+from tumorsynth.errors import PlacementError, PlacementWarning
 from tumorsynth.io.records import TumorRecord
 from tumorsynth.pipelines import TumorRequest, replay_case, synthesize_case
 from tumorsynth.realism import lesion_appearance
@@ -147,3 +149,19 @@ def test_totalseg_labels_convert_to_the_output_convention(totalseg):
     assert set(np.unique(out.label)) <= {0, 1, 3, 5}
     assert np.array_equal(out.label == 1, seg.array == 5)
     assert np.array_equal(out.label == 5, np.isin(seg.array, [2, 3]))
+
+
+def test_p07_a_drawn_count_places_the_large_tumors_that_fit_an_asked_count_is_kept(p07):
+    # IRCAD 1.7's 1.5 L liver: the profile draws 3 large tumors for seed 2, and only 2 fit. The
+    # drawn count is a plan: the ones that fit are placed and the rest named in a warning.
+    with pytest.warns(PlacementWarning, match="no room for 1 large liver tumor"):
+        out = synth(p07, IRCAD_MAP, organ="liver", size="large", count=None, rng=2)
+    assert len(out.records) == 2 and out.not_placed == {"liver large": 1}
+    assert {r.tumor_index for r in out.records} == {0, 1} and (out.label == 2).any()
+    # An asked-for count that cannot be met still fails, naming the organ (seed 0: 2 do not fit).
+    with pytest.raises(PlacementError, match="no room left in the liver"):
+        synth(p07, IRCAD_MAP, organ="liver", size="large", count=2, rng=0)
+    # A count that fits is kept as asked, without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PlacementWarning)
+        assert synth(p07, IRCAD_MAP, organ="liver", size="large", count=2, rng=2).not_placed == {}

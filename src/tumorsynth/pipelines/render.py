@@ -45,6 +45,8 @@ class SynthesisOutput:
     image: np.ndarray
     label: np.ndarray
     records: list[TumorRecord] = field(default_factory=list)
+    #: Tumors of a count drawn from the organ profile that found no room ("liver large": 2).
+    not_placed: dict[str, int] = field(default_factory=dict)
 
 
 def render_specs(

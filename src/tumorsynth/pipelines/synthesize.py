@@ -3,7 +3,10 @@
 :func:`synthesize_case` plans how many tumors of which size go into which organ (largest first),
 then per tumor draws a shape from the organ profile and the scan's organ analysis and an
 appearance from the generator, and keeps it if the tumor comes out whole (else draws again); a
-kept tumor occupies its space in the organ, so the tumors drawn after it keep clear of it.
+kept tumor occupies its space in the organ, so the tumors drawn after it keep clear of it. A
+count drawn from the profile (``count=None``) is a plan: once the organ holds a tumor, the ones
+that no longer fit are left out with a :class:`~tumorsynth.errors.PlacementWarning` (and in
+``SynthesisOutput.not_placed``); an asked-for count that cannot be met raises PlacementError.
 Rendering the specs into the scan is the deterministic side, in :mod:`.render`
 (:func:`render_specs`, :func:`replay_case`); a kept spec becomes the tumor's record
 (:mod:`.tumor_spec`).
@@ -12,6 +15,8 @@ Rendering the specs into the scan is the deterministic side, in :mod:`.render`
 from __future__ import annotations
 
 import math
+import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,7 +25,7 @@ import numpy as np
 
 from tumorsynth import DEFAULT_GENERATOR
 from tumorsynth._types import SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
-from tumorsynth.errors import InputError, PlacementError
+from tumorsynth.errors import InputError, PlacementError, PlacementWarning
 from tumorsynth.generators import TumorGenerator, TumorSite, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, label_ids, label_mask
 from tumorsynth.organs import get_profile
@@ -144,49 +149,98 @@ def synthesize_case(
         contexts: dict[str, OrganContext] = {}
         renderer = Renderer(state, case_id)
         # Largest first: big tumors need the deep parts of an organ, small ones fit around them.
-        planned = [(req.organ, size) for req in requests for size in _draw_sizes(req, rng)]
+        planned = [
+            (req.organ, size, req.count is None)
+            for req in requests
+            for size in _draw_sizes(req, rng)
+        ]
         planned.sort(key=lambda item: -get_profile(item[0]).rule(item[1]).base_radius_mm)
-        for organ_name, size_class in planned:
-            profile = get_profile(organ_name)
+        placed: Counter[str] = Counter()
+        missed: Counter[tuple[str, str]] = Counter()
+        for organ_name, size_class, drawn in planned:
             if organ_name not in contexts:
                 contexts[organ_name] = _build_context(state, organ_name, where)
-            context = contexts[organ_name]
-            organ_label = output_labels.id_of(organ_name)
-            tumor_label = output_labels.id_of(f"{organ_name}_tumor")
             seed = int(rng.integers(2**63 - 1))
-            tumor_rng = np.random.default_rng(seed)
-            for attempt in range(1, max_attempts + 1):
-                shape = RandomTumorShape(profile).draw(context, size_class, tumor_rng, where=where)
-                site = TumorSite(
-                    organ_name, size_class, profile, context.parenchyma, shape, state.spacing_mm
-                )
-                spec = TumorSpec(
-                    organ_name,
-                    size_class,
-                    gen.name,
-                    gen.version,
+            try:
+                _place_tumor(
+                    renderer,
+                    gen,
+                    contexts[organ_name],
+                    (organ_name, size_class),
                     seed,
-                    shape,
-                    gen.draw(site, tumor_rng),
-                    organ_label,
-                    tumor_label,
-                    gen.options,
-                )
-                pending = renderer.prepare(spec, gen)
-                whole = MIN_KEPT_FRACTION * _ellipsoid_voxels(shape, state.spacing_mm)
-                if pending.tumor_voxels >= max(1, whole):
-                    renderer.add(pending, attempt)
-                    context.occupy(np.asarray(shape.center_vox), shape.bounding_radius_mm)
-                    break
-            else:
-                raise PlacementError(
+                    output_labels,
+                    max_attempts,
                     where,
-                    f"could not fit a whole {size_class} tumor in the "
-                    f"{organ_name} in {max_attempts} attempts (tumors were cut off "
-                    "by the organ edge)",
-                    fix="ask for a smaller --size",
                 )
-        return renderer.finish()
+            except PlacementError:
+                # A count drawn from the profile is a plan, not a promise: once the organ holds
+                # a tumor, one that no longer fits is left out (an asked-for count still fails).
+                if not drawn or not placed[organ_name]:
+                    raise
+                missed[(organ_name, size_class)] += 1
+                continue
+            placed[organ_name] += 1
+        if missed:
+            left_out = ", ".join(f"{n} {size} {organ}" for (organ, size), n in missed.items())
+            warnings.warn(
+                PlacementWarning(
+                    f"{where}: no room for {left_out} tumor(s) of the count drawn from the organ "
+                    f"profile; placed {sum(placed.values())} tumor(s)"
+                ),
+                stacklevel=2,
+            )
+        output = renderer.finish()
+        output.not_placed = {f"{organ} {size}": n for (organ, size), n in missed.items()}
+        return output
+
+
+def _place_tumor(
+    renderer: Renderer,
+    gen: TumorGenerator,
+    context: OrganContext,
+    tumor: tuple[str, SizeClass],
+    seed: int,
+    output_labels: LabelMap,
+    max_attempts: int,
+    where: str,
+) -> None:
+    """Draw one tumor (organ, size class) until it comes out whole, keep it and occupy its
+    space; raises PlacementError when it does not fit."""
+    organ_name, size_class = tumor
+    state = renderer.state
+    profile = get_profile(organ_name)
+    organ_label = output_labels.id_of(organ_name)
+    tumor_label = output_labels.id_of(f"{organ_name}_tumor")
+    tumor_rng = np.random.default_rng(seed)
+    for attempt in range(1, max_attempts + 1):
+        shape = RandomTumorShape(profile).draw(context, size_class, tumor_rng, where=where)
+        site = TumorSite(
+            organ_name, size_class, profile, context.parenchyma, shape, state.spacing_mm
+        )
+        spec = TumorSpec(
+            organ_name,
+            size_class,
+            gen.name,
+            gen.version,
+            seed,
+            shape,
+            gen.draw(site, tumor_rng),
+            organ_label,
+            tumor_label,
+            gen.options,
+        )
+        pending = renderer.prepare(spec, gen)
+        whole = MIN_KEPT_FRACTION * _ellipsoid_voxels(shape, state.spacing_mm)
+        if pending.tumor_voxels >= max(1, whole):
+            renderer.add(pending, attempt)
+            context.occupy(np.asarray(shape.center_vox), shape.bounding_radius_mm)
+            return
+    raise PlacementError(
+        where,
+        f"could not fit a whole {size_class} tumor in the {organ_name} in {max_attempts} "
+        "attempts (tumors were cut off by the organ edge)",
+        fix="ask for a smaller --size",
+    )
 
 
 def _build_context(state: CaseState, organ: str, where: str) -> OrganContext:
