@@ -3,13 +3,14 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from tiny import synthesize_phantom
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import save_volume
 from tumorsynth.phantom import make_phantom
 from tumorsynth.pipelines.batch import BatchSettings
 from tumorsynth.pipelines.export import export_nnunet
-from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
+from tumorsynth.pipelines.synthesize import TumorRequest
 
 
 @pytest.fixture(scope="module")
@@ -21,16 +22,7 @@ def folders(tmp_path_factory):
         save_volume(ct, healthy / "imagesTr" / f"h{i}_0000.nii.gz")
         save_volume(seg, healthy / "labelsTr" / f"h{i}.nii.gz")
     ct, seg = make_phantom(5, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
-    out = synthesize_case(
-        ct.array,
-        seg.array,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        organ="liver",
-        count=1,
-        size="medium",
-        rng=0,
-    )
+    out = synthesize_phantom((ct, seg), count=1, size="medium")
     save_volume(ct, real / "imagesTr" / "r0_0000.nii.gz", array=out.image)
     save_volume(seg, real / "labelsTr" / "r0.nii.gz", array=out.label)  # tumorsynth labels
     return healthy, real

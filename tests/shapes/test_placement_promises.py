@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from tiny import synthesize_phantom
 
 from tumorsynth.errors import PlacementError
 from tumorsynth.io.label_maps import PRESETS, label_mask
@@ -183,16 +184,7 @@ def test_exophytic_records_grow_out_of_the_kidney(phantom) -> None:
     kidney = label_mask(seg.array, PRESETS["phantom"].organ_ids("kidney"))
     outside = {True: [], False: []}
     for seed in range(8):
-        out = synthesize_case(
-            ct.array,
-            seg.array,
-            spacing_mm=ct.spacing_mm,
-            label_map="phantom",
-            organ="kidney",
-            count=1,
-            size="medium",
-            rng=seed,
-        )
+        out = synthesize_phantom(phantom, organ="kidney", count=1, size="medium", rng=seed)
         (record,) = out.records
         tumor = out.label == record.tumor_label
         assert tumor.sum() == record.n_voxels > 0
