@@ -45,7 +45,7 @@ from tumorsynth.models.tumor_diffusion import EARLY, LARGER, TumorDiffusion
 from tumorsynth.organs import equivalent_diameter_mm, is_early_stage
 from tumorsynth.shapes.ellipsoid import soft_mask
 
-__all__ = ["DiffusionGenerator", "size_class_of"]
+__all__ = ["DiffusionGenerator"]
 
 #: Bumped when records change meaning or voxels: 1.1 pins every checkpoint file
 #: (``weights_sha256``); 1.2 takes the early/larger class from the rendered tumor's equivalent
@@ -142,7 +142,7 @@ class DiffusionGenerator(TumorGeneratorBase):
     # -- random side ---------------------------------------------------------------------------
     def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
         """Noise seed, zoom and blend edge for the tumor at ``site`` (its early/larger class is
-        measured when it is rendered, :func:`size_class_of`)."""
+        measured when it is rendered, :func:`_measured_size_class`)."""
         edge = float(rng.uniform(*self.edge_width_mm))
         ae = self.model.autoencoder_config
         needed_mm = 2.0 * (float(np.max(site.shape.half_extents_mm())) + 4.5 * edge)
@@ -178,7 +178,7 @@ class DiffusionGenerator(TumorGeneratorBase):
         """Render several tumors; they are batched by equal step count, ``max_batch`` at a time."""
         for spec in specs:
             self._check_files(spec.get("weights_sha256"), spec.get("checkpoint"))
-        classes = [size_class_of(inp) for inp in inputs]
+        classes = [_measured_size_class(inp) for inp in inputs]
         out: list[np.ndarray | None] = [None] * len(specs)
         by_steps: dict[int, list[int]] = {}
         for i, (spec, size_class) in enumerate(zip(specs, classes, strict=True)):
@@ -300,7 +300,7 @@ class DiffusionGenerator(TumorGeneratorBase):
         return new
 
 
-def size_class_of(inputs: RenderInput) -> int:
+def _measured_size_class(inputs: RenderInput) -> int:
     """``EARLY`` or ``LARGER``: the tumor's class by the equivalent diameter of its rendered mask
     (voxels x voxel volume), the measurement its record's ``early_stage`` is made of."""
     volume_mm3 = int(np.count_nonzero(inputs.tumor_mask)) * float(np.prod(inputs.spacing_mm))
