@@ -56,6 +56,7 @@ __all__ = [
     "merge_settings",
     "parse_overrides",
     "read_settings",
+    "run_bounds",
     "section_bounds",
 ]
 
@@ -273,6 +274,12 @@ def section_bounds(bounds: Mapping[str, Interval], section: str) -> dict[str, In
         return {k: v for k, v in bounds.items() if "." not in k}
     prefix = f"{section}."
     return {k.removeprefix(prefix): v for k, v in bounds.items() if k.startswith(prefix)}
+
+
+def run_bounds(bounds: Mapping[str, Interval]) -> dict[str, Interval]:
+    """The bounds a run config's own ``check`` keeps: ``seed`` and the network's (``model.*``);
+    each other section checks its own with :func:`section_bounds`."""
+    return {k: v for k, v in bounds.items() if k.split(".")[0] in ("seed", "model")}
 
 
 def check_bounds(

@@ -46,6 +46,7 @@ from tumorsynth._settings import (
     Interval,
     bound_problems,
     config_from_dict,
+    run_bounds,
     section_bounds,
 )
 from tumorsynth._types import LabelMapSpec, SizeClass
@@ -300,8 +301,7 @@ class TrainConfig:
     def check(self) -> list[str]:
         """The ranges (:data:`BOUNDS`) of ``seed`` and of the network, and the rules between
         sections (each section checks its own settings first)."""
-        own = {k: v for k, v in BOUNDS.items() if k.split(".")[0] in ("seed", "model")}
-        problems = bound_problems(self, own)
+        problems = bound_problems(self, run_bounds(BOUNDS))
         if self.model.out_channels != len(self.classes):
             problems.append(
                 f"model.out_channels: must be {len(self.classes)} (background, organ, tumor), "

@@ -41,6 +41,7 @@ from tumorsynth._settings import (
     Interval,
     bound_problems,
     config_from_dict,
+    run_bounds,
     section_bounds,
 )
 from tumorsynth._types import LabelMapSpec
@@ -288,7 +289,7 @@ class AutoencoderTrainConfig:
         return config_from_dict(cls, data, where)
 
     def check(self) -> list[str]:
-        problems = bound_problems(self, _top_and_model(AUTOENCODER_BOUNDS))
+        problems = bound_problems(self, run_bounds(AUTOENCODER_BOUNDS))
         try:
             self.model.validate("model")
         except InputError as exc:
@@ -334,7 +335,7 @@ class DiffusionTrainConfig:
         return config_from_dict(cls, data, where)
 
     def check(self) -> list[str]:
-        problems = bound_problems(self, _top_and_model(DIFFUSION_BOUNDS))
+        problems = bound_problems(self, run_bounds(DIFFUSION_BOUNDS))
         if not self.autoencoder:
             problems.append(
                 "autoencoder: expected the folder written by `tumorsynth train-autoencoder`, "
@@ -349,8 +350,3 @@ class DiffusionTrainConfig:
             f"autoencoder: {self.autoencoder}: folder not found (expected the out_dir/autoencoder "
             "folder of `tumorsynth train-autoencoder`)"
         ]
-
-
-def _top_and_model(bounds: dict[str, Interval]) -> dict[str, Interval]:
-    """The bounds a run's own ``check`` keeps (each other section checks its own)."""
-    return {k: v for k, v in bounds.items() if k.split(".")[0] in ("seed", "model")}
