@@ -2,7 +2,7 @@
 
 The promises (``organs/profile.py``): each semi-axis lies in ``[0.75, 1.25]`` x the size class's
 base radius; the centre keeps ``min(outer radius + 1 mm, vessel_clearance_mm)`` from bright
-vessels; kidney tumors of medium size and up may be exophytic (centre within 0.35 outer radius of
+vessels; kidney tumors larger than tiny may be exophytic (centre within 0.35 outer radius of
 the surface, growing out of the organ) and say so in their records; a draw that does not fit is
 drawn again, and when nothing fits the error names the organ. The outer radius is the largest
 semi-axis plus the deformation amplitude, the farthest the surface reaches from the centre.
