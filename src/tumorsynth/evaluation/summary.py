@@ -66,14 +66,13 @@ class EvaluationSummary:
 
     Attributes
     ----------
-    n_cases, n_tumor_cases, n_controls
-        All cases, those whose ground truth holds tumor, and the others.
+    n_cases, n_tumor_cases
+        All cases and those whose ground truth holds tumor (``n_controls``: the others).
     n_false_positive_cases
         Controls with predicted tumor voxels.
-    n_lesions, n_detected
-        Ground-truth lesions and the detected ones, over all cases.
     n_lesions_by_stratum, n_detected_by_stratum
-        The same per equivalent-radius stratum (keys: :data:`~.lesions.STRATUM_NAMES`).
+        Ground-truth lesions and the detected ones per equivalent-radius stratum (keys:
+        :data:`~.lesions.STRATUM_NAMES`); ``n_lesions`` and ``n_detected`` are their sums.
     n_early_stage_lesions, n_early_stage_detected
         The same for early-stage lesions (equivalent diameter under 20 mm).
     dsc_median
@@ -94,10 +93,7 @@ class EvaluationSummary:
 
     n_cases: int
     n_tumor_cases: int
-    n_controls: int
     n_false_positive_cases: int
-    n_lesions: int
-    n_detected: int
     n_lesions_by_stratum: Mapping[str, int]
     n_detected_by_stratum: Mapping[str, int]
     n_early_stage_lesions: int
@@ -113,6 +109,21 @@ class EvaluationSummary:
     lesion_sensitivity_by_stratum: Mapping[str, Estimate]
     n_bootstrap: int
     seed: int
+
+    @property
+    def n_controls(self) -> int:
+        """Cases whose ground truth holds no tumor."""
+        return self.n_cases - self.n_tumor_cases
+
+    @property
+    def n_lesions(self) -> int:
+        """Ground-truth lesions over all cases (every lesion falls in one stratum)."""
+        return sum(self.n_lesions_by_stratum.values())
+
+    @property
+    def n_detected(self) -> int:
+        """Detected ground-truth lesions over all cases."""
+        return sum(self.n_detected_by_stratum.values())
 
     def to_dict(self) -> dict[str, object]:
         """The ``summary`` of report.json: counts, point estimates, then ``ci95`` and
@@ -227,10 +238,7 @@ def summarize_cases(
     return EvaluationSummary(
         n_cases=n,
         n_tumor_cases=int(tumor.sum()),
-        n_controls=int(n - tumor.sum()),
         n_false_positive_cases=sum(c.false_positive_case for c in cases),
-        n_lesions=int(lesions.sum()),
-        n_detected=int(found.sum()),
         n_lesions_by_stratum=dict(zip(STRATUM_NAMES, lesions.sum(axis=0).astype(int).tolist())),
         n_detected_by_stratum=dict(zip(STRATUM_NAMES, found.sum(axis=0).astype(int).tolist())),
         n_early_stage_lesions=int(early[:, 0].sum()),
