@@ -133,28 +133,11 @@ def test_ras_orientation_is_radiological(phantom) -> None:
 
 def test_lps_and_permuted_inputs_look_the_same_as_ras(phantom) -> None:
     image, label = phantom
-    ras = render_tumor_montage(
-        image,
-        label,
-        SPACING,
-        [CENTER],
-        tumor_ids=[2],
-        organ_ids=[1],
-        affine=RAS_AFFINE,
-        crop_mm=70.0,
-        tile_px=96,
-    )
+    same = {"tumor_ids": [2], "organ_ids": [1], "crop_mm": 70.0, "tile_px": 96}
+    ras = render_tumor_montage(image, label, SPACING, [CENTER], affine=RAS_AFFINE, **same)
     lps_center = (SHAPE[0] - 1 - CENTER[0], SHAPE[1] - 1 - CENTER[1], CENTER[2])
     lps = render_tumor_montage(
-        image[::-1, ::-1],
-        label[::-1, ::-1],
-        SPACING,
-        [lps_center],
-        tumor_ids=[2],
-        organ_ids=[1],
-        affine=LPS_AFFINE,
-        crop_mm=70.0,
-        tile_px=96,
+        image[::-1, ::-1], label[::-1, ::-1], SPACING, [lps_center], affine=LPS_AFFINE, **same
     )
     np.testing.assert_array_equal(np.asarray(lps), np.asarray(ras))
     # Voxel axes stored as (k, j, i): the affine's columns say which is which.
@@ -164,11 +147,8 @@ def test_lps_and_permuted_inputs_look_the_same_as_ras(phantom) -> None:
         label.transpose(2, 1, 0),
         SPACING[::-1],
         [CENTER[::-1]],
-        tumor_ids=[2],
-        organ_ids=[1],
         affine=zyx_affine,
-        crop_mm=70.0,
-        tile_px=96,
+        **same,
     )
     np.testing.assert_array_equal(np.asarray(zyx), np.asarray(ras))
 
