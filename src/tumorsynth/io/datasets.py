@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -256,7 +255,7 @@ def _detect_layout(root: Path) -> Literal["nnunet", "msd", "abdomenatlas"]:
     fix = None
     if (root / "ct.nii.gz").is_file():
         fix = "this looks like one AbdomenAtlas case; pass the folder that holds the case folders"
-    elif any(re.search(r"_\d{4}\.nii(\.gz)?$", entry.name) for entry in entries):
+    elif any((split_case_name(entry) or ("", None))[1] is not None for entry in entries):
         fix = "this looks like an imagesTr folder; pass the dataset folder above it"
     raise InputError(str(root), f"expected {_LOOKED_FOR}, found {_describe(entries)}", fix=fix)
 

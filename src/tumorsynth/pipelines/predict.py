@@ -11,7 +11,6 @@ input's affine and header. Needs the ``torch`` extra.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,12 @@ from tqdm import tqdm
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import output_dir
-from tumorsynth.io.identity import case_id_from, check_case_id, check_outputs_not_inputs
+from tumorsynth.io.identity import (
+    case_id_from,
+    check_case_id,
+    check_outputs_not_inputs,
+    split_case_name,
+)
 from tumorsynth.io.label_maps import OUTPUT_LABELS, label_mask, resolve_label_map
 from tumorsynth.io.nifti import Volume, check_same_grid, load_image, load_label, save_volume
 from tumorsynth.models.device import pick_device
@@ -131,12 +135,11 @@ def _inputs(path: Path) -> list[tuple[str, Path]]:
             str(path), "input does not exist", fix="pass a CT file or a folder of them"
         )
     else:
-        files = sorted(
+        files = sorted(  # NIfTI files, the CT channel (_0000) of nnU-Net's channels
             p
             for p in path.iterdir()
-            if p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith(".")
+            if not p.name.startswith(".") and (split_case_name(p) or ("", 1))[1] in (None, 0)
         )
-        files = [p for p in files if not re.search(r"_(?!0000)\d{4}\.nii(\.gz)?$", p.name)]
         if not files:
             raise InputError(str(path), "holds no .nii/.nii.gz images")
     cases: dict[str, Path] = {}
