@@ -85,8 +85,7 @@ def run_training(
 ) -> int:
     """The one body of the training commands: load ``--config`` with its ``--set`` overrides
     into ``config_class`` (checked whole, its input paths too, before anything is read or
-    written), ``train`` it,
-    print ``summary`` of the result (under torchrun, rank 0 only)."""
+    written), ``train`` it, print ``summary`` of the result (under torchrun, rank 0 only)."""
     from tumorsynth._settings import load_config
     from tumorsynth.errors import InputError
 
