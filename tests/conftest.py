@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from shared_data import require_data, require_module
-from tiny import synthesize_phantom, tiny_diffusion
+from tiny import synthesize_phantom, tiny_diffusion, write_phantom_dataset
 
 from tumorsynth.io import load_image, load_label
 from tumorsynth.io.nifti import Volume
@@ -112,3 +112,9 @@ def tumor_phantom_case(tmp_path_factory) -> dict[str, str]:
     image = save_volume(Volume(out.image, ct.affine), folder / "tumor_ct.nii.gz")
     label = save_volume(Volume(out.label, ct.affine), folder / "tumor_label.nii.gz")
     return {"image": str(image), "label": str(label), "label_map": "tumorsynth"}
+
+
+@pytest.fixture(scope="session")
+def phantom_dataset(tmp_path_factory) -> Path:
+    """An nnU-Net folder of three small healthy phantoms (labels: the "phantom" preset)."""
+    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "Dataset001_Phantom", cases=3)

@@ -63,7 +63,9 @@ def test_save_and_load_segmentor_round_trip_network_and_config(tmp_path):
     loaded, again = load_segmentor(tmp_path / "ck", "cpu")
     assert SegmentorConfig.from_dict(again["model"]) == config and not loaded.training
     assert again["organ"] == "liver" and again["hu_window"] == [-100.0, 250.0]
-    for (key, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (key, a), (_, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), key
 
 

@@ -170,6 +170,11 @@ class TestCrops:
         for crop, mask in zip(crops, masks):
             assert abs(float(crop[mask > 0].mean()) - tumor_hu) < 30.0
 
+    def test_a_label_without_its_map_is_refused(self, tumor_phantom_case):
+        # No default map here either (it read the label as MSD before).
+        with pytest.raises(InputError, match="no default"):
+            load_scan(tumor_phantom_case["image"], label=tumor_phantom_case["label"])
+
     def test_real_tumors_of_ircad_1_17(self, p17):
         ct, seg = p17
         scan = load_scan(ct.path, label=seg.path, label_map="msd", organs=["liver"])

@@ -41,8 +41,8 @@ from tumorsynth.generators.noise import low_pass, scan_noise
 from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
-from tumorsynth.models.tumor_diffusion import EARLY, LARGER, TumorDiffusion
-from tumorsynth.organs import equivalent_diameter_mm, is_early_stage
+from tumorsynth.models.tumor_diffusion import TumorDiffusion, size_class_of
+from tumorsynth.organs import equivalent_diameter_mm
 from tumorsynth.shapes.ellipsoid import soft_mask
 
 __all__ = ["DiffusionGenerator"]
@@ -304,4 +304,4 @@ def _measured_size_class(inputs: RenderInput) -> int:
     """``EARLY`` or ``LARGER``: the tumor's class by the equivalent diameter of its rendered mask
     (voxels x voxel volume), the measurement its record's ``early_stage`` is made of."""
     volume_mm3 = int(np.count_nonzero(inputs.tumor_mask)) * float(np.prod(inputs.spacing_mm))
-    return EARLY if is_early_stage(equivalent_diameter_mm(volume_mm3)) else LARGER
+    return size_class_of(equivalent_diameter_mm(volume_mm3))

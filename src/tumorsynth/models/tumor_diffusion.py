@@ -47,6 +47,7 @@ from tumorsynth.models.checkpoint import (
     load_state_strict,
     save_pretrained,
 )
+from tumorsynth.organs import is_early_stage
 
 __all__ = [
     "EARLY",
@@ -60,12 +61,19 @@ __all__ = [
     "hu_to_unit",
     "load_autoencoder",
     "unit_to_hu",
+    "size_class_of",
 ]
 
 AUTOENCODER_KIND = "tumorsynth-vq-autoencoder"
 DENOISER_KIND = "tumorsynth-latent-denoiser"
 #: Size classes the denoiser is conditioned on (DiffTumor trains early and larger tumors apart).
 EARLY, LARGER = 0, 1
+
+
+def size_class_of(diameter_mm: float) -> int:
+    """``EARLY`` below DESIGN.md's early-stage diameter (20 mm), else ``LARGER``: the one mapping
+    training crops and the generator share."""
+    return EARLY if is_early_stage(diameter_mm) else LARGER
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from tumorsynth.models.tumor_diffusion import (
     build_denoiser,
     hu_to_unit,
     load_autoencoder,
+    size_class_of,
     train_scheduler,
 )
 from tumorsynth.previews import render_crop_grid, save_png
@@ -53,7 +54,6 @@ from tumorsynth.training.tumor_crops import (
     CropSampler,
     check_crop_fits,
     load_tumor_scans,
-    size_class_of,
 )
 
 __all__ = ["DiffusionOutput", "train_diffusion"]

@@ -26,8 +26,9 @@ from tumorsynth.io.identity import case_id_from
 from tumorsynth.io.label_maps import LabelMap, label_mask, resolve_label_map
 from tumorsynth.io.nifti import load_image
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
-from tumorsynth.models.tumor_diffusion import EARLY, LARGER, AutoencoderConfig
-from tumorsynth.organs import equivalent_diameter_mm, is_early_stage
+from tumorsynth.models.tumor_diffusion import AutoencoderConfig, size_class_of
+from tumorsynth.organs import equivalent_diameter_mm
+from tumorsynth.training.config import NO_DEFAULT_MAP
 from tumorsynth.training.data import case_items
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "load_scan",
     "load_tumor_scans",
     "scan_files",
-    "size_class_of",
 ]
 
 _NIFTI = (".nii", ".nii.gz")
@@ -64,11 +64,6 @@ class Scan:
     foreground: np.ndarray  # (K, 3) voxel coordinates of body voxels, subsampled
     tumor_mask: torch.Tensor | None = None
     tumors: list[AnnotatedTumor] = field(default_factory=list)
-
-
-def size_class_of(diameter_mm: float) -> int:
-    """``EARLY`` below DESIGN.md's early-stage diameter (20 mm), else ``LARGER``."""
-    return EARLY if is_early_stage(diameter_mm) else LARGER
 
 
 def scan_files(entries: Sequence[str]) -> list[Path]:
@@ -106,7 +101,9 @@ def load_scan(
     spacing = vol.spacing_mm
     tumor_mask, tumors = None, []
     if label is not None:
-        lmap = resolve_label_map(label_map or "msd")
+        if label_map is None:
+            raise InputError(str(label), f"label map {NO_DEFAULT_MAP}")
+        lmap = resolve_label_map(label_map)
         lab = read_case_label(label, lmap, vol).array
         ids = _tumor_ids(lmap, organs)
         mask = label_mask(lab, ids)
