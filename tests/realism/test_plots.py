@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
-from shared_data import require_module
+from shared_data import require_data, require_module
 
 from tumorsynth.errors import InputError
 from tumorsynth.realism.plots import (
@@ -145,3 +146,34 @@ def test_tsne_colours_and_markers(tmp_path: Path) -> None:
     assert png_size(out) == (round(6.4 * DPI), round(5.4 * DPI))
     with pytest.raises(InputError, match="one organ and one source per point"):
         plot_tsne(tmp_path / "bad.png", embedding, organs[:-1], sources)
+
+
+@pytest.mark.realdata
+def test_montage_of_ircad_117_tumors(tmp_path: Path) -> None:
+    """IRCAD 1.17's two real liver tumors: slices through their centres, mask as in the label."""
+    import cc3d
+
+    from tumorsynth.io import load_image, load_label
+
+    folder = require_data("ircadb01_p17")
+    image = load_image(folder / "ircadb01_p17_ct.nii.gz")
+    label = load_label(folder / "ircadb01_p17_label.nii.gz")
+    components = cc3d.connected_components(label.array == 2, connectivity=26)
+    tiles = []
+    for k in range(1, int(components.max()) + 1):
+        tumor = components == k
+        where = np.nonzero(tumor)
+        center = tuple(float(np.mean(w)) for w in where)
+        bbox = tuple((int(w.min()), int(w.max()) + 1) for w in where)
+        hu, mask = tumor_slice(
+            image.array, tumor, row(center, bbox), 10.0, image.spacing_mm, affine=image.affine
+        )
+        index = math.floor(center[2] + 0.5)
+        assert mask.sum() == tumor[:, :, index].sum()  # square pixels already: no resampling
+        # a hypodense tumor in brighter liver: mean HU inside below the rim around it
+        assert hu[mask].mean() < hu[~mask & (hu > 0)].mean()
+        volume_ml = tumor.sum() * np.prod(image.spacing_mm) / 1000.0
+        tiles.append((hu, f"1.17 #{k}\n{volume_ml:.1f} mL", mask))
+    assert len(tiles) == 2
+    out = plot_montage(tmp_path / "ircad.png", tiles, tiles[::-1], level_hu=60, width_hu=150)
+    assert png_size(out) == (round(2 * 2.0 * DPI), round((2 * 2.55 + 0.7) * DPI))
