@@ -139,8 +139,10 @@ def context_features(
     tumor_mean = float(in_tumor.mean()) if in_tumor.size else math.nan
     rim = _mean(img, tumor & keep & (inside <= RIM_MM))
     core = _mean(img, tumor & keep & (inside > CORE_FRACTION * depth_max))
-    # Voxel-centre distances start at one voxel on either side; the boundary lies half way.
-    half = 0.5 * min(spacing)
+    # Voxel-centre distances start at one voxel on either side and the boundary lies between:
+    # 0.4 voxel (not 0.5) recovers the sigma of erf-blurred spheres within 4-12% at 0.7, 1 and
+    # 0.75 x 0.75 x 1.6 mm (0.5: 17% under at 1 mm; no shift: 30-60% over).
+    half = 0.4 * min(spacing)
     signed = np.where(tumor, half - inside, outside - half)
     profile = (tumor | host) & keep
     sign = float(np.sign(h_stats["mean"] - tumor_mean)) if math.isfinite(tumor_mean) else 0.0
