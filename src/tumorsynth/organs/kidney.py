@@ -14,11 +14,24 @@ KIDNEY = OrganProfile(
     name="kidney",
     size_classes={
         "tiny": SizeClassRule(4.0, (1, 4)),
-        "small": SizeClassRule(8.0, (1, 3), mass_effect=(0.0, 0.1)),
-        "medium": SizeClassRule(14.0, (1, 2), mass_effect=(0.1, 0.3)),
-        "large": SizeClassRule(24.0, (1, 1), mass_effect=(0.2, 0.4)),
+        "small": SizeClassRule(8.0, (1, 3), mass_effect=(0.0, 0.1), multinodular_probability=0.2),
+        "medium": SizeClassRule(14.0, (1, 2), mass_effect=(0.1, 0.3), multinodular_probability=0.2),
+        "large": SizeClassRule(24.0, (1, 1), mass_effect=(0.2, 0.4), multinodular_probability=0.3),
     },
-    shape=ShapeRules(deform_amplitude=(0.04, 0.12)),
+    # RCC: round overall (KiTS23: elongation 0.87-0.89, flatness 0.64-0.76) but lobulated
+    # (sphericity 0.57-0.78, solidity 0.77-0.89 over 5 tumors; smooth ellipsoids measured 0.87
+    # and 0.92-0.96), so the axes keep SynTumor's jitter and the lobes do the work.
+    shape=ShapeRules(
+        deform_amplitude=(0.06, 0.15),
+        deform_scale=(0.4, 0.8),
+        lobes=(1, 3),
+        lobe_scale=(0.45, 0.7),
+        lobe_offset=(0.5, 0.85),
+        lobe_reach=1.3,
+        multinodular_lobes=(3, 5),
+        multinodular_scale=(0.55, 0.75),
+        multinodular_reach=1.6,
+    ),
     placement=PlacementRules(
         depth_fraction=0.5,
         min_depth_mm=2.0,

@@ -19,7 +19,15 @@ PANCREAS = OrganProfile(
         "medium": SizeClassRule(12.0, (1, 2), mass_effect=(0.1, 0.25)),
         "large": SizeClassRule(18.0, (1, 1), mass_effect=(0.15, 0.3), satellite_probability=0.1),
     },
-    shape=ShapeRules(deform_amplitude=(0.1, 0.25), satellite_count=(1, 2)),
+    # No real pancreas masks to calibrate on: the liver's lobulation, without multinodular forms.
+    shape=ShapeRules(
+        deform_amplitude=(0.1, 0.25),
+        satellite_count=(1, 2),
+        lobes=(1, 3),
+        lobe_scale=(0.45, 0.7),
+        lobe_offset=(0.5, 0.85),
+        lobe_reach=1.3,
+    ),
     # PDAC expands the gland contour: centres need only ~40% of the radius inside, and the mass
     # may bulge 5 mm into the surrounding fat.
     placement=PlacementRules(

@@ -66,12 +66,16 @@ class SizeClassRule:
         replaced tissue in place; 0.3 moves the tumor edge's original tissue out by ~10% of R).
     satellite_probability
         Chance of satellite nodules around a tumor of this class.
+    multinodular_probability
+        Chance that a tumor of this class is multinodular / confluent: a cluster of the
+        :attr:`ShapeRules.multinodular_lobes` instead of a lobulated body.
     """
 
     base_radius_mm: float
     count: tuple[int, int]
     mass_effect: Range = (0.0, 0.0)
     satellite_probability: float = 0.0
+    multinodular_probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,15 @@ class ShapeRules:
     ``deform_amplitude`` is the elastic displacement (fraction of the mean radius, applied as a
     smooth random field with control points ``deform_scale`` * radius apart); satellites are
     spheres of ``satellite_radius_mm`` at ``satellite_distance`` * radius from the tumor centre.
+
+    Lobes (:class:`~tumorsynth.shapes.Lobe`) make the body lobulated, as real tumors are: each is
+    the main ellipsoid scaled by ``lobe_scale``, its centre ``lobe_offset`` of the way from the
+    tumor centre to the main surface in a random direction; a lobe reaches at most ``lobe_reach``
+    times the main body's radius in its direction (placement plans for the main body; where a
+    lobe leaves the organ, the renderer clips it like any tumor voxel outside the allowed
+    region). ``lobes`` is the range of the lobe count (0 = the first records' smooth ellipsoid). A multinodular, confluent tumor (``multinodular_probability`` of its size
+    class) has ``multinodular_lobes`` lobes of ``multinodular_scale``, set further out (centres
+    at 0.7-1.0 of the main radius, reaching at most ``multinodular_reach`` times it).
     """
 
     axis_jitter: Range = (0.75, 1.25)
@@ -89,6 +102,13 @@ class ShapeRules:
     satellite_count: tuple[int, int] = (1, 4)
     satellite_radius_mm: Range = (2.0, 5.0)
     satellite_distance: Range = (1.2, 1.8)
+    lobes: tuple[int, int] = (0, 0)
+    lobe_scale: Range = (0.4, 0.7)
+    lobe_offset: Range = (0.4, 0.8)
+    lobe_reach: float = 1.2
+    multinodular_lobes: tuple[int, int] = (3, 6)
+    multinodular_scale: Range = (0.45, 0.65)
+    multinodular_reach: float = 1.45
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ satellites, mass effect and placement inside organs."""
 
 from tumorsynth.box import Box
 from tumorsynth.shapes.ellipsoid import (
+    Lobe,
+    MassEffectResampling,
     Satellite,
     ShapeField,
     ShapeSpec,
@@ -16,7 +18,9 @@ from tumorsynth.shapes.placement import RandomTumorShape, random_rotation
 
 __all__ = [
     "Box",
+    "Lobe",
     "MassEffectOutput",
+    "MassEffectResampling",
     "RandomTumorShape",
     "Satellite",
     "ShapeField",

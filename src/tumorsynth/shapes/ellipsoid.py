@@ -1,4 +1,5 @@
-"""Tumor shapes in mm at native spacing: an elastically deformed, rotated ellipsoid plus satellites.
+"""Tumor shapes in mm at native spacing: an elastically deformed, rotated ellipsoid with lobes,
+plus satellites.
 
 :class:`ShapeSpec` is the frozen, JSON-serializable description; :func:`render_shape` evaluates it in
 a crop as a signed distance field (mm, negative inside), from which the binary tumor mask
@@ -6,6 +7,11 @@ a crop as a signed distance field (mm, negative inside), from which the binary t
 is a smooth random displacement field (cubic B-spline, :mod:`tumorsynth.shapes.fields`) applied to
 the coordinates before the ellipsoid is evaluated: the same elastic warp as deforming a mask, but
 analytic, so it costs arithmetic only and has no interpolation blur.
+
+Lobes (:class:`Lobe`) make the body lobulated or multinodular: each is a scaled copy of the main
+ellipsoid (same orientation and axis ratios) shifted off the centre, deformed by the same field,
+and the body is their union with the main ellipsoid, as real confluent tumors are. A spec without
+lobes renders exactly as before they existed.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 from scipy.special import erfc
@@ -21,7 +28,21 @@ from tumorsynth._types import Vec3, plain_json
 from tumorsynth.box import Box
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
-__all__ = ["Satellite", "ShapeField", "ShapeSpec", "render_shape", "shape_box", "soft_mask"]
+__all__ = [
+    "MassEffectResampling",
+    "Lobe",
+    "Satellite",
+    "ShapeField",
+    "ShapeSpec",
+    "render_shape",
+    "shape_box",
+    "soft_mask",
+]
+
+#: How the mass effect resamples the pushed tissue: ``"trilinear"`` (the first records' way; it
+#: smooths the scan's noise) or ``"split"`` (low-pass part trilinear, high-pass residual by nearest
+#: neighbour from the same source: the noise keeps its amplitude and grain).
+MassEffectResampling = Literal["trilinear", "split"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +51,15 @@ class Satellite:
 
     offset_mm: Vec3
     radius_mm: float
+
+
+@dataclass(frozen=True)
+class Lobe:
+    """A lobe of the tumor body: the main ellipsoid scaled by ``scale`` (same orientation and axis
+    ratios), centred at ``offset_mm`` from the tumor centre (mm, voxel-axis frame)."""
+
+    offset_mm: Vec3
+    scale: float
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,12 @@ class ShapeSpec:
         The tumor grows out of the organ (its centre sits near the surface).
     satellites
         Satellite nodules, rendered as part of the same tumor.
+    lobes
+        Lobes of the body, united with the main ellipsoid (lobulated and multinodular tumors);
+        none in the first records.
+    mass_effect_resampling
+        How the mass effect resamples the pushed tissue (:data:`MassEffectResampling`);
+        ``"trilinear"`` in the first records, ``"split"`` (keeps the scan's noise) in new draws.
     """
 
     center_vox: Vec3
@@ -66,6 +102,20 @@ class ShapeSpec:
     bulge_mm: float = 0.0
     exophytic: bool = False
     satellites: tuple[Satellite, ...] = field(default_factory=tuple)
+    lobes: tuple[Lobe, ...] = field(default_factory=tuple)
+    mass_effect_resampling: MassEffectResampling = "trilinear"
+
+    def __post_init__(self) -> None:
+        if self.mass_effect_resampling not in get_args(MassEffectResampling):
+            raise ValueError(
+                f"ShapeSpec.mass_effect_resampling: expected one of "
+                f"{list(get_args(MassEffectResampling))}, found {self.mass_effect_resampling!r}"
+            )
+        if any(not 0 < lobe.scale <= 1 for lobe in self.lobes):
+            raise ValueError(
+                "ShapeSpec.lobes: expected scales in (0, 1], found "
+                f"{[lobe.scale for lobe in self.lobes]}"
+            )
 
     @property
     def rotation_matrix(self) -> np.ndarray:
@@ -73,8 +123,10 @@ class ShapeSpec:
 
     @property
     def main_radius_mm(self) -> float:
-        """Largest extent of the main body from its centre (semi-axis plus deformation)."""
-        return max(self.radii_mm) + 2.5 * self.deform_amplitude_mm
+        """Largest extent of the body from its centre (semi-axis or lobe, plus deformation)."""
+        r_max = max(self.radii_mm)
+        reach = [float(np.linalg.norm(lobe.offset_mm)) + lobe.scale * r_max for lobe in self.lobes]
+        return max([r_max, *reach]) + 2.5 * self.deform_amplitude_mm
 
     @property
     def bounding_radius_mm(self) -> float:
@@ -89,7 +141,10 @@ class ShapeSpec:
         """Half-size along each voxel axis (mm) of a box around the centre holding the tumor."""
         rot = self.rotation_matrix
         slack = 2.5 * self.deform_amplitude_mm
-        half = np.sqrt((rot**2 * np.asarray(self.radii_mm) ** 2).sum(axis=1)) + slack
+        ellipsoid = np.sqrt((rot**2 * np.asarray(self.radii_mm) ** 2).sum(axis=1))
+        half = ellipsoid + slack
+        for lobe in self.lobes:
+            half = np.maximum(half, np.abs(lobe.offset_mm) + lobe.scale * ellipsoid + slack)
         for sat in self.satellites:
             half = np.maximum(half, np.abs(sat.offset_mm) + sat.radius_mm + slack)
         return half
@@ -97,6 +152,12 @@ class ShapeSpec:
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["satellites"] = [asdict(s) for s in self.satellites]
+        data["lobes"] = [asdict(lobe) for lobe in self.lobes]
+        # Fields added after the first records stay out while they hold their defaults, so a
+        # first-generation spec writes the very record it was read from.
+        for name, default in _LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
         return plain_json(data)  # type: ignore[return-value]
 
     @classmethod
@@ -109,7 +170,15 @@ class ShapeSpec:
             Satellite(tuple(s["offset_mm"]), float(s["radius_mm"]))
             for s in values.get("satellites", ())  # type: ignore[attr-defined]
         )
+        values["lobes"] = tuple(
+            Lobe(tuple(lobe["offset_mm"]), float(lobe["scale"]))
+            for lobe in values.get("lobes", ())  # type: ignore[attr-defined]
+        )
         return cls(**values)  # type: ignore[arg-type]
+
+
+#: ShapeSpec fields added after the first records, with the defaults that render those records.
+_LATER_FIELDS: dict[str, object] = {"lobes": [], "mass_effect_resampling": "trilinear"}
 
 
 @dataclass
@@ -167,12 +236,33 @@ def render_shape(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box) -> Shap
     else:
         points = tuple(np.broadcast_to(g, box.shape) for g in grid)
     radii = np.asarray(spec.radii_mm, dtype=np.float32)
-    coef = spec.rotation_matrix.astype(np.float32) / radii
+    rotation = spec.rotation_matrix.astype(np.float32)
+    distance = _ellipsoid_distance(points, rotation, radii)
+    for lobe in spec.lobes:
+        shifted = tuple(p - np.float32(o) for p, o in zip(points, lobe.offset_mm))
+        lobe_distance = _ellipsoid_distance(shifted, rotation, radii * np.float32(lobe.scale))
+        np.minimum(distance, lobe_distance, out=distance)
+    depth = np.clip(distance * np.float32(-1.0 / radii.min()), 0.0, 1.0)
+    for sat in spec.satellites:
+        d_sat = sum((p - np.float32(o)) ** 2 for p, o in zip(points, sat.offset_mm))
+        d_sat = np.sqrt(d_sat) - np.float32(sat.radius_mm)
+        np.minimum(distance, d_sat, out=distance)
+    return ShapeField(box, distance, depth, spec.center_vox)
+
+
+def _ellipsoid_distance(
+    points: tuple[np.ndarray, ...], rotation: np.ndarray, radii: np.ndarray
+) -> np.ndarray:
+    """First-order signed distance (mm, float32) to the surface of the ellipsoid of semi-axes
+    ``radii`` (float32) and axes ``rotation`` (float32 columns), at ``points`` (mm from its
+    centre, float32 arrays of one shape)."""
+    shape = np.broadcast_shapes(*(p.shape for p in points))
+    coef = rotation / radii
     # Local coordinates scaled by the semi-axes, l_j = sum_i p_i R_ij / r_j; then
     # q^2 = sum l_j^2 and |grad q| q = sqrt(sum l_j^2 / r_j^2). Computed in place.
-    q2 = np.zeros(box.shape, dtype=np.float32)
-    g2 = np.zeros(box.shape, dtype=np.float32)
-    local = np.empty(box.shape, dtype=np.float32)
+    q2 = np.zeros(shape, dtype=np.float32)
+    g2 = np.zeros(shape, dtype=np.float32)
+    local = np.empty(shape, dtype=np.float32)
     for j in range(3):
         np.multiply(points[0], coef[0, j], out=local)
         local += points[1] * coef[1, j]
@@ -191,12 +281,7 @@ def render_shape(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box) -> Shap
     centre = q < np.float32(1e-3)
     if centre.any():
         distance[centre] = -radii.min()
-    depth = np.clip(distance * np.float32(-1.0 / radii.min()), 0.0, 1.0)
-    for sat in spec.satellites:
-        d_sat = sum((p - np.float32(o)) ** 2 for p, o in zip(points, sat.offset_mm))
-        d_sat = np.sqrt(d_sat) - np.float32(sat.radius_mm)
-        np.minimum(distance, d_sat, out=distance)
-    return ShapeField(box, distance, depth, spec.center_vox)
+    return distance
 
 
 def soft_mask(distance_mm: np.ndarray, edge_width_mm: float) -> np.ndarray:

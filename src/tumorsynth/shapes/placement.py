@@ -19,7 +19,7 @@ from tumorsynth._types import RngLike, SizeClass, as_rng
 from tumorsynth.errors import PlacementError
 from tumorsynth.organs.context import OrganContext
 from tumorsynth.organs.profile import OrganProfile
-from tumorsynth.shapes.ellipsoid import Satellite, ShapeSpec
+from tumorsynth.shapes.ellipsoid import Lobe, Satellite, ShapeSpec
 
 __all__ = ["RandomTumorShape", "random_rotation"]
 
@@ -119,6 +119,7 @@ class RandomTumorShape:
         satellites: tuple[Satellite, ...] = ()
         if rule.satellite_probability > 0 and rng.random() < rule.satellite_probability:
             satellites = self._draw_satellites(context, center, mean_r, rng)
+        lobes = self._draw_lobes(size, radii, rotation, rng)
         return ShapeSpec(
             center_vox=tuple(float(c) for c in center),  # type: ignore[arg-type]
             radii_mm=radii,  # type: ignore[arg-type]
@@ -130,6 +131,8 @@ class RandomTumorShape:
             bulge_mm=float(bulge),
             exophytic=bool(exophytic),
             satellites=satellites,
+            lobes=lobes,
+            mass_effect_resampling="split",
         )
 
     def _draw_satellites(
@@ -148,6 +151,46 @@ class RandomTumorShape:
             if inside:
                 out.append(Satellite(tuple(float(v) for v in offset), radius))  # type: ignore[arg-type]
         return tuple(out)
+
+    def _draw_lobes(
+        self,
+        size: SizeClass,
+        radii: tuple[float, ...],
+        rotation: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[Lobe, ...]:
+        """Lobes of the body (drawn last, so they leave the size and placement draws as they were).
+
+        A lobe's centre lies ``lobe_offset`` of the way to the main surface in a uniformly random
+        direction (in the ellipsoid's own frame, so it follows the axis ratios); its scale is cut
+        so the lobe reaches at most ``lobe_reach`` (multinodular: ``multinodular_reach``) times
+        the main radius in that direction.
+        """
+        rules = self.profile.shape
+        multinodular = rng.random() < self.profile.rule(size).multinodular_probability
+        if multinodular:
+            count_range, scales, offsets = (
+                rules.multinodular_lobes,
+                rules.multinodular_scale,
+                (0.7, 1.0),
+            )
+            reach = rules.multinodular_reach
+        else:
+            count_range, scales, offsets = rules.lobes, rules.lobe_scale, rules.lobe_offset
+            reach = rules.lobe_reach
+        count = int(rng.integers(count_range[0], count_range[1] + 1))
+        semi_axes = np.asarray(radii)
+        lobes = []
+        for _ in range(count):
+            direction = rng.standard_normal(3)
+            direction /= np.linalg.norm(direction)
+            offset = float(rng.uniform(*offsets))
+            scale = min(float(rng.uniform(*scales)), reach - offset)
+            if scale <= 0.05:
+                continue
+            offset_mm = rotation @ (semi_axes * direction * offset)
+            lobes.append(Lobe(tuple(float(v) for v in offset_mm), scale))  # type: ignore[arg-type]
+        return tuple(lobes)
 
     def _raise_no_room(
         self, context: OrganContext, size: SizeClass, min_depth: float, where: str
