@@ -8,10 +8,21 @@ What it adds to SynTumor's texture-times-blurred-mask recipe:
   tissue, and the high-frequency residual (noise, clipped at 2.5 sigma so vessels do not shine
   through) is kept, so tumor noise has the scan's own amplitude and grain;
 - heterogeneity as in real tumors: a smooth random texture, a darker centre, optional necrotic
-  core, enhancing rim and dense spots for larger tumors;
+  core, enhancing rim (or hypodense halo) and dense spots for larger tumors;
+- (version 1.1) a fine-grained texture of the tumor's own on top of the scan's noise, its std set
+  relative to the scan's measured noise, so the tumor's fine-scale noise is ``noise_ratio`` times
+  its host's (real tumors are noisier than their host, synthetic ones were not);
 - cysts near water density (0-20 HU) with sharp margins.
 
 Edge softness comes from the signed distance (an analytic Gaussian-blurred edge), not from filtering.
+
+Version history (a record replays only with the version that made it):
+
+- 1.0: the first calibration on IRCAD 1.17.
+- 1.1: ``grain_ratio`` (the tumor's own fine grain) and ``centre_power`` (the darker centre's
+  depth profile); the organ profiles draw more interior texture, sharper liver edges, hypodense
+  halos as well as enhancing rims. A 1.1 spec with the new fields at their defaults
+  (``grain_ratio=0``, ``centre_power=1.5``) renders exactly as 1.0 did.
 """
 
 from __future__ import annotations
@@ -23,15 +34,28 @@ from typing import Any, Literal
 import numpy as np
 
 from tumorsynth._types import plain_json
-from tumorsynth.generators.noise import NOISE_SIGMA_MM, low_pass, scan_noise
+from tumorsynth.box import Box
+from tumorsynth.generators.noise import NOISE_SIGMA_MM, low_pass, scan_noise, tumor_grain
 from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
 from tumorsynth.shapes.ellipsoid import soft_mask
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
 
-__all__ = ["DenseSpot", "HeuristicAppearance", "HeuristicGenerator"]
+__all__ = ["DenseSpot", "HeuristicAppearance", "HeuristicGenerator", "grain_ratio"]
 
 _SIZE_TEXTURE_GAIN = {"tiny": 0.4, "small": 0.6, "medium": 0.9, "large": 1.0}
 _SIZE_CENTRE_GAIN = {"tiny": 0.0, "small": 0.3, "medium": 0.8, "large": 1.0}
+
+
+def grain_ratio(noise_ratio: float) -> float:
+    """The ``grain_ratio`` that makes a tumor's fine-scale noise ``noise_ratio`` times its
+    host's: independent grain adds in quadrature, ``sqrt(noise_ratio**2 - 1)`` (0 at or below 1).
+
+    Examples
+    --------
+    >>> round(grain_ratio(1.25), 6), grain_ratio(0.9)
+    (0.75, 0.0)
+    """
+    return float(np.sqrt(max(noise_ratio * noise_ratio - 1.0, 0.0)))
 
 
 @dataclass(frozen=True)
@@ -56,8 +80,10 @@ class HeuristicAppearance:
         The organ's measured median and noise, frozen here so replay does not re-measure.
     target_hu
         Tumor HU at its periphery (solid) or the cyst's HU.
-    centre_drop_hu
-        How much darker the centre is than the periphery (depth profile ``depth ** 1.5``).
+    centre_drop_hu, centre_power
+        How much darker the centre is than the periphery, with the depth profile
+        ``depth ** centre_power`` (``depth``: distance from the edge over the smallest radius,
+        at most 1); 1.5 concentrates the drop in the centre, 1 darkens steadily from the edge.
     texture_hu, texture_scale_mm, texture_seed
         Std, correlation length and seed of the smooth internal texture.
     edge_width_mm
@@ -65,7 +91,14 @@ class HeuristicAppearance:
     necrosis_fraction, necrosis_hu
         Inner fraction of the normalized depth that is necrotic (0 = none), and its HU.
     rim_hu, rim_width_mm
-        Enhancing rim added at the periphery (0 = none).
+        Rim added at the periphery: enhancing (> 0), hypodense halo (< 0) or none (0).
+    dense_spots
+        Small dense foci (see :class:`DenseSpot`).
+    grain_ratio
+        Std of the tumor's own fine-grained texture (:func:`~tumorsynth.generators.noise.
+        tumor_grain`, seeded by ``texture_seed + 2``) relative to ``noise_hu``: the tumor's
+        fine-scale noise is about ``sqrt(1 + grain_ratio**2)`` times the scan's (0 = the scan's
+        noise alone, as in version 1.0).
     """
 
     kind: Literal["solid", "cyst"]
@@ -82,6 +115,8 @@ class HeuristicAppearance:
     rim_hu: float = 0.0
     rim_width_mm: float = 2.0
     dense_spots: tuple[DenseSpot, ...] = field(default_factory=tuple)
+    grain_ratio: float = 0.0
+    centre_power: float = 1.5
 
     @property
     def contrast_hu(self) -> float:
@@ -113,7 +148,7 @@ class HeuristicGenerator(TumorGeneratorBase):
     """
 
     name = "heuristic"
-    version = "1.0"
+    version = "1.1"
 
     # -- random side ---------------------------------------------------------------------------
     def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
@@ -154,6 +189,8 @@ class HeuristicGenerator(TumorGeneratorBase):
             rim_hu=float(rng.uniform(*rules.rim_hu)) if rim else 0.0,
             rim_width_mm=float(rng.uniform(*rules.rim_width_mm)),
             dense_spots=self._draw_spots(rng, min_radius, rules.dense_spot_hu) if spots else (),
+            grain_ratio=grain_ratio(float(rng.uniform(*rules.noise_ratio))),
+            centre_power=float(rng.uniform(*rules.centre_power)),
         )
         return spec.to_dict()
 
@@ -181,11 +218,12 @@ class HeuristicGenerator(TumorGeneratorBase):
         return 3.5 * float(spec["edge_width_mm"]) + 3.0 * NOISE_SIGMA_MM
 
     def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray:
-        """Blend the tumor into ``inputs.image``: ``(1 - m) * W + m * (target + noise)``.
+        """Blend the tumor into ``inputs.image``: ``(1 - m) * W + m * (target + noise + grain)``.
 
         ``W`` is the background (inside the tumor: the tissue before mass effect), ``m`` the soft
         tumor weight restricted to the allowed region, ``noise`` the clipped 2 mm high-pass
-        residual of ``W``: the scan's own noise.
+        residual of ``W``: the scan's own noise; ``grain`` the tumor's own fine texture
+        (``grain_ratio``), drawn over the bounding box of ``m > 0`` only.
         """
         app = HeuristicAppearance.from_dict(spec)
         distance = inputs.shape.distance_mm
@@ -198,6 +236,11 @@ class HeuristicGenerator(TumorGeneratorBase):
             background, low, weight, app.parenchyma_hu, app.noise_hu, app.texture_seed + 1
         )
         target = self._target(app, inputs)
+        if app.grain_ratio > 0:
+            found = Box.of_mask(weight > 0)
+            if found is not None:
+                std_hu = app.grain_ratio * max(app.noise_hu, 1.0)
+                noise[found.slices] += tumor_grain(found.shape, std_hu, app.texture_seed + 2)
         return background + weight * (target + noise - background)
 
     def _target(self, app: HeuristicAppearance, inputs: RenderInput) -> np.ndarray:
@@ -208,7 +251,11 @@ class HeuristicGenerator(TumorGeneratorBase):
             return target
         depth = inputs.shape.depth
         if app.centre_drop_hu:
-            target -= np.float32(app.centre_drop_hu) * depth * np.sqrt(depth)  # depth ** 1.5
+            if app.centre_power == 1.5:  # version 1.0's profile, bit for bit
+                profile = depth * np.sqrt(depth)
+            else:
+                profile = np.power(depth, np.float32(app.centre_power))
+            target -= np.float32(app.centre_drop_hu) * profile
         if app.texture_hu or app.necrosis_fraction:
             center = inputs.shape.center_vox
             axes = crop_axes_mm(box.origin, box.shape, inputs.spacing_mm, center)

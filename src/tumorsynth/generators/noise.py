@@ -4,6 +4,10 @@ A generator replaces a tissue's low-frequency content (:func:`low_pass`, a Gauss
 :data:`NOISE_SIGMA_MM`) and keeps the high-frequency residual, the scan's noise
 (:func:`scan_noise`), so a tumor's noise has the scan's own amplitude and grain. The scale is the
 one :class:`~tumorsynth.organs.context.OrganContext` measures the organ's noise with.
+
+Real tumors are more heterogeneous at fine scale than their host; :func:`tumor_grain` is a
+tumor's own fine-grained texture, with the CT-like grain of the stand-in noise, that a generator
+adds on top of the scan's noise (its amplitude set relative to the scan's measured noise).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from scipy import ndimage as ndi
 from tumorsynth.box import Box
 from tumorsynth.organs.context import NOISE_SIGMA_MM
 
-__all__ = ["NOISE_SIGMA_MM", "low_pass", "scan_noise"]
+__all__ = ["NOISE_SIGMA_MM", "low_pass", "scan_noise", "tumor_grain"]
 
 #: The residual is clipped at this many noise std, so vessels do not shine through a tumor.
 _NOISE_CLIP = 2.5
@@ -52,13 +56,50 @@ def scan_noise(
     # Widen by 2 voxels (the residual also carries the edge's shoulders) and draw the stand-in
     # noise only in the box around the foreign voxels: a deterministic function of the crop.
     widened = ndi.binary_dilation(foreign[box], iterations=2) & (weight[box] > 0.01)
-    rng = np.random.default_rng(seed)
-    grain = ndi.gaussian_filter(
-        rng.standard_normal(widened.shape, dtype=np.float32),
-        sigma=_GRAIN_SIGMA_VOX,
-        truncate=3.0,
-    )
+    grain = _grain(widened.shape, seed)
     grain *= np.float32(noise_hu / max(float(grain.std()), 1e-6))
     sub = noise[box]
     sub[widened] = np.clip(grain[widened], -clip, clip)
     return noise
+
+
+def tumor_grain(shape: tuple[int, ...], std_hu: float, seed: int) -> np.ndarray:
+    """Fine-grained texture of a tumor (float32 HU, mean 0, std ``std_hu``) on a crop of
+    ``shape``: white noise with the CT-like grain of the stand-in noise (Gaussian correlation of
+    0.7 voxel), a deterministic function of ``(shape, std_hu, seed)``.
+
+    Added to the scan's own noise inside a tumor, it raises the fine-scale noise there to about
+    ``sqrt(noise**2 + std_hu**2)``. The std is set from the filter's kernel, not measured, so
+    it does not depend on the draw.
+
+    Examples
+    --------
+    >>> g = tumor_grain((60, 60, 30), 10.0, seed=3)
+    >>> g.dtype, bool(abs(float(g[3:-3, 3:-3, 3:-3].std()) - 10.0) < 0.3)
+    (dtype('float32'), True)
+    """
+    grain = _grain(shape, seed)
+    grain *= np.float32(std_hu / _GRAIN_STD)
+    return grain
+
+
+def _grain(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Seeded white noise smoothed to a CT-like grain (std :data:`_GRAIN_STD`), float32."""
+    rng = np.random.default_rng(seed)
+    return ndi.gaussian_filter(
+        rng.standard_normal(shape, dtype=np.float32), sigma=_GRAIN_SIGMA_VOX, truncate=3.0
+    )
+
+
+def _grain_std() -> float:
+    """Std of unit white noise after the grain filter (3-D, away from the crop's faces): the
+    product over the axes of the 1-D kernel's root sum of squares."""
+    radius = int(3.0 * _GRAIN_SIGMA_VOX + 0.5)  # the radius scipy's truncate=3.0 gives
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / _GRAIN_SIGMA_VOX) ** 2)
+    kernel /= kernel.sum()
+    return float(np.sqrt((kernel**2).sum()) ** 3)
+
+
+#: Std of the grain filter's output for unit white noise.
+_GRAIN_STD = _grain_std()

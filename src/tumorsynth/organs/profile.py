@@ -155,10 +155,18 @@ class AppearanceRules:
     rim about -25 HU below liver, centre about -65 HU, heterogeneous, edge about 1-2 mm wide.
     Solid-tumor contrasts are for an enhanced scan (organ at ``enhanced_hu``) and shrink towards
     non-contrast scans (organ at ``unenhanced_hu``); see :meth:`enhancement`.
+
+    ``rim_hu`` may reach below 0: a hypodense halo instead of an enhancing rim. ``centre_power``
+    is the exponent of the darker centre's depth profile (1 darkens steadily from the edge, as
+    IRCAD 1.17's tumors do; 1.5 keeps the periphery flat). ``noise_ratio`` is
+    the range of the solid tumor's fine-scale noise (2 mm high-pass) relative to the host's: real
+    tumors are more heterogeneous than their host at fine scale; the heuristic generator adds a
+    grain of its own, relative to the scan's measured noise, to reach it (1 = the scan's noise).
     """
 
     contrast_hu: Range = (-45.0, -15.0)
     centre_drop_hu: Range = (0.0, 45.0)
+    centre_power: Range = (1.0, 1.5)
     texture_hu: Range = (4.0, 20.0)
     texture_scale_mm: Range = (2.5, 7.0)
     edge_width_mm: Range = (0.5, 1.5)
@@ -173,6 +181,7 @@ class AppearanceRules:
     cyst_probability: float = 0.0
     cyst_hu: Range = (0.0, 20.0)
     cyst_edge_width_mm: Range = (0.2, 0.5)
+    noise_ratio: Range = (1.1, 1.5)
     unenhanced_hu: float = 55.0
     enhanced_hu: float = 110.0
 

@@ -85,6 +85,11 @@ def render_specs(
                     where,
                     f"tumor was made by {spec.generator} {spec.generator_version}, "
                     f"this is {gen.version}; replay would not be exact",
+                    fix=(
+                        f"render it with the tumorsynth release that has {spec.generator} "
+                        f"{spec.generator_version}, or synthesize the tumor again with "
+                        f"{gen.version}"
+                    ),
                 )
             renderer.add(renderer.prepare(spec, gen), 1)
         return renderer.finish()
