@@ -79,7 +79,8 @@ def test_roc_one_panel_per_classifier(tmp_path: Path) -> None:
         for s, scores, auc in (("appearance", good, 0.85), ("host_only", chance, 0.5))
     ]
     out = plot_roc(tmp_path / "roc.png", results, flags)
-    assert png_size(out) == (round(2 * 5.2 * DPI), round(5.4 * DPI))
+    # two panels, legends of 3 entries (chance + 2 sets) below them
+    assert png_size(out) == (round(2 * 5.2 * DPI), round((5.4 + 0.22 * 3 + 0.2) * DPI))
     short = [c2st_result("all", "logistic", good[:10], 0.8)]
     with pytest.raises(InputError, match=r"one out-of-fold score per sample \(80\), found 10"):
         plot_roc(tmp_path / "bad.png", short, flags)

@@ -167,11 +167,15 @@ def plot_roc(
                 f"{len(result.oof_score)}",
             )
     classifiers = list(dict.fromkeys(r.classifier for r in results)) or ["(none)"]
-    figure = _figure(5.2 * len(classifiers), 5.4)
+    sets = list(dict.fromkeys(r.feature_set for r in results))
+    per_panel = max([sum(r.classifier == c for r in results) for c in classifiers] + [0])
+    legend_in = 0.22 * (per_panel + 1) + 0.2
+    height_in = 5.4 + legend_in
+    figure = _figure(5.2 * len(classifiers), height_in)
     for k, classifier in enumerate(classifiers):
         axes = figure.add_subplot(1, len(classifiers), k + 1)
         axes.plot([0, 1], [0, 1], color="0.6", linewidth=1, linestyle=":", label="chance (0.5)")
-        for i, result in enumerate(r for r in results if r.classifier == classifier):
+        for result in (r for r in results if r.classifier == classifier):
             scores = np.asarray(result.oof_score, dtype=float)
             finite = np.isfinite(scores)
             fpr, tpr, _ = roc_curve(flags[finite], scores[finite])
@@ -179,7 +183,7 @@ def plot_roc(
             axes.plot(
                 fpr,
                 tpr,
-                color=f"C{i % 10}",
+                color=f"C{sets.index(result.feature_set) % 10}",
                 linewidth=1.6,
                 linestyle="--" if baseline else "-",
                 label=(
@@ -194,14 +198,18 @@ def plot_roc(
         axes.set_xlabel("false-positive rate (real called synthetic)")
         axes.set_ylabel("true-positive rate (synthetic called synthetic)")
         axes.set_title(f"{classifier}: AUC [95% interval], permutation p", fontsize=9)
-        axes.legend(loc="lower right", fontsize=7, framealpha=0.9)
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8, frameon=False)
     n_real, n_synthetic = int((~flags).sum()), int(flags.sum())
     figure.suptitle(
         f"Classifier two-sample test, pooled out-of-fold ROC ({n_real} real, {n_synthetic} "
         "synthetic samples)",
         fontsize=10,
     )
-    figure.tight_layout()
+    # Room for the legends under the axes (tight_layout would squeeze the legends out).
+    figure.subplots_adjust(
+        left=0.1 / len(classifiers) + 0.02, right=0.98, top=1 - 0.5 / height_in,
+        bottom=(legend_in + 0.45) / height_in, wspace=0.3,
+    )  # fmt: skip
     return _save(figure, path)
 
 

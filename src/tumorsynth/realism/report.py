@@ -62,6 +62,9 @@ _SET_WORDS = {
 }
 
 
+_BASELINE_WORDS = {"host_only": "host only", "scan_indicator": "scan indicator"}
+
+
 @dataclass(frozen=True)
 class RealismVerdict:
     """The study's answer in one label and one paragraph, with the reasons to doubt it.
@@ -133,7 +136,8 @@ def realism_verdict(
         warnings.append(
             f"p = {_p(best.p_value)} is the best of {n_tests} set x classifier tests; "
             f"Bonferroni-corrected it is {_p(min(1.0, best.p_value * n_tests))}: treat the "
-            "difference as tentative."
+            "difference as tentative (with N label permutations p cannot go below 1/(N+1): "
+            "more permutations give finer p-values)."
         )
     below = [r for r in c2st if r.auc_high < 0.5]
     if below:
@@ -180,8 +184,11 @@ def realism_verdict(
         )  # fmt: skip
     if baselines:
         listed = "; ".join(
-            f"{_SET_WORDS.get(r.feature_set, r.feature_set)} {r.classifier} {_auc_ci(r)}"
-            for r in baselines
+            f"{_BASELINE_WORDS.get(name, name)} "
+            + ", ".join(
+                f"{_auc_ci(r)} ({r.classifier})" for r in baselines if r.feature_set == name
+            )
+            for name in dict.fromkeys(r.feature_set for r in baselines)
         )
         if high:
             paragraph += f" Baselines: {listed}: the scans themselves differ (see the warnings)."
