@@ -119,7 +119,7 @@ def plot_feature_distributions(
         axes.set_ylabel(f"value ({unit})" if unit else "value", fontsize=8)
         title = feature
         if feature in descriptions:
-            title += "\n" + textwrap.fill(descriptions[feature], 42)
+            title += "\n" + textwrap.fill(textwrap.shorten(descriptions[feature], 126), 42)
         axes.set_title(title, fontsize=8)
     if not shown:
         axes = figure.add_subplot(1, 1, 1)
