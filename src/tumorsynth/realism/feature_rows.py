@@ -77,7 +77,9 @@ class FeatureSettings:
     seed
         Seed of the patch centres (with the case id, organ and tumor index).
     norm_bin_width
-        Bin width of the host-normalized tumor's radiomics, in units of the host's noise.
+        Bin width of the host-normalized tumor's radiomics, in units of the host's noise
+        (0.5: about 7 HU in a liver with 15 HU of noise). 0.25 costs 10 s instead of 0.5 s on
+        IRCAD 1.17's first tumor (85.6 mL), whose interior spans 132 HU.
     """
 
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -88,7 +90,7 @@ class FeatureSettings:
     patches_per_tumor: int = 0
     patch_radius_mm: float = 10.0
     seed: int = 0
-    norm_bin_width: float = 0.25
+    norm_bin_width: float = 0.5
 
     def __post_init__(self) -> None:
         where = "FeatureSettings"

@@ -14,8 +14,8 @@ Feature names (``original_<class>_<Name>`` in pyradiomics) become:
 
 - ``tumor_<class>_<Name>``: the tumor in HU (firstorder, glcm, glrlm, glszm, ngtdm, gldm);
 - ``host_<class>_<Name>``: the same on the host shell;
-- ``norm_<class>_<Name>``: the tumor after ``(HU - host mean) / host noise``, binned in those
-  units (``norm_bin_width``);
+- ``norm_<class>_<Name>``: the tumor after ``(HU - host mean) / host noise``, clipped to
+  +-:data:`NORM_CLIP`, binned in those units (``norm_bin_width``);
 - ``shape_rad_<Name>`` for the scale-free shape features (Sphericity, Elongation, Flatness) and
   ``size_rad_<Name>`` for the others (MeshVolume, SurfaceArea, Maximum3DDiameter...);
 - texture features that grow with the number of voxels (Energy, TotalEnergy, the
@@ -38,6 +38,7 @@ import numpy as np
 from tumorsynth.errors import InputError
 
 __all__ = [
+    "NORM_CLIP",
     "RADIOMICS_CLASSES",
     "SCALE_FREE_SHAPE",
     "VOLUME_DEPENDENT",
@@ -66,6 +67,12 @@ VOLUME_DEPENDENT = frozenset(
         "ngtdm_Strength",
     }
 )
+
+
+#: The host-normalized tumor is clipped to +-this many host-noise units (about +-250 HU) before
+#: binning: one calcification or enhancing vessel would otherwise multiply the grey levels
+#: (IRCAD 1.17's first tumor spans 126 units: 505 bins and 10 s instead of 0.5 s).
+NORM_CLIP = 16.0
 
 
 def load_radiomics() -> ModuleType:
@@ -148,7 +155,7 @@ def radiomics_features(
     *,
     target_mm: Sequence[float] = (1.0, 1.0, 1.0),
     bin_width_hu: float = 25.0,
-    norm_bin_width: float = 0.25,
+    norm_bin_width: float = 0.5,
     host_mean_hu: float = math.nan,
     host_noise_hu: float = math.nan,
     shape: bool = True,
@@ -192,7 +199,12 @@ def radiomics_features(
     out.update(_run("tumor", img, masks["tumor"], bin_width_hu, shape))
     out.update(_run("host", img, masks["host"], bin_width_hu, False))
     usable = math.isfinite(host_mean_hu) and math.isfinite(host_noise_hu) and host_noise_hu > 0
-    normalized = (img - float(host_mean_hu)) / float(host_noise_hu) if usable else None
+    normalized = None
+    if usable:
+        import SimpleITK as sitk
+
+        scaled = (img - float(host_mean_hu)) / float(host_noise_hu)
+        normalized = sitk.Clamp(scaled, sitk.sitkFloat32, -NORM_CLIP, NORM_CLIP)
     out.update(_run("norm", normalized, masks["tumor"], norm_bin_width, False))
     if not shape:
         out = {k: v for k, v in out.items() if not k.startswith(("size_", "shape_"))}
