@@ -147,22 +147,35 @@ def _split_resample(
     image: np.ndarray, spacing_mm: Sequence[float], src: np.ndarray, nearest: np.ndarray
 ) -> np.ndarray:
     """Values at the source points ``src`` (3, N; voxels of ``image``): the low-pass part
-    (Gaussian of NOISE_SIGMA_MM) trilinear, plus the high-pass residual of the nearest voxel.
+    (Gaussian of NOISE_SIGMA_MM) interpolated linearly, plus the high-pass residual of the
+    nearest voxel ``nearest`` (3, N).
 
-    The low-pass is taken over the bounding box of the points (plus its filter's reach), so the
-    cost follows the moved shell, not the crop; the residual is exact there, ``image - low``.
+    ``low(src) + high(n) = image(n) + low(src) - low(n)``, and over the half voxel between ``n``
+    and ``src`` the low-pass is linear to well under 0.1 HU (its scale is 2 mm), so the
+    difference is its central-difference gradient at ``n`` times ``src - n``: seven gathers
+    instead of an interpolation. The low-pass is taken over the bounding box of the points plus
+    its filter's reach, so it is exact there and its cost follows the moved shell.
     """
     sigma = np.asarray([NOISE_SIGMA_MM / s for s in spacing_mm])
-    reach = np.ceil(2.5 * sigma).astype(np.intp) + 1  # truncate=2.5, plus the trilinear stencil
-    lo = np.maximum(np.floor(src.min(axis=1)).astype(np.intp) - reach, 0)
-    hi = np.minimum(np.ceil(src.max(axis=1)).astype(np.intp) + reach + 1, image.shape)
+    reach = np.ceil(2.5 * sigma).astype(np.intp) + 1  # truncate=2.5, plus the difference stencil
+    lo = np.maximum(nearest.min(axis=1) - reach, 0)
+    hi = np.minimum(nearest.max(axis=1) + reach + 1, image.shape)
     window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    sub = image[window]
-    low = ndi.gaussian_filter(sub, sigma=tuple(sigma), truncate=2.5)
-    local = src - lo.astype(np.float32)[:, None]
-    near = tuple(nearest[axis] - lo[axis] for axis in range(3))
-    values = ndi.map_coordinates(low, local, order=1, mode="nearest", prefilter=False)
-    values += sub[near] - low[near]
+    low = ndi.gaussian_filter(image[window], sigma=tuple(sigma), truncate=2.5).ravel()
+    shape = hi - lo
+    strides = (shape[1] * shape[2], shape[2], 1)
+    local = [nearest[axis] - lo[axis] for axis in range(3)]
+    flat = local[0] * strides[0] + local[1] * strides[1] + local[2]
+    # The nearest voxel itself (its noise and all), gathered through flat indices (3x faster
+    # than a 3-D fancy index).
+    crop_flat = np.ravel_multi_index(tuple(nearest), image.shape)
+    values = np.take(np.ascontiguousarray(image).ravel(), crop_flat)
+    for axis in range(3):
+        up = (local[axis] < shape[axis] - 1).astype(np.intp)
+        down = (local[axis] > 0).astype(np.intp)
+        slope = np.take(low, flat + up * strides[axis]) - np.take(low, flat - down * strides[axis])
+        slope *= (src[axis] - nearest[axis]) / np.maximum(up + down, 1).astype(np.float32)
+        values += slope
     return values
 
 
