@@ -341,7 +341,9 @@ def render_markdown(
             f"## Per-feature differences (top {len(shown)} of {len(differences)})",
             "",
             "Two-sample Kolmogorov-Smirnov statistic and p-value (not corrected for the number "
-            "of features), medians with interquartile range [Q1, Q3].",
+            "of features), medians with interquartile range [Q1, Q3], effect = (synthetic "
+            "median - real median) / pooled robust standard deviation (positive: synthetic "
+            "higher).",
             "",
             "| feature | KS | p | real median [IQR] | synthetic median [IQR] | effect | meaning |",
             "|---|---|---|---|---|---|---|",
