@@ -57,6 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_generator_options(parser)
     add_seed(parser)
+    parser.add_argument(
+        "--exclude-label",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="keep tumors away from the voxels of this id of the input label (real tumors, "
+        "cysts); repeat for several ids",
+    )
+    parser.add_argument(
+        "--exclude-margin-mm",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="gap in mm between synthetic tumors and the excluded labels (default 0)",
+    )
     parser.add_argument("--out", metavar="DIR", help="output folder (nnU-Net v2 layout)")
     parser.add_argument(
         "--per-case",
@@ -79,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from tumorsynth.organs import registered_organs
     from tumorsynth.pipelines.batch import BatchSettings, run_batch
     from tumorsynth.pipelines.case_check import require_label_map
-    from tumorsynth.pipelines.synthesize import TumorRequest
+    from tumorsynth.pipelines.synthesize import TumorRequest, check_exclusion
 
     if not args.out:
         raise InputError("--out", "an output folder is required")
@@ -107,6 +123,11 @@ def run(args: argparse.Namespace) -> int:
             f"expected >= 1 tumor per organ, found {args.count} (a run "
             "without tumors has nothing to record)",
         )
+    check_exclusion(
+        args.exclude_label,
+        args.exclude_margin_mm,
+        names=("--exclude-label", "--exclude-margin-mm"),
+    )
     options = generator_options(args)
     get_generator(args.generator, **options)  # a bad checkpoint fails before any output
     requests = tuple(TumorRequest(o, args.count, args.size) for o in organs)
@@ -133,8 +154,11 @@ def run(args: argparse.Namespace) -> int:
         per_case=int(args.per_case),
         preview=bool(args.preview),
         generator_options=options,
+        exclude_labels=tuple(args.exclude_label),
+        exclude_margin_mm=float(args.exclude_margin_mm),
     )
     settings.resolved_label_map()
+    settings.check_exclusion()
     result = run_batch(
         cases, args.out, settings, workers=int(args.workers), progress=not args.no_progress
     )

@@ -3,6 +3,12 @@
 Built once per case and organ, then shared by every tumor placed in it. Distance maps are computed
 on a coarse grid (about 1.5 mm) over the organ's bounding box only, so the cost depends on the
 organ, not on the scan, and never on a full-volume float copy.
+
+Tumors keep clear of two kinds of existing structures: tumors of the label map and tumors placed
+in this run are *occupied spheres* (new tumors keep ``gap_mm`` from them, or may merge with them
+when both are of a confluent size class); voxels the user *excludes* (any label ids: real tumors,
+cysts) are a distance map, so a new tumor keeps a margin from the lesion's own voxels, not from a
+sphere around it.
 """
 
 from __future__ import annotations
@@ -55,10 +61,16 @@ class ParenchymaStats:
 
 @dataclass(frozen=True)
 class OccupiedSphere:
-    """A region new tumors must keep clear of: centre (mm, voxel-axis frame) and radius (mm)."""
+    """A region new tumors must keep clear of: centre (mm, voxel-axis frame) and radius (mm).
+
+    ``confluent``: a tumor of a confluent size class (see
+    :class:`~tumorsynth.organs.profile.PlacementRules`) placed in this run, which another such
+    tumor may touch or partly overlap when no separate site remains.
+    """
 
     center_mm: tuple[float, float, float]
     radius_mm: float
+    confluent: bool = False
 
 
 @dataclass
@@ -78,6 +90,11 @@ class OrganContext:
         organ mask (fat, fluid; inf where none were found).
     occupied
         Spheres already taken by tumors (existing ones and those placed in this run).
+    exclusion_mm
+        Coarse grid: a lower bound on the distance (mm) from anywhere within half a coarse cell
+        to the nearest excluded voxel (None when nothing is excluded).
+    exclude_margin_mm
+        Gap (mm) every tumor voxel keeps from the excluded voxels.
     """
 
     organ: str
@@ -90,6 +107,8 @@ class OrganContext:
     clearance_mm: np.ndarray
     parenchyma: ParenchymaStats
     occupied: list[OccupiedSphere] = field(default_factory=list)
+    exclusion_mm: np.ndarray | None = None
+    exclude_margin_mm: float = 0.0
     _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
@@ -102,10 +121,14 @@ class OrganContext:
         *,
         where: str = "<image>",
         avoid_mask: np.ndarray | None = None,
+        exclude_mask: np.ndarray | None = None,
+        exclude_margin_mm: float = 0.0,
     ) -> OrganContext:
         """Analyse ``organ_mask`` (bool, full volume) in ``image`` (HU, any dtype).
 
-        ``avoid_mask`` (bool, full volume) marks existing tumors to keep clear of.
+        ``avoid_mask`` (bool, full volume) marks existing tumors to keep clear of (as spheres);
+        ``exclude_mask`` (bool, full volume) marks voxels every tumor voxel keeps
+        ``exclude_margin_mm`` from (measured to the voxels themselves, anywhere in the scan).
 
         Raises
         ------
@@ -176,6 +199,14 @@ class OrganContext:
         )
         if avoid_mask is not None:
             context.occupy_mask(avoid_mask)
+        if exclude_mask is not None:
+            context.exclusion_mm = _exclusion_distance(
+                exclude_mask,
+                bbox,
+                stride,  # type: ignore[arg-type]
+                spacing_mm,
+            )
+            context.exclude_margin_mm = float(exclude_margin_mm)
         return context
 
     # -- geometry ------------------------------------------------------------------------------
@@ -205,15 +236,22 @@ class OrganContext:
         max_depth_mm: float = math.inf,
         min_clearance_mm: float = 0.0,
         keep_clear_mm: float = 0.0,
+        merge_fraction: float = 0.0,
+        excluded_clear_mm: float = 0.0,
     ) -> np.ndarray:
         """All coarse-grid voxels (N, 3) that satisfy depth, vessel clearance and collision rules.
 
         ``keep_clear_mm`` is the new tumor's bounding radius (plus gap): candidates closer than
-        ``keep_clear_mm + sphere.radius_mm`` to an occupied sphere are dropped.
+        ``keep_clear_mm + sphere.radius_mm`` to an occupied sphere are dropped; with
+        ``merge_fraction`` > 0 (a confluent tumor), a confluent sphere may be overlapped by that
+        fraction of the smaller of the two radii. ``excluded_clear_mm``: candidates closer than
+        this to an excluded voxel are dropped (no effect when nothing is excluded).
         """
-        index = np.argwhere(self._allowed(min_depth_mm, max_depth_mm, min_clearance_mm))
+        index = np.argwhere(
+            self._allowed(min_depth_mm, max_depth_mm, min_clearance_mm, excluded_clear_mm)
+        )
         if len(index) and self.occupied:
-            index = index[self._clear_of_tumors(index, keep_clear_mm)]
+            index = index[self._clear_of_tumors(index, keep_clear_mm, merge_fraction)]
         return index
 
     def pick(
@@ -224,6 +262,8 @@ class OrganContext:
         max_depth_mm: float = math.inf,
         min_clearance_mm: float = 0.0,
         keep_clear_mm: float = 0.0,
+        merge_fraction: float = 0.0,
+        excluded_clear_mm: float = 0.0,
     ) -> np.ndarray | None:
         """One coarse-grid voxel drawn uniformly from :meth:`candidates`, or None if there is none.
 
@@ -241,9 +281,9 @@ class OrganContext:
         for _ in range(_PICK_BATCHES):
             flat = by_depth[lo + rng.integers(hi - lo, size=min(_PICK_BATCH, hi - lo))]
             index = np.stack(np.unravel_index(flat, shape), axis=1)
-            ok = self._allowed_at(index, min_clearance_mm)
+            ok = self._allowed_at(index, min_clearance_mm, excluded_clear_mm)
             if self.occupied:
-                ok[ok] = self._clear_of_tumors(index[ok], keep_clear_mm)
+                ok[ok] = self._clear_of_tumors(index[ok], keep_clear_mm, merge_fraction)
             if ok.any():
                 return index[int(np.argmax(ok))]
         every = self.candidates(
@@ -251,6 +291,8 @@ class OrganContext:
             max_depth_mm=max_depth_mm,
             min_clearance_mm=min_clearance_mm,
             keep_clear_mm=keep_clear_mm,
+            merge_fraction=merge_fraction,
+            excluded_clear_mm=excluded_clear_mm,
         )
         return every[int(rng.integers(len(every)))] if len(every) else None
 
@@ -264,10 +306,14 @@ class OrganContext:
             self._sorted = (flat[order], depth[order])
         return self._sorted
 
-    def _allowed_at(self, index: np.ndarray, min_clearance_mm: float) -> np.ndarray:
+    def _allowed_at(
+        self, index: np.ndarray, min_clearance_mm: float, excluded_clear_mm: float
+    ) -> np.ndarray:
         ok = np.ones(len(index), dtype=bool)
         if min_clearance_mm > 0:
             ok &= self.clearance_mm[index[:, 0], index[:, 1], index[:, 2]] >= min_clearance_mm
+        if self.exclusion_mm is not None:
+            ok &= self.exclusion_mm[index[:, 0], index[:, 1], index[:, 2]] >= excluded_clear_mm
         lo, hi = self.profile.placement.slice_range
         if (lo, hi) != (0.0, 1.0):
             n = self.depth_mm.shape[2]
@@ -275,11 +321,17 @@ class OrganContext:
         return ok
 
     def _allowed(
-        self, min_depth_mm: float, max_depth_mm: float, min_clearance_mm: float
+        self,
+        min_depth_mm: float,
+        max_depth_mm: float,
+        min_clearance_mm: float,
+        excluded_clear_mm: float,
     ) -> np.ndarray:
         ok = (self.depth_mm >= min_depth_mm) & (self.depth_mm <= max_depth_mm)
         if min_clearance_mm > 0:
             ok &= self.clearance_mm >= min_clearance_mm
+        if self.exclusion_mm is not None:
+            ok &= self.exclusion_mm >= excluded_clear_mm
         lo, hi = self.profile.placement.slice_range
         if (lo, hi) != (0.0, 1.0):
             n = ok.shape[2]
@@ -287,23 +339,42 @@ class OrganContext:
             ok[:, :, int(math.ceil(hi * n)) :] = False
         return ok
 
-    def _clear_of_tumors(self, index: np.ndarray, keep_clear_mm: float) -> np.ndarray:
+    def _clear_of_tumors(
+        self, index: np.ndarray, keep_clear_mm: float, merge_fraction: float = 0.0
+    ) -> np.ndarray:
         pos_mm = self.coarse_to_voxel(index) * np.array(self.spacing_mm)
         keep = np.ones(len(index), dtype=bool)
         for sphere in self.occupied:
             dist = np.linalg.norm(pos_mm - np.array(sphere.center_mm), axis=1)
-            keep &= dist >= sphere.radius_mm + keep_clear_mm
+            need = sphere.radius_mm + keep_clear_mm
+            if merge_fraction > 0 and sphere.confluent:
+                need -= merge_fraction * min(sphere.radius_mm, keep_clear_mm)
+            keep &= dist >= need
         return keep
 
-    def occupy(self, center_vox: np.ndarray, radius_mm: float) -> None:
-        """Mark a sphere as taken (a tumor placed in this run)."""
+    def occupy(self, center_vox: np.ndarray, radius_mm: float, *, confluent: bool = False) -> None:
+        """Mark a sphere as taken (a tumor placed in this run; ``confluent``: one that another
+        tumor of a confluent size class may merge with)."""
         center_mm = np.asarray(center_vox, dtype=np.float64) * np.array(self.spacing_mm)
         self.occupied.append(
             OccupiedSphere(
                 tuple(float(c) for c in center_mm),  # type: ignore[arg-type]
                 float(radius_mm),
+                bool(confluent),
             )
         )
+
+    def excluded_clear_at(self, vox: np.ndarray) -> np.ndarray:
+        """Lower bound on the distance (mm) from voxel coordinates (N, 3) to the nearest excluded
+        voxel: inf when nothing is excluded, 0 (unknown) outside the organ's box."""
+        if self.exclusion_mm is None:
+            return np.full(len(np.atleast_2d(vox)), np.inf, dtype=np.float32)
+        out = np.zeros(len(np.atleast_2d(vox)), dtype=np.float32)
+        idx = self.voxel_to_coarse(np.atleast_2d(vox))
+        inside = np.all((idx >= 0) & (idx < np.array(self.exclusion_mm.shape)), axis=1)
+        good = idx[inside]
+        out[inside] = self.exclusion_mm[good[:, 0], good[:, 1], good[:, 2]]
+        return out
 
     def occupy_mask(self, mask: np.ndarray) -> None:
         """Mark every connected component of ``mask`` (existing tumors) as taken."""
@@ -320,6 +391,58 @@ class OrganContext:
             center = (lo + hi - 1) / 2.0
             radius = 0.5 * float(np.linalg.norm((hi - lo) * np.array(self.spacing_mm)))
             self.occupy(center, radius)
+
+
+def _exclusion_distance(
+    exclude_mask: np.ndarray,
+    bbox: tuple[slice, slice, slice],
+    stride: tuple[int, int, int],
+    spacing_mm: Vec3,
+) -> np.ndarray:
+    """Coarse grid over ``bbox`` (the organ's, with ``stride``): a lower bound (mm) on the
+    distance from any point within half a cell of a grid point to the nearest voxel of
+    ``exclude_mask`` (bool, full volume), wherever in the scan that voxel lies.
+
+    Each grid point stands for the ``stride`` voxels around it; a cell holding any excluded voxel
+    counts as excluded (thin structures survive), the anisotropic distance runs between cells on
+    a grid covering the organ's box and the excluded voxels, and the largest offset of a voxel
+    in its cell plus half a cell (the jitter of a tumor centre around its grid point) is taken
+    off, so the bound never overstates. Inf where nothing is excluded.
+    """
+    coarse_shape = tuple(len(range(b.start, b.stop, st)) for b, st in zip(bbox, stride))
+    found = Box.of_mask(exclude_mask)
+    if found is None:
+        return np.full(coarse_shape, np.inf, dtype=np.float32)
+    st = np.array(stride)
+    # Grid points of the organ's grid, extended in whole steps to cover the excluded voxels.
+    start = np.array([b.start for b in bbox])
+    first = start - st * np.ceil(np.maximum(start - np.array(found.origin), 0) / st).astype(int)
+    stop_organ = start + st * (np.array(coarse_shape) - 1)
+    last_found = np.array(found.origin) + np.array(found.shape) - 1
+    last = stop_organ + st * np.ceil(np.maximum(last_found - stop_organ, 0) / st).astype(int)
+    n_cells = (last - first) // st + 1
+    # Cell of grid point c: voxels c - stride//2 .. c - stride//2 + stride - 1.
+    lo = first - st // 2
+    hi = lo + n_cells * st
+    src_lo = np.maximum(lo, 0)
+    src_hi = np.minimum(hi, np.array(exclude_mask.shape))
+    block = np.zeros(tuple(int(n) for n in n_cells * st), dtype=bool)
+    block[tuple(slice(a - b, c - b) for a, b, c in zip(src_lo, lo, src_hi))] = exclude_mask[
+        tuple(slice(a, c) for a, c in zip(src_lo, src_hi))
+    ]
+    n0, n1, n2 = (int(n) for n in n_cells)
+    pooled = block.reshape(n0, st[0], n1, st[1], n2, st[2]).any(axis=(1, 3, 5))
+    coarse_spacing = tuple(float(s * k) for s, k in zip(spacing_mm, stride))
+    dist = edt.edt(~pooled, anisotropy=coarse_spacing, parallel=1).astype(np.float32)
+    slack = float(
+        np.linalg.norm(st // 2 * np.array(spacing_mm))  # a voxel's offset in its cell
+        + np.linalg.norm(st / 2.0 * np.array(spacing_mm))  # a centre's jitter
+    )
+    dist = np.maximum(dist - np.float32(slack), np.float32(0.0))
+    offset = (start - first) // st
+    return np.ascontiguousarray(
+        dist[tuple(slice(int(o), int(o) + n) for o, n in zip(offset, coarse_shape))]
+    )
 
 
 def _vessel_clearance(vessels: np.ndarray, spacing_mm: Vec3) -> np.ndarray:

@@ -46,9 +46,18 @@ LIVER = OrganProfile(
         multinodular_scale=(0.55, 0.8),
         multinodular_reach=1.75,
     ),
-    # Large liver tumors reach the capsule (IRCAD 1.17's do); a small bulge is allowed.
+    # Large liver tumors reach the capsule (IRCAD 1.17's do); a small bulge is allowed. Where no
+    # site 0.6 radius deep remains, large tumors may sit at the surface and medium and large ones
+    # may be confluent (one IRCAD liver holds 349, 24, 14, 12 and 10 mL tumors).
     placement=PlacementRules(
-        depth_fraction=0.6, min_depth_mm=4.0, bulge_mm=2.0, vessel_clearance_mm=6.0
+        depth_fraction=0.6,
+        min_depth_mm=4.0,
+        bulge_mm=2.0,
+        vessel_clearance_mm=6.0,
+        surface_sizes=("large",),
+        surface_depth_fraction=0.3,
+        confluent_sizes=("medium", "large"),
+        confluent_overlap=0.5,
     ),
     # IRCAD 1.17 (two real tumors, 79 and 86 mL): liver 104 HU; tumor 0-4 mm from the edge
     # 76-91 HU (-13..-28), 10-20 mm deep 37-58 HU (-46..-67); 10-90% edge rise 5-6.5 mm of the

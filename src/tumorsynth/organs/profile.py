@@ -135,6 +135,18 @@ class PlacementRules:
     slice_range
         Allowed fraction of the organ's extent along the slice axis (the reference code uses
         0.3-0.7 for liver; the default allows the whole organ).
+    surface_sizes, surface_depth_fraction
+        Size classes that may sit near the organ surface (large tumors reach and bulge the
+        capsule, as real ones do) when no site ``depth_fraction`` deep remains: their centre then
+        needs only ``surface_depth_fraction * largest radius`` of organ around it.
+    confluent_sizes, confluent_overlap
+        Size classes whose tumors may touch or partly merge with each other (confluent masses)
+        when no separate site remains: two such tumors' bounding spheres may overlap by
+        ``confluent_overlap`` times the smaller radius. Other tumors (smaller ones, tumors that
+        were in the scan) keep ``gap_mm`` clear.
+
+    The last two rules are fallbacks: a site that keeps the strict rules is always tried first,
+    so they change nothing where the strict rules find room. Empty by default (no relaxation).
     """
 
     depth_fraction: float = 1.0
@@ -145,6 +157,10 @@ class PlacementRules:
     vessel_clearance_mm: float = 6.0
     gap_mm: float = 2.0
     slice_range: Range = (0.0, 1.0)
+    surface_sizes: tuple[SizeClass, ...] = ()
+    surface_depth_fraction: float = 0.3
+    confluent_sizes: tuple[SizeClass, ...] = ()
+    confluent_overlap: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ from tumorsynth.pipelines.batch_pool import (
     stop_on_sigterm,
 )
 from tumorsynth.pipelines.case_check import check_case_inputs
-from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
+from tumorsynth.pipelines.synthesize import TumorRequest, check_exclusion, synthesize_case
 from tumorsynth.previews import render_tumor_montage, save_png
 
 #: The NIfTI header description of every synthetic image (a replay writes the same bytes).
@@ -99,6 +99,19 @@ class BatchSettings:
     preview: bool = False
     #: Factory options of the generator, e.g. ``{"checkpoint": "runs/diffusion/model"}``.
     generator_options: dict[str, Any] = field(default_factory=dict)
+    #: Label ids of the input labels (real tumors, cysts) that tumors keep
+    #: ``exclude_margin_mm`` (mm) from; see :func:`~tumorsynth.pipelines.synthesize_case`.
+    exclude_labels: tuple[int, ...] = ()
+    exclude_margin_mm: float = 0.0
+
+    def __post_init__(self) -> None:
+        ids = check_exclusion(
+            self.exclude_labels,
+            self.exclude_margin_mm,
+            names=("--exclude-label", "--exclude-margin-mm"),
+        )
+        object.__setattr__(self, "exclude_labels", ids)
+        object.__setattr__(self, "exclude_margin_mm", float(self.exclude_margin_mm))
 
     def make_generator(self) -> TumorGenerator:
         """The generator, built once per process (a learned one loads its weights once)."""
@@ -107,7 +120,29 @@ class BatchSettings:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["requests"] = [asdict(r) for r in self.requests]
+        data["exclude_labels"] = list(self.exclude_labels)
+        # Settings added after the first runs stay out of run.json while they hold their
+        # defaults, so a folder started before they existed still resumes.
+        for name, default in _LATER_SETTINGS.items():
+            if data[name] == default:
+                del data[name]
         return data
+
+    def check_exclusion(self, where: str = "--exclude-label") -> None:
+        """Refuse excluded ids that are an organ the requests put tumors into (by the label
+        map), before any case is read."""
+        if not self.exclude_labels:
+            return
+        label_map = self.resolved_label_map()
+        for request in self.requests:
+            own = sorted(set(self.exclude_labels) & set(label_map.organ_ids(request.organ)))
+            if own:
+                raise InputError(
+                    where,
+                    f"label id(s) {own} are the {request.organ} itself in label map "
+                    f"{label_map.name!r}; tumors go into the organ",
+                    fix="exclude the ids of lesions (tumors, cysts), not of the organ",
+                )
 
     def resolved_label_map(self) -> LabelMap:
         if not self.label_map:
@@ -117,6 +152,10 @@ class BatchSettings:
                 fix='pass a preset such as "totalsegmentator" or "msd", or a mapping',
             )
         return resolve_label_map(self.label_map)
+
+
+#: BatchSettings fields added after the first runs, with their defaults (see ``to_json``).
+_LATER_SETTINGS: dict[str, Any] = {"exclude_labels": [], "exclude_margin_mm": 0.0}
 
 
 @dataclass
@@ -166,6 +205,7 @@ def run_batch(
         Ctrl-C: the run stopped cleanly; a rerun resumes.
     """
     settings.resolved_label_map()  # a missing or unreadable map fails before any output
+    settings.check_exclusion()
     try:
         with output_dir(out_dir) as out, run_lock(out), stop_on_sigterm():
             return _run_batch(cases, out, settings, workers, progress, on_case)
@@ -321,6 +361,8 @@ def synthesize_files(
             case_id=case.case_id,
             affine=image.affine,
             where=str(case.image),
+            exclude_labels=settings.exclude_labels,
+            exclude_margin_mm=settings.exclude_margin_mm,
         )
         image_rel, label_rel = variant_files(case.case_id, k)
         save_volume(

@@ -7,6 +7,9 @@ kept tumor occupies its space in the organ, so the tumors drawn after it keep cl
 count drawn from the profile (``count=None``) is a plan: once the organ holds a tumor, the ones
 that no longer fit are left out with a :class:`~tumorsynth.errors.PlacementWarning` (and in
 ``SynthesisOutput.not_placed``); an asked-for count that cannot be met raises PlacementError.
+``exclude_labels`` keeps every tumor a margin away from lesions already in the scan (any label ids
+of the input label: real tumors, cysts), and keeps its mass effect off them, so their voxels come
+out unchanged: synthetic tumors can go into the very scans that hold real ones (host-matched).
 Rendering the specs into the scan is the deterministic side, in :mod:`.render`
 (:func:`render_specs`, :func:`replay_case`); a kept spec becomes the tumor's record
 (:mod:`.tumor_spec`).
@@ -18,13 +21,15 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import edt
 import numpy as np
 
 from tumorsynth import DEFAULT_GENERATOR
 from tumorsynth._types import SIZE_CLASSES, RngLike, SizeClass, Vec3, as_rng
+from tumorsynth.box import Box
 from tumorsynth.errors import InputError, PlacementError, PlacementWarning
 from tumorsynth.generators import TumorGenerator, TumorSite, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, label_ids, label_mask
@@ -32,6 +37,7 @@ from tumorsynth.organs import get_profile
 from tumorsynth.organs.context import OrganContext
 from tumorsynth.pipelines.render import (
     CaseState,
+    PendingTumor,
     Renderer,
     SynthesisOutput,
     prepare_case,
@@ -46,6 +52,7 @@ __all__ = [
     "SynthesisOutput",
     "TumorRequest",
     "TumorSpec",
+    "check_exclusion",
     "render_specs",
     "replay_case",
     "synthesize_case",
@@ -90,6 +97,8 @@ def synthesize_case(
     output_labels: LabelMap = OUTPUT_LABELS,
     where: str = "<image>",
     max_attempts: int = 8,
+    exclude_labels: Sequence[int] = (),
+    exclude_margin_mm: float = 0.0,
 ) -> SynthesisOutput:
     """Put synthetic tumors into one CT; the inputs are not modified.
 
@@ -114,6 +123,12 @@ def synthesize_case(
         Voxel-to-world affine for ``center_mm`` in records (default: diagonal spacing).
     output_labels
         The output label convention (default 1 liver / 2 liver tumor / 3 pancreas / ...).
+    exclude_labels, exclude_margin_mm
+        Label ids of ``label`` (real tumors, cysts: any id but the organs' own) that every
+        synthetic tumor voxel keeps at least ``exclude_margin_mm`` (mm) from; no tumor's mass
+        effect reaches them, so their voxels come out unchanged. An id absent from this label
+        gives a warning (a dataset's cases need not all hold one). Tumor ids of the label map
+        that are not excluded keep the default rule (a sphere around each, no margin).
 
     Returns
     -------
@@ -133,6 +148,7 @@ def synthesize_case(
         if organ is None:
             raise InputError("synthesize_case", "expected organ= or requests=, found neither")
         requests = [TumorRequest(organ, count, size)]
+    exclude_ids = check_exclusion(exclude_labels, exclude_margin_mm)
     with single_threaded_blas():
         rng = as_rng(rng)
         gen = get_generator(generator)
@@ -146,6 +162,7 @@ def synthesize_case(
             where,
             [r.organ for r in requests],
         )
+        excluded = _Excluded.of(state, exclude_ids, exclude_margin_mm, requests, where)
         contexts: dict[str, OrganContext] = {}
         renderer = Renderer(state, case_id)
         # Largest first: big tumors need the deep parts of an organ, small ones fit around them.
@@ -159,7 +176,7 @@ def synthesize_case(
         missed: Counter[tuple[str, str]] = Counter()
         for organ_name, size_class, drawn in planned:
             if organ_name not in contexts:
-                contexts[organ_name] = _build_context(state, organ_name, where)
+                contexts[organ_name] = _build_context(state, organ_name, where, excluded)
             seed = int(rng.integers(2**63 - 1))
             try:
                 _place_tumor(
@@ -171,6 +188,7 @@ def synthesize_case(
                     output_labels,
                     max_attempts,
                     where,
+                    excluded,
                 )
             except PlacementError:
                 # A count drawn from the profile is a plan, not a promise: once the organ holds
@@ -191,6 +209,11 @@ def synthesize_case(
             )
         output = renderer.finish()
         output.not_placed = {f"{organ} {size}": n for (organ, size), n in missed.items()}
+        if excluded is not None:
+            note = excluded.note()
+            output.records = [
+                replace(r, extra={**r.extra, "excluded": note}) for r in output.records
+            ]
         return output
 
 
@@ -203,15 +226,17 @@ def _place_tumor(
     output_labels: LabelMap,
     max_attempts: int,
     where: str,
+    excluded: _Excluded | None = None,
 ) -> None:
-    """Draw one tumor (organ, size class) until it comes out whole, keep it and occupy its
-    space; raises PlacementError when it does not fit."""
+    """Draw one tumor (organ, size class) until it comes out whole (and clear of the excluded
+    voxels), keep it and occupy its space; raises PlacementError when it does not fit."""
     organ_name, size_class = tumor
     state = renderer.state
     profile = get_profile(organ_name)
     organ_label = output_labels.id_of(organ_name)
     tumor_label = output_labels.id_of(f"{organ_name}_tumor")
     tumor_rng = np.random.default_rng(seed)
+    too_close = 0
     for attempt in range(1, max_attempts + 1):
         shape = RandomTumorShape(profile).draw(context, size_class, tumor_rng, where=where)
         site = TumorSite(
@@ -231,19 +256,34 @@ def _place_tumor(
         )
         pending = renderer.prepare(spec, gen)
         whole = MIN_KEPT_FRACTION * _ellipsoid_voxels(shape, state.spacing_mm)
+        if excluded is not None and not excluded.clear_of(pending):
+            too_close += 1
+            continue
         if pending.tumor_voxels >= max(1, whole):
             renderer.add(pending, attempt)
-            context.occupy(np.asarray(shape.center_vox), shape.bounding_radius_mm)
+            context.occupy(
+                np.asarray(shape.center_vox),
+                shape.bounding_radius_mm,
+                confluent=size_class in profile.placement.confluent_sizes,
+            )
             return
+    why = "tumors were cut off by the organ edge"
+    if too_close:
+        why = (
+            f"{too_close} came within {excluded.margin_mm:g} mm of the excluded labels, "  # type: ignore[union-attr]
+            f"the others were cut off by the organ edge"
+        )
     raise PlacementError(
         where,
         f"could not fit a whole {size_class} tumor in the {organ_name} in {max_attempts} "
-        "attempts (tumors were cut off by the organ edge)",
+        f"attempts ({why})",
         fix="ask for a smaller --size",
     )
 
 
-def _build_context(state: CaseState, organ: str, where: str) -> OrganContext:
+def _build_context(
+    state: CaseState, organ: str, where: str, excluded: _Excluded | None = None
+) -> OrganContext:
     ids = state.label_map.organ_ids(organ)
     mask = label_mask(state.source_label, ids)
     if not mask.any():
@@ -255,7 +295,11 @@ def _build_context(state: CaseState, organ: str, where: str) -> OrganContext:
             f"{found}",
             fix="check --label-map and --organ",
         )
-    tumor_ids = state.label_map.tumor_ids(organ)
+    # Tumor ids the user excludes are kept clear of by their voxels (with the margin), the
+    # others as a sphere around each tumor.
+    tumor_ids = [
+        i for i in state.label_map.tumor_ids(organ) if excluded is None or i not in excluded.ids
+    ]
     avoid = label_mask(state.source_label, tumor_ids) if tumor_ids else None
     return OrganContext.build(
         state.source_image,
@@ -264,7 +308,139 @@ def _build_context(state: CaseState, organ: str, where: str) -> OrganContext:
         get_profile(organ),
         where=where,
         avoid_mask=avoid,
+        exclude_mask=excluded.mask if excluded is not None else None,
+        exclude_margin_mm=excluded.margin_mm if excluded is not None else 0.0,
     )
+
+
+def check_exclusion(
+    exclude_labels: Sequence[int],
+    exclude_margin_mm: float,
+    *,
+    names: tuple[str, str] = ("exclude_labels", "exclude_margin_mm"),
+) -> tuple[int, ...]:
+    """The excluded label ids, sorted and unique, after checking them and the margin.
+
+    ``names`` are what the errors call the two settings (the CLI passes its flags).
+
+    Raises
+    ------
+    InputError
+        An id that is not a positive integer (0 is the background), a margin that is negative
+        or not finite, or a margin without ids (it would keep nothing clear).
+
+    Examples
+    --------
+    >>> check_exclusion([3, 2, 3], 10.0)
+    (2, 3)
+    """
+    ids_name, margin_name = names
+    bad: list[object] = [
+        i
+        for i in exclude_labels
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or int(i) < 1
+    ]
+    if bad:
+        raise InputError(
+            ids_name,
+            f"expected label ids >= 1 (0 is the background), found {bad}",
+            fix="give the ids of the lesions to keep clear of, e.g. 2 for the tumors of an "
+            "MSD/LiTS label",
+        )
+    margin = float(exclude_margin_mm)
+    if not math.isfinite(margin) or margin < 0:
+        raise InputError(
+            margin_name,
+            f"expected a margin >= 0 mm, found {exclude_margin_mm}",
+            fix="give the gap in mm that synthetic tumors keep from the excluded lesions",
+        )
+    if margin > 0 and not exclude_labels:
+        raise InputError(
+            margin_name,
+            f"a margin of {margin:g} mm was given without label ids to keep clear of",
+            fix=f"add the ids ({ids_name}), or leave the margin out",
+        )
+    return tuple(sorted({int(i) for i in exclude_labels}))
+
+
+@dataclass
+class _Excluded:
+    """The voxels of one case that tumors keep ``margin_mm`` from (bool, full volume)."""
+
+    ids: tuple[int, ...]
+    margin_mm: float
+    mask: np.ndarray
+    box: Box | None
+    spacing_mm: Vec3
+
+    @classmethod
+    def of(
+        cls,
+        state: CaseState,
+        ids: tuple[int, ...],
+        margin_mm: float,
+        requests: Sequence[TumorRequest],
+        where: str,
+    ) -> _Excluded | None:
+        """None when nothing is excluded; refuses an id of a requested organ, warns about ids
+        this label does not hold (a dataset's cases need not all hold one)."""
+        if not ids:
+            return None
+        for request in requests:
+            own = sorted(set(ids) & set(state.label_map.organ_ids(request.organ)))
+            if own:
+                raise InputError(
+                    where,
+                    f"excluded label id(s) {own} are the {request.organ} itself in label map "
+                    f"{state.label_map.name!r}; tumors go into the organ",
+                    fix="exclude the ids of lesions (tumors, cysts), not of the organ",
+                )
+        found = label_ids(state.source_label)
+        absent = [i for i in ids if i not in found]
+        if absent:
+            warnings.warn(
+                f"{where}: excluded label id(s) {absent} are not in this label (it holds ids "
+                f"{sorted(found)}); nothing to keep clear of for them",
+                stacklevel=3,
+            )
+        mask = label_mask(state.source_label, ids)
+        return cls(ids, margin_mm, mask, Box.of_mask(mask), state.spacing_mm)
+
+    def clear_of(self, pending: PendingTumor) -> bool:
+        """Whether a prepared tumor keeps the margin (every tumor voxel at least ``margin_mm``
+        from every excluded voxel, measured between voxel centres) and its mass effect moves no
+        excluded voxel."""
+        if self.box is None:
+            return True
+        box = pending.box
+        if box.overlaps(self.box) and (pending.changed & self.mask[box.slices]).any():
+            return False
+        sbox = Box(  # the tumor's own crop, inside the box it writes
+            tuple(o + i.start for o, i in zip(box.origin, pending.inner)),
+            pending.inputs.shape.distance_mm.shape,
+        )
+        grow = [int(math.ceil(self.margin_mm / s)) + 1 for s in self.spacing_mm]
+        lo = [max(0, o - g) for o, g in zip(sbox.origin, grow)]
+        hi = [
+            min(n, o + m + g) for o, m, g, n in zip(sbox.origin, sbox.shape, grow, self.mask.shape)
+        ]
+        region = Box(tuple(lo), tuple(b - a for a, b in zip(lo, hi)))  # type: ignore[arg-type]
+        if not region.overlaps(self.box):
+            return True
+        near = np.ascontiguousarray(self.mask[region.slices])
+        if not near.any():
+            return True
+        distance = edt.edt(~near, anisotropy=self.spacing_mm, black_border=False, parallel=1)
+        tumor = pending.inputs.tumor_mask
+        inner = region.inner(sbox)
+        return bool(
+            not (near[inner] & tumor).any()
+            and (not tumor.any() or float(distance[inner][tumor].min()) >= self.margin_mm)
+        )
+
+    def note(self) -> dict[str, Any]:
+        """What the records say was excluded."""
+        return {"labels": list(self.ids), "margin_mm": self.margin_mm}
 
 
 def _draw_sizes(request: TumorRequest, rng: np.random.Generator) -> list[SizeClass]:

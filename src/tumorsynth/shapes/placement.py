@@ -6,7 +6,12 @@
 
 Placement rules (per organ profile): the centre lies deep enough inside the organ for the tumor's
 size, keeps clear of bright vessels (contrast CT) and of other tumors, and kidney tumors may be
-exophytic (centre near the surface, growing out of the organ).
+exophytic (centre near the surface, growing out of the organ). Where no such site remains, the
+profile may relax the rules, as anatomy does (tiers, strictest first): tumors of its surface sizes
+may reach the organ surface, and tumors of its confluent sizes may touch or partly merge with each
+other (the liver: large tumors at the capsule, medium and large ones confluent); small tumors keep
+separate. Voxels the scan's context excludes (real lesions) are kept clear of by the tumor's body
+plus the margin, and by the whole reach of its mass effect, which would move them.
 """
 
 from __future__ import annotations
@@ -20,10 +25,27 @@ from tumorsynth.errors import PlacementError
 from tumorsynth.organs.context import OrganContext
 from tumorsynth.organs.profile import OrganProfile
 from tumorsynth.shapes.ellipsoid import Lobe, Satellite, ShapeSpec
+from tumorsynth.shapes.mass_effect import MASS_EFFECT_REACH
 
 __all__ = ["RandomTumorShape", "random_rotation"]
 
 _TRIES = 10
+
+
+def _excluded_clear_mm(
+    context: OrganContext,
+    radii: tuple[float, ...],
+    amplitude: float,
+    mass_effect: float,
+) -> float:
+    """How far (mm) a tumor centre must be from the excluded voxels: the body (largest semi-axis
+    plus the deformation's reach) plus the context's margin, and never within the reach of the
+    tumor's mass effect, which would move the excluded voxels. 0 when nothing is excluded."""
+    if context.exclusion_mm is None:
+        return 0.0
+    body = max(radii) + 2.5 * amplitude + context.exclude_margin_mm
+    pushed = MASS_EFFECT_REACH * max(radii) + 1.0 if mass_effect > 0 else 0.0
+    return float(max(body, pushed))
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -70,7 +92,11 @@ class RandomTumorShape:
         rule = self.profile.rule(size)
         place = self.profile.placement
         needed = math.inf
-        for _ in range(_TRIES):  # a smaller draw of the same class may fit where this one did not
+        tiers = self._placement_tiers(size)
+        # A smaller draw of the same class may fit where this one did not; the rules relax tier by
+        # tier only when _TRIES draws found no site (so the first tier's sites are as they were).
+        for attempt in range(_TRIES * len(tiers)):
+            depth_fraction, merge_fraction = tiers[attempt // _TRIES]
             radii = tuple(
                 float(rule.base_radius_mm * rng.uniform(*rules.axis_jitter)) for _ in range(3)
             )
@@ -91,23 +117,22 @@ class RandomTumorShape:
                 min_depth, max_depth = max(0.5, lo * main_r), max(1.0, hi * main_r)
                 bulge = main_r
             else:
-                min_depth = max(place.min_depth_mm, place.depth_fraction * main_r)
+                min_depth = max(place.min_depth_mm, depth_fraction * main_r)
                 max_depth = math.inf
                 bulge = place.bulge_mm
             needed = min(needed, min_depth)
             clearance = min(main_r + 1.0, place.vessel_clearance_mm)
             keep_clear = main_r + place.gap_mm
-            pick = context.pick(
-                rng,
-                min_depth_mm=min_depth,
-                max_depth_mm=max_depth,
-                min_clearance_mm=clearance,
-                keep_clear_mm=keep_clear,
-            )
+            site_rules = {
+                "min_depth_mm": min_depth,
+                "max_depth_mm": max_depth,
+                "keep_clear_mm": keep_clear,
+                "merge_fraction": merge_fraction,
+                "excluded_clear_mm": _excluded_clear_mm(context, radii, amplitude, mass_effect),
+            }
+            pick = context.pick(rng, min_clearance_mm=clearance, **site_rules)
             if pick is None:  # vessels everywhere: place anyway, the tumor displaces them
-                pick = context.pick(
-                    rng, min_depth_mm=min_depth, max_depth_mm=max_depth, keep_clear_mm=keep_clear
-                )
+                pick = context.pick(rng, **site_rules)
             if pick is not None:
                 break
         else:
@@ -148,6 +173,9 @@ class RandomTumorShape:
             radius = float(rng.uniform(*rules.satellite_radius_mm))
             vox = center + offset / spacing
             inside = float(context.depth_at(vox[None])[0]) >= radius + 1.0
+            inside &= float(context.excluded_clear_at(vox[None])[0]) >= (
+                radius + 1.0 + context.exclude_margin_mm
+            )
             if inside:
                 out.append(Satellite(tuple(float(v) for v in offset), radius))  # type: ignore[arg-type]
         return tuple(out)
@@ -204,9 +232,36 @@ class RandomTumorShape:
                 f"is {deepest:.1f} mm from its surface",
                 fix="ask for a smaller --size",
             )
+        place = self.profile.placement
+        rules = []
+        if size in place.surface_sizes:
+            rules.append("at the organ surface")
+        if size in place.confluent_sizes:
+            rules.append("confluent with the tumors there")
+        tried = f" (also tried {' and '.join(rules)})" if rules else ""
+        excluded = (
+            f" and {context.exclude_margin_mm:g} mm from the excluded labels"
+            if context.exclusion_mm is not None
+            else ""
+        )
         raise PlacementError(
             where,
-            f"no room left in the {context.organ} for another {size} tumor without touching "
-            f"the {len(context.occupied)} tumors already there",
-            fix="ask for fewer or smaller tumors",
+            f"no room left in the {context.organ} for another {size} tumor clear of the "
+            f"{len(context.occupied)} tumors already there{excluded}{tried}",
+            fix="ask for fewer or smaller tumors"
+            + (", or a smaller --exclude-margin-mm" if excluded else ""),
         )
+
+    def _placement_tiers(self, size: SizeClass) -> list[tuple[float, float]]:
+        """(depth fraction, merge fraction) per tier, strictest first: separate and deep; then,
+        for the profile's surface sizes, separate at the organ surface; then, for its confluent
+        sizes, touching or partly merged with other confluent tumors."""
+        place = self.profile.placement
+        depth = place.depth_fraction
+        tiers = [(depth, 0.0)]
+        if size in place.surface_sizes and place.surface_depth_fraction < depth:
+            depth = place.surface_depth_fraction
+            tiers.append((depth, 0.0))
+        if size in place.confluent_sizes and place.confluent_overlap > 0:
+            tiers.append((depth, place.confluent_overlap))
+        return tiers
