@@ -63,12 +63,12 @@ LIVER = OrganProfile(
     # 76-91 HU (-13..-28), 10-20 mm deep 37-58 HU (-46..-67); 10-90% edge rise 5-6.5 mm of the
     # mean profile (benchmarks/calibration.py), heterogeneity (4 mm low-pass std) 17-86 HU.
     appearance=AppearanceRules(
-        contrast_hu=(-34.0, -8.0),
-        centre_drop_hu=(30.0, 80.0),
-        centre_power=(0.7, 1.3),
+        contrast_hu=(-30.0, -6.0),
+        centre_drop_hu=(25.0, 70.0),
+        centre_power=(0.8, 1.4),
         texture_hu=(12.0, 38.0),
         texture_scale_mm=(4.0, 10.0),
-        edge_width_mm=(0.6, 1.8),
+        edge_width_mm=(0.4, 1.4),
         necrosis_probability=0.35,
         necrosis_hu=(15.0, 40.0),
         rim_probability=0.25,
