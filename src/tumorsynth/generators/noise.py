@@ -66,11 +66,13 @@ def scan_noise(
 def tumor_grain(shape: tuple[int, ...], std_hu: float, seed: int) -> np.ndarray:
     """Fine-grained texture of a tumor (float32 HU, mean 0, std ``std_hu``) on a crop of
     ``shape``: white noise with the CT-like grain of the stand-in noise (Gaussian correlation of
-    0.7 voxel), a deterministic function of ``(shape, std_hu, seed)``.
+    0.7 voxel, a 3-tap kernel per axis), a deterministic function of ``(shape, std_hu, seed)``.
 
     Added to the scan's own noise inside a tumor, it raises the fine-scale noise there to about
     ``sqrt(noise**2 + std_hu**2)``. The std is set from the filter's kernel, not measured, so
-    it does not depend on the draw.
+    it does not depend on the draw. The white noise is the sum of two uniform draws (5x cheaper
+    than normal noise); after the filter its excess kurtosis is about -0.15 (Gaussian: 0),
+    diluted further by the scan's own noise it is added to.
 
     Examples
     --------
@@ -78,8 +80,13 @@ def tumor_grain(shape: tuple[int, ...], std_hu: float, seed: int) -> np.ndarray:
     >>> g.dtype, bool(abs(float(g[3:-3, 3:-3, 3:-3].std()) - 10.0) < 0.3)
     (dtype('float32'), True)
     """
-    grain = _grain(shape, seed)
-    grain *= np.float32(std_hu / _GRAIN_STD)
+    rng = np.random.default_rng(seed)
+    white = rng.random(shape, dtype=np.float32)
+    white += rng.random(shape, dtype=np.float32)
+    white -= np.float32(1.0)  # triangular on (-1, 1): std sqrt(1 / 6)
+    # A 3-tap kernel: the 5-tap one's outer taps weigh 0.017 and cost twice the time.
+    grain = ndi.gaussian_filter(white, sigma=_GRAIN_SIGMA_VOX, truncate=_TUMOR_GRAIN_TRUNCATE)
+    grain *= np.float32(std_hu * np.sqrt(6.0) / _TUMOR_GRAIN_STD)
     return grain
 
 
@@ -91,15 +98,17 @@ def _grain(shape: tuple[int, ...], seed: int) -> np.ndarray:
     )
 
 
-def _grain_std() -> float:
+def _grain_std(truncate: float) -> float:
     """Std of unit white noise after the grain filter (3-D, away from the crop's faces): the
     product over the axes of the 1-D kernel's root sum of squares."""
-    radius = int(3.0 * _GRAIN_SIGMA_VOX + 0.5)  # the radius scipy's truncate=3.0 gives
+    radius = int(truncate * _GRAIN_SIGMA_VOX + 0.5)  # the radius scipy's truncate gives
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (x / _GRAIN_SIGMA_VOX) ** 2)
     kernel /= kernel.sum()
     return float(np.sqrt((kernel**2).sum()) ** 3)
 
 
-#: Std of the grain filter's output for unit white noise.
-_GRAIN_STD = _grain_std()
+#: The tumor grain's filter reaches 1 voxel (3 taps per axis) ...
+_TUMOR_GRAIN_TRUNCATE = 1.5
+#: ... and its output for unit white noise has this std.
+_TUMOR_GRAIN_STD = _grain_std(_TUMOR_GRAIN_TRUNCATE)
