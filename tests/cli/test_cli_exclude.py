@@ -53,6 +53,16 @@ def test_dataset_mode_records_what_was_excluded(dataset: Path, tmp_path: Path) -
     assert settings["exclude_labels"] == [7] and settings["exclude_margin_mm"] == 5.0
 
 
+@pytest.mark.parametrize("ids", ["7", "[7]"])
+def test_options_from_a_config(dataset: Path, tmp_path: Path, ids: str) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"exclude_label: {ids}\nexclude_margin_mm: 5\n")
+    run = synthesize(dataset, tmp_path / "out", "--config", config)
+    assert run.code == 0, run.err
+    settings = json.loads((tmp_path / "out" / "run.json").read_text())["settings"]
+    assert settings["exclude_labels"] == [7] and settings["exclude_margin_mm"] == 5.0
+
+
 def test_a_run_folder_from_before_the_options_still_resumes(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert synthesize(dataset, out).code == 0

@@ -123,10 +123,10 @@ def run(args: argparse.Namespace) -> int:
             f"expected >= 1 tumor per organ, found {args.count} (a run "
             "without tumors has nothing to record)",
         )
+    # A --config may give one id or a list of them.
+    exclude = args.exclude_label if isinstance(args.exclude_label, list) else [args.exclude_label]
     check_exclusion(
-        args.exclude_label,
-        args.exclude_margin_mm,
-        names=("--exclude-label", "--exclude-margin-mm"),
+        exclude, args.exclude_margin_mm, names=("--exclude-label", "--exclude-margin-mm")
     )
     options = generator_options(args)
     get_generator(args.generator, **options)  # a bad checkpoint fails before any output
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         per_case=int(args.per_case),
         preview=bool(args.preview),
         generator_options=options,
-        exclude_labels=tuple(args.exclude_label),
+        exclude_labels=tuple(exclude),
         exclude_margin_mm=float(args.exclude_margin_mm),
     )
     settings.resolved_label_map()
