@@ -181,7 +181,10 @@ class HeuristicGenerator(TumorGeneratorBase):
                 phase * float(rng.uniform(*rules.centre_drop_hu)) * _SIZE_CENTRE_GAIN[size]
             ),
             texture_hu=float(rng.uniform(*rules.texture_hu)) * _SIZE_TEXTURE_GAIN[size],
-            texture_scale_mm=float(rng.uniform(*rules.texture_scale_mm)),
+            # A texture as coarse as the tumor would move its mean, not texture it.
+            texture_scale_mm=min(
+                float(rng.uniform(*rules.texture_scale_mm)), max(0.5 * min_radius, 2.5)
+            ),
             texture_seed=int(rng.integers(2**31 - 1)),
             edge_width_mm=float(rng.uniform(*rules.edge_width_mm)),
             necrosis_fraction=float(rng.uniform(*rules.necrosis_fraction)) if necrosis else 0.0,

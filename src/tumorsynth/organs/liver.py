@@ -63,7 +63,7 @@ LIVER = OrganProfile(
     # 76-91 HU (-13..-28), 10-20 mm deep 37-58 HU (-46..-67); 10-90% edge rise 5-6.5 mm of the
     # mean profile (benchmarks/calibration.py), heterogeneity (4 mm low-pass std) 17-86 HU.
     appearance=AppearanceRules(
-        contrast_hu=(-30.0, -6.0),
+        contrast_hu=(-30.0, -8.0),
         centre_drop_hu=(25.0, 70.0),
         centre_power=(0.8, 1.4),
         texture_hu=(12.0, 38.0),
