@@ -238,7 +238,7 @@ def describe_differences(
     Examples
     --------
     >>> d = FeatureDifference("ctx_noise_ratio", 0.82, 1e-6, 1.46, 0.91, (1.3, 1.7),
-    ...                       (0.85, 0.95), -2.1, 30, 30)
+    ...                       (0.75, 1.05), -2.1, 30, 30)
     >>> describe_differences([d], descriptions={"ctx_noise_ratio": "noise ratio inside / "
     ...                      "in the host shell"})
     ['Synthetic tumors have a lower noise ratio inside / in the host shell than real ones \
