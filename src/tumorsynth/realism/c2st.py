@@ -29,7 +29,7 @@ Design choices a reviewer should know:
   the pooled AUC of the scores averaged over repeats (the more stable estimate).
 - Cost: ``(n_repeats + n_permutations) x n_splits`` fits per set and classifier. With the
   defaults (5 x 5 folds, 50 permutations, 100 trees), 7 sets x 2 classifiers on 100 tumors x
-  500 features (20 scans) took 71 s on 2 cores (185 CPU-s; the forest 90% of it: about 1 ms per
+  500 features (20 scans) took 71 s on 2 cores (about 170 CPU-s; the forest 90%: about 1 ms per
   tree). 100 permutations would about double it.
 - The ``scan_indicator`` set is a one-hot encoding of the groups. Under grouped CV a scan seen in
   testing was never seen in training, so this baseline carries no tumor information by
