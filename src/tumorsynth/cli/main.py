@@ -37,6 +37,10 @@ SUBCOMMANDS = {
         "write a synthetic or mixed dataset in nnU-Net v2 raw format",
     ),
     "evaluate": ("evaluate", "DSC, NSD, lesion and patient-level detection of predicted tumors"),
+    "realism": (
+        "realism",
+        "are synthetic tumors realistic? radiomics, a classifier two-sample test, a report",
+    ),
     "config": ("config", "print a complete configuration (defaults or an example) to start from"),
 }
 

@@ -2,10 +2,10 @@
 
 A table of per-tumor features (one row per tumor, NaN allowed) is split into feature sets by the
 family prefix of each name (``size_``, ``shape_``, ``ctx_``, ``rel_``, ``host_``, ``tumor_``,
-``norm_``). For each set and classifier the test reports the pooled out-of-fold ROC AUC of
-"synthetic vs real" under cross-validation grouped by scan, a 95% interval (bootstrap over
-groups) and a p-value against a label-permutation null. AUC 0.5 means the classifier cannot tell
-the two apart; 1.0 means it always can.
+``norm_``). For each set and classifier the test reports the out-of-fold ROC AUC of "synthetic vs
+real" under cross-validation grouped by scan, a 95% interval (bootstrap over groups) and a p-value
+against a label-permutation null. AUC 0.5 means the classifier cannot tell the two apart; 1.0
+means it always can.
 
 Design choices a reviewer should know:
 
@@ -16,33 +16,27 @@ Design choices a reviewer should know:
   than tumors), balanced class weights, liblinear solver. Random forest: ``FOREST_TREES`` trees,
   balanced class weights, ``sqrt`` features per split, fixed seeds.
 - Cross-validation: ``StratifiedGroupKFold`` on the groups (tumors of one scan never on both
-  sides), repeated with different shuffles; out-of-fold scores are averaged over the repeats and
-  pooled into one AUC. With fewer groups per class than folds, there are as many folds as the
-  smaller class has groups (at least 2).
+  sides), repeated with different shuffles. With fewer groups per class than folds, there are as
+  many folds as the smaller class has groups (at least 2).
+- The AUC is computed within each fold (that fold's model scores its test tumors), averaged over
+  the folds holding both classes, then over the repeats (:mod:`~tumorsynth.realism.c2st_stats`
+  says why pooling the scores of different fold models is biased below 0.5). The interval
+  resamples whole groups. ``oof_score`` (scores averaged over repeats) serves the ROC figure and
+  the montage.
 - Null: labels are permuted between whole groups when every group holds one class (group sizes
-  kept), or within each group when some group holds both (host-matched designs; groups holding one
-  class then keep their labels, which makes the test conservative). Each null draw runs *one*
-  cross-validation repeat to save time. The p-value therefore compares the *mean of the
-  per-repeat AUCs* (each computed exactly like a null draw) with the null, not the pooled AUC of
-  the averaged scores: under the null each repeat's AUC is distributed like a null draw and their
-  mean is no more spread, so the p-value errs on the conservative side. The reported ``auc`` is
-  the pooled AUC of the scores averaged over repeats (the more stable estimate).
+  kept), or within each group when some group holds both (host-matched designs), moving whole
+  ``clusters`` (cases) when given. Each null draw runs *one* cross-validation repeat; the
+  observed statistic averages several, so the p-value errs on the conservative side.
 - Cost: ``(n_repeats + n_permutations) x n_splits`` fits per set and classifier. With the
   defaults (5 x 5 folds, 50 permutations, 100 trees), 7 sets x 2 classifiers on 100 tumors x
   500 features (20 scans) took 71 s on 2 cores (about 170 CPU-s; the forest 90%: about 1 ms per
   tree). 100 permutations would about double it.
 - The ``scan_indicator`` set is a one-hot encoding of the groups. Under grouped CV a scan seen in
   testing was never seen in training, so this baseline carries no tumor information by
-  construction: it shows what "the classifier only recognizes scans" gives. Its scores are
-  constant within a fold, so its AUC reflects how the folds' class mix varies: near 0.5 with
-  groups of equal size, but well below 0.5 when a few scans hold most tumors (on the 29 real
-  IRCAD liver tumors, 15 from one patient, against ellipsoids in 6 scans of 5: 0.14 and 0.59
-  for two assignments of the ellipsoids to scans). Permuting labels between groups of unequal size changes that class mix
-  too, so a p-value for it would be meaningless (it came out at 0.02 on that data): it has none
-  (``p_value`` and the null statistics are NaN) and skips the null draws. Sets of real features
-  do not suffer from it in the same way (their scores vary within folds): on noise features
-  with those unequal groups, 1 of 40 runs had p <= 0.05. Read every set's AUC against its
-  ``null_auc_mean``: cross-validated AUC under the null sits somewhat below 0.5.
+  construction: its scores are constant within a fold and its within-fold AUC is 0.5. It stays in
+  the table as the reference for "the classifier only recognizes scans"; it has no p-value and
+  skips the null draws. The ``host_only`` set (the parenchyma shell alone) is the informative
+  baseline: well above 0.5 means real and synthetic tumors sit in different hosts.
 """
 
 from __future__ import annotations
@@ -56,11 +50,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tumorsynth.errors import InputError, TumorsynthError
+from tumorsynth.realism.c2st_stats import (
+    bootstrap_interval,
+    fold_auc,
+    is_mixed,
+    permute_labels,
+    rank_auc,
+)
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-__all__ = ["FEATURE_SETS", "C2STResult", "feature_sets", "two_sample_test"]
+__all__ = [
+    "FEATURE_SETS",
+    "C2STResult",
+    "feature_sets",
+    "is_mixed",
+    "permute_labels",
+    "rank_auc",
+    "two_sample_test",
+]
 
 FEATURE_SETS: tuple[str, ...] = (
     "all",
@@ -86,14 +95,12 @@ CLASSIFIERS = ("logistic", "forest")
 LOGISTIC_C = 0.1
 #: Trees per random forest (the cost of the forest grows linearly with it).
 FOREST_TREES = 100
-#: Bootstrap resamples (of groups) for the AUC interval.
-N_BOOTSTRAP = 1000
 _TOP = 10
 _CHANCE = 0.5
 # One CV repeat's input (labels, CV seed, model seed, keep importances) and output (out-of-fold
-# scores, importances per fit, notes).
+# scores, fold of each tumor, importances per fit, notes).
 _Draw = tuple[np.ndarray, int, int, bool]
-_Outcome = tuple[np.ndarray, list[dict[str, float]], set[str]]
+_Outcome = tuple[np.ndarray, np.ndarray, list[dict[str, float]], set[str]]
 
 
 @dataclass(frozen=True)
@@ -151,13 +158,12 @@ class C2STResult:
     n_real, n_synthetic, n_groups
         Tumors per class and distinct groups (scans).
     auc
-        Pooled out-of-fold ROC AUC (scores averaged over the CV repeats).
+        Out-of-fold ROC AUC within folds, averaged over folds and CV repeats.
     auc_low, auc_high
-        95% percentile interval from a bootstrap over groups of the pooled out-of-fold scores.
+        95% percentile interval from a bootstrap over groups (each keeps its folds).
     p_value
-        ``(1 + #{null AUC >= observed}) / (1 + n_permutations)``, where "observed" is the mean of
-        the per-repeat AUCs (each computed like a null draw: one repeat). NaN for the scan
-        indicator, as are ``null_auc_mean`` and ``null_auc_95``.
+        ``(1 + #{null AUC >= auc}) / (1 + n_permutations)``, each null draw one CV repeat. NaN
+        for the scan indicator, as are ``null_auc_mean`` and ``null_auc_95``.
     null_auc_mean, null_auc_95
         Mean and 95th percentile of the permutation null.
     top_features
@@ -242,6 +248,28 @@ def _labels_and_groups(
     return y.astype(np.int64), codes.astype(np.int64), [str(v) for v in levels]
 
 
+def _cluster_codes(
+    clusters: Sequence[str] | None, y: np.ndarray, codes: np.ndarray
+) -> np.ndarray | None:
+    if clusters is None:
+        return None
+    array = np.asarray([str(c) for c in clusters])
+    if array.shape != y.shape:
+        raise InputError(
+            "clusters", f"expected {y.size} cluster names (one per tumor), found {array.size}"
+        )
+    _, cluster = np.unique(array, return_inverse=True)
+    for c in np.unique(cluster):
+        inside = cluster == c
+        if np.unique(codes[inside]).size > 1 or np.unique(y[inside]).size > 1:
+            raise InputError(
+                "clusters",
+                f"cluster {array[inside][0]!r} spans several groups or both classes",
+                fix="give each case its own cluster name",
+            )
+    return cluster.astype(np.int64)
+
+
 def _effective_splits(y: np.ndarray, codes: np.ndarray, n_splits: int) -> tuple[int, str]:
     per_class = [np.unique(codes[y == c]).size for c in (0, 1)]
     if min(per_class) < 2:
@@ -317,11 +345,13 @@ def _one_repeat(
     from sklearn.model_selection import StratifiedGroupKFold
 
     scores = np.full(y.size, _CHANCE)
+    fold_of = np.zeros(y.size, dtype=np.int64)
     importances: list[dict[str, float]] = []
     notes: set[str] = set()
     classifier = setup.classifier
     folds = StratifiedGroupKFold(n_splits=setup.n_splits, shuffle=True, random_state=cv_seed)
-    for train, test in folds.split(X, y, codes):
+    for fold, (train, test) in enumerate(folds.split(X, y, codes)):
+        fold_of[test] = fold
         if np.unique(y[train]).size < 2:
             notes.add("a training fold held one class: its test tumors scored 0.5")
             continue
@@ -338,7 +368,7 @@ def _one_repeat(
         scores[test] = model.predict_proba(X[test])[:, 1]
         if with_importance:
             importances.append(_importance(model, names, classifier))
-    return scores, importances, notes
+    return scores, fold_of, importances, notes
 
 
 def _run_chunk(
@@ -348,65 +378,6 @@ def _run_chunk(
         _one_repeat(X, names, y, codes, setup, cv_seed, model_seed, imp)
         for y, cv_seed, model_seed, imp in draws
     ]
-
-
-def is_mixed(y: np.ndarray, codes: np.ndarray) -> bool:
-    """True when some group holds both real and synthetic tumors (a host-matched design)."""
-    n_groups = int(codes.max()) + 1
-    synthetic_per_group = np.bincount(codes, weights=y, minlength=n_groups)
-    size = np.bincount(codes, minlength=n_groups)
-    return bool(((synthetic_per_group > 0) & (synthetic_per_group < size)).any())
-
-
-def permute_labels(y: np.ndarray, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw of the null labelling.
-
-    Groups of one class each: the group labels are shuffled among the groups (every group stays
-    one class, group sizes kept). Mixed groups: labels are shuffled within each group (every
-    group keeps its numbers of real and synthetic tumors).
-    """
-    if is_mixed(y, codes):
-        positions = np.argsort(codes, kind="stable")
-        shuffled = np.lexsort((rng.random(y.size), codes))
-        out = np.empty_like(y)
-        out[positions] = y[shuffled]
-        return out
-    n_groups = int(codes.max()) + 1
-    group_label = np.zeros(n_groups, dtype=y.dtype)
-    group_label[codes] = y
-    return np.asarray(rng.permutation(group_label)[codes])
-
-
-def rank_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC by the Mann-Whitney rank sum (ties count one half), as sklearn computes it."""
-    from scipy.stats import rankdata
-
-    positive = y == 1
-    n1 = int(positive.sum())
-    n0 = y.size - n1
-    if n1 == 0 or n0 == 0:
-        return math.nan
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _bootstrap_interval(
-    y: np.ndarray, scores: np.ndarray, codes: np.ndarray, rng: np.random.Generator
-) -> tuple[float, float]:
-    n_groups = int(codes.max()) + 1
-    order = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[order], np.arange(n_groups + 1))
-    members = [order[starts[g] : starts[g + 1]] for g in range(n_groups)]
-    aucs = []
-    for _ in range(N_BOOTSTRAP):
-        idx = np.concatenate([members[g] for g in rng.integers(0, n_groups, n_groups)])
-        value = rank_auc(y[idx], scores[idx])
-        if math.isfinite(value):
-            aucs.append(value)
-    if not aucs:
-        return math.nan, math.nan
-    low, high = np.percentile(aucs, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def _top_features(importances: list[dict[str, float]]) -> tuple[tuple[str, float], ...]:
@@ -455,6 +426,7 @@ def two_sample_test(
     progress: bool = False,
     n_jobs: int = -1,
     n_trees: int = FOREST_TREES,
+    clusters: Sequence[str] | None = None,
 ) -> list[C2STResult]:
     """Classifier two-sample test of synthetic against real tumors, per feature set.
 
@@ -486,6 +458,10 @@ def two_sample_test(
         Worker processes (joblib; -1 = all cores). Results do not depend on it.
     n_trees
         Trees per random forest (the forest's cost grows linearly with it).
+    clusters
+        Optional unit per tumor that the permutation null moves whole in host-matched designs:
+        the case (tumors made in one draw of a generator share its case-level parameters).
+        Each cluster must lie in one group and hold one class. ``None``: every tumor alone.
 
     Returns
     -------
@@ -518,6 +494,7 @@ def two_sample_test(
         )
     k, split_note = _effective_splits(y, codes, n_splits)
     mixed = is_mixed(y, codes)
+    cluster_codes = _cluster_codes(clusters, y, codes)
     chosen = dict(feature_sets(names) if sets is None else sets)
     known = set(names)
     for set_name, members in chosen.items():
@@ -533,7 +510,7 @@ def two_sample_test(
     rng = np.random.default_rng(seed)
     cv_seeds = [int(s) for s in rng.integers(0, 2**31 - 1, n_repeats + n_permutations)]
     model_seeds = [int(s) for s in rng.integers(0, 2**31 - 1, n_repeats + n_permutations)]
-    null_labels = [permute_labels(y, codes, rng) for _ in range(n_permutations)]
+    null_labels = [permute_labels(y, codes, rng, cluster_codes) for _ in range(n_permutations)]
     boot_seed = int(rng.integers(0, 2**31 - 1))
     labels = [y] * n_repeats + null_labels
     n_real, n_synthetic = int((y == 0).sum()), int(y.sum())
@@ -556,34 +533,30 @@ def two_sample_test(
         setup = _Setup(classifier, k, n_trees)
         outcome = _run_parallel(cols, col_names, codes, setup, draws, n_jobs)
         observed = outcome[:n_repeats]
-        oof = np.mean([scores for scores, _, _ in observed], axis=0)
-        from sklearn.metrics import roc_auc_score
-
-        auc = float(roc_auc_score(y, oof))
-        # The p-value compares like with like: each observed repeat's AUC is computed exactly as
-        # a null draw's; their mean is no more spread than one draw (conservative).
-        statistic = float(np.mean([roc_auc_score(y, scores) for scores, _, _ in observed]))
+        oof = np.mean([scores for scores, _, _, _ in observed], axis=0)
+        per_repeat = [(scores, folds) for scores, folds, _, _ in observed]
+        # Within-fold AUCs, averaged over folds then repeats (c2st_stats: pooled scores of
+        # different fold models are biased below 0.5); each null draw is one repeat.
+        auc = float(np.mean([fold_auc(y, scores, folds) for scores, folds in per_repeat]))
         null = np.array(
             [
-                roc_auc_score(lab, scores)
-                for lab, (scores, _, _) in zip(null_labels, outcome[n_repeats:])
+                fold_auc(lab, scores, folds)
+                for lab, (scores, folds, _, _) in zip(null_labels, outcome[n_repeats:])
             ]
         )
-        p_value = (
-            (1 + np.sum(null >= statistic - 1e-12)) / (1 + null.size) if null.size else math.nan
-        )
-        low, high = _bootstrap_interval(y, oof, codes, np.random.default_rng(boot_seed))
+        p_value = (1 + np.sum(null >= auc - 1e-12)) / (1 + null.size) if null.size else math.nan
+        units = codes if cluster_codes is None else cluster_codes
+        low, high = bootstrap_interval(y, per_repeat, units, np.random.default_rng(boot_seed))
         notes = [split_note] if split_note else []
         if set_name == SCAN_INDICATOR:
             notes.append(
                 "scan indicator: under grouped CV test scans are never seen in training, so "
-                "scores are constant within a fold and carry no tumor information; its AUC "
-                "shows the CV's own bias with these groups (far from 0.5 when group sizes are "
-                "unequal); no p-value (a permutation null would move the unequal groups too)"
+                "scores are constant within a fold (AUC 0.5 by construction); compare the "
+                "host_only set to see whether the hosts differ"
             )
         if mixed:
             notes.append("host-matched groups: null permutes labels within each group")
-        notes.extend(sorted(set().union(*(n for _, _, n in outcome))))
+        notes.extend(sorted(set().union(*(n for _, _, _, n in outcome))))
         results.append(
             C2STResult(
                 feature_set=set_name,
@@ -598,7 +571,7 @@ def two_sample_test(
                 p_value=float(p_value),
                 null_auc_mean=float(null.mean()) if null.size else math.nan,
                 null_auc_95=float(np.percentile(null, 95)) if null.size else math.nan,
-                top_features=_top_features([d for _, imp, _ in observed for d in imp]),
+                top_features=_top_features([d for _, _, imp, _ in observed for d in imp]),
                 oof_score=tuple(float(v) for v in oof),
                 note="; ".join(notes),
             )

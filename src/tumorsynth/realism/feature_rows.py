@@ -195,6 +195,9 @@ class CaseInput:
     """One case to measure: image and label files, their label map, and where it came from.
 
     ``group`` "" means the case id; ``organs`` () means every organ of the map with a tumor label.
+    ``ignore_label`` (with its own ``ignore_label_map``) names lesions that are not to be measured:
+    voxels that are tumor there are set to background first (the real tumors a synthetic case
+    inherited from its source scan).
     """
 
     case: str
@@ -204,6 +207,8 @@ class CaseInput:
     source: str
     group: str = ""
     organs: tuple[str, ...] = ()
+    ignore_label: Path | None = None
+    ignore_label_map: LabelMap | None = None
 
 
 def tumor_organs(label_map: LabelMap) -> tuple[str, ...]:

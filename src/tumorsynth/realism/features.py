@@ -256,8 +256,8 @@ def _case_rows(
     from tumorsynth.io.atomic import atomic_path
     from tumorsynth.io.identity import sha256_of
 
-    for path in (item.image, item.label):
-        if not Path(path).is_file():
+    for path in (item.image, item.label, item.ignore_label):
+        if path is not None and not Path(path).is_file():
             raise InputError(str(path), f"case {item.case!r}: file does not exist")
     cache = None
     if cache_dir is not None:
@@ -270,7 +270,7 @@ def _case_rows(
         check_same_grid(image, label)
         rows = case_features(
             image.array,
-            label.array,
+            _without_ignored(item, label.array),
             image.spacing_mm,
             label_map=item.label_map,
             organs=item.organs,
@@ -293,6 +293,25 @@ def _case_rows(
     return rows
 
 
+def _without_ignored(item: CaseInput, label: np.ndarray) -> np.ndarray:
+    """``label`` with the tumor voxels of ``item.ignore_label`` set to background."""
+    from tumorsynth.io import load_label
+
+    if item.ignore_label is None:
+        return label
+    if item.ignore_label_map is None:
+        raise ValueError(f"case {item.case!r}: ignore_label without ignore_label_map")
+    ignore = load_label(item.ignore_label)
+    if ignore.array.shape != label.shape:
+        raise InputError(
+            str(item.ignore_label),
+            f"the label of lesions to ignore must share the grid of {item.label}: "
+            f"expected shape {label.shape}, found {ignore.array.shape}",
+        )
+    drop = np.isin(ignore.array, item.ignore_label_map.all_tumor_ids())
+    return np.where(drop, 0, label).astype(label.dtype, copy=False)
+
+
 def _cache_key(item: CaseInput, settings: FeatureSettings, sha256_of: Any) -> str:
     key = {
         "image": sha256_of(item.image),
@@ -302,6 +321,8 @@ def _cache_key(item: CaseInput, settings: FeatureSettings, sha256_of: Any) -> st
         "case": item.case,
         "group": item.group or item.case,
         "source": item.source,
+        "ignore_label": sha256_of(item.ignore_label) if item.ignore_label else None,
+        "ignore_label_map": item.ignore_label_map.to_json() if item.ignore_label_map else None,
         "settings": settings.to_dict(),
         "version": FEATURES_VERSION,
     }
