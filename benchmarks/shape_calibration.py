@@ -10,8 +10,12 @@ volume), solidity (mesh volume / convex-hull volume), elongation ``sqrt(l2 / l1)
 ``sqrt(l3 / l1)`` of the voxel coordinates' PCA. Size classes by equivalent radius: tiny < 6 mm,
 small 6-12, medium 12-24, large >= 24 mm.
 
+Then a classifier two-sample test per organ on the four shape statistics (tumors with an
+equivalent radius of at least 6 mm; real tumors grouped by patient, synthetic ones each alone):
+how well logistic regression and a random forest tell real shapes from synthetic ones.
+
 Usage: .venv/bin/python benchmarks/shape_calibration.py [--data ../shared/data] [--n 40]
-Prints a markdown table (median [IQR] per class and source).
+Prints markdown tables (median [IQR] per class and source; C2ST AUC per organ and source).
 """
 
 from __future__ import annotations
@@ -80,13 +84,15 @@ def real_tumors(data: Path) -> list[tuple[str, dict[str, float]]]:
         )
         label = np.asarray(nib.load(path).dataobj)
         for comp in components(label, 2):
-            out.append(("liver", measure(comp, tuple(meta["spacing_mm"]))))
+            stats = measure(comp, tuple(meta["spacing_mm"]))
+            out.append(("liver", {**stats, "group": path.name.split("_label")[0]}))
     for path in sorted((data / "kits23_masks").glob("*.nii.gz")):
         img = nib.load(path)
         spacing = tuple(float(s) for s in img.header.get_zooms()[:3])
         label = np.asarray(img.dataobj)
         for comp in components(label, 2):
-            out.append(("kidney", measure(comp, spacing)))  # type: ignore[arg-type]
+            stats = measure(comp, spacing)  # type: ignore[arg-type]
+            out.append(("kidney", {**stats, "group": path.name.split("_seg")[0]}))
     return out
 
 
@@ -149,6 +155,39 @@ def table(groups: dict[str, list[tuple[str, dict[str, float]]]]) -> str:
     return "\n".join(rows)
 
 
+def c2st_table(groups: dict[str, list[tuple[str, dict]]]) -> str:
+    """AUC [interval] and p of telling real shapes from each synthetic source, per organ."""
+    from tumorsynth.realism.c2st import two_sample_test
+
+    rows = [
+        "| organ | synthetic | n real / synthetic | logistic | forest |",
+        "|---|---|---|---|---|",
+    ]
+    names = [f"shape_{k}" for k in STATS]
+    for organ in ("liver", "kidney"):
+        real = [s for o, s in groups["real"] if o == organ and s["radius_mm"] >= 6.0]
+        for source, items in groups.items():
+            if source == "real":
+                continue
+            synth = [s for o, s in items if o == organ and s["radius_mm"] >= 6.0]
+            both = real + synth
+            X = np.array([[s[k] for k in STATS] for s in both])
+            y = np.arange(len(both)) >= len(real)
+            group = [s.get("group", f"synthetic{i}") for i, s in enumerate(both)]
+            results = two_sample_test(
+                X, names, y, group, sets={"shape": names}, n_permutations=50, seed=0
+            )
+            cells = {
+                r.classifier: f"{r.auc:.2f} [{r.auc_low:.2f}, {r.auc_high:.2f}] p={r.p_value:.3f}"
+                for r in results
+            }
+            rows.append(
+                f"| {organ} | {source} | {len(real)} / {len(synth)} | {cells['logistic']} | "
+                f"{cells['forest']} |"
+            )
+    return "\n".join(rows)
+
+
 def before_issue_10(profile: object) -> object:
     """The profile's shape rules as they were before issue 10 (SynTumor's axis jitter, smooth
     ellipsoids with a light deformation, no lobes)."""
@@ -175,6 +214,8 @@ def main() -> None:
         "synthetic after": synthetic_tumors(args.data, args.n),
     }
     print(table(groups))
+    print()
+    print(c2st_table(groups))
 
 
 if __name__ == "__main__":

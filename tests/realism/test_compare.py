@@ -76,8 +76,8 @@ def test_sentences_say_direction_numbers_and_skip_noise():
         descriptions={"rel_noise_ratio": "noise ratio inside / in the host shell"},
     )
     assert sentences[0].startswith(
-        "Synthetic tumors have a lower noise ratio inside / in the host shell than real ones "
-        "(median "
+        "Synthetic interiors are smoother than their host, real ones noisier: synthetic tumors "
+        "have a lower noise ratio inside / in the host shell than real ones (median "
     )
     assert "KS 0." in sentences[0]
     assert "higher glcm joint entropy (tumor, HU)" in sentences[1]

@@ -172,7 +172,7 @@ def test_write_report_files(tmp_path: Path) -> None:
     assert (md, js) == (out / "report.md", out / "report.json")
     assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
 
-    text = js.read_text()
+    text = js.read_text(encoding="utf-8")
     assert "NaN" not in text and "Infinity" not in text
     data = json.loads(text)
     assert data["settings"] == {"n_splits": 5, "seed": 7, "spacing_mm": [1, 1, 1], "bad": None}
@@ -190,7 +190,7 @@ def test_write_report_files(tmp_path: Path) -> None:
     assert [s["case"] for s in data["samples"]] == [f"case{k}" for k in range(6)]
     assert json.loads(json.dumps(data)) == data
 
-    report = md.read_text()
+    report = md.read_text(encoding="utf-8")
     for expected in (
         "- real: 2 tumors in 2 cases from 2 scans; per organ: liver 2",
         "- synthetic: 4 tumors in 4 cases from 3 scans; per organ: kidney 1, liver 3",
@@ -214,20 +214,22 @@ def test_write_report_null_case_and_no_extras(tmp_path: Path) -> None:
     md, js = write_report(
         tmp_path, rows=rows(), c2st=null_case(), differences=[], sentences=[], settings={}
     )
-    report = md.read_text()
+    report = md.read_text(encoding="utf-8")
     assert "## Verdict: indistinguishable" in report
     assert "No classifier tells synthetic from real tumors better than chance" in report
     assert "Organ separability" not in report and "## Figures" not in report
-    assert json.loads(js.read_text())["tsne"] is None
+    assert json.loads(js.read_text(encoding="utf-8"))["tsne"] is None
 
     few = [result("appearance", auc=0.7, interval=(0.3, 0.95), p=0.3, n=(2, 9, 1))]
     md, js = write_report(
         tmp_path, rows=rows(), c2st=few, differences=[], sentences=[], settings={}
     )
-    report = md.read_text()
+    report = md.read_text(encoding="utf-8")
     assert "## Verdict: inconclusive" in report
     assert "> **Warning.** Few samples: 2 real and 9 synthetic in 1 cross-validation" in report
-    assert json.loads(js.read_text())["verdict"]["warnings"][0].startswith("Few samples")
+    assert json.loads(js.read_text(encoding="utf-8"))["verdict"]["warnings"][0].startswith(
+        "Few samples"
+    )
 
 
 def test_write_report_leaves_nothing_on_failure(tmp_path: Path) -> None:

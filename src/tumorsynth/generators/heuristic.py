@@ -19,10 +19,11 @@ Edge softness comes from the signed distance (an analytic Gaussian-blurred edge)
 Version history (a record replays only with the version that made it):
 
 - 1.0: the first calibration on IRCAD 1.17.
-- 1.1: ``grain_ratio`` (the tumor's own fine grain) and ``centre_power`` (the darker centre's
-  depth profile); the organ profiles draw more interior texture, sharper liver edges, hypodense
-  halos as well as enhancing rims. A 1.1 spec with the new fields at their defaults
-  (``grain_ratio=0``, ``centre_power=1.5``) renders exactly as 1.0 did.
+- 1.1: ``grain_ratio`` (the tumor's own fine grain), ``centre_power`` and ``centre_depth_mm``
+  (the darker centre's depth profile); the organ profiles draw more interior texture, sharper
+  liver edges, hypodense halos as well as enhancing rims, liver centres that darken within a
+  few mm of the edge. A 1.1 spec with the new fields at their defaults (``grain_ratio=0``,
+  ``centre_power=1.5``, ``centre_depth_mm=0``) renders exactly as 1.0 did.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ class HeuristicAppearance:
         How much darker the centre is than the periphery, with the depth profile
         ``depth ** centre_power`` (``depth``: distance from the edge over the smallest radius,
         at most 1); 1.5 concentrates the drop in the centre, 1 darkens steadily from the edge.
+    centre_depth_mm
+        Above 0 (version 1.1 draws), the drop follows ``1 - exp(-(depth_mm / centre_depth_mm)^2)``
+        instead (``depth_mm``: distance inside the edge): a rim a few mm wide stays near
+        ``target_hu``, and the drop is nearly whole ``2 x centre_depth_mm`` inside.
     texture_hu, texture_scale_mm, texture_seed
         Std, correlation length and seed of the smooth internal texture.
     edge_width_mm
@@ -117,6 +122,7 @@ class HeuristicAppearance:
     dense_spots: tuple[DenseSpot, ...] = field(default_factory=tuple)
     grain_ratio: float = 0.0
     centre_power: float = 1.5
+    centre_depth_mm: float = 0.0
 
     @property
     def contrast_hu(self) -> float:
@@ -194,6 +200,9 @@ class HeuristicGenerator(TumorGeneratorBase):
             dense_spots=self._draw_spots(rng, min_radius, rules.dense_spot_hu) if spots else (),
             grain_ratio=grain_ratio(float(rng.uniform(*rules.noise_ratio))),
             centre_power=float(rng.uniform(*rules.centre_power)),
+            centre_depth_mm=(
+                float(rng.uniform(*rules.centre_depth_mm)) if rules.centre_depth_mm[1] > 0 else 0.0
+            ),
         )
         return spec.to_dict()
 
@@ -254,7 +263,11 @@ class HeuristicGenerator(TumorGeneratorBase):
             return target
         depth = inputs.shape.depth
         if app.centre_drop_hu:
-            if app.centre_power == 1.5:  # version 1.0's profile, bit for bit
+            if app.centre_depth_mm > 0:
+                inside = np.maximum(-inputs.shape.distance_mm, np.float32(0.0))
+                inside *= np.float32(1.0 / app.centre_depth_mm)
+                profile = -np.expm1(-(inside * inside))
+            elif app.centre_power == 1.5:  # version 1.0's profile, bit for bit
                 profile = depth * np.sqrt(depth)
             else:
                 profile = np.power(depth, np.float32(app.centre_power))

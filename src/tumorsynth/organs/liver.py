@@ -63,9 +63,10 @@ LIVER = OrganProfile(
     # 76-91 HU (-13..-28), 10-20 mm deep 37-58 HU (-46..-67); 10-90% edge rise 5-6.5 mm of the
     # mean profile (benchmarks/calibration.py), heterogeneity (4 mm low-pass std) 17-86 HU.
     appearance=AppearanceRules(
-        contrast_hu=(-30.0, -8.0),
-        centre_drop_hu=(25.0, 70.0),
+        contrast_hu=(-28.0, -10.0),
+        centre_drop_hu=(35.0, 65.0),
         centre_power=(0.8, 1.4),
+        centre_depth_mm=(4.0, 8.0),
         texture_hu=(12.0, 38.0),
         texture_scale_mm=(4.0, 10.0),
         edge_width_mm=(0.4, 1.4),
@@ -74,7 +75,7 @@ LIVER = OrganProfile(
         rim_probability=0.25,
         rim_hu=(-30.0, 20.0),
         dense_spot_probability=0.2,
-        noise_ratio=(1.1, 1.55),
+        noise_ratio=(0.85, 1.2),
         cyst_probability=0.0,
         unenhanced_hu=55.0,
         enhanced_hu=110.0,

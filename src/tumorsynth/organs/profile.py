@@ -174,7 +174,10 @@ class AppearanceRules:
 
     ``rim_hu`` may reach below 0: a hypodense halo instead of an enhancing rim. ``centre_power``
     is the exponent of the darker centre's depth profile (1 darkens steadily from the edge, as
-    IRCAD 1.17's tumors do; 1.5 keeps the periphery flat). ``noise_ratio`` is
+    IRCAD 1.17's tumors do; 1.5 keeps the periphery flat). ``centre_depth_mm`` above 0 replaces
+    it by a profile that saturates in mm, ``1 - exp(-(depth_mm / centre_depth_mm)^2)``: a rim a
+    few mm wide, then the drop nearly whole ``2 x centre_depth_mm`` inside the edge, whatever the
+    tumor's size, as in IRCAD 1.17 (rim -13..-28 HU, 10-20 mm deep -46..-67 HU). ``noise_ratio`` is
     the range of the solid tumor's fine-scale noise (2 mm high-pass) relative to the host's: real
     tumors are more heterogeneous than their host at fine scale; the heuristic generator adds a
     grain of its own, relative to the scan's measured noise, to reach it (1 = the scan's noise).
@@ -183,6 +186,7 @@ class AppearanceRules:
     contrast_hu: Range = (-45.0, -15.0)
     centre_drop_hu: Range = (0.0, 45.0)
     centre_power: Range = (1.0, 1.5)
+    centre_depth_mm: Range = (0.0, 0.0)
     texture_hu: Range = (4.0, 20.0)
     texture_scale_mm: Range = (2.5, 7.0)
     edge_width_mm: Range = (0.5, 1.5)

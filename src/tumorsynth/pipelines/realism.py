@@ -16,6 +16,7 @@ when each side has at least two, tumors otherwise.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,90 +166,116 @@ def run_realism(
         )
     with output_dir(out) as folder:
         cache = Path(cache_dir) if cache_dir is not None else folder / "cache"
-        rows = extract_features(
-            [*real, *synthetic],
-            settings.features,
-            workers=workers,
-            cache_dir=cache,
+        new_cache = cache_dir is None and not cache.exists()
+        try:
+            return _study(folder, cache, real, synthetic, settings, workers, progress)
+        except BaseException:
+            if new_cache:  # a failed run leaves nothing behind, not even its cache
+                shutil.rmtree(cache, ignore_errors=True)
+            raise
+
+
+def _study(
+    folder: Path,
+    cache: Path,
+    real: Sequence[CaseInput],
+    synthetic: Sequence[CaseInput],
+    settings: RealismSettings,
+    workers: int,
+    progress: bool,
+) -> RealismOutput:
+    """The body of :func:`run_realism`, writing into ``folder``."""
+    rows = extract_features(
+        [*real, *synthetic],
+        settings.features,
+        workers=workers,
+        cache_dir=cache,
+        progress=progress,
+    )
+    cases = {(case.source, case.case): case for case in [*real, *synthetic]}
+    c2st: list[C2STResult] = []
+    differences: list[FeatureDifference] = []
+    sentences: list[str] = []
+    figures: dict[str, Path] = {}
+    tested = _rows_for_test(rows, settings)
+    if real and synthetic:
+        _require_both(tested, settings)
+        x, names = feature_matrix(tested)
+        is_synthetic = np.array([row.source == "synthetic" for row in tested])
+        groups, clusters = _groups(tested, settings.group_by)
+        c2st = two_sample_test(
+            x,
+            names,
+            is_synthetic,
+            groups,
+            sets=feature_sets(names),
+            n_splits=settings.n_splits,
+            n_repeats=settings.n_repeats,
+            n_permutations=settings.n_permutations,
+            seed=settings.seed,
             progress=progress,
+            clusters=clusters,
         )
-        cases = {(case.source, case.case): case for case in [*real, *synthetic]}
-        c2st: list[C2STResult] = []
-        differences: list[FeatureDifference] = []
-        sentences: list[str] = []
-        figures: dict[str, Path] = {}
-        tested = _rows_for_test(rows, settings)
-        if real and synthetic:
-            _require_both(tested, settings)
-            x, names = feature_matrix(tested)
-            is_synthetic = np.array([row.source == "synthetic" for row in tested])
-            groups, clusters = _groups(tested, settings.group_by)
-            c2st = two_sample_test(
-                x,
-                names,
-                is_synthetic,
-                groups,
-                sets=feature_sets(names),
-                n_splits=settings.n_splits,
-                n_repeats=settings.n_repeats,
-                n_permutations=settings.n_permutations,
-                seed=settings.seed,
-                progress=progress,
-                clusters=clusters,
+        differences = compare_features(x, names, is_synthetic)
+        sentences = describe_differences(differences, descriptions=FEATURE_DESCRIPTIONS)
+        if settings.plots:
+            figures.update(
+                _c2st_figures(
+                    folder,
+                    tested,
+                    [row for row in rows if row.patch == 0],
+                    cases,
+                    (x, names, is_synthetic),
+                    c2st,
+                    differences,
+                    settings,
+                )
             )
-            differences = compare_features(x, names, is_synthetic)
-            sentences = describe_differences(differences, descriptions=FEATURE_DESCRIPTIONS)
-            if settings.plots:
-                figures.update(
-                    _c2st_figures(
-                        folder, tested, cases, x, names, is_synthetic, c2st, differences, settings
-                    )
-                )
-        separability: list[SeparabilityResult] = []
-        embedding = None
-        if settings.separability:
-            early = [
-                row for row in rows if row.patch == 0 and row.diameter_mm < settings.max_diameter_mm
-            ]
-            organs = sorted({row.organ for row in early})
-            if len(organs) < 2:
-                raise InputError(
-                    "--separability",
-                    f"needs tumors under {settings.max_diameter_mm:g} mm of at least two organs, "
-                    f"found {len(early)} tumor(s) of {organs or 'no organ'}",
-                    fix="add cases with small tumors of other organs, or raise --max-diameter-mm",
-                )
-            xs, names_s = feature_matrix(early)
-            keep = [j for j, n in enumerate(names_s) if not n.startswith(("size_", "host_"))]
-            xs, names_s = xs[:, keep], [names_s[j] for j in keep]
-            organ_of = [row.organ for row in early]
-            separability = organ_separability(
-                xs, names_s, organ_of, n_repeats=settings.n_repeats, seed=settings.seed
+    separability: list[SeparabilityResult] = []
+    embedding = None
+    if settings.separability:
+        early = [
+            row for row in rows if row.patch == 0 and row.diameter_mm < settings.max_diameter_mm
+        ]
+        organs = sorted({row.organ for row in early})
+        if len(organs) < 2:
+            raise InputError(
+                "--separability",
+                f"needs tumors under {settings.max_diameter_mm:g} mm of at least two organs, "
+                f"found {len(early)} tumor(s) of {organs or 'no organ'}",
+                fix="add cases with small tumors of other organs, or raise --max-diameter-mm",
             )
-            embedding = tsne_embedding(xs, seed=settings.seed)
-            if settings.plots:
-                from tumorsynth.realism.plots import plot_tsne
-
-                figures["tsne"] = plot_tsne(
-                    folder / "tsne.png", embedding, organ_of, [row.source for row in early]
-                )
-        from tumorsynth.realism.report import write_report
-
-        report_md, report_json = write_report(
-            folder,
-            rows=tested if real and synthetic else rows,
-            c2st=c2st,
-            differences=differences,
-            sentences=sentences,
-            settings={
-                **settings.to_dict(),
-                "n_real_cases": len(real),
-                "n_synthetic_cases": len(synthetic),
-            },
-            separability=separability,
-            tsne=embedding,
-            figures={name: path.relative_to(folder) for name, path in figures.items()},
+        xs, names_s = feature_matrix(early)
+        keep = [j for j, n in enumerate(names_s) if not n.startswith(("size_", "host_"))]
+        xs, names_s = xs[:, keep], [names_s[j] for j in keep]
+        organ_of = [row.organ for row in early]
+        separability = organ_separability(
+            xs, names_s, organ_of, n_repeats=settings.n_repeats, seed=settings.seed
         )
+        embedding = tsne_embedding(xs, seed=settings.seed)
+        if settings.plots:
+            from tumorsynth.realism.plots import plot_tsne
+
+            figures["tsne"] = plot_tsne(
+                folder / "tsne.png", embedding, organ_of, [row.source for row in early]
+            )
+    from tumorsynth.realism.report import write_report
+
+    report_md, report_json = write_report(
+        folder,
+        rows=tested if real and synthetic else rows,
+        c2st=c2st,
+        differences=differences,
+        sentences=sentences,
+        settings={
+            **settings.to_dict(),
+            "n_real_cases": len(real),
+            "n_synthetic_cases": len(synthetic),
+        },
+        separability=separability,
+        tsne=embedding,
+        figures={name: path.relative_to(folder) for name, path in figures.items()},
+    )
     return RealismOutput(
         rows, c2st, differences, sentences, separability, report_md, report_json, figures
     )
@@ -292,16 +319,16 @@ def _groups(rows: Sequence[TumorFeatures], group_by: GroupBy) -> tuple[list[str]
 def _c2st_figures(
     folder: Path,
     rows: Sequence[TumorFeatures],
+    whole: Sequence[TumorFeatures],
     cases: dict[tuple[str, str], CaseInput],
-    x: np.ndarray,
-    names: list[str],
-    is_synthetic: np.ndarray,
+    table: tuple[np.ndarray, list[str], np.ndarray],
     c2st: Sequence[C2STResult],
     differences: Sequence[FeatureDifference],
     settings: RealismSettings,
 ) -> dict[str, Path]:
     from tumorsynth.realism.plots import plot_feature_distributions, plot_roc
 
+    x, names, is_synthetic = table
     figures = {
         "features": plot_feature_distributions(
             folder / "features.png",
@@ -314,27 +341,34 @@ def _c2st_figures(
         "roc": plot_roc(folder / "roc.png", c2st, is_synthetic),
     }
     if settings.montage > 0:
-        figures["montage"] = _montage(folder, rows, cases, c2st, settings.montage)
+        figures["montage"] = _montage(folder, rows, whole, cases, c2st, settings.montage)
     return figures
 
 
 def _montage(
     folder: Path,
     rows: Sequence[TumorFeatures],
+    whole: Sequence[TumorFeatures],
     cases: dict[tuple[str, str], CaseInput],
     c2st: Sequence[C2STResult],
     per_row: int,
 ) -> Path:
-    """The synthetic tumors the classifier finds most synthetic, beside real ones."""
+    """The synthetic tumors the classifier finds most synthetic, beside real ones (whole tumors:
+    a tumor tested as patches gets the mean score of its patches)."""
     from tumorsynth.realism.plots import plot_montage, tumor_slice
 
     appearance = [r for r in c2st if r.feature_set == "appearance"] or list(c2st)
     best = max(appearance, key=lambda r: r.auc)
-    score = np.asarray(best.oof_score)
-    synthetic = [i for i, row in enumerate(rows) if row.source == "synthetic"]
-    real = [i for i, row in enumerate(rows) if row.source == "real"]
+    scores: dict[tuple[str, str, int], list[float]] = {}
+    for row, value in zip(rows, best.oof_score):
+        scores.setdefault((row.source, row.case, row.tumor), []).append(float(value))
+    tumors = [row for row in whole if (row.source, row.case, row.tumor) in scores]
+    score = [float(np.mean(scores[(row.source, row.case, row.tumor)])) for row in tumors]
+    synthetic = [i for i, row in enumerate(tumors) if row.source == "synthetic"]
+    real = [i for i, row in enumerate(tumors) if row.source == "real"]
     picked_synth = sorted(synthetic, key=lambda i: -score[i])[:per_row]
     picked_real = sorted(real, key=lambda i: score[i])[:per_row]
+    rows = tumors
     loaded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def panel(i: int) -> tuple[np.ndarray, str, np.ndarray]:
@@ -351,9 +385,12 @@ def _montage(
         caption = f"{row.case} #{row.tumor}\n{row.volume_ml:.1f} mL, score {score[i]:.2f}"
         return hu, caption, mask
 
+    liver = all(row.organ == "liver" for row in tumors)
     return plot_montage(
         folder / "montage.png",
         [panel(i) for i in picked_real],
         [panel(i) for i in picked_synth],
         per_row=per_row,
+        level_hu=60.0 if liver else 40.0,  # the liver window W150 L60, else soft tissue
+        width_hu=150.0 if liver else 400.0,
     )

@@ -101,10 +101,14 @@ def cases_from_sources(
 
 
 def check_out_apart(out: str | Path, sources: Sequence[str | Path], flag: str) -> None:
-    """Refuse an ``--out`` that is, holds or lies inside an input dataset folder."""
+    """Refuse an ``--out`` that is, holds or lies inside an input dataset folder or run folder
+    (a manifest's). A list file's folder is not an input: its cases may lie anywhere."""
     for entry in sources:
-        folder = Path(entry) if Path(entry).is_dir() else Path(entry).parent
-        check_folder_apart(out, folder, f"{flag} input")
+        path = Path(entry)
+        if path.is_dir():
+            check_folder_apart(out, path, f"{flag} input")
+        elif path.suffix == ".jsonl":
+            check_folder_apart(out, path.parent, f"{flag} input")
 
 
 def _required_map(label_map: str | LabelMap | None, flag: str, path: Path) -> LabelMap:

@@ -169,7 +169,59 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
+#: Plain readings of the features a reviewer asks about first: (synthetic lower, synthetic higher).
+_PLAIN: dict[str, tuple[str, str]] = {
+    "rel_noise_ratio": (
+        "synthetic interiors are smoother than their host, real ones noisier",
+        "synthetic interiors are noisier than their host, real ones smoother",
+    ),
+    "rel_spread_ratio": (
+        "synthetic interiors vary less than their host, real ones more",
+        "synthetic interiors vary more than their host, real ones less",
+    ),
+    "rel_heterogeneity_ratio": (
+        "synthetic interiors are more uniform than real ones, for their host",
+        "synthetic interiors are blotchier than real ones, for their host",
+    ),
+    "ctx_noise_in_hu": ("synthetic interiors are smoother", "synthetic interiors are noisier"),
+    "ctx_spread_hu": (
+        "synthetic interiors are more uniform",
+        "synthetic interiors are more varied",
+    ),
+    "ctx_heterogeneity_hu": (
+        "synthetic interiors are more uniform at the 4 mm scale",
+        "synthetic interiors are blotchier at the 4 mm scale",
+    ),
+    "ctx_edge_width_mm": ("synthetic edges are sharper", "synthetic edges are softer"),
+    "ctx_edge_sharpness": ("synthetic edges are softer", "synthetic edges are sharper"),
+    "rel_rim_core_drop": (
+        "synthetic centres darken less towards the core than real ones",
+        "synthetic centres darken more towards the core than real ones",
+    ),
+    "rel_contrast_hu": (
+        "synthetic tumors are darker against their host",
+        "synthetic tumors are less dark against their host",
+    ),
+    "shape_sphericity": ("synthetic shapes are less round", "synthetic shapes are rounder"),
+    "shape_solidity": (
+        "synthetic shapes are more lobulated",
+        "synthetic shapes are more convex, real ones lobulated",
+    ),
+}
+
+
 def _sentence(d: FeatureDifference, what: str) -> str:
+    """The sentence of :func:`_plain_sentence`, led by a plain reading for the features of
+    ``_PLAIN`` when the medians differ."""
+    text = _plain_sentence(d, what)
+    if d.name in _PLAIN and d.median_synthetic != d.median_real:
+        lower, higher = _PLAIN[d.name]
+        reading = higher if d.median_synthetic > d.median_real else lower
+        return f"{reading[0].upper()}{reading[1:]}: {text[0].lower()}{text[1:]}"
+    return text
+
+
+def _plain_sentence(d: FeatureDifference, what: str) -> str:
     """Median direction when the medians differ by at least ``_SHIFT`` robust sd; a spread
     comparison when the interquartile ranges differ by a factor of ``_SPREAD_RATIO`` or more."""
     width_syn = d.iqr_synthetic[1] - d.iqr_synthetic[0]

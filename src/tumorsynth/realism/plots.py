@@ -146,8 +146,9 @@ def plot_roc(
         PNG file to write.
     results
         One result per feature set and classifier; each curve is drawn from its ``oof_score``
-        (P(synthetic) per sample, pooled over folds and repeats). The legend gives the result's
-        AUC with its interval and p-value; baselines (host only, scan indicator) are dashed.
+        (P(synthetic) per sample, pooled over folds and averaged over repeats: the curve's own
+        area can differ from the within-fold AUC). The legend gives the result's AUC (within
+        folds) with its interval and p-value; baselines (host only, scan indicator) are dashed.
     is_synthetic
         The true label of each sample, in the order of ``oof_score``.
     """
@@ -201,7 +202,8 @@ def plot_roc(
         axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8, frameon=False)
     n_real, n_synthetic = int((~flags).sum()), int(flags.sum())
     figure.suptitle(
-        f"Classifier two-sample test, pooled out-of-fold ROC ({n_real} real, {n_synthetic} "
+        f"Classifier two-sample test, out-of-fold ROC, legend AUC within folds ({n_real} real, "
+        f"{n_synthetic} "
         "synthetic samples)",
         fontsize=10,
     )

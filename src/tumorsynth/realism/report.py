@@ -4,7 +4,7 @@ The verdict is a fixed rule (:func:`realism_verdict`), so a reader and a test ca
 
 - **distinguishable** when, on some feature set that describes the tumors (every set but the
   baselines ``host_only`` and ``scan_indicator``), a classifier's AUC interval lies above 0.5
-  *and* its permutation p-value is below ``alpha`` (0.05);
+  *and* its permutation p-value is at most ``alpha`` (0.05);
 - **indistinguishable** otherwise, given enough samples; **inconclusive** when the test could not
   have seen much (fewer than ``min_per_side`` real or synthetic samples, or fewer than
   ``min_groups`` cross-validation groups): "not shown to differ" is not "the same";
@@ -305,9 +305,11 @@ def render_markdown(
         lines += [
             "## Classifier two-sample test",
             "",
-            "Cross-validated ROC AUC of telling synthetic (1) from real (0) samples, pooled out "
-            "of fold, with its 95% interval; p: share of label permutations with an AUC at "
-            "least as high; null: mean and 95th percentile of the permutation AUCs.",
+            "Cross-validated ROC AUC of telling synthetic (1) from real (0) samples, computed "
+            "within each fold and averaged over folds and repeats, with its 95% interval "
+            "(bootstrap over scans, or over cases inside host-matched scans); p: share of label "
+            "permutations with an AUC at least as high; null: mean and 95th percentile of the "
+            "permutation AUCs.",
             "",
             "| feature set | classifier | AUC [95% interval] | p | null mean | null 95th pct "
             "| features | real / synthetic / groups | note |",
@@ -423,7 +425,7 @@ def _relative(path: Path, folder: Path) -> str:
 
 
 def _separates(result: C2STResult, alpha: float) -> bool:
-    return bool(result.auc_low > 0.5 and result.p_value < alpha)
+    return bool(result.auc_low > 0.5 and result.p_value <= alpha)
 
 
 def _strength(auc: float) -> str:
