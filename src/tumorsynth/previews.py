@@ -30,6 +30,7 @@ from tumorsynth.io.label_maps import label_mask
 __all__ = [
     "render_crop_grid",
     "render_overview",
+    "padded_plane",
     "render_tumor_montage",
     "save_png",
     "window_to_uint8",
@@ -354,8 +355,8 @@ class _View:
             start = math.floor(center[axis] - half) - 1
             stop = math.ceil(center[axis] + half) + 2
             spans.append((start, stop, center[axis] - start + 0.5, half))
-        gray = _padded_plane(image, fixed_axis, index, row_axis, col_axis, spans, _AIR_HU)
-        labels = _padded_plane(label, fixed_axis, index, row_axis, col_axis, spans, 0)
+        gray = padded_plane(image, fixed_axis, index, row_axis, col_axis, spans, _AIR_HU)
+        labels = padded_plane(label, fixed_axis, index, row_axis, col_axis, spans, 0)
         box_center = []
         for dim, axis in enumerate((row_axis, col_axis)):
             pixel_center = spans[dim][2]
@@ -384,7 +385,7 @@ class _View:
         return rgb
 
 
-def _padded_plane(
+def padded_plane(
     volume: np.ndarray,
     fixed_axis: int,
     index: int,

@@ -24,12 +24,13 @@ if TYPE_CHECKING:
     from tumorsynth.evaluation.metrics import CaseEvaluation
     from tumorsynth.evaluation.summary import EvaluationSummary
 
-__all__ = ["plot_score_distribution", "plot_sensitivity_by_stratum"]
+__all__ = ["new_figure", "plot_score_distribution", "plot_sensitivity_by_stratum", "save_figure"]
 
 _DPI = 120
 
 
-def _figure(width_in: float, height_in: float) -> Figure:
+def new_figure(width_in: float, height_in: float) -> Figure:
+    """A matplotlib figure on the Agg canvas (no pyplot state), at the reports' resolution."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -38,7 +39,8 @@ def _figure(width_in: float, height_in: float) -> Figure:
     return figure
 
 
-def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
+def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``figure`` as a PNG atomically (no partial file on failure); returns the path."""
     path = Path(path)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=_DPI)
@@ -71,7 +73,7 @@ def plot_sensitivity_by_stratum(summary: EvaluationSummary, path: str | os.PathL
     hits = [summary.n_detected_by_stratum[s] for s in STRATUM_NAMES]
     hits += [summary.n_early_stage_detected, summary.n_detected]
 
-    figure = _figure(7.0, 4.0)
+    figure = new_figure(7.0, 4.0)
     axes = figure.add_subplot(1, 1, 1)
     x = np.arange(len(names))
     heights = [v if math.isfinite(v) else 0.0 for v in values]
@@ -96,7 +98,7 @@ def plot_sensitivity_by_stratum(summary: EvaluationSummary, path: str | os.PathL
     axes.set_xlabel("equivalent radius (mm)")
     axes.set_title("Lesion sensitivity by size (95% bootstrap CI; detected/lesions)", fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_score_distribution(cases: Sequence[CaseEvaluation], path: str | os.PathLike[str]) -> Path:
@@ -111,7 +113,7 @@ def plot_score_distribution(cases: Sequence[CaseEvaluation], path: str | os.Path
     """
     tumor_cases = [c for c in cases if c.has_tumor]
     scores = [[c.dsc for c in tumor_cases], [c.nsd for c in tumor_cases]]
-    figure = _figure(5.0, 4.0)
+    figure = new_figure(5.0, 4.0)
     axes = figure.add_subplot(1, 1, 1)
     if tumor_cases:
         axes.boxplot(scores, widths=0.5, showfliers=False)
@@ -126,4 +128,4 @@ def plot_score_distribution(cases: Sequence[CaseEvaluation], path: str | os.Path
     axes.set_ylabel("score per case")
     axes.set_title(f"Per-case scores ({len(tumor_cases)} cases with tumor)", fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -23,16 +23,18 @@ from tumorsynth.evaluation.plots import plot_score_distribution, plot_sensitivit
 from tumorsynth.evaluation.summary import Estimate
 from tumorsynth.io.atomic import atomic_path, output_dir
 
-__all__ = ["render_markdown", "summary_line", "write_report"]
+__all__ = ["nan_to_none", "render_markdown", "summary_line", "write_report"]
 
 
-def _nan_to_none(value: Any) -> Any:
+def nan_to_none(value: Any) -> Any:
+    """``value`` with every non-finite float (in dicts and lists too) replaced by ``None``, for
+    strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
+        return {k: nan_to_none(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
+        return [nan_to_none(v) for v in value]
     return value
 
 
@@ -52,7 +54,7 @@ def write_report(
     """
     written: dict[str, Path] = {}
     with output_dir(out_dir) as folder:
-        data = _nan_to_none(plain_json(report.to_json()))
+        data = nan_to_none(plain_json(report.to_json()))
         written["json"] = folder / "report.json"
         with atomic_path(written["json"]) as tmp:
             tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")

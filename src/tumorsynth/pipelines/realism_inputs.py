@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tumorsynth.errors import InputError
@@ -157,7 +158,9 @@ def _manifest_cases(
                 fix="pass the synthesized image and label in a list file instead",
             )
         key = (record.image_path, record.label_path)
-        if key in cases:
+        if key in cases:  # another tumor of the same case: its organ is measured too
+            if not organs and record.organ not in cases[key].organs:
+                cases[key] = replace(cases[key], organs=(*cases[key].organs, record.organ))
             continue
         image = _beside(manifest, record.image_path, where)
         label = _beside(manifest, record.label_path, where)

@@ -22,8 +22,8 @@ from nibabel.orientations import io_orientation
 from scipy import ndimage as ndi
 
 from tumorsynth.errors import InputError
-from tumorsynth.evaluation.plots import _figure, _save
-from tumorsynth.previews import _padded_plane, window_to_uint8
+from tumorsynth.evaluation.plots import new_figure, save_figure
+from tumorsynth.previews import padded_plane, window_to_uint8
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -97,7 +97,7 @@ def plot_feature_distributions(
     descriptions = descriptions or {}
     n_cols = max(1, min(4, len(shown)))
     n_rows = max(1, math.ceil(len(shown) / n_cols))
-    figure = _figure(3.1 * n_cols, 3.0 * n_rows + 0.6)
+    figure = new_figure(3.1 * n_cols, 3.0 * n_rows + 0.6)
     jitter = np.random.default_rng(0)
     for k, feature in enumerate(shown):
         axes = figure.add_subplot(n_rows, n_cols, k + 1)
@@ -130,7 +130,7 @@ def plot_feature_distributions(
         fontsize=10,
     )
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_roc(
@@ -172,7 +172,7 @@ def plot_roc(
     per_panel = max([sum(r.classifier == c for r in results) for c in classifiers] + [0])
     legend_in = 0.22 * (per_panel + 1) + 0.2
     height_in = 5.4 + legend_in
-    figure = _figure(5.2 * len(classifiers), height_in)
+    figure = new_figure(5.2 * len(classifiers), height_in)
     for k, classifier in enumerate(classifiers):
         axes = figure.add_subplot(1, len(classifiers), k + 1)
         axes.plot([0, 1], [0, 1], color="0.6", linewidth=1, linestyle=":", label="chance (0.5)")
@@ -212,7 +212,7 @@ def plot_roc(
         left=0.1 / len(classifiers) + 0.02, right=0.98, top=1 - 0.5 / height_in,
         bottom=(legend_in + 0.45) / height_in, wspace=0.3,
     )  # fmt: skip
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def tumor_slice(
@@ -292,8 +292,8 @@ def tumor_slice(
     for axis in (row_axis, col_axis):
         pad = math.ceil(margin_mm / spacing[axis])
         spans.append((int(row.bbox[axis][0]) - pad, int(row.bbox[axis][1]) + pad, 0.0, 0.0))
-    hu = _padded_plane(image, fixed, index, row_axis, col_axis, spans, _AIR_HU)
-    mask = _padded_plane(label_mask, fixed, index, row_axis, col_axis, spans, 0) != 0
+    hu = padded_plane(image, fixed, index, row_axis, col_axis, spans, _AIR_HU)
+    mask = padded_plane(label_mask, fixed, index, row_axis, col_axis, spans, 0) != 0
     hu = hu.astype(np.float32)
     # Anterior up (rows toward P), patient right on the left (columns toward L).
     for dim, axis in enumerate((row_axis, col_axis)):
@@ -352,7 +352,7 @@ def plot_montage(
     n_cols = max(1, min(per_row, max(len(real), len(synthetic), 1)))
     rows_of = [max(1, math.ceil(len(tiles) / n_cols)) for _, tiles in blocks]
     tile_in = 2.0
-    figure = _figure(tile_in * n_cols, (tile_in + 0.55) * sum(rows_of) + 0.7)
+    figure = new_figure(tile_in * n_cols, (tile_in + 0.55) * sum(rows_of) + 0.7)
     grid = figure.add_gridspec(sum(rows_of), n_cols)
     start = 0
     for (name, tiles), n_rows in zip(blocks, rows_of):
@@ -384,7 +384,7 @@ def plot_montage(
         fontsize=9,
     )
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_tsne(
@@ -414,7 +414,7 @@ def plot_tsne(
         )
     from matplotlib.lines import Line2D
 
-    figure = _figure(6.4, 5.4)
+    figure = new_figure(6.4, 5.4)
     axes = figure.add_subplot(1, 1, 1)
     organ_names = sorted(set(organs))
     markers = {"real": "o", "synthetic": "^"}
@@ -452,7 +452,7 @@ def plot_tsne(
         fontsize=10,
     )
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _show_tile(axes: Axes, tile: MontageTile, level_hu: float, width_hu: float) -> None:

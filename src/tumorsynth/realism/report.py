@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from tumorsynth._types import plain_json
-from tumorsynth.evaluation.report import _nan_to_none
+from tumorsynth.evaluation.report import nan_to_none
 from tumorsynth.io.atomic import atomic_path, output_dir
 from tumorsynth.realism.features import FEATURE_DESCRIPTIONS
 from tumorsynth.realism.plots import BASELINE_SETS
@@ -261,7 +261,7 @@ def write_report(
         }
         report_json = folder / "report.json"
         with atomic_path(report_json) as tmp:
-            text = json.dumps(_nan_to_none(plain_json(data)), indent=2, allow_nan=False)
+            text = json.dumps(nan_to_none(plain_json(data)), indent=2, allow_nan=False)
             tmp.write_text(text + "\n", encoding="utf-8")
         report_md = folder / "report.md"
         markdown = render_markdown(
@@ -365,7 +365,7 @@ def render_markdown(
                   figures.items()]  # fmt: skip
         lines.append("")
     lines += ["## Settings", "", "```json"]
-    lines.append(json.dumps(_nan_to_none(plain_json(dict(settings))), indent=2, allow_nan=False))
+    lines.append(json.dumps(nan_to_none(plain_json(dict(settings))), indent=2, allow_nan=False))
     lines += ["```", ""]
     return "\n".join(lines)
 
