@@ -178,3 +178,38 @@ def rehashed_edit(folder: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
 def _tuples(settings: dict[str, Any]) -> dict[str, Any]:
     """Config dataclasses hold tuples where YAML gives lists."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+
+
+def ae_settings(images: Sequence[Path], out: Path, steps: int = 60) -> dict[str, Any]:
+    """Settings of a tiny autoencoder training on ``images`` (4 mm crops of 16^3)."""
+    return {
+        "data": {"images": [str(p) for p in images], "val_fraction": 0.5, "val_crops": 2},
+        "model": TINY_AE,
+        "optim": {
+            "max_steps": steps,
+            "adv_start": 20,
+            "batch_size": 2,
+            "lr": 2e-3,
+            "warmup_steps": 5,
+        },
+        "train": {"out_dir": str(out), "log_every": 10, "val_every": 10, "device": "cpu"},
+    }
+
+
+def diffusion_settings(
+    autoencoder: Path, case: dict[str, str], out: Path, steps: int = 60
+) -> dict[str, Any]:
+    """Settings of a tiny denoiser training on the liver tumors of ``case``."""
+    return {
+        "autoencoder": str(autoencoder),
+        "data": {"cases": [case], "label_map": "tumorsynth", "organs": ["liver"], "val_crops": 3},
+        "model": TINY_DENOISER,
+        "optim": {
+            "max_steps": steps,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "ema_decay": 0.9,
+            "warmup_steps": 5,
+        },
+        "train": {"out_dir": str(out), "log_every": 10, "val_every": 20, "device": "cpu"},
+    }

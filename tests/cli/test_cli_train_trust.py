@@ -390,14 +390,13 @@ def test_train_into_a_folder_of_other_files_is_allowed(tmp_path, data):
 
 def test_generator_trainings_refuse_a_previous_run(tmp_path, data, tumor_phantom_case):
     """A real finished autoencoder run is refused; so is a denoiser run folder (refused before
-    the autoencoder or any data is read). Neither command has --resume: the fix names another
-    out_dir."""
+    the autoencoder or any data is read). The fix names --resume and another out_dir."""
     ae_config = tmp_path / "ae.yaml"
     ae_run = tmp_path / "ae_run"
     write_yaml(ae_config, ae_settings(data, ae_run))
     finished, err = run_twice("train-autoencoder", ae_config, ae_run)
     assert "autoencoder/model.safetensors" in finished
-    assert "autoencoder" in err and "train.out_dir=NEW_DIR" in err and "cannot resume" in err
+    assert "autoencoder" in err and "train.out_dir=NEW_DIR" in err and "pass --resume" in err
 
     diff_run = tmp_path / "diff_run"
     (diff_run / "model" / "denoiser").mkdir(parents=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
-from tiny import TINY_AE, TINY_DENOISER
+from tiny import TINY_AE, ae_settings, diffusion_settings
 
 from tumorsynth._settings import load_config
 from tumorsynth.errors import InputError
@@ -19,37 +19,6 @@ from tumorsynth.training.autoencoder import train_autoencoder
 from tumorsynth.training.diffusion import train_diffusion
 from tumorsynth.training.generative_config import AutoencoderTrainConfig, DiffusionTrainConfig
 from tumorsynth.training.tumor_crops import CropSampler, load_scan, load_tumor_scans
-
-
-def ae_settings(images, out, steps=60):
-    return {
-        "data": {"images": [str(p) for p in images], "val_fraction": 0.5, "val_crops": 2},
-        "model": TINY_AE,
-        "optim": {
-            "max_steps": steps,
-            "adv_start": 20,
-            "batch_size": 2,
-            "lr": 2e-3,
-            "warmup_steps": 5,
-        },
-        "train": {"out_dir": str(out), "log_every": 10, "val_every": 10, "device": "cpu"},
-    }
-
-
-def diffusion_settings(autoencoder, case, out, steps=60):
-    return {
-        "autoencoder": str(autoencoder),
-        "data": {"cases": [case], "label_map": "tumorsynth", "organs": ["liver"], "val_crops": 3},
-        "model": TINY_DENOISER,
-        "optim": {
-            "max_steps": steps,
-            "batch_size": 4,
-            "lr": 1e-3,
-            "ema_decay": 0.9,
-            "warmup_steps": 5,
-        },
-        "train": {"out_dir": str(out), "log_every": 10, "val_every": 20, "device": "cpu"},
-    }
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """``tumorsynth train-autoencoder --config FILE``: the learned generator's VQ autoencoder.
 
-train.out_dir must not hold a previous run (it would be replaced): there is no ``--resume`` yet,
-so a new run goes into another folder (``--set train.out_dir=NEW_DIR``).
+train.out_dir must not hold a previous run (it would be replaced) unless ``--resume`` continues it
+from its ``checkpoints/last`` (same settings; ``optim.max_steps`` may grow). Under ``torchrun
+--nproc_per_node N`` it trains with DDP (gloo on CPU, NCCL on GPUs); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ CONFIG_IS_INPUT = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_training_arguments(parser, resume=False)
+    add_training_arguments(parser, resume=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from tumorsynth._types import derive_seed
 from tumorsynth.io.atomic import ensure_writable_dir
+from tumorsynth.models.checkpoint import load_state_strict
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import (
     build_autoencoder,
@@ -40,11 +41,22 @@ from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,
     deadline_after,
-    refuse_previous_run,
+    load_schedule_state,
     warmup_cosine,
     write_json,
 )
 from tumorsynth.training.generative_config import AutoencoderTrainConfig
+from tumorsynth.training.resume import (
+    GENERATOR_RESUMABLE,
+    Distributed,
+    last_checkpoint,
+    load_train_state,
+    numpy_rng_state,
+    out_of_time,
+    prepare_resume,
+    save_train_state,
+    set_numpy_rng_state,
+)
 from tumorsynth.training.tumor_crops import (
     CropSampler,
     Scan,
@@ -79,39 +91,92 @@ class AutoencoderOutput:
 
 
 def train_autoencoder(
-    config: AutoencoderTrainConfig, *, progress: bool = True
+    config: AutoencoderTrainConfig, *, resume: bool = False, progress: bool = True
 ) -> AutoencoderOutput:
     """Train per ``config``; writes ``out_dir/autoencoder`` (the checkpoint a denoiser uses),
-    ``metrics.csv``, ``summary.json`` and ``reconstructions.png``. An ``out_dir`` holding a
-    previous run is refused before anything is read or written (there is no resume yet)."""
-    refuse_previous_run(config.train.out_dir, command="train-autoencoder", can_resume=False)
+    ``metrics.csv``, ``summary.json``, ``reconstructions.png`` and the state ``--resume``
+    continues from (``checkpoints/last``).
+
+    Without ``resume`` an ``out_dir`` holding a previous run is refused before anything is read
+    or written; with it the run continues from its last state (same settings; ``max_steps`` may
+    grow). Under torchrun every process trains on its own crops (DDP, gloo on CPU); rank 0
+    writes.
+    """
+    resumed = prepare_resume(
+        config.train.out_dir,
+        config.to_dict(),
+        resume=resume,
+        command="train-autoencoder",
+        resumable=GENERATOR_RESUMABLE,
+    )
     device = pick_device(config.train.device)
-    rng = np.random.default_rng(config.seed)
     train_scans, val_scans = _split_scans(config)  # bad data fails before any output exists
     check_crop_fits(train_scans + val_scans, config.model)
-    out = ensure_writable_dir(config.train.out_dir)
+    group = Distributed.start(device)
+    out = ensure_writable_dir(config.train.out_dir) if group.writes else Path(config.train.out_dir)
+    rng = np.random.default_rng(
+        config.seed if group.rank == 0 else derive_seed(config.seed, "rank", group.rank)
+    )
     sampler = CropSampler(train_scans, config.model, rng)
     val_crops = _fixed_crops(config, val_scans or train_scans)
     window = config.model.hu_window
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = build_autoencoder(config.model).to(device)
-        disc = build_discriminator(config.model).to(device)
-    opt_g = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=config.optim.disc_lr)
+        net = build_autoencoder(config.model).to(device)
+        disc_net = build_discriminator(config.model).to(device)
+    opt_g = torch.optim.Adam(net.parameters(), lr=config.optim.lr)
+    opt_d = torch.optim.Adam(disc_net.parameters(), lr=config.optim.disc_lr)
     sched = warmup_cosine(opt_g, config.optim.warmup_steps, config.optim.max_steps)
+    step = 0
+    if resumed:
+        state = load_train_state(last_checkpoint(out))
+        load_state_strict(net, state["autoencoder"], "autoencoder")
+        load_state_strict(disc_net, state["discriminator"], "discriminator")
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        load_schedule_state(sched, state["scheduler"])
+        if group.rank < len(state["rng"]):  # a rank the run did not have starts afresh
+            set_numpy_rng_state(rng, state["rng"][group.rank])
+        step = int(state["step"])
+    model, disc = group.wrap(net, device), group.wrap(disc_net, device)
     adv_loss = PatchAdversarialLoss(criterion="least_squares")
     autocast = bf16_autocast(config.optim.amp, device)
-    write_json(out / "train_config.json", config.to_dict())
-    log = MetricsLog(out, COLUMNS)
+    if group.writes:
+        write_json(out / "train_config.json", config.to_dict())
+    log = MetricsLog(out, COLUMNS, enabled=group.writes, resume=resumed)
     deadline = deadline_after(config.train.max_minutes)
-    bar = tqdm(total=config.optim.max_steps, disable=not progress, desc=config.name, unit="step")
+    bar = tqdm(
+        total=config.optim.max_steps,
+        initial=step,
+        disable=not progress or not group.writes,
+        desc=config.name,
+        unit="step",
+    )
     scores = {"psnr": math.nan, "ssim": math.nan}
-    step, crops, start = 0, 0, time.perf_counter()
+    first_step, crops, start = step, 0, time.perf_counter()
+
+    def save_last() -> None:
+        states = group.gather(numpy_rng_state(rng))
+        if group.writes:
+            save_train_state(
+                last_checkpoint(out),
+                {
+                    "autoencoder": net.state_dict(),
+                    "discriminator": disc_net.state_dict(),
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": states,
+                    "step": step,
+                },
+            )
+            save_autoencoder(net, config.model, out / "autoencoder")
+
     model.train()
+    interrupted = False
     try:
-        while step < config.optim.max_steps and time.perf_counter() < deadline:
+        while step < config.optim.max_steps and not out_of_time(deadline, group.enabled, device):
             batch = hu_to_unit(sampler.ct_crops(config.optim.batch_size), window).to(device)
             adversarial = step >= config.optim.adv_start and config.optim.adv_weight > 0
             with autocast():
@@ -120,7 +185,9 @@ def train_autoencoder(
                 loss = l1 + quant_loss.float()
                 g_adv = torch.zeros((), device=device)
                 if adversarial:
-                    g_adv = adv_loss(disc(recon)[-1], target_is_real=True, for_discriminator=False)
+                    g_adv = adv_loss(
+                        disc_net(recon)[-1], target_is_real=True, for_discriminator=False
+                    )
                     loss = loss + config.optim.adv_weight * g_adv
             opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -139,7 +206,7 @@ def train_autoencoder(
                 d_loss.backward()
                 opt_d.step()
             step += 1
-            crops += batch.shape[0]
+            crops += batch.shape[0] * group.world_size
             bar.update(1)
             row: dict[str, Any] = {}
             if step % config.train.log_every == 0 or step == config.optim.max_steps:
@@ -155,28 +222,42 @@ def train_autoencoder(
                 }
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             if step % config.train.val_every == 0:
-                scores = reconstruction_scores(model, val_crops, window, device)
+                # every rank scores (MONAI's metrics gather across the process group)
+                scores = reconstruction_scores(net, val_crops, window, device)
                 row.update({"step": step, "val_psnr": scores["psnr"], "val_ssim": scores["ssim"]})
-                save_autoencoder(model, config.model, out / "autoencoder")
+                save_last()
             if row:
                 log.write(row)
-    finally:  # an interrupt still leaves a usable checkpoint and report
+    except BaseException:
+        interrupted = True  # another rank may be gone: no collective call from here on
+        raise
+    finally:  # an interrupt still leaves a usable checkpoint, the state to resume and a report
         bar.close()
-        save_autoencoder(model, config.model, out / "autoencoder")
-        scores = reconstruction_scores(model, val_crops, window, device)
-        _reconstruction_png(model, val_crops, window, device, out / "reconstructions.png")
+        if not (interrupted and group.enabled):  # no collective while other ranks may be gone
+            save_last()
+        elif group.writes:
+            save_autoencoder(net, config.model, out / "autoencoder")
         elapsed = time.perf_counter() - start
-        summary = {
-            "steps": step,
-            "val_psnr_db": scores["psnr"],
-            "val_ssim": scores["ssim"],
-            "val_crops": int(val_crops.shape[0]),
-            "val_scans": [s.case_id for s in val_scans] or "none (crops of training scans)",
-            "crops_per_second": crops / max(elapsed, 1e-9),
-            "minutes": elapsed / 60.0,
-            "device": str(device),
-        }
-        write_json(out / "summary.json", summary)
+        if not (interrupted and group.enabled):
+            scores = reconstruction_scores(net, val_crops, window, device)
+        if group.writes:
+            _reconstruction_png(net, val_crops, window, device, out / "reconstructions.png")
+            summary = {
+                "steps": step,
+                "steps_this_run": step - first_step,
+                "resumed_from": first_step if resumed else None,
+                "val_psnr_db": scores["psnr"],
+                "val_ssim": scores["ssim"],
+                "val_crops": int(val_crops.shape[0]),
+                "val_scans": [s.case_id for s in val_scans] or "none (crops of training scans)",
+                "crops_per_second": crops / max(elapsed, 1e-9),
+                "minutes": elapsed / 60.0,
+                "device": str(device),
+                "processes": group.world_size,
+            }
+            write_json(out / "summary.json", summary)
+        if not interrupted:
+            group.finish()
     return AutoencoderOutput(out, step, scores["psnr"], scores["ssim"], crops / max(elapsed, 1e-9))
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from tumorsynth._types import derive_seed
 from tumorsynth.io.atomic import ensure_writable_dir
+from tumorsynth.models.checkpoint import load_state_strict
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import (
     EARLY,
@@ -45,11 +46,22 @@ from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,
     deadline_after,
-    refuse_previous_run,
+    load_schedule_state,
     warmup_cosine,
     write_json,
 )
 from tumorsynth.training.generative_config import DiffusionTrainConfig
+from tumorsynth.training.resume import (
+    GENERATOR_RESUMABLE,
+    Distributed,
+    last_checkpoint,
+    load_train_state,
+    numpy_rng_state,
+    out_of_time,
+    prepare_resume,
+    save_train_state,
+    set_numpy_rng_state,
+)
 from tumorsynth.training.tumor_crops import (
     CropSampler,
     check_crop_fits,
@@ -74,11 +86,20 @@ class DiffusionOutput:
     tumors_per_class: dict[str, int]
 
 
-def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> DiffusionOutput:
+def train_diffusion(
+    config: DiffusionTrainConfig, *, resume: bool = False, progress: bool = True
+) -> DiffusionOutput:
     """Train per ``config``; the checkpoint is ``out_dir/model`` (``--checkpoint`` for the
-    ``diffusion`` generator). An ``out_dir`` holding a previous run is refused before anything
-    is read or written (there is no resume yet)."""
-    refuse_previous_run(config.train.out_dir, command="train-diffusion", can_resume=False)
+    ``diffusion`` generator), the state ``--resume`` continues from ``checkpoints/last``.
+    ``resume`` and torchrun work as in :func:`~tumorsynth.training.autoencoder.train_autoencoder`
+    (the EMA weights and the noise generator's state are resumed too)."""
+    resumed = prepare_resume(
+        config.train.out_dir,
+        config.to_dict(),
+        resume=resume,
+        command="train-diffusion",
+        resumable=GENERATOR_RESUMABLE,
+    )
     device = pick_device(config.train.device)
     autoencoder, ae_config = load_autoencoder(config.autoencoder)
     autoencoder.to(device).requires_grad_(False)
@@ -86,20 +107,23 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
     d = config.data
     scans = load_tumor_scans(d.cases, d.label_map, d.organs, d.min_voxels)
     check_crop_fits(scans, ae_config)
-    out = ensure_writable_dir(config.train.out_dir)  # after the inputs proved usable
-    rng = np.random.default_rng(config.seed)
+    group = Distributed.start(device)
+    # after the inputs proved usable
+    out = ensure_writable_dir(config.train.out_dir) if group.writes else Path(config.train.out_dir)
+    rank_seed = config.seed if group.rank == 0 else derive_seed(config.seed, "rank", group.rank)
+    rng = np.random.default_rng(rank_seed)
     sampler = CropSampler(scans, ae_config, rng, jitter=d.jitter, scale_range=d.scale_range)
     counts = {"early": 0, "larger": 0}
     for _, tumor in sampler.tumors:
         counts["early" if size_class_of(tumor.diameter_mm) == EARLY else "larger"] += 1
     trained = tuple(c for c, n in ((EARLY, counts["early"]), (LARGER, counts["larger"])) if n)
-    if len(trained) < 2:
+    if len(trained) < 2 and group.writes:
         warnings.warn(
             f"only {'early' if trained == (EARLY,) else 'larger'} tumors to train on "
             f"({counts}); the other size class will be sampled with this one's embedding",
             stacklevel=2,
         )
-    noise_gen = torch.Generator().manual_seed(derive_seed(config.seed, "diffusion noise"))
+    noise_gen = torch.Generator().manual_seed(derive_seed(rank_seed, "diffusion noise"))
     val_crops = _fixed_tumor_crops(config, scans, ae_config)
 
     with torch.random.fork_rng(devices=[]):
@@ -110,17 +134,42 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
     ema = AveragedModel(denoiser, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay))
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.optim.lr)
     lr_sched = warmup_cosine(optimizer, config.optim.warmup_steps, config.optim.max_steps)
+    step = 0
+    first_loss = smoothed = math.nan
+    if resumed:
+        state = load_train_state(last_checkpoint(out))
+        load_state_strict(denoiser, state["denoiser"], "denoiser")
+        load_state_strict(ema, state["ema"], "ema")
+        optimizer.load_state_dict(state["optimizer"])
+        load_schedule_state(lr_sched, state["scheduler"])
+        if group.rank < len(state["rng"]):  # a rank the run did not have starts afresh
+            set_numpy_rng_state(rng, state["rng"][group.rank][0])
+            noise_gen.set_state(state["rng"][group.rank][1])
+        step = int(state["step"])
+        model.scale_factor = float(state["scale_factor"])
+        first_loss, smoothed = float(state["first_loss"]), float(state["smoothed_loss"])
+    net = group.wrap(denoiser, device)
     inferer = model.inferer(train_scheduler(config.model))
     autocast = bf16_autocast(config.optim.amp, device)
-    write_json(out / "train_config.json", config.to_dict())
-    log = MetricsLog(out, COLUMNS)
+    if group.writes:
+        write_json(out / "train_config.json", config.to_dict())
+    log = MetricsLog(out, COLUMNS, enabled=group.writes, resume=resumed)
     deadline = deadline_after(config.train.max_minutes)
-    bar = tqdm(total=config.optim.max_steps, disable=not progress, desc=config.name, unit="step")
-    step, crops, start = 0, 0, time.perf_counter()
-    first_loss = last_loss = math.nan
-    smoothed = math.nan
+    bar = tqdm(
+        total=config.optim.max_steps,
+        initial=step,
+        disable=not progress or not group.writes,
+        desc=config.name,
+        unit="step",
+    )
+    first_step, crops, start = step, 0, time.perf_counter()
+    last_loss = smoothed
 
-    def loss_on(batch: tuple[torch.Tensor, torch.Tensor, list[int]], gen: torch.Generator) -> Any:
+    def loss_on(
+        batch: tuple[torch.Tensor, torch.Tensor, list[int]],
+        gen: torch.Generator,
+        network: torch.nn.Module = net,
+    ) -> Any:
         images, masks, classes = batch
         x = hu_to_unit(images.to(device), ae_config.hu_window)
         masks = masks.to(device)
@@ -133,7 +182,7 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
             pred = inferer(
                 inputs=x,
                 autoencoder_model=autoencoder,
-                diffusion_model=partial(denoiser, class_labels=labels),  # type: ignore[arg-type]
+                diffusion_model=partial(network, class_labels=labels),  # type: ignore[arg-type]
                 noise=noise,
                 timesteps=t.to(device),
                 condition=cond,
@@ -141,9 +190,32 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
             )
         return F.mse_loss(pred.float(), noise)
 
-    denoiser.train()
+    def val_loss() -> float:
+        return _val_loss(partial(loss_on, network=denoiser), val_crops, config.seed)
+
+    def save_last() -> None:
+        states = group.gather((numpy_rng_state(rng), noise_gen.get_state()))
+        if group.writes:
+            save_train_state(
+                last_checkpoint(out),
+                {
+                    "denoiser": denoiser.state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": lr_sched.state_dict(),
+                    "rng": states,
+                    "step": step,
+                    "scale_factor": model.scale_factor,
+                    "first_loss": first_loss,
+                    "smoothed_loss": smoothed,
+                },
+            )
+            _save(model, ema, out, config, counts)
+
+    net.train()
+    interrupted = False
     try:
-        while step < config.optim.max_steps and time.perf_counter() < deadline:
+        while step < config.optim.max_steps and not out_of_time(deadline, group.enabled, device):
             loss = loss_on(sampler.tumor_crops(config.optim.batch_size), noise_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -157,7 +229,7 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
                 first_loss = value
             last_loss = smoothed
             step += 1
-            crops += config.optim.batch_size
+            crops += config.optim.batch_size * group.world_size
             bar.update(1)
             row: dict[str, Any] = {}
             if step % config.train.log_every == 0 or step == config.optim.max_steps:
@@ -169,33 +241,47 @@ def train_diffusion(config: DiffusionTrainConfig, *, progress: bool = True) -> D
                 }
                 bar.set_postfix(loss=f"{smoothed:.4f}")
             if step % config.train.val_every == 0:
-                row.update({"step": step, "val_loss": _val_loss(loss_on, val_crops, config.seed)})
-                _save(model, ema, out, config, counts)
+                if group.writes:
+                    row.update({"step": step, "val_loss": val_loss()})
+                save_last()
             if row:
                 log.write(row)
-    finally:  # an interrupt still leaves a usable checkpoint
+    except BaseException:
+        interrupted = True  # another rank may be gone: no collective call from here on
+        raise
+    finally:  # an interrupt still leaves a usable checkpoint and the state to resume
         bar.close()
-        model_dir = _save(model, ema, out, config, counts)
+        if not (interrupted and group.enabled):
+            save_last()
+        elif group.writes:
+            _save(model, ema, out, config, counts)
         elapsed = time.perf_counter() - start
-        ema_model = TumorDiffusion.from_pretrained(model_dir, device=device)
-        _samples_png(ema_model, val_crops, config.seed, out / "samples.png")
-        write_json(
-            out / "summary.json",
-            {
-                "steps": step,
-                "first_loss": first_loss,
-                "last_loss_smoothed": last_loss,
-                "val_loss": _val_loss(loss_on, val_crops, config.seed) if step else math.nan,
-                "val_loss_on": "fixed crops of the training tumors with fixed noise and "
-                "timesteps (a denoising loss that can be compared across steps, not a "
-                "held-out score)",
-                "tumors_per_class": counts,
-                "scale_factor": model.scale_factor,
-                "crops_per_second": crops / max(elapsed, 1e-9),
-                "minutes": elapsed / 60.0,
-                "device": str(device),
-            },
-        )
+        model_dir = out / MODEL_DIR
+        if group.writes:
+            ema_model = TumorDiffusion.from_pretrained(model_dir, device=device)
+            _samples_png(ema_model, val_crops, config.seed, out / "samples.png")
+            write_json(
+                out / "summary.json",
+                {
+                    "steps": step,
+                    "steps_this_run": step - first_step,
+                    "resumed_from": first_step if resumed else None,
+                    "first_loss": first_loss,
+                    "last_loss_smoothed": last_loss,
+                    "val_loss": val_loss() if step else math.nan,
+                    "val_loss_on": "fixed crops of the training tumors with fixed noise and "
+                    "timesteps (a denoising loss that can be compared across steps, not a "
+                    "held-out score)",
+                    "tumors_per_class": counts,
+                    "scale_factor": model.scale_factor,
+                    "crops_per_second": crops / max(elapsed, 1e-9),
+                    "minutes": elapsed / 60.0,
+                    "device": str(device),
+                    "processes": group.world_size,
+                },
+            )
+        if not interrupted:
+            group.finish()
     return DiffusionOutput(
         out, model_dir, step, first_loss, last_loss, crops / max(elapsed, 1e-9), counts
     )

@@ -190,7 +190,7 @@ class GenerativeRunConfig:
     Attributes
     ----------
     out_dir
-        Folder of the run; must not hold another run (there is no --resume yet).
+        Folder of the run; must not hold another run unless ``--resume`` continues it.
     log_every
         Write a metrics.csv row every this many steps.
     val_every

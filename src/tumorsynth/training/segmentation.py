@@ -9,7 +9,6 @@ is ``metrics.csv`` (plus TensorBoard when it is installed).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -25,7 +24,6 @@ from monai.losses import DiceCELoss
 from tqdm import tqdm
 
 from tumorsynth import __version__
-from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.models.checkpoint import load_state_strict
 from tumorsynth.models.device import ddp_backend, pick_device
@@ -51,6 +49,8 @@ from tumorsynth.training.data import (
     median_spacing,
     split_cases,
 )
+from tumorsynth.training.resume import check_resume_settings as resume_settings
+from tumorsynth.training.resume import out_of_time
 
 __all__ = [
     "TrainOutput",
@@ -209,7 +209,7 @@ def train_segmentation(
             crops += image.shape[0]
             step += 1
             bar.update(1)
-            if stop_at == config.optim.max_steps and _out_of_time(deadline, distributed, device):
+            if stop_at == config.optim.max_steps and out_of_time(deadline, distributed, device):
                 stop_at = step  # out of time: validate, save and stop at this step
             if step % config.train.log_every == 0 or step == stop_at:
                 elapsed = time.perf_counter() - window_start
@@ -286,49 +286,7 @@ RESUMABLE_CHANGES = frozenset(
 def check_resume_settings(out: Path, config: TrainConfig) -> None:
     """Refuse to resume a run in ``out`` that was started with other settings (it would mix two
     runs' data or models in one checkpoint); only :data:`RESUMABLE_CHANGES` may differ."""
-    path = out / "train_config.json"
-    if not path.is_file():
-        return
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(str(path), f"expected the run's settings (JSON), found {exc}") from exc
-    before = _flat(stored)
-    now = _flat(json.loads(json.dumps(config.to_dict(), default=str)))
-    # settings both versions know (a newer tumorsynth may add some, with their old behaviour)
-    changed = [
-        key
-        for key in sorted(set(before) & set(now))
-        if key not in RESUMABLE_CHANGES and before[key] != now[key]
-    ]
-    if changed:
-        details = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed[:6])
-        raise InputError(
-            str(out),
-            f"--resume would continue a run made with other settings ({details}); "
-            "resuming would mix two runs",
-            fix="resume with the run's own config, or start the new one in another train.out_dir",
-        )
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and key != "generator_options":
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _out_of_time(deadline: float, distributed: bool, device: torch.device) -> bool:
-    """Past the wall-clock budget; under DDP every rank agrees (or they would deadlock)."""
-    late = time.perf_counter() > deadline
-    if not distributed or deadline == math.inf:
-        return late
-    flag = torch.tensor([float(late)], device=device)
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return bool(flag.item())
+    resume_settings(out, config.to_dict(), RESUMABLE_CHANGES)
 
 
 def make_loader(
