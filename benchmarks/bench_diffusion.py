@@ -70,7 +70,10 @@ def time_sample(model: TumorDiffusion, batch: int, steps: int, repeats: int) -> 
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        model.sample(crops, masks, [EARLY] * batch, steps=steps, generators=gens, amp=True)
+        model.sample(
+            crops, masks, [EARLY] * batch, steps=steps, generators=gens, amp=True,
+            host_hu=[100.0] * batch,
+        )  # fmt: skip
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i:

@@ -1,5 +1,7 @@
 """The learned tumor model: crop grid geometry, sampling determinism, checkpoints."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -103,6 +105,7 @@ class TestSampling:
             [EARLY, LARGER],
             steps=3,
             generators=[torch.Generator().manual_seed(s) for s in seeds],
+            host_hu=[100.0, 100.0],
         )
         a, b, c = run([1, 2]), run([1, 2]), run([1, 3])
         assert a.shape == crops.shape
@@ -119,18 +122,62 @@ class TestSampling:
             [EARLY, EARLY],
             steps=2,
             generators=[torch.Generator().manual_seed(s) for s in (5, 6)],
+            host_hu=[100.0, 100.0],
         )
         alone = model.sample(
-            crops[1:], masks[1:], [EARLY], steps=2, generators=[torch.Generator().manual_seed(6)]
+            crops[1:],
+            masks[1:],
+            [EARLY],
+            steps=2,
+            generators=[torch.Generator().manual_seed(6)],
+            host_hu=[100.0],
         )
         assert torch.allclose(both[1], alone[0], atol=1e-3)
 
     def test_output_stays_in_the_window(self):
         model = tiny_diffusion()
         crops, masks = masked_batch(1)
-        out = model.sample(crops, masks, [LARGER], steps=2, generators=torch.Generator())
+        out = model.sample(
+            crops, masks, [LARGER], steps=2, generators=torch.Generator(), host_hu=[100.0]
+        )
         lo, hi = model.autoencoder_config.hu_window
         assert float(out.min()) >= lo and float(out.max()) <= hi
+
+    def test_a_host_relative_model_follows_its_host(self):
+        """The same tissue 40 HU darker with its host measured 40 HU darker: the sampled crop
+        is the same, 40 HU darker (contrast relative to the host, not the training scan's HU)."""
+        model = tiny_diffusion()
+        crops, masks = masked_batch(1)
+        gen = lambda: torch.Generator().manual_seed(4)
+        bright = model.sample(crops, masks, [LARGER], steps=2, generators=gen(), host_hu=[100.0])
+        dark = model.sample(
+            crops - 40.0, masks, [LARGER], steps=2, generators=gen(), host_hu=[60.0]
+        )
+        lo, hi = model.autoencoder_config.hu_window
+        inside = (bright > lo + 45) & (bright < hi - 5)  # away from the window's clipping
+        assert inside.float().mean() > 0.9
+        assert torch.allclose(dark[inside], bright[inside] - 40.0, atol=1e-3)
+        with pytest.raises(InputError, match="relative to the host"):
+            model.sample(crops, masks, [LARGER], steps=2, generators=gen())
+
+    def test_the_mask_fill_is_what_the_autoencoder_sees_inside_the_mask(self, monkeypatch):
+        model = tiny_diffusion()
+        crops, masks = masked_batch(1)
+        window = model.autoencoder_config.hu_window
+        seen = []
+        encode = model.autoencoder.encode_stage_2_inputs
+        monkeypatch.setattr(
+            model.autoencoder, "encode_stage_2_inputs", lambda x: seen.append(x) or encode(x)
+        )
+        x = hu_to_unit(crops, window)
+        model.condition(x, masks)  # None: 0 on the unit scale, the middle of the window
+        model.config = dataclasses.replace(model.config, mask_fill_hu=-175.0)
+        model.condition(x, masks)
+        inside, outside = masks.bool(), ~masks.bool()
+        assert torch.all(seen[0][inside] == 0.0)
+        assert torch.allclose(unit_to_hu(seen[1][inside], window), torch.tensor(-175.0))
+        assert torch.equal(seen[0][outside], seen[1][outside])
+        assert torch.equal(seen[1][outside], x[outside])
 
     def test_an_untrained_size_class_uses_the_nearest_trained_one(self):
         model = tiny_diffusion()
@@ -150,11 +197,32 @@ class TestCheckpoint:
         crops, masks = masked_batch(1)
         gen = lambda: torch.Generator().manual_seed(0)
         assert torch.equal(
-            model.sample(crops, masks, [EARLY], steps=2, generators=gen()),
-            loaded.sample(crops, masks, [EARLY], steps=2, generators=gen()),
+            model.sample(crops, masks, [EARLY], steps=2, generators=gen(), host_hu=[90.0]),
+            loaded.sample(crops, masks, [EARLY], steps=2, generators=gen(), host_hu=[90.0]),
         )
         for part in ("autoencoder", "denoiser"):
             assert (tmp_path / "m" / part / "model.safetensors").is_file()
+
+    def test_a_checkpoint_from_before_host_relative_samples_as_it_did(self, tmp_path):
+        """Denoiser configs written before host_relative, reference_hu and mask_fill_hu existed
+        load as absolute-HU models with the 0 fill, and sample without a host."""
+        model = tiny_diffusion(seed=2)
+        model.config = dataclasses.replace(model.config, host_relative=False)
+        model.save_pretrained(tmp_path / "m")
+
+        def drop_new_settings(meta):
+            for key in ("host_relative", "reference_hu", "mask_fill_hu"):
+                del meta["config"]["denoiser"][key]
+
+        rehashed_edit(tmp_path / "m" / "denoiser", drop_new_settings)
+        loaded = TumorDiffusion.from_pretrained(tmp_path / "m")
+        assert not loaded.config.host_relative and loaded.config.mask_fill_hu is None
+        crops, masks = masked_batch(1)
+        gen = lambda: torch.Generator().manual_seed(1)
+        assert torch.equal(
+            model.sample(crops, masks, [EARLY], steps=2, generators=gen()),
+            loaded.sample(crops, masks, [EARLY], steps=2, generators=gen()),
+        )
 
     def test_changed_weights_are_refused(self, tmp_path):
         tiny_diffusion().save_pretrained(tmp_path / "m")

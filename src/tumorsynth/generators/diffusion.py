@@ -266,6 +266,7 @@ class DiffusionGenerator(TumorGeneratorBase):
             steps=steps,
             generators=generators,
             amp=self.amp,
+            host_hu=[float(s["parenchyma_hu"]) for s in specs],
         )
         results = []
         for spec, inp, grid, cube in zip(specs, inputs, grids, sampled, strict=True):

@@ -157,6 +157,19 @@ class DenoiserConfig:
         Noise schedule betas for 1000 steps, scaled by 1000 / num_train_timesteps.
     sample_steps
         Default DDIM sampling steps (early, larger tumors).
+    host_relative
+        Learn and sample tumors relative to their host: every crop is shifted so the parenchyma
+        around the tumor sits at ``reference_hu`` (measured in a 3-10 mm shell in training, the
+        scan's measured organ HU when sampling), and the sampled crop is shifted back. The same
+        checkpoint then gives a bright portal-venous liver and a darker non-contrast one tumors
+        of the contrast it learned, instead of the training scan's absolute HU. False in
+        checkpoints made before it existed.
+    reference_hu
+        Where the host sits after the shift (HU).
+    mask_fill_hu
+        What the tumor region holds when the crop is encoded as the condition: None fills 0 on
+        the [-1, 1] window scale (37.5 HU for the default window, as the first checkpoints
+        did); DiffTumor fills -175 HU.
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -168,6 +181,9 @@ class DenoiserConfig:
     beta_start: float = 0.0015
     beta_end: float = 0.0195
     sample_steps: tuple[int, int] = (4, 50)
+    host_relative: bool = True
+    reference_hu: float = 100.0
+    mask_fill_hu: float | None = None
 
     def validate(self, latent_size: int, where: str) -> None:
         levels = 2 ** (len(self.channels) - 1)
@@ -364,8 +380,14 @@ class TumorDiffusion:
 
     # -- pieces shared by training and sampling ----------------------------------------------------
     def condition(self, crops_unit: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """``[latent of the crop with the tumor zeroed, mask on the latent grid]`` (B, E+1, ...)."""
+        """``[latent of the crop with the tumor filled, mask on the latent grid]`` (B, E+1, ...)
+        (filled with ``config.mask_fill_hu``; 0 on the unit scale when None)."""
         masked = crops_unit * (1.0 - masks)
+        if self.config.mask_fill_hu is not None:
+            fill = hu_to_unit(
+                torch.tensor(float(self.config.mask_fill_hu)), self.autoencoder_config.hu_window
+            )
+            masked = masked + masks * fill.to(masked.dtype)
         latent = self.autoencoder.encode_stage_2_inputs(masked) * self.scale_factor
         d, h, w = (int(n) for n in latent.shape[2:])
         mask_latent = F.adaptive_avg_pool3d(masks, (d, h, w))
@@ -389,6 +411,7 @@ class TumorDiffusion:
         steps: int | None = None,
         generators: Sequence[torch.Generator | None] | torch.Generator | None = None,
         amp: bool = True,
+        host_hu: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """Sample tumors into masked crops (a batch); returns the decoded crops in HU.
 
@@ -407,10 +430,16 @@ class TumorDiffusion:
             on the CPU from it, so a seed gives the same tumor on any device and in any batch.
         amp
             bf16 autocast on CUDA (ignored on CPU).
+        host_hu
+            Per crop, the HU of the parenchyma the tumor goes into; required by a
+            ``host_relative`` model (the crop is shifted to ``reference_hu`` and back), ignored
+            by others.
         """
         batch = crops_hu.shape[0]
         device = crops_hu.device
         window = self.autoencoder_config.hu_window
+        shift = self._host_shift(host_hu, batch, device)
+        crops_hu = crops_hu + shift
         steps = int(steps or self.config.sample_steps[int(size_classes[0])])
         noise = _initial_noise(self.latent_shape(batch), generators).to(device)
         labels = torch.as_tensor(
@@ -427,7 +456,23 @@ class TumorDiffusion:
                 mode="concat",
                 verbose=False,
             )
-        return unit_to_hu(decoded.float(), window)  # type: ignore[union-attr]
+        return unit_to_hu(decoded.float(), window) - shift  # type: ignore[union-attr]
+
+    def _host_shift(
+        self, host_hu: Sequence[float] | None, batch: int, device: torch.device
+    ) -> torch.Tensor:
+        """(B, 1, 1, 1, 1) HU added to each crop before sampling (0 for a model that is not
+        host-relative)."""
+        if not self.config.host_relative:
+            return torch.zeros((batch, 1, 1, 1, 1), device=device)
+        if host_hu is None or len(host_hu) != batch:
+            raise InputError(
+                "host_hu",
+                f"this model samples relative to the host: expected {batch} host HU values, "
+                f"found {None if host_hu is None else len(host_hu)}",
+            )
+        values = [self.config.reference_hu - float(h) for h in host_hu]
+        return torch.tensor(values, dtype=torch.float32, device=device).view(batch, 1, 1, 1, 1)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_pretrained(
@@ -544,6 +589,10 @@ def _check_pin(folder: Path, pinned: Mapping[str, str], ae_files: Mapping[str, s
             )
 
 
+#: Denoiser settings of the checkpoints written before they existed.
+_BEFORE_HOST_RELATIVE = {"host_relative": False, "reference_hu": 100.0, "mask_fill_hu": None}
+
+
 @dataclass(frozen=True)
 class _StoredDenoiser:
     """The ``config`` entry of a denoiser's config.json (written by :meth:`save_pretrained`)."""
@@ -557,6 +606,9 @@ class _StoredDenoiser:
 def _stored_denoiser(stored: Mapping[str, Any], where: str) -> _StoredDenoiser:
     """Every setting present and of its type (extra keys, such as ``trained_on``, are notes)."""
     known = {k: v for k, v in stored.items() if k in _StoredDenoiser.__dataclass_fields__}
+    if isinstance(known.get("denoiser"), Mapping):
+        # settings added after the first checkpoints: absent means the behaviour before them
+        known["denoiser"] = {**_BEFORE_HOST_RELATIVE, **known["denoiser"]}
     config = config_from_dict(_StoredDenoiser, known, where, key_path="config", complete=True)
     check_bounds(config, {"scale_factor": Interval(0, low_open=True)}, where, key_path="config")
     if not config.trained_size_classes:

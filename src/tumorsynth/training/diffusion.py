@@ -112,7 +112,14 @@ def train_diffusion(
     out = ensure_writable_dir(config.train.out_dir) if group.writes else Path(config.train.out_dir)
     rank_seed = config.seed if group.rank == 0 else derive_seed(config.seed, "rank", group.rank)
     rng = np.random.default_rng(rank_seed)
-    sampler = CropSampler(scans, ae_config, rng, jitter=d.jitter, scale_range=d.scale_range)
+    sampler = CropSampler(
+        scans,
+        ae_config,
+        rng,
+        jitter=d.jitter,
+        scale_range=d.scale_range,
+        host_reference_hu=_reference(config),
+    )
     counts = {"early": 0, "larger": 0}
     for _, tumor in sampler.tumors:
         counts["early" if size_class_of(tumor.diameter_mm) == EARLY else "larger"] += 1
@@ -315,11 +322,18 @@ def _scale_factor(model: TumorDiffusion, crops_hu: torch.Tensor, device: torch.d
     return float(1.0 / max(float(latent.std()), 1e-6))
 
 
+def _reference(config: DiffusionTrainConfig) -> float | None:
+    """Where training crops put the host (None: absolute HU, a model that is not host-relative)."""
+    return float(config.model.reference_hu) if config.model.host_relative else None
+
+
 def _fixed_tumor_crops(
     config: DiffusionTrainConfig, scans: list, ae_config: Any
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     rng = np.random.default_rng(derive_seed(config.seed, "validation crops"))
-    sampler = CropSampler(scans, ae_config, rng, jitter=config.data.jitter)
+    sampler = CropSampler(
+        scans, ae_config, rng, jitter=config.data.jitter, host_reference_hu=_reference(config)
+    )
     return sampler.tumor_crops(max(1, config.data.val_crops))
 
 
@@ -347,6 +361,7 @@ def _samples_png(
         classes,
         steps=steps,
         generators=gens,
+        host_hu=[model.config.reference_hu] * len(images),  # the crops are shifted already
     ).cpu()
     rows, outlines = [], []
     for image, mask, new in list(zip(images, masks, sampled, strict=True))[:6]:

@@ -9,6 +9,7 @@ model grid is square in-plane).
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -44,13 +45,20 @@ __all__ = [
 _NIFTI = (".nii", ".nii.gz")
 
 
+#: The host shell around a tumor whose median HU is its parenchyma (mm from its edge).
+HOST_SHELL_MM = (3.0, 10.0)
+
+
 @dataclass(frozen=True)
 class AnnotatedTumor:
-    """One real tumor (a 26-connected component): centre (voxels), equivalent diameter (mm)."""
+    """One real tumor (a 26-connected component): centre (voxels), equivalent diameter (mm),
+    and the median HU of the labelled non-tumor tissue 3-10 mm around it (its host; NaN when
+    no labelled tissue is there)."""
 
     center_vox: tuple[float, float, float]
     diameter_mm: float
     n_voxels: int
+    host_hu: float = math.nan
 
 
 @dataclass
@@ -107,7 +115,7 @@ def load_scan(
         lab = read_case_label(label, lmap, vol).array
         ids = _tumor_ids(lmap, organs)
         mask = label_mask(lab, ids)
-        tumors = _components(mask, spacing, min_voxels)
+        tumors = _components(mask, spacing, min_voxels, array, lab)
         tumor_mask = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
     stride = tuple(max(1, int(round(4.0 / s))) for s in spacing)  # about every 4 mm
     coarse = array[:: stride[0], :: stride[1], :: stride[2]] > foreground_hu
@@ -203,6 +211,7 @@ class CropSampler:
         *,
         jitter: float = 0.125,
         scale_range: tuple[float, float] = (1.0, 1.0),
+        host_reference_hu: float | None = None,
     ) -> None:
         if not scans:
             raise InputError("data", "no scans to crop from")
@@ -211,7 +220,17 @@ class CropSampler:
         self.rng = rng
         self.jitter = float(jitter)
         self.scale_range = scale_range
+        self.host_reference_hu = host_reference_hu
         self.tumors = [(scan, t) for scan in self.scans for t in scan.tumors]
+        if host_reference_hu is not None:
+            unmeasured = [scan.case_id for scan, t in self.tumors if not math.isfinite(t.host_hu)]
+            if unmeasured:
+                raise InputError(
+                    ", ".join(sorted(set(unmeasured))),
+                    "a host-relative model needs each tumor's host (labelled tissue 3-10 mm "
+                    "around it), found tumors with none",
+                    fix="label the organ around the tumors, or set model.host_relative: false",
+                )
 
     def _grid(self, scan: Scan, center: Sequence[float], scale: float) -> CropGrid:
         return CropGrid(
@@ -234,7 +253,8 @@ class CropSampler:
         return torch.cat(out)
 
     def tumor_crops(self, n: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """``n`` crops around annotated tumors: (crops HU, masks 0/1, size classes)."""
+        """``n`` crops around annotated tumors: (crops HU, masks 0/1, size classes); with
+        ``host_reference_hu`` each crop is shifted so its tumor's host sits there."""
         if not self.tumors:
             raise InputError("data", "no annotated tumors to crop")
         crops, masks, classes = [], [], []
@@ -249,6 +269,8 @@ class CropSampler:
             crop, mask = self._augment(
                 [grid.read(scan.image), (grid.read(tumor_mask) > 0.5).float()]
             )
+            if self.host_reference_hu is not None:
+                crop = crop + float(self.host_reference_hu - tumor.host_hu)
             crops.append(crop)
             masks.append(mask)
             classes.append(size_class_of(tumor.diameter_mm / scale))
@@ -284,7 +306,11 @@ def _tumor_ids(label_map: LabelMap, organs: Sequence[str]) -> list[int]:
 
 
 def _components(
-    mask: np.ndarray, spacing: Sequence[float], min_voxels: int
+    mask: np.ndarray,
+    spacing: Sequence[float],
+    min_voxels: int,
+    image: np.ndarray,
+    label: np.ndarray,
 ) -> list[AnnotatedTumor]:
     if not mask.any():
         return []
@@ -298,5 +324,35 @@ def _components(
             continue
         diameter = equivalent_diameter_mm(count * voxel_mm3)
         center = tuple(float(c) for c in stats["centroids"][index])
-        tumors.append(AnnotatedTumor(center, diameter, count))  # type: ignore[arg-type]
+        host = _host_hu(
+            labels == index, stats["bounding_boxes"][index], spacing, image, label, mask
+        )
+        tumors.append(AnnotatedTumor(center, diameter, count, host))  # type: ignore[arg-type]
     return tumors
+
+
+def _host_hu(
+    component: np.ndarray,
+    box: tuple[slice, ...],
+    spacing: Sequence[float],
+    image: np.ndarray,
+    label: np.ndarray,
+    tumors: np.ndarray,
+) -> float:
+    """Median HU of labelled non-tumor voxels 3-10 mm from the component (NaN if none)."""
+    import edt
+
+    reach = HOST_SHELL_MM[1]
+    grown = tuple(
+        slice(
+            max(0, s.start - int(math.ceil(reach / d)) - 1), s.stop + int(math.ceil(reach / d)) + 1
+        )
+        for s, d in zip(box, spacing)
+    )
+    inside = component[grown]
+    distance = edt.edt(~inside, anisotropy=tuple(float(d) for d in spacing))
+    shell = (distance >= HOST_SHELL_MM[0]) & (distance <= reach)
+    shell &= (label[grown] != 0) & ~tumors[grown]
+    if not shell.any():
+        return math.nan
+    return float(np.median(image[grown][shell]))
