@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage as ndi
 from tiny import TINY_AE, ae_settings, diffusion_settings
 
 from tumorsynth._settings import load_config
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import load_volume, save_volume
-from tumorsynth.models.tumor_diffusion import LARGER, TumorDiffusion
+from tumorsynth.models.tumor_diffusion import EARLY, LARGER, TumorDiffusion
 from tumorsynth.phantom import make_phantom
 from tumorsynth.training.autoencoder import train_autoencoder
 from tumorsynth.training.diffusion import train_diffusion
@@ -94,7 +95,7 @@ class TestDiffusion:
     def test_checkpoint_is_a_generator_and_records_what_it_learned(self, trained):
         model = TumorDiffusion.from_pretrained(trained.model_dir)
         assert trained.tumors_per_class == {"early": 0, "larger": 2}
-        assert model.trained == (LARGER,)
+        assert model.trained == (EARLY, LARGER)  # early: larger tumors zoomed out
         assert model.scale_factor > 0
         assert (trained.out_dir / "samples.png").stat().st_size > 1000
         summary = json.loads((trained.out_dir / "summary.json").read_text())
@@ -138,6 +139,37 @@ class TestCrops:
         tumor_hu = float(image[load_volume(case["label"], role="label").array == 2].mean())
         for crop, mask in zip(crops, masks):
             assert abs(float(crop[mask > 0].mean()) - tumor_hu) < 30.0
+
+    def test_host_relative_crops_and_early_tumors_derived_from_larger_ones(self, scans):
+        """Each tumor's host is measured (labelled tissue 3-10 mm around it); host-relative
+        crops put it at the reference HU; zoomed-out crops make the larger tumors early-sized."""
+        _, case = scans
+        scan_list = load_tumor_scans([case], "tumorsynth", ["liver"])
+        from tumorsynth.models.tumor_diffusion import AutoencoderConfig, size_class_of
+
+        image = load_volume(case["image"]).array
+        label = load_volume(case["label"], role="label").array
+        liver_hu = float(np.median(image[label == 1]))
+        for tumor in scan_list[0].tumors:
+            assert abs(tumor.host_hu - liver_hu) < 25.0
+            assert size_class_of(tumor.diameter_mm) == LARGER
+        model = AutoencoderConfig(**{**TINY_AE, "channels": (8, 16), "spacing_mm": (4.0,) * 3})
+        plain = CropSampler(scan_list, model, np.random.default_rng(0), jitter=0.0)
+        shifted = CropSampler(
+            scan_list, model, np.random.default_rng(0), jitter=0.0, host_reference_hu=40.0
+        )
+        (a, _, _), (b, _, _) = plain.tumor_crops(2), shifted.tumor_crops(2)
+        hosts = {round(t.host_hu, 3) for t in scan_list[0].tumors}
+        assert any(
+            torch.allclose(b[i], a[i] + 40.0 - h, atol=1e-3) for i in range(2) for h in hosts
+        )
+        early = CropSampler(scan_list, model, np.random.default_rng(1), early_from_larger=1.0)
+        crops, masks, classes = early.tumor_crops(6)
+        assert classes == [EARLY] * 6
+        voxel_mm3 = 4.0**3
+        for mask in masks:  # the tumor on the crop's grid is early-stage sized (< 20 mm)
+            diameter = (6 * float(mask.sum()) * voxel_mm3 / np.pi) ** (1 / 3)
+            assert 4.0 < diameter < 24.0
 
     def test_a_label_without_its_map_is_refused(self, tumor_phantom_case):
         # No default map here either (it read the label as MSD before).

@@ -119,11 +119,16 @@ def train_diffusion(
         jitter=d.jitter,
         scale_range=d.scale_range,
         host_reference_hu=_reference(config),
+        early_from_larger=d.early_from_larger,
     )
     counts = {"early": 0, "larger": 0}
     for _, tumor in sampler.tumors:
         counts["early" if size_class_of(tumor.diameter_mm) == EARLY else "larger"] += 1
-    trained = tuple(c for c, n in ((EARLY, counts["early"]), (LARGER, counts["larger"])) if n)
+    # larger tumors zoomed out to early size train the early class when the data have none
+    derived = counts["larger"] > 0 and d.early_from_larger > 0
+    trained = tuple(
+        c for c, n in ((EARLY, counts["early"] or derived), (LARGER, counts["larger"])) if n
+    )
     if len(trained) < 2 and group.writes:
         warnings.warn(
             f"only {'early' if trained == (EARLY,) else 'larger'} tumors to train on "
@@ -310,7 +315,13 @@ def _save(
         model.scale_factor,
         trained=model.trained,
     )
-    extra = {"trained_on": {"organs": list(config.data.organs), "tumors_per_class": counts}}
+    extra = {
+        "trained_on": {
+            "organs": list(config.data.organs),
+            "tumors_per_class": counts,
+            "early_from_larger": config.data.early_from_larger,
+        }
+    }
     return saved.save_pretrained(out / MODEL_DIR, extra=extra)
 
 

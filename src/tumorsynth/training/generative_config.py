@@ -114,6 +114,10 @@ class TumorDataConfig:
         The crop centre moves by up to this fraction of the crop from the tumor centre.
     scale_range
         Zoom range (low, high) of the crop: a tumor seen at other sizes.
+    early_from_larger
+        Share of crops that show a larger tumor zoomed out until it is early-stage sized
+        (8-19 mm): its rim, texture and host, rescaled in mm. The early class gets its own
+        training signal when the annotated data hold no small tumors (0: only real early ones).
     val_crops
         Fixed crops drawn for the samples.png preview.
     """
@@ -124,6 +128,7 @@ class TumorDataConfig:
     min_voxels: int = 8
     jitter: float = 0.125
     scale_range: tuple[float, float] = (0.85, 1.15)
+    early_from_larger: float = 0.3
     val_crops: int = 4
 
     def check(self) -> list[str]:
@@ -243,6 +248,7 @@ DIFFUSION_BOUNDS: dict[str, Interval] = _COMMON_BOUNDS | {
     "data.min_voxels": AT_LEAST_1,
     "data.jitter": FRACTION,
     "data.scale_range": POSITIVE,
+    "data.early_from_larger": FRACTION,
     "data.val_crops": AT_LEAST_1,
     "model.num_res_blocks": AT_LEAST_1,
     "model.num_head_channels": AT_LEAST_1,

@@ -45,6 +45,8 @@ __all__ = [
 _NIFTI = (".nii", ".nii.gz")
 
 
+#: Equivalent diameters (mm) a larger tumor is zoomed out to for the early class.
+EARLY_FROM_LARGER_MM = (8.0, 19.0)
 #: The host shell around a tumor whose median HU is its parenchyma (mm from its edge).
 HOST_SHELL_MM = (3.0, 10.0)
 
@@ -212,6 +214,7 @@ class CropSampler:
         jitter: float = 0.125,
         scale_range: tuple[float, float] = (1.0, 1.0),
         host_reference_hu: float | None = None,
+        early_from_larger: float = 0.0,
     ) -> None:
         if not scans:
             raise InputError("data", "no scans to crop from")
@@ -221,6 +224,7 @@ class CropSampler:
         self.jitter = float(jitter)
         self.scale_range = scale_range
         self.host_reference_hu = host_reference_hu
+        self.early_from_larger = float(early_from_larger)
         self.tumors = [(scan, t) for scan in self.scans for t in scan.tumors]
         if host_reference_hu is not None:
             unmeasured = [scan.case_id for scan, t in self.tumors if not math.isfinite(t.host_hu)]
@@ -262,6 +266,9 @@ class CropSampler:
         for _ in range(n):
             scan, tumor = self.tumors[int(self.rng.integers(len(self.tumors)))]
             scale = float(self.rng.uniform(*self.scale_range))
+            if self.early_from_larger and self.rng.random() < self.early_from_larger:
+                target_mm = float(self.rng.uniform(*EARLY_FROM_LARGER_MM))
+                scale = max(scale, tumor.diameter_mm / target_mm)  # zoomed out to early size
             offset_mm = self.rng.uniform(-1.0, 1.0, size=3) * self.jitter * extent_mm * scale
             center = np.asarray(tumor.center_vox) + offset_mm / np.asarray(scan.spacing_mm)
             grid = self._grid(scan, center, scale)
