@@ -183,3 +183,37 @@ def test_both_stages_train_under_torchrun_ddp_on_cpu(
     assert summary["steps"] == 3 and summary["resumed_from"] == 2
     header = (tmp_path / "dm" / "metrics.csv").read_text().splitlines()[0]
     assert (tmp_path / "dm" / "metrics.csv").read_text().count(header) == 1
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_the_state_and_resume_continues(images, tmp_path):
+    """A scheduler's SIGTERM stops a training as Ctrl-C does: exit 130, the state of the last
+    step saved, and ``--resume`` goes on from there."""
+    import signal
+    import time
+
+    out = tmp_path / "ae"
+    config = ae_config(images, out, 100000).to_dict()
+    config["train"]["val_every"] = 100000
+    (tmp_path / "ae.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "tumorsynth.cli.main", "train-autoencoder", "--config",
+               str(tmp_path / "ae.yaml"), "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "metrics.csv").is_file():
+        time.sleep(0.2)
+    time.sleep(3.0)  # some steps
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    state = torch.load(last_checkpoint(out) / TRAIN_STATE, weights_only=True)
+    assert state["step"] > 0
+    assert (out / "autoencoder" / "model.safetensors").is_file()
+    resumed = train_autoencoder(
+        AutoencoderTrainConfig.from_dict({**config, "optim": {**config["optim"],
+                                          "max_steps": state["step"] + 2}}),
+        resume=True,
+        progress=False,
+    )  # fmt: skip
+    assert resumed.steps == state["step"] + 2

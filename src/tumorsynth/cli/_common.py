@@ -96,8 +96,11 @@ def run_training(
             "prints one with every setting",
         )
     config = load_config(config_class, args.config, args.set, inputs=True)
+    from tumorsynth.training.resume import sigterm_as_interrupt
+
     options = {"resume": args.resume} if hasattr(args, "resume") else {}
-    result = train(config, progress=not args.no_progress, **options)
+    with sigterm_as_interrupt():  # a scheduler's SIGTERM keeps the state, as Ctrl-C does
+        result = train(config, progress=not args.no_progress, **options)
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary(result))
     return 0
@@ -152,8 +155,8 @@ def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(
-            f"tumorsynth {args.command}: interrupted; finished cases are kept, rerun the same "
-            "command to resume",
+            f"tumorsynth {args.command}: interrupted; what was finished is kept (rerun the same "
+            "command to resume; a training with --resume)",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ __all__ = [
     "prepare_resume",
     "save_train_state",
     "set_numpy_rng_state",
+    "sigterm_as_interrupt",
     "unwrap",
 ]
 
@@ -210,3 +214,22 @@ def out_of_time(deadline: float, distributed: bool, device: torch.device) -> boo
     flag = torch.tensor([float(late)], device=device)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
     return bool(flag.item())
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (a cluster scheduler's stop, ``kill``, torchrun ending the
+    other ranks) ends a training as Ctrl-C does: it keeps its state for ``--resume``. Outside
+    the main thread nothing changes (signal handlers can only be set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
