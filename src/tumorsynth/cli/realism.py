@@ -9,6 +9,7 @@ optionally the organ-separability study of early tumors. Writes report.md, repor
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from tumorsynth.cli._common import add_seed, split_organs
 
@@ -40,25 +41,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spacing-mm",
         type=float,
         nargs=3,
-        default=(1.0, 1.0, 1.0),
+        default=None,
         metavar=("X", "Y", "Z"),
         help="common spacing radiomics are computed at (they depend on it; default 1 1 1)",
     )
     parser.add_argument(
-        "--bin-width-hu", type=float, default=25.0, help="radiomics HU bin width (default 25)"
+        "--bin-width-hu", type=float, default=None, help="radiomics HU bin width (default 25)"
     )
     parser.add_argument(
         "--shell-mm",
         type=float,
         nargs=2,
-        default=(3.0, 10.0),
+        default=None,
         metavar=("FROM", "TO"),
         help="host parenchyma shell around each tumor, mm from its edge (default 3 10)",
     )
     parser.add_argument(
         "--min-volume-mm3",
         type=float,
-        default=30.0,
+        default=None,
         help="ignore 26-connected components smaller than this (default 30 mm^3)",
     )
     parser.add_argument(
@@ -73,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(for few real tumors; default 0)",
     )
     parser.add_argument(
-        "--patch-radius-mm", type=float, default=10.0, help="patch radius (default 10 mm)"
+        "--patch-radius-mm", type=float, default=None, help="patch radius (default 10 mm)"
     )
     parser.add_argument(
         "--group-by",
@@ -81,10 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="cross-validation groups (default auto: scans when each side has two or more)",
     )
-    parser.add_argument("--splits", type=int, default=5, help="grouped CV folds (default 5)")
-    parser.add_argument("--repeats", type=int, default=5, help="CV repeats (default 5)")
+    parser.add_argument("--splits", type=int, default=None, help="grouped CV folds (default 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="CV repeats (default 5)")
     parser.add_argument(
-        "--permutations", type=int, default=50, help="label permutations for p (default 50)"
+        "--permutations", type=int, default=None, help="label permutations for p (default 50)"
     )
     parser.add_argument(
         "--separability",
@@ -94,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-diameter-mm",
         type=float,
-        default=20.0,
+        default=None,
         help="tumors of the separability study are smaller than this (default 20: early stage)",
     )
     parser.add_argument("--cache", metavar="DIR", help="feature cache (default OUT/cache)")
@@ -117,25 +118,34 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise InputError("--workers", f"expected an integer >= 1, found {args.workers}")
     organs = split_organs(args.organ) if args.organ else ()
+    check_out_apart(args.out, args.real, "--real")
+    check_out_apart(args.out, args.synthetic, "--synthetic")
+    # flags left out keep the settings' own defaults (the help repeats them)
+    features = _given(
+        spacing_mm=args.spacing_mm and tuple(float(s) for s in args.spacing_mm),
+        bin_width_hu=args.bin_width_hu,
+        shell_mm=args.shell_mm and tuple(float(s) for s in args.shell_mm),
+        min_volume_mm3=args.min_volume_mm3,
+        patch_radius_mm=args.patch_radius_mm,
+    )
+    study = _given(
+        n_splits=args.splits,
+        n_repeats=args.repeats,
+        n_permutations=args.permutations,
+        max_diameter_mm=args.max_diameter_mm,
+    )
     settings = RealismSettings(
         features=FeatureSettings(
-            spacing_mm=tuple(float(s) for s in args.spacing_mm),  # type: ignore[arg-type]
-            bin_width_hu=float(args.bin_width_hu),
-            shell_mm=tuple(float(s) for s in args.shell_mm),  # type: ignore[arg-type]
-            min_volume_mm3=float(args.min_volume_mm3),
             radiomics=not args.no_radiomics,
             patches_per_tumor=int(args.patches),
-            patch_radius_mm=float(args.patch_radius_mm),
             seed=int(args.seed),
+            **features,
         ),
         group_by=args.group_by,
-        n_splits=int(args.splits),
-        n_repeats=int(args.repeats),
-        n_permutations=int(args.permutations),
         separability=bool(args.separability),
-        max_diameter_mm=float(args.max_diameter_mm),
         plots=not args.no_plots,
         seed=int(args.seed),
+        **study,
     )
     real = (
         cases_from_sources(
@@ -155,8 +165,6 @@ def run(args: argparse.Namespace) -> int:
         if args.synthetic
         else []
     )
-    check_out_apart(args.out, args.real, "--real")
-    check_out_apart(args.out, args.synthetic, "--synthetic")
     result = run_realism(
         real,
         synthetic,
@@ -176,3 +184,8 @@ def run(args: argparse.Namespace) -> int:
             )
     print(f"report -> {result.report_md}")
     return 0
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The settings a flag gave (those left out are None)."""
+    return {key: value for key, value in values.items() if value is not None}

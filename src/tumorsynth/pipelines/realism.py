@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tumorsynth.errors import InputError
-from tumorsynth.io import load_image, load_label, spacing_from_affine
+from tumorsynth.io import load_image, load_label
 from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.label_maps import label_mask
 from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM
@@ -368,28 +368,33 @@ def _montage(
     real = [i for i, row in enumerate(tumors) if row.source == "real"]
     picked_synth = sorted(synthetic, key=lambda i: -score[i])[:per_row]
     picked_real = sorted(real, key=lambda i: score[i])[:per_row]
-    rows = tumors
-    loaded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def panel(i: int) -> tuple[np.ndarray, str, np.ndarray]:
-        row = rows[i]
-        case = cases[(row.source, row.case)]
-        key = f"{case.source}:{case.case}"
-        if key not in loaded:
-            image, label = load_image(case.image), load_label(case.label)
-            tumor = label_mask(label.array, case.label_map.tumor_ids(row.organ))
-            loaded[key] = (np.asarray(image.array, np.float32), tumor, image.affine)
-        image_array, tumor, affine = loaded[key]
-        spacing = spacing_from_affine(affine)
-        hu, mask = tumor_slice(image_array, tumor, row, 10.0, spacing, affine=affine)
-        caption = f"{row.case} #{row.tumor}\n{row.volume_ml:.1f} mL, score {score[i]:.2f}"
-        return hu, caption, mask
+    # One case in memory at a time; tumor_slice reads one slice of it.
+    by_case: dict[tuple[str, str], list[int]] = {}
+    for i in (*picked_real, *picked_synth):
+        by_case.setdefault((tumors[i].source, tumors[i].case), []).append(i)
+    tiles: dict[int, tuple[np.ndarray, str, np.ndarray]] = {}
+    for key, indices in by_case.items():
+        case = cases[key]
+        image, label = load_image(case.image), load_label(case.label)
+        organ_masks: dict[str, np.ndarray] = {}
+        for i in indices:
+            row = tumors[i]
+            if row.organ not in organ_masks:
+                organ_masks[row.organ] = label_mask(
+                    label.array, case.label_map.tumor_ids(row.organ)
+                )
+            hu, mask = tumor_slice(
+                image.array, organ_masks[row.organ], row, 10.0, image.spacing_mm,
+                affine=image.affine,
+            )  # fmt: skip
+            caption = f"{row.case} #{row.tumor}\n{row.volume_ml:.1f} mL, score {score[i]:.2f}"
+            tiles[i] = (hu, caption, mask)
 
     liver = all(row.organ == "liver" for row in tumors)
     return plot_montage(
         folder / "montage.png",
-        [panel(i) for i in picked_real],
-        [panel(i) for i in picked_synth],
+        [tiles[i] for i in picked_real],
+        [tiles[i] for i in picked_synth],
         per_row=per_row,
         level_hu=60.0 if liver else 40.0,  # the liver window W150 L60, else soft tissue
         width_hu=150.0 if liver else 400.0,

@@ -28,7 +28,7 @@ from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import check_distinct_inputs, discover_cases
 from tumorsynth.io.identity import case_id_from, check_folder_apart
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
-from tumorsynth.io.records import read_manifest
+from tumorsynth.io.records import check_record, read_numbered_manifest
 from tumorsynth.realism.features import CaseInput
 
 __all__ = ["LIST_SUFFIXES", "cases_from_sources", "check_out_apart"]
@@ -139,7 +139,6 @@ def _dataset_cases(
 def _manifest_cases(
     manifest: Path, source: str, label_map: str | LabelMap | None, organs: Sequence[str]
 ) -> list[CaseInput]:
-    records = read_manifest(manifest)
     out_map = (
         OUTPUT_LABELS
         if label_map is None or label_map == ""
@@ -148,8 +147,7 @@ def _manifest_cases(
         else resolve_label_map(label_map)
     )
     cases: dict[tuple[str, str], CaseInput] = {}
-    for number, record in enumerate(records, start=1):
-        where = f"{manifest}:{number}"
+    for where, record in read_numbered_manifest(manifest):
         if not record.image_path or not record.label_path:
             raise InputError(
                 where,
@@ -157,6 +155,7 @@ def _manifest_cases(
                 "run without --out?)",
                 fix="pass the synthesized image and label in a list file instead",
             )
+        check_record(record, where, out_map)  # its paths are the derived ones, never ../
         key = (record.image_path, record.label_path)
         if key in cases:  # another tumor of the same case: its organ is measured too
             if not organs and record.organ not in cases[key].organs:
@@ -183,8 +182,9 @@ def _manifest_cases(
     return list(cases.values())
 
 
-def _beside(manifest: Path, name: str, where: str) -> Path:
-    path = Path(name) if Path(name).is_absolute() else manifest.parent / name
+def _beside(listing: Path, name: str, where: str) -> Path:
+    """``name`` (absolute, or relative to the folder of ``listing``), which must exist."""
+    path = Path(name) if Path(name).is_absolute() else listing.parent / name
     if not path.is_file():
         raise InputError(where, f"names {name}, which does not exist ({path})")
     return path

@@ -36,6 +36,7 @@ import math
 import warnings
 import zlib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ import numpy as np
 from tumorsynth.box import Box
 from tumorsynth.errors import InputError, TumorsynthError
 from tumorsynth.io.label_maps import LabelMap, label_mask
+from tumorsynth.io.nifti import Volume
 from tumorsynth.organs import equivalent_diameter_mm
 from tumorsynth.realism.appearance import EDGE_RANGE_MM, context_features, host_shell
 from tumorsynth.realism.feature_rows import (
@@ -270,7 +272,7 @@ def _case_rows(
         check_same_grid(image, label)
         rows = case_features(
             image.array,
-            _without_ignored(item, label.array),
+            _without_ignored(item, label),
             image.spacing_mm,
             label_map=item.label_map,
             organs=item.organs,
@@ -293,23 +295,27 @@ def _case_rows(
     return rows
 
 
-def _without_ignored(item: CaseInput, label: np.ndarray) -> np.ndarray:
-    """``label`` with the tumor voxels of ``item.ignore_label`` set to background."""
-    from tumorsynth.io import load_label
+def _without_ignored(item: CaseInput, label: Volume) -> np.ndarray:
+    """``label``'s array with the tumor voxels of ``item.ignore_label`` set to background."""
+    from tumorsynth.io import check_same_grid
 
     if item.ignore_label is None:
-        return label
+        return label.array
     if item.ignore_label_map is None:
         raise ValueError(f"case {item.case!r}: ignore_label without ignore_label_map")
-    ignore = load_label(item.ignore_label)
-    if ignore.array.shape != label.shape:
-        raise InputError(
-            str(item.ignore_label),
-            f"the label of lesions to ignore must share the grid of {item.label}: "
-            f"expected shape {label.shape}, found {ignore.array.shape}",
-        )
-    drop = np.isin(ignore.array, item.ignore_label_map.all_tumor_ids())
-    return np.where(drop, 0, label).astype(label.dtype, copy=False)
+    ignore, drop = _ignored_tumors(Path(item.ignore_label), item.ignore_label_map.all_tumor_ids())
+    check_same_grid(label, ignore)
+    return np.where(drop, 0, label.array).astype(label.array.dtype, copy=False)
+
+
+@lru_cache(maxsize=2)
+def _ignored_tumors(path: Path, ids: tuple[int, ...]) -> tuple[Volume, np.ndarray]:
+    """The label of lesions to leave out and its tumor voxels, read once per process: every
+    synthetic case made from one source scan names the same file."""
+    from tumorsynth.io import load_label
+
+    ignore = load_label(path)
+    return ignore, np.isin(ignore.array, ids)
 
 
 def _cache_key(item: CaseInput, settings: FeatureSettings, sha256_of: Any) -> str:

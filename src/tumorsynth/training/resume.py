@@ -43,7 +43,6 @@ __all__ = [
     "save_train_state",
     "set_numpy_rng_state",
     "sigterm_as_interrupt",
-    "unwrap",
 ]
 
 TRAIN_STATE = "train_state.pt"
@@ -153,12 +152,6 @@ def set_numpy_rng_state(rng: np.random.Generator, state: Mapping[str, Any]) -> N
     rng.bit_generator.state = dict(state)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
-    inner = getattr(model, "module", model)
-    return inner if isinstance(inner, torch.nn.Module) else model
-
-
 @dataclass(frozen=True)
 class Distributed:
     """The process group of a torchrun launch (WORLD_SIZE > 1), or a single process."""
@@ -197,12 +190,12 @@ class Distributed:
         torch.distributed.all_gather_object(out, value)
         return out
 
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
     def finish(self) -> None:
+        """Leave the process group together: a rank that tears down its gloo connections while
+        a peer still writes its report can abort ("terminate called without an active
+        exception", seen once in CI), so every rank waits for the others first."""
         if self.enabled and torch.distributed.is_initialized():
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 

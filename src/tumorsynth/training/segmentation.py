@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,9 @@ from monai.losses import DiceCELoss
 from tqdm import tqdm
 
 from tumorsynth import __version__
-from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
+from tumorsynth.io.atomic import ensure_writable_dir
 from tumorsynth.models.checkpoint import load_state_strict
-from tumorsynth.models.device import ddp_backend, pick_device
+from tumorsynth.models.device import pick_device
 from tumorsynth.models.segmentors import (
     SegmentorConfig,
     build_segmentor,
@@ -38,7 +37,6 @@ from tumorsynth.training.common import (
     MetricsLog,
     bf16_autocast,
     load_schedule_state,
-    refuse_previous_run,
     warmup_cosine,
     write_json,
 )
@@ -49,8 +47,14 @@ from tumorsynth.training.data import (
     median_spacing,
     split_cases,
 )
+from tumorsynth.training.resume import (
+    Distributed,
+    load_train_state,
+    out_of_time,
+    prepare_resume,
+    save_train_state,
+)
 from tumorsynth.training.resume import check_resume_settings as resume_settings
-from tumorsynth.training.resume import out_of_time
 
 __all__ = [
     "TrainOutput",
@@ -110,17 +114,17 @@ def train_segmentation(
     (cases found, patch size against the resampled images) before ``out_dir`` is created.
     """
     ckpt_dir = Path(config.train.out_dir) / "checkpoints"
-    resumed = resume and (ckpt_dir / "last" / "train_state.pt").exists()
-    if not resume:
-        # every rank checks before the process group forms, so no rank has written yet
-        refuse_previous_run(config.train.out_dir, command="train", can_resume=True)
-    elif resumed:
-        check_resume_settings(Path(config.train.out_dir), config)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # every rank checks before the process group forms, so no rank has written yet
+    resumed = prepare_resume(
+        config.train.out_dir,
+        config.to_dict(),
+        resume=resume,
+        command="train",
+        resumable=RESUMABLE_CHANGES,
+    )
     device = pick_device(config.train.device)
-    if distributed:
-        torch.distributed.init_process_group(ddp_backend(device))
-    rank = torch.distributed.get_rank() if distributed else 0
+    group = Distributed.start(device)
+    distributed, rank = group.enabled, group.rank
     if device.type == "cuda":
         torch.cuda.set_device(device)
 
@@ -138,11 +142,7 @@ def train_segmentation(
 
     with torch.random.fork_rng(devices=[]):  # seeded initialization without touching global state
         torch.manual_seed(config.seed)
-        model = build_segmentor(model_config).to(device)
-    if distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        model = group.wrap(build_segmentor(model_config).to(device), device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
@@ -261,8 +261,7 @@ def train_segmentation(
         }
         summary["out_dir"] = str(out)
         write_json(out / "summary.json", summary)
-    if distributed:
-        torch.distributed.destroy_process_group()
+    group.finish()
     return result
 
 
@@ -376,17 +375,16 @@ def _save_state(
     config: dict[str, Any],
 ) -> None:
     save_segmentor(model, config, folder)
-    with atomic_path(folder / "train_state.pt") as tmp:
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "best": best,
-                "best_step": best_step,
-            },
-            tmp,
-        )
+    save_train_state(
+        folder,
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "best": best,
+            "best_step": best_step,
+        },
+    )
 
 
 def _resume(
@@ -395,7 +393,7 @@ def _resume(
     saved, _ = load_segmentor(folder, "cpu")
     module = model.module if hasattr(model, "module") else model
     load_state_strict(module, saved.state_dict(), str(folder))  # type: ignore[arg-type]
-    train_state = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True)
+    train_state = load_train_state(folder)
     optimizer.load_state_dict(train_state["optimizer"])
     load_schedule_state(scheduler, train_state["scheduler"])
     return int(train_state["step"]), float(train_state["best"]), int(train_state["best_step"])

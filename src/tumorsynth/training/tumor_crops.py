@@ -331,22 +331,22 @@ def _components(
             continue
         diameter = equivalent_diameter_mm(count * voxel_mm3)
         center = tuple(float(c) for c in stats["centroids"][index])
-        host = _host_hu(
-            labels == index, stats["bounding_boxes"][index], spacing, image, label, mask
-        )
+        host = _host_hu(labels, index, stats["bounding_boxes"][index], spacing, image, label, mask)
         tumors.append(AnnotatedTumor(center, diameter, count, host))  # type: ignore[arg-type]
     return tumors
 
 
 def _host_hu(
-    component: np.ndarray,
+    components: np.ndarray,
+    index: int,
     box: tuple[slice, ...],
     spacing: Sequence[float],
     image: np.ndarray,
     label: np.ndarray,
     tumors: np.ndarray,
 ) -> float:
-    """Median HU of labelled non-tumor voxels 3-10 mm from the component (NaN if none)."""
+    """Median HU of labelled non-tumor voxels 3-10 mm from component ``index`` (NaN if none);
+    everything is read in the component's box grown by 10 mm."""
     import edt
 
     reach = HOST_SHELL_MM[1]
@@ -356,7 +356,7 @@ def _host_hu(
         )
         for s, d in zip(box, spacing)
     )
-    inside = component[grown]
+    inside = components[grown] == index
     distance = edt.edt(~inside, anisotropy=tuple(float(d) for d in spacing))
     shell = (distance >= HOST_SHELL_MM[0]) & (distance <= reach)
     shell &= (label[grown] != 0) & ~tumors[grown]
