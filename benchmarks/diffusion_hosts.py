@@ -2,11 +2,14 @@
 
 Hosts: IRCAD 1.7 (contrast-enhanced, liver about 120 HU), the TotalSegmentator example at 3 mm
 (no contrast, liver about 55 HU), and IRCAD 1.17 itself outside its two real tumors (10 mm away).
-For each host, organ and size class, ``--seeds`` tumors of one each; the table gives the median
-and range of the records' contrast (tumor mean - the 2-8 mm organ shell around it, HU) and the
-sampling time per tumor. Real IRCAD 1.17 tumors: -16 and -38 HU.
+For each host, organ and size class, ``--seeds`` tumors of one each; the table gives the median,
+interquartile range and range of the records' contrast (tumor mean - the 2-8 mm organ shell
+around it, HU), the phase scaling the generator applied, and the sampling time per tumor. Real
+IRCAD 1.17 tumors: -16 and -38 HU. Three seeds per cell proved too few: one cell's range spans
+100-250 HU, so the default is 8.
 
-Usage: .venv/bin/python benchmarks/diffusion_hosts.py --checkpoint RUN/model [--seeds 3]
+Usage: .venv/bin/python benchmarks/diffusion_hosts.py --checkpoint RUN/model [--seeds 8]
+       [--sizes medium large] [--no-phase]
 """
 
 from __future__ import annotations
@@ -57,24 +60,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
+    parser.add_argument("--no-phase", action="store_true", help="no scaling to the scan's phase")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    generator = DiffusionGenerator(args.checkpoint, device=args.device)
+    generator = DiffusionGenerator(
+        args.checkpoint, device=args.device, scale_to_phase=not args.no_phase
+    )
     config = generator.model.config
     print(
         f"checkpoint {args.checkpoint}: host_relative={config.host_relative}, "
-        f"reference {config.reference_hu} HU, trained classes {generator.model.trained}"
+        f"reference {config.reference_hu} HU, mask fill {config.mask_fill_hu}, trained classes "
+        f"{generator.model.trained}, trained enhancement {generator.model.trained_enhancement}"
     )
-    print("\n| host | organ | size | n | organ HU | contrast median [min, max] | s per tumor |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| host | organ | size | n | organ HU | phase scale | contrast median [IQR] "
+        "[min, max] | s per tumor |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, ct_path, label_path, label_map, extra in hosts(args.data):
         ct, seg = load_image(ct_path), load_label(label_path)
         organs = ["liver"] + (["kidney", "pancreas"] if "TotalSeg" in name else [])
         organs += ["kidney"] if name.startswith("IRCAD 1.7") else []
         for organ in organs:
-            for size in SIZES if organ == "liver" else ("small", "medium"):
-                contrasts, organ_hu, seconds = [], [], []
+            sizes = SIZES if organ == "liver" else ("small", "medium")
+            for size in [s for s in sizes if s in args.sizes]:
+                contrasts, organ_hu, scales, seconds = [], [], [], []
                 for seed in range(args.seeds):
                     start = time.perf_counter()
                     with warnings.catch_warnings():
@@ -100,12 +112,14 @@ def main() -> None:
                     for record in out.records:
                         contrasts.append(record.contrast_hu)
                         organ_hu.append(record.parenchyma_mean_hu)
+                        scales.append(record.appearance.get("contrast_scale", 1.0))
                 if contrasts:
                     c = np.asarray(contrasts)
+                    q1, q3 = np.percentile(c, [25, 75])
                     print(
                         f"| {name} | {organ} | {size} | {len(c)} | {np.median(organ_hu):.0f} | "
-                        f"{np.median(c):+.0f} [{c.min():+.0f}, {c.max():+.0f}] | "
-                        f"{np.median(seconds):.1f} |",
+                        f"{np.median(scales):.2f} | {np.median(c):+.0f} [{q1:+.0f}, {q3:+.0f}] "
+                        f"[{c.min():+.0f}, {c.max():+.0f}] | {np.median(seconds):.1f} |",
                         flush=True,
                     )
 

@@ -9,6 +9,7 @@ from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.generators.diffusion import DiffusionGenerator
 from tumorsynth.models.tumor_diffusion import EARLY, LARGER
+from tumorsynth.organs import get_profile
 from tumorsynth.pipelines.synthesize import (
     TumorRequest,
     TumorSpec,
@@ -24,7 +25,7 @@ def gen(diffusion_checkpoint):
 
 def test_it_is_a_generator_with_a_versioned_checkpoint(gen):
     assert isinstance(gen, TumorGenerator)
-    assert gen.version.startswith("1.2+") and len(gen.version) == 16
+    assert gen.version.startswith("1.3+") and len(gen.version) == 16
 
 
 def sampled_classes(gen, monkeypatch):
@@ -124,6 +125,34 @@ def test_tumors_that_do_not_touch_are_one_batch_and_match_rendering_one_by_one(
     assert np.array_equal(alone.label, out.label)
     # Alone or in a batch differs only by floating point in the network (int16 rounding).
     assert np.abs(alone.image.astype(float) - out.image.astype(float)).max() <= 1.0
+
+
+def test_the_tumor_contrast_follows_the_scan_phase(phantom, diffusion_checkpoint):
+    """A checkpoint trained in hosts twice as enhanced as this scan's liver gives tumors half
+    its deviation from the liver; one without a recorded phase is not scaled; replay is exact."""
+    plain = DiffusionGenerator(diffusion_checkpoint, device="cpu", keep_scan_noise=False)
+    assert plain.model.trained_enhancement is None
+    unscaled = synthesize_phantom(phantom, plain, count=1, size="medium", rng=3)
+    record = unscaled.records[0]
+    assert record.appearance["contrast_scale"] == 1.0
+
+    phased = DiffusionGenerator(diffusion_checkpoint, device="cpu", keep_scan_noise=False)
+    liver = get_profile("liver").appearance.enhancement(record.appearance["parenchyma_hu"])
+    phased.model.trained_enhancement = 2.0 * liver
+    scaled = synthesize_phantom(phantom, phased, count=1, size="medium", rng=3)
+    assert scaled.records[0].appearance["contrast_scale"] == pytest.approx(0.5, abs=1e-3)
+    host = record.appearance["parenchyma_hu"]
+    from scipy import ndimage as ndi
+
+    # where the blend weight is 1: deeper than 4.5 edge std inside the tumor
+    depth = ndi.distance_transform_edt(unscaled.label == 2, sampling=phantom[0].spacing_mm)
+    core = depth > 4.5 * record.appearance["edge_width_mm"] + max(phantom[0].spacing_mm)
+    assert core.sum() > 20
+    deviation = unscaled.image[core].astype(float) - host
+    assert np.abs(deviation).mean() > 5.0
+    assert np.allclose(scaled.image[core] - host, 0.5 * deviation, atol=1.0)
+    again = replay_phantom(phantom, scaled.records, phased)
+    assert np.array_equal(again.image, scaled.image)
 
 
 def test_a_liver_model_runs_in_the_kidney(phantom, gen):

@@ -190,9 +190,11 @@ class TestCheckpoint:
     def test_round_trip_gives_the_same_samples(self, tmp_path):
         model = tiny_diffusion(seed=3)
         model.scale_factor = 0.7
+        model.trained_enhancement = 0.85
         model.save_pretrained(tmp_path / "m")
         loaded = TumorDiffusion.from_pretrained(tmp_path / "m")
         assert loaded.scale_factor == pytest.approx(0.7)
+        assert loaded.trained_enhancement == pytest.approx(0.85)
         assert loaded.sha256 and loaded.sha256 == model.sha256
         crops, masks = masked_batch(1)
         gen = lambda: torch.Generator().manual_seed(0)
@@ -204,8 +206,9 @@ class TestCheckpoint:
             assert (tmp_path / "m" / part / "model.safetensors").is_file()
 
     def test_a_checkpoint_from_before_host_relative_samples_as_it_did(self, tmp_path):
-        """Denoiser configs written before host_relative, reference_hu and mask_fill_hu existed
-        load as absolute-HU models with the 0 fill, and sample without a host."""
+        """Denoiser configs written before host_relative, reference_hu, mask_fill_hu and
+        trained_enhancement existed load as absolute-HU models with the 0 fill, and sample
+        without a host."""
         model = tiny_diffusion(seed=2)
         model.config = dataclasses.replace(model.config, host_relative=False)
         model.save_pretrained(tmp_path / "m")
@@ -213,10 +216,12 @@ class TestCheckpoint:
         def drop_new_settings(meta):
             for key in ("host_relative", "reference_hu", "mask_fill_hu"):
                 del meta["config"]["denoiser"][key]
+            del meta["config"]["trained_enhancement"]
 
         rehashed_edit(tmp_path / "m" / "denoiser", drop_new_settings)
         loaded = TumorDiffusion.from_pretrained(tmp_path / "m")
         assert not loaded.config.host_relative and loaded.config.mask_fill_hu is None
+        assert loaded.trained_enhancement is None  # no phase: generators do not scale
         crops, masks = masked_batch(1)
         gen = lambda: torch.Generator().manual_seed(1)
         assert torch.equal(

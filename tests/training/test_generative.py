@@ -15,11 +15,17 @@ from tumorsynth._settings import load_config
 from tumorsynth.errors import InputError
 from tumorsynth.io.nifti import load_volume, save_volume
 from tumorsynth.models.tumor_diffusion import EARLY, LARGER, TumorDiffusion
+from tumorsynth.organs import get_profile
 from tumorsynth.phantom import make_phantom
 from tumorsynth.training.autoencoder import train_autoencoder
 from tumorsynth.training.diffusion import train_diffusion
 from tumorsynth.training.generative_config import AutoencoderTrainConfig, DiffusionTrainConfig
-from tumorsynth.training.tumor_crops import CropSampler, load_scan, load_tumor_scans
+from tumorsynth.training.tumor_crops import (
+    CropSampler,
+    load_scan,
+    load_tumor_scans,
+    trained_enhancement,
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +103,8 @@ class TestDiffusion:
         assert trained.tumors_per_class == {"early": 0, "larger": 2}
         assert model.trained == (EARLY, LARGER)  # early: larger tumors zoomed out
         assert model.scale_factor > 0
+        # the phantom liver's host HU, through the liver profile's enhancement
+        assert model.trained_enhancement is not None and 0.45 <= model.trained_enhancement <= 1
         assert (trained.out_dir / "samples.png").stat().st_size > 1000
         summary = json.loads((trained.out_dir / "summary.json").read_text())
         assert summary["steps"] == 60
@@ -153,6 +161,10 @@ class TestCrops:
         for tumor in scan_list[0].tumors:
             assert abs(tumor.host_hu - liver_hu) < 25.0
             assert size_class_of(tumor.diameter_mm) == LARGER
+            assert tumor.organ == "liver"
+        hosts_hu = [t.host_hu for t in scan_list[0].tumors]
+        expected = np.median([get_profile("liver").appearance.enhancement(h) for h in hosts_hu])
+        assert trained_enhancement(scan_list) == pytest.approx(expected, abs=1e-4)
         model = AutoencoderConfig(**{**TINY_AE, "channels": (8, 16), "spacing_mm": (4.0,) * 3})
         plain = CropSampler(scan_list, model, np.random.default_rng(0), jitter=0.0)
         shifted = CropSampler(
@@ -188,6 +200,9 @@ class TestCrops:
         counted = sorted((6.0 * v / np.pi) ** (1.0 / 3.0) for v in volumes)
         assert len(diameters) == n == 2
         assert diameters == pytest.approx(counted, rel=1e-9)
+        # hosts about 104 HU: a portal-venous liver (the profile: 55 HU plain, 110 enhanced)
+        assert all(t.organ == "liver" and 95 < t.host_hu < 115 for t in scan.tumors)
+        assert 0.7 < (trained_enhancement([scan]) or 0) < 1.0
 
 
 @pytest.mark.slow

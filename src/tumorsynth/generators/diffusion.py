@@ -14,6 +14,12 @@ Several tumors are rendered as one batch on CPU or GPU; each tumor's initial noi
 own seeded ``torch.Generator``, so a record replays to the same voxels (same device and torch
 version; floating point on other hardware may differ in the last bits).
 
+The checkpoint learned its contrast in hosts of one contrast phase (recorded as
+``trained_enhancement``). A tumor-to-organ contrast is mostly contrast uptake, so in a scan of
+another phase the sampled tumor's deviation from the parenchyma is scaled by the ratio of the two
+enhancements (the organ profile's ``enhancement``, as the heuristic generator scales its
+contrasts): about 0.5 for a non-contrast liver under a portal-venous checkpoint.
+
 Each tumor is sampled as early-stage or larger (DiffTumor trains the two apart) by the equivalent
 diameter of its rendered mask, measured as its record measures it, so the class always agrees with
 ``record.early_stage``.
@@ -49,8 +55,10 @@ __all__ = ["DiffusionGenerator"]
 
 #: Bumped when records change meaning or voxels: 1.1 pins every checkpoint file
 #: (``weights_sha256``); 1.2 takes the early/larger class from the rendered tumor's equivalent
-#: diameter (the record's ``early_stage``), no longer from the drawn radii.
-_VERSION = "1.2"
+#: diameter (the record's ``early_stage``), no longer from the drawn radii; 1.3 scales the
+#: tumor's deviation from its host to the scan's contrast phase (``contrast_scale``; records
+#: without it replay unscaled).
+_VERSION = "1.3"
 #: The tumor and its blend margin should fill at most this fraction of the cube's edge.
 _FIT_FRACTION = 0.7
 
@@ -76,6 +84,9 @@ class DiffusionGenerator(TumorGeneratorBase):
         Replace the sampled tumor's content finer than 2 mm by the scan's own noise there (as the
         heuristic generator does): the autoencoder smooths CT noise away, and a tumor smoother
         than the tissue around it is a shortcut a segmentor would learn.
+    scale_to_phase
+        Scale each tumor's deviation from its host by the enhancement of this scan's organ over
+        the checkpoint's ``trained_enhancement`` (no scaling for checkpoints that lack it).
     weights_sha256
         The hashes the checkpoint's files must have (from records: ``options``); other files are
         refused, naming each one that differs.
@@ -100,6 +111,7 @@ class DiffusionGenerator(TumorGeneratorBase):
         max_batch: int = 8,
         edge_width_mm: tuple[float, float] = (0.8, 1.6),
         keep_scan_noise: bool = True,
+        scale_to_phase: bool = True,
         weights_sha256: Mapping[str, str] | None = None,
     ) -> None:
         if checkpoint is None:
@@ -122,6 +134,7 @@ class DiffusionGenerator(TumorGeneratorBase):
         self.max_batch = int(max_batch)
         self.edge_width_mm = (float(edge_width_mm[0]), float(edge_width_mm[1]))
         self.keep_scan_noise = bool(keep_scan_noise)
+        self.scale_to_phase = bool(scale_to_phase)
         self.version = f"{_VERSION}+{self.model.sha256[:12]}"
         if weights_sha256 is not None:
             self._check_files(weights_sha256, None)
@@ -137,6 +150,7 @@ class DiffusionGenerator(TumorGeneratorBase):
             "max_batch": self.max_batch,
             "edge_width_mm": list(self.edge_width_mm),
             "keep_scan_noise": self.keep_scan_noise,
+            "scale_to_phase": self.scale_to_phase,
         }
 
     # -- random side ---------------------------------------------------------------------------
@@ -155,9 +169,18 @@ class DiffusionGenerator(TumorGeneratorBase):
             "scan_noise": self.keep_scan_noise,
             "parenchyma_hu": float(site.parenchyma.median_hu),
             "noise_hu": float(site.parenchyma.noise_hu),
+            "contrast_scale": self._contrast_scale(site),
             "checkpoint": self.checkpoint,
             "weights_sha256": dict(self.model.files),
         }
+
+    def _contrast_scale(self, site: TumorSite) -> float:
+        """This scan's enhancement over the training hosts' (1 without a recorded phase)."""
+        trained = self.model.trained_enhancement
+        if not self.scale_to_phase or trained is None:
+            return 1.0
+        here = site.profile.appearance.enhancement(float(site.parenchyma.median_hu))
+        return round(here / float(trained), 4)
 
     # -- deterministic side --------------------------------------------------------------------
     def margin_mm(self, spec: Mapping[str, Any]) -> float:
@@ -285,6 +308,8 @@ class DiffusionGenerator(TumorGeneratorBase):
             return new
         box = found.slices
         synthetic = grid.write_back(cube, found.origin, found.shape).float().cpu().numpy()
+        host = float(spec["parenchyma_hu"])
+        synthetic = host + float(spec.get("contrast_scale", 1.0)) * (synthetic - host)
         w = weight[box]
         background = new[box]
         if spec.get("scan_noise"):

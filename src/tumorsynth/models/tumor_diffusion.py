@@ -335,6 +335,11 @@ class TumorDiffusion:
     trained
         The size classes it saw in training; another class is sampled as the nearest of these
         (one annotated CT may hold only large tumors).
+    trained_enhancement
+        How contrast-enhanced its training tumors' hosts were (median of the organ profile's
+        ``enhancement`` of each host's HU: 0.45 non-contrast .. 1 portal venous), so a generator
+        can scale the learned contrast to another phase; None in checkpoints made before it was
+        recorded (no scaling).
     """
 
     def __init__(
@@ -346,6 +351,7 @@ class TumorDiffusion:
         scale_factor: float = 1.0,
         files: Mapping[str, str] | None = None,
         trained: Sequence[int] = (EARLY, LARGER),
+        trained_enhancement: float | None = None,
     ) -> None:
         self.autoencoder = autoencoder.eval()
         self.autoencoder_config = autoencoder_config
@@ -356,6 +362,7 @@ class TumorDiffusion:
         self.trained = tuple(int(c) for c in trained)
         if not self.trained:
             raise InputError("trained", "expected at least one trained size class, found none")
+        self.trained_enhancement = trained_enhancement
 
     @property
     def sha256(self) -> str:
@@ -489,6 +496,7 @@ class TumorDiffusion:
             "denoiser": asdict(self.config),
             "scale_factor": self.scale_factor,
             "trained_size_classes": list(self.trained),
+            "trained_enhancement": self.trained_enhancement,
             "autoencoder": asdict(self.autoencoder_config),
             **dict(extra or {}),
         }
@@ -550,6 +558,7 @@ class TumorDiffusion:
             stored.scale_factor,
             files,
             stored.trained_size_classes,
+            stored.trained_enhancement,
         )
         return model.to(device)
 
@@ -601,6 +610,7 @@ class _StoredDenoiser:
     autoencoder: dict[str, Any]
     scale_factor: float
     trained_size_classes: tuple[Literal[0, 1], ...]
+    trained_enhancement: float | None
 
 
 def _stored_denoiser(stored: Mapping[str, Any], where: str) -> _StoredDenoiser:
@@ -609,8 +619,13 @@ def _stored_denoiser(stored: Mapping[str, Any], where: str) -> _StoredDenoiser:
     if isinstance(known.get("denoiser"), Mapping):
         # settings added after the first checkpoints: absent means the behaviour before them
         known["denoiser"] = {**_BEFORE_HOST_RELATIVE, **known["denoiser"]}
+        known.setdefault("trained_enhancement", None)
     config = config_from_dict(_StoredDenoiser, known, where, key_path="config", complete=True)
-    check_bounds(config, {"scale_factor": Interval(0, low_open=True)}, where, key_path="config")
+    bounds = {
+        "scale_factor": Interval(0, low_open=True),
+        "trained_enhancement": Interval(0, 1, low_open=True),
+    }
+    check_bounds(config, bounds, where, key_path="config")
     if not config.trained_size_classes:
         raise InputError(
             where,

@@ -66,6 +66,7 @@ from tumorsynth.training.tumor_crops import (
     CropSampler,
     check_crop_fits,
     load_tumor_scans,
+    trained_enhancement,
 )
 
 __all__ = ["DiffusionOutput", "train_diffusion"]
@@ -141,7 +142,14 @@ def train_diffusion(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         denoiser = build_denoiser(config.model, ae_config.embedding_dim).to(device)
-    model = TumorDiffusion(autoencoder, ae_config, denoiser, config.model, trained=trained)
+    model = TumorDiffusion(
+        autoencoder,
+        ae_config,
+        denoiser,
+        config.model,
+        trained=trained,
+        trained_enhancement=trained_enhancement(scans),
+    )
     model.scale_factor = _scale_factor(model, val_crops[0], device)
     ema = AveragedModel(denoiser, multi_avg_fn=get_ema_multi_avg_fn(config.optim.ema_decay))
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.optim.lr)
@@ -314,6 +322,7 @@ def _save(
         model.config,
         model.scale_factor,
         trained=model.trained,
+        trained_enhancement=model.trained_enhancement,
     )
     extra = {
         "trained_on": {

@@ -28,7 +28,7 @@ from tumorsynth.io.label_maps import LabelMap, label_mask, resolve_label_map
 from tumorsynth.io.nifti import load_image
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.tumor_diffusion import AutoencoderConfig, size_class_of
-from tumorsynth.organs import equivalent_diameter_mm
+from tumorsynth.organs import equivalent_diameter_mm, get_profile, registered_organs
 from tumorsynth.training.config import NO_DEFAULT_MAP
 from tumorsynth.training.data import case_items
 
@@ -40,6 +40,7 @@ __all__ = [
     "load_scan",
     "load_tumor_scans",
     "scan_files",
+    "trained_enhancement",
 ]
 
 _NIFTI = (".nii", ".nii.gz")
@@ -54,13 +55,14 @@ HOST_SHELL_MM = (3.0, 10.0)
 @dataclass(frozen=True)
 class AnnotatedTumor:
     """One real tumor (a 26-connected component): centre (voxels), equivalent diameter (mm),
-    and the median HU of the labelled non-tumor tissue 3-10 mm around it (its host; NaN when
-    no labelled tissue is there)."""
+    the median HU of the labelled non-tumor tissue 3-10 mm around it (its host; NaN when
+    no labelled tissue is there), and its organ (None for a label map's generic tumor id)."""
 
     center_vox: tuple[float, float, float]
     diameter_mm: float
     n_voxels: int
     host_hu: float = math.nan
+    organ: str | None = None
 
 
 @dataclass
@@ -117,7 +119,8 @@ def load_scan(
         lab = read_case_label(label, lmap, vol).array
         ids = _tumor_ids(lmap, organs)
         mask = label_mask(lab, ids)
-        tumors = _components(mask, spacing, min_voxels, array, lab)
+        organ_of = _organ_of_tumor_ids(lmap, organs)
+        tumors = _components(mask, spacing, min_voxels, array, lab, organ_of)
         tumor_mask = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
     stride = tuple(max(1, int(round(4.0 / s))) for s in spacing)  # about every 4 mm
     coarse = array[:: stride[0], :: stride[1], :: stride[2]] > foreground_hu
@@ -312,12 +315,21 @@ def _tumor_ids(label_map: LabelMap, organs: Sequence[str]) -> list[int]:
     return sorted(set(ids))
 
 
+def _organ_of_tumor_ids(label_map: LabelMap, organs: Sequence[str]) -> dict[int, str]:
+    """Each tumor id's organ; a generic tumor id (MSD) is the organ's when one organ is read."""
+    found = {i: key.removesuffix("_tumor") for key, ids in label_map.tumors.items() for i in ids}
+    if len(organs) == 1:
+        found.update({int(i): organs[0] for i in label_map.generic_tumor})
+    return found
+
+
 def _components(
     mask: np.ndarray,
     spacing: Sequence[float],
     min_voxels: int,
     image: np.ndarray,
     label: np.ndarray,
+    organ_of: Mapping[int, str],
 ) -> list[AnnotatedTumor]:
     if not mask.any():
         return []
@@ -331,9 +343,24 @@ def _components(
             continue
         diameter = equivalent_diameter_mm(count * voxel_mm3)
         center = tuple(float(c) for c in stats["centroids"][index])
-        host = _host_hu(labels, index, stats["bounding_boxes"][index], spacing, image, label, mask)
-        tumors.append(AnnotatedTumor(center, diameter, count, host))  # type: ignore[arg-type]
+        box = stats["bounding_boxes"][index]
+        host = _host_hu(labels, index, box, spacing, image, label, mask)
+        ids, counts = np.unique(label[box][labels[box] == index], return_counts=True)
+        organ = organ_of.get(int(ids[np.argmax(counts)]))
+        tumors.append(AnnotatedTumor(center, diameter, count, host, organ))  # type: ignore[arg-type]
     return tumors
+
+
+def trained_enhancement(scans: Sequence[Scan]) -> float | None:
+    """How contrast-enhanced the training tumors' hosts are: the median of each organ profile's
+    ``enhancement`` of its tumor's host HU (None when no tumor has an organ and a host)."""
+    values = [
+        get_profile(t.organ).appearance.enhancement(t.host_hu)
+        for scan in scans
+        for t in scan.tumors
+        if t.organ is not None and t.organ in registered_organs() and math.isfinite(t.host_hu)
+    ]
+    return round(float(np.median(values)), 4) if values else None
 
 
 def _host_hu(
