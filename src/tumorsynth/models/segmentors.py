@@ -24,7 +24,7 @@ from torch import nn
 
 from tumorsynth._settings import config_from_dict
 from tumorsynth.io.nifti import RAS_LABELS
-from tumorsynth.models.checkpoint import load_pretrained_state, load_state_strict, save_pretrained
+from tumorsynth.models.checkpoint import load_checkpoint, load_state_strict, save_pretrained
 from tumorsynth.models.device import pick_device
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "build_segmentor",
     "count_parameters",
     "load_segmentor",
+    "load_segmentor_files",
     "nnunet_topology",
     "resample_transforms",
     "save_segmentor",
@@ -210,12 +211,22 @@ def load_segmentor(
     """The network of a checkpoint written by :func:`save_segmentor` (hashes checked, in eval
     mode, on ``device``: a :class:`torch.device` or a name for
     :func:`~tumorsynth.models.device.pick_device`) and its config."""
-    config, state = load_pretrained_state(folder, kind=SEGMENTOR_KIND)
+    model, config, _ = load_segmentor_files(folder, device)
+    return model, config
+
+
+def load_segmentor_files(
+    folder: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any], dict[str, str]]:
+    """:func:`load_segmentor`, and the sha256 of the checkpoint's files (its identity, for
+    records that name the segmentor they were judged by)."""
+    checkpoint = load_checkpoint(folder, kind=SEGMENTOR_KIND)
+    config = checkpoint.config
     model_config = SegmentorConfig.from_dict(config.get("model"), str(Path(folder) / "config.json"))
     model = build_segmentor(model_config)
-    load_state_strict(model, state, str(folder))
+    load_state_strict(model, checkpoint.state, str(folder))
     target = pick_device(device) if isinstance(device, str) else device
-    return model.to(target).eval(), config
+    return model.to(target).eval(), config, dict(checkpoint.files)
 
 
 def resample_transforms(spacing_mm: Sequence[float], *, label: bool = False) -> list[Any]:

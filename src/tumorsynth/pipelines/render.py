@@ -5,14 +5,19 @@ box): the crop is cut out, its tissue pushed aside by the mass effect, the tumor
 rendered where it may lie (its organ, plus soft tissue within the allowed bulge), and the crop
 pasted back. So the cost grows with tumor size, not with scan size. Tumors that do not read what
 an earlier one writes are rendered together (one ``render_batch`` per generator).
+
+With quality filters (:mod:`.tumor_filter`), each rendered tumor of a filtered organ is scored
+before it is pasted (one network call per group); one that fails has its appearance redrawn with
+a seed derived from its own (``[seed, attempt]``), and it and the tumors after it are rendered
+again, so the case is always the one its records replay to.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -33,6 +38,9 @@ from tumorsynth.io.records import TumorRecord
 from tumorsynth.pipelines.tumor_spec import TumorSpec
 from tumorsynth.shapes import apply_mass_effect, mass_effect_box, render_shape, shape_box
 
+if TYPE_CHECKING:
+    from tumorsynth.pipelines.tumor_filter import FilterInput, TumorFilter
+
 __all__ = ["SynthesisOutput", "render_specs", "replay_case"]
 
 _SOFT_TISSUE_HU = (-250.0, 300.0)
@@ -47,6 +55,9 @@ class SynthesisOutput:
     records: list[TumorRecord] = field(default_factory=list)
     #: Tumors of a count drawn from the organ profile that found no room ("liver large": 2).
     not_placed: dict[str, int] = field(default_factory=dict)
+    #: Tumors a quality filter rejected on every attempt and that were left out (``skip``):
+    #: organ, size class, seed, best score, attempts.
+    filtered_out: list[dict[str, Any]] = field(default_factory=list)
 
 
 def render_specs(
@@ -189,66 +200,151 @@ def prepare_case(
     )
 
 
+#: Draws a tumor's appearance again for filter attempt ``n`` (2, 3, ...): the spec to render.
+Redraw = Callable[[int], TumorSpec]
+
+
+@dataclass
+class _Queued:
+    """A prepared tumor waiting for the next flush."""
+
+    pending: PendingTumor
+    attempts: int  # placement attempts it took
+    redraw: Redraw | None = None
+    filter_attempt: int = 1
+    best_score: float = -1.0
+
+
 class Renderer:
     """Renders tumors in order, batching those that do not read what an earlier one writes.
 
     A tumor joins the pending group unless the crop it reads overlaps the crop a pending tumor
     writes; then the group is rendered (one ``render_batch`` per generator) and committed first.
     The grouping depends only on the specs, so the same specs give the same voxels, and for
-    generators without context it equals rendering one by one.
+    generators without context it equals rendering one by one. ``filters`` (one per organ)
+    judge each rendered tumor before it is committed (module docstring).
     """
 
-    def __init__(self, state: CaseState, case_id: str) -> None:
+    def __init__(self, state: CaseState, case_id: str, filters: Sequence[TumorFilter] = ()) -> None:
         self.state = state
         self.case_id = case_id
-        self.pending: list[tuple[PendingTumor, int]] = []
+        self.pending: list[_Queued] = []
         self.records: list[TumorRecord] = []
+        self.filtered_out: list[dict[str, Any]] = []
+        self.filters = {f.organ: f for f in filters}
 
     def prepare(self, spec: TumorSpec, gen: TumorGenerator) -> PendingTumor:
         """One tumor's crops and render inputs (nothing is written to the case), after rendering
         the pending group if this tumor would read what one of them writes."""
         crops = _Crops.of(spec, self.state, gen)
-        if any(crops.reads.overlaps(p.box) for p, _ in self.pending):
+        if any(crops.reads.overlaps(q.pending.box) for q in self.pending):
             self.flush()
         return _prepare_render(spec, self.state, gen, crops)
 
-    def add(self, pending: PendingTumor, attempts: int) -> None:
-        """Keep a prepared tumor (drawn in ``attempts`` tries); it is rendered at the next flush."""
-        self.pending.append((pending, attempts))
+    def add(self, pending: PendingTumor, attempts: int, redraw: Redraw | None = None) -> None:
+        """Keep a prepared tumor (drawn in ``attempts`` tries); it is rendered at the next flush.
+        ``redraw`` gives its spec for a filter's next attempt (none: it is not redrawn)."""
+        self.pending.append(_Queued(pending, attempts, redraw))
 
     def flush(self) -> None:
-        """Render the pending tumors, paste them into the case and record them, in order."""
+        """Render the pending tumors, judge them, paste them into the case and record them, in
+        order; a tumor a filter rejects is redrawn, and it and those after it are queued again."""
+        while self.pending:
+            queued, self.pending = self.pending, []
+            patches = self._render(queued)
+            scores = self._judge(queued, patches)
+            for i, (item, patch, score) in enumerate(zip(queued, patches, scores, strict=True)):
+                judge = self.filters.get(item.pending.spec.organ)
+                note: dict[str, Any] | None = None
+                if judge is not None and score is not None:
+                    if not judge.passes(score) and item.filter_attempt <= judge.retries:
+                        if item.redraw is not None:
+                            self._requeue(queued[i:], score)
+                            break
+                    note = judge.note(score, item.filter_attempt)
+                    if not judge.passes(score) and judge.on_fail == "skip":
+                        self._left_out(item, max(score, item.best_score))
+                        continue
+                self._keep(item, patch, note)
+
+    def _render(self, queued: Sequence[_Queued]) -> list[_Patch]:
+        """Each queued tumor rendered (one ``render_batch`` per generator), not yet committed."""
         groups: dict[int, list[int]] = {}
-        for i, (p, _) in enumerate(self.pending):
-            groups.setdefault(id(p.gen), []).append(i)
+        for i, q in enumerate(queued):
+            groups.setdefault(id(q.pending.gen), []).append(i)
         rendered: dict[int, np.ndarray] = {}
         for indices in groups.values():
-            gen = self.pending[indices[0]][0].gen
-            specs = [self.pending[i][0].spec.appearance for i in indices]
-            inputs = [self.pending[i][0].inputs for i in indices]
+            gen = queued[indices[0]].pending.gen
+            specs = [queued[i].pending.spec.appearance for i in indices]
+            inputs = [queued[i].pending.inputs for i in indices]
             rendered.update(zip(indices, gen.render_batch(specs, inputs), strict=True))
-        state = self.state
-        for i, (p, attempts) in enumerate(self.pending):
-            patch = _finish_render(p, rendered[i], state)
-            _commit(patch, state)
-            record = p.spec.to_record(
-                case_id=self.case_id,
-                tumor_index=len(self.records),
-                attempts=attempts,
-                n_voxels=patch.n_voxels,
-                tumor_mean_hu=patch.tumor_mean_hu,
-                parenchyma_mean_hu=patch.parenchyma_mean_hu,
-                spacing_mm=state.spacing_mm,
-                affine=state.affine,
-                label_map=state.label_map,
+        return [_finish_render(q.pending, rendered[i], self.state) for i, q in enumerate(queued)]
+
+    def _judge(self, queued: Sequence[_Queued], patches: Sequence[_Patch]) -> list[float | None]:
+        """Each filtered tumor's score (one call per filter), None for the others."""
+        scores: list[float | None] = [None] * len(queued)
+        for organ, judge in self.filters.items():
+            indices = [i for i, q in enumerate(queued) if q.pending.spec.organ == organ]
+            if indices:
+                inputs = [_filter_input(patches[i], self.state, judge.field_mm) for i in indices]
+                for i, score in zip(indices, judge.score(inputs), strict=True):
+                    scores[i] = score
+        return scores
+
+    def _requeue(self, queued: Sequence[_Queued], score: float) -> None:
+        """Redraw the first tumor's appearance and queue it and the rest again (each prepared
+        against the case as it now is)."""
+        first = queued[0]
+        attempt = first.filter_attempt + 1
+        again = [
+            replace(
+                first,
+                pending=self.prepare(first.redraw(attempt), first.pending.gen),  # type: ignore[misc]
+                filter_attempt=attempt,
+                best_score=max(first.best_score, score),
             )
-            self.records.append(record)
-        self.pending = []
+        ]
+        self.pending.extend(again)
+        for item in queued[1:]:
+            spec = item.pending.spec
+            self.pending.append(replace(item, pending=self.prepare(spec, item.pending.gen)))
+
+    def _keep(self, item: _Queued, patch: _Patch, note: dict[str, Any] | None) -> None:
+        state = self.state
+        _commit(patch, state)
+        record = item.pending.spec.to_record(
+            case_id=self.case_id,
+            tumor_index=len(self.records),
+            attempts=item.attempts,
+            n_voxels=patch.n_voxels,
+            tumor_mean_hu=patch.tumor_mean_hu,
+            parenchyma_mean_hu=patch.parenchyma_mean_hu,
+            spacing_mm=state.spacing_mm,
+            affine=state.affine,
+            label_map=state.label_map,
+        )
+        if note is not None:
+            record = replace(record, extra={**record.extra, "filter": note})
+        self.records.append(record)
+
+    def _left_out(self, item: _Queued, best: float) -> None:
+        spec = item.pending.spec
+        self.filtered_out.append(
+            {
+                "organ": spec.organ,
+                "size_class": spec.size_class,
+                "seed": spec.seed,
+                "best_score": round(float(best), 4),
+                "attempts": item.filter_attempt,
+            }
+        )
 
     def finish(self) -> SynthesisOutput:
         """Render what is pending and return the case."""
         self.flush()
-        return SynthesisOutput(self.state.image, self.state.label, self.records)
+        out = SynthesisOutput(self.state.image, self.state.label, self.records)
+        out.filtered_out = list(self.filtered_out)
+        return out
 
 
 # -- one tumor: crops, mass effect, render inputs, patch -------------------------------------------
@@ -297,6 +393,7 @@ class _Patch:
     image: np.ndarray  # new values for box, input dtype
     label: np.ndarray  # new label for box
     changed: np.ndarray  # bool, box: voxels whose image value may differ
+    tumor: np.ndarray  # bool, box: this tumor's voxels
     n_voxels: int
     tumor_mean_hu: float
     parenchyma_mean_hu: float
@@ -370,6 +467,7 @@ def _finish_render(pending: PendingTumor, new: np.ndarray, state: CaseState) -> 
         image_out,
         label,
         changed,
+        tumor,
         n_voxels,
         float(final[tumor].mean()) if n_voxels else math.nan,
         float(final[inner][shell].mean()) if shell.any() else math.nan,
@@ -411,6 +509,28 @@ def _allowed_region(
     allowed = organ.copy()
     allowed[sub] |= near & soft & ~others
     return allowed
+
+
+def _filter_input(patch: _Patch, state: CaseState, field_mm: float) -> FilterInput:
+    """The case around a rendered, uncommitted tumor (``field_mm`` wide, clipped to the scan),
+    with the tumor's patch in it, for a filter."""
+    from tumorsynth.pipelines.tumor_filter import FilterInput
+
+    found = Box.of_mask(patch.tumor)
+    origin = np.asarray(patch.box.origin) + (np.asarray(found.origin) if found else 0)
+    shape = np.asarray(found.shape if found else patch.box.shape)
+    center = origin + (shape - 1) / 2.0
+    half = np.ceil(0.5 * field_mm / np.asarray(state.spacing_mm)) + 1
+    lo = np.maximum(np.floor(center - half), 0).astype(int)
+    hi = np.minimum(np.ceil(center + half) + 1, state.image.shape).astype(int)
+    field = Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi - lo))  # type: ignore[arg-type]
+    view = field.union(patch.box)
+    image = c_ordered(state.image[view.slices], np.float32)
+    tumor = np.zeros(view.shape, dtype=bool)
+    inner = view.inner(patch.box)
+    image[inner] = np.where(patch.changed, patch.image, image[inner])
+    tumor[inner] = patch.tumor
+    return FilterInput(image, tumor, state.spacing_mm, state.affine)
 
 
 def _commit(patch: _Patch, state: CaseState) -> None:

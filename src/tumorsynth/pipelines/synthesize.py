@@ -10,6 +10,9 @@ that no longer fit are left out with a :class:`~tumorsynth.errors.PlacementWarni
 ``exclude_labels`` keeps every tumor a margin away from lesions already in the scan (any label ids
 of the input label: real tumors, cysts), and keeps its mass effect off them, so their voxels come
 out unchanged: synthetic tumors can go into the very scans that hold real ones (host-matched).
+``filters`` (:class:`~tumorsynth.pipelines.tumor_filter.TumorFilter`, one per organ) keep only
+tumors a segmentor recognizes: a rejected tumor's appearance is redrawn from ``[seed, attempt]``
+(its shape and site stay), and its record says verdict, score and attempts.
 Rendering the specs into the scan is the deterministic side, in :mod:`.render`
 (:func:`render_specs`, :func:`replay_case`); a kept spec becomes the tumor's record
 (:mod:`.tumor_spec`).
@@ -22,7 +25,8 @@ import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
 import edt
 import numpy as np
@@ -48,11 +52,15 @@ from tumorsynth.pipelines.render import (
 from tumorsynth.pipelines.tumor_spec import TumorSpec
 from tumorsynth.shapes import RandomTumorShape, ShapeSpec
 
+if TYPE_CHECKING:
+    from tumorsynth.pipelines.tumor_filter import TumorFilter
+
 __all__ = [
     "SynthesisOutput",
     "TumorRequest",
     "TumorSpec",
     "check_exclusion",
+    "check_filters",
     "render_specs",
     "replay_case",
     "synthesize_case",
@@ -99,6 +107,7 @@ def synthesize_case(
     max_attempts: int = 8,
     exclude_labels: Sequence[int] = (),
     exclude_margin_mm: float = 0.0,
+    filters: Sequence[TumorFilter] = (),
 ) -> SynthesisOutput:
     """Put synthetic tumors into one CT; the inputs are not modified.
 
@@ -129,6 +138,10 @@ def synthesize_case(
         effect reaches them, so their voxels come out unchanged. An id absent from this label
         gives a warning (a dataset's cases need not all hold one). Tumor ids of the label map
         that are not excluded keep the default rule (a sphere around each, no margin).
+    filters
+        Quality filters, at most one per organ, each judging the tumors of its segmentor's
+        organ; tumors it rejects on every attempt stay with a ``rejected`` verdict or are left
+        out (``SynthesisOutput.filtered_out``), as the filter's ``on_fail`` says.
 
     Returns
     -------
@@ -149,6 +162,7 @@ def synthesize_case(
             raise InputError("synthesize_case", "expected organ= or requests=, found neither")
         requests = [TumorRequest(organ, count, size)]
     exclude_ids = check_exclusion(exclude_labels, exclude_margin_mm)
+    check_filters(filters, [r.organ for r in requests])
     with single_threaded_blas():
         rng = as_rng(rng)
         gen = get_generator(generator)
@@ -164,7 +178,7 @@ def synthesize_case(
         )
         excluded = _Excluded.of(state, exclude_ids, exclude_margin_mm, requests, where)
         contexts: dict[str, OrganContext] = {}
-        renderer = Renderer(state, case_id)
+        renderer = Renderer(state, case_id, filters)
         # Largest first: big tumors need the deep parts of an organ, small ones fit around them.
         planned = [
             (req.organ, size, req.count is None)
@@ -260,7 +274,7 @@ def _place_tumor(
             too_close += 1
             continue
         if pending.tumor_voxels >= max(1, whole):
-            renderer.add(pending, attempt)
+            renderer.add(pending, attempt, partial(_redraw, gen, site, spec))
             context.occupy(
                 np.asarray(shape.center_vox),
                 shape.bounding_radius_mm,
@@ -279,6 +293,32 @@ def _place_tumor(
         f"attempts ({why})",
         fix="ask for a smaller --size",
     )
+
+
+def _redraw(gen: TumorGenerator, site: TumorSite, spec: TumorSpec, attempt: int) -> TumorSpec:
+    """The spec of a filter's ``attempt`` (2, 3, ...): same shape and site, the appearance
+    drawn again from a seed derived from the tumor's own."""
+    return replace(spec, appearance=gen.draw(site, np.random.default_rng([spec.seed, attempt])))
+
+
+def check_filters(filters: Sequence[TumorFilter], organs: Sequence[str]) -> None:
+    """At most one filter per organ, and each for an organ that gets tumors."""
+    seen: dict[str, str] = {}
+    for f in filters:
+        if f.organ in seen:
+            raise InputError(
+                "filters",
+                f"two filters judge {f.organ} tumors ({seen[f.organ]} and {f.checkpoint}); "
+                "expected at most one per organ",
+            )
+        seen[f.organ] = f.checkpoint
+        if f.organ not in organs:
+            raise InputError(
+                f.checkpoint,
+                f"this filter's segmentor judges {f.organ} tumors, and this run puts tumors only "
+                f"into {', '.join(sorted(set(organs)))}",
+                fix="pass a segmentor trained on the organ you synthesize in",
+            )
 
 
 def _build_context(
