@@ -127,8 +127,10 @@ def synthesize_phantom(
     count: int = 2,
     size: str = "small",
     rng: int = 0,
+    **options: Any,
 ):
-    """``synthesize_case`` on a ``(ct, seg)`` phantom (labels of the ``"phantom"`` preset)."""
+    """``synthesize_case`` on a ``(ct, seg)`` phantom (labels of the ``"phantom"`` preset);
+    ``options`` go to it as they are."""
     from tumorsynth.pipelines.synthesize import synthesize_case
 
     ct, seg = phantom
@@ -143,6 +145,7 @@ def synthesize_phantom(
         generator=generator,
         rng=rng,
         affine=ct.affine,
+        **options,
     )
 
 

@@ -9,10 +9,11 @@ the liver by a drawn contrast, so some of them pass and some do not).
 import numpy as np
 import pytest
 import torch
+from tiny import synthesize_phantom
 
 from tumorsynth.errors import InputError
 from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, save_segmentor
-from tumorsynth.pipelines.synthesize import check_filters, replay_case, synthesize_case
+from tumorsynth.pipelines.synthesize import check_filters, replay_case
 from tumorsynth.pipelines.tumor_filter import FilterInput, TumorFilter
 
 WINDOW = (-100.0, 250.0)
@@ -90,18 +91,8 @@ class TestScore:
 
 
 def liver_tumors(phantom, judge=None, rng=3, count=4):
-    ct, seg = phantom
-    return synthesize_case(
-        ct.array,
-        seg.array,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        organ="liver",
-        count=count,
-        size="medium",
-        rng=rng,
-        affine=ct.affine,
-        filters=[judge] if judge else (),
+    return synthesize_phantom(
+        phantom, count=count, size="medium", rng=rng, filters=[judge] if judge else ()
     )
 
 
