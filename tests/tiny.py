@@ -216,3 +216,30 @@ def diffusion_settings(
         },
         "train": {"out_dir": str(out), "log_every": 10, "val_every": 20, "device": "cpu"},
     }
+
+
+def constant_segmentor(folder: Path, tumor_bias: float, organ: str = "liver") -> Path:
+    """A saved segmentor checkpoint (4 mm, 32^3 patches) whose weights are zero: it calls every
+    voxel tumor (``tumor_bias`` > 0) or none (< 0), so a filter's verdict is known."""
+    import torch
+
+    from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, save_segmentor
+
+    config = SegmentorConfig(patch_size=(32, 32, 32), spacing_mm=(4.0, 4.0, 4.0), channels=(8, 16))
+    model = build_segmentor(config)
+    convs = [
+        m for m in model.modules() if isinstance(m, torch.nn.Conv3d | torch.nn.ConvTranspose3d)
+    ]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        convs[-1].bias.copy_(torch.tensor([0.0, 0.0, float(tumor_bias)]))
+    stored = {
+        "model": config.to_dict(),
+        "organ": organ,
+        "spacing_mm": [4.0, 4.0, 4.0],
+        "hu_window": [-100.0, 250.0],
+        "patch_size": [32, 32, 32],
+    }
+    save_segmentor(model, stored, folder)
+    return folder

@@ -9,10 +9,9 @@ the liver by a drawn contrast, so some of them pass and some do not).
 import numpy as np
 import pytest
 import torch
-from tiny import synthesize_phantom
+from tiny import constant_segmentor, synthesize_phantom
 
 from tumorsynth.errors import InputError
-from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, save_segmentor
 from tumorsynth.pipelines.synthesize import check_filters, replay_case
 from tumorsynth.pipelines.tumor_filter import FilterInput, TumorFilter
 
@@ -150,32 +149,13 @@ class TestSynthesis:
 
 
 class TestCheckpoint:
-    def saved(self, tmp_path, tumor_bias: float):
-        config = SegmentorConfig(
-            patch_size=(32, 32, 32), spacing_mm=(4.0, 4.0, 4.0), channels=(8, 16)
-        )
-        model = build_segmentor(config)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.zero_()
-            last = [
-                m
-                for m in model.modules()
-                if isinstance(m, torch.nn.Conv3d | torch.nn.ConvTranspose3d)
-            ][-1]
-            last.bias.copy_(torch.tensor([0.0, 0.0, tumor_bias]))
-        stored = {**CONFIG, "model": config.to_dict()}
-        save_segmentor(model, stored, tmp_path / "seg")
-        return tmp_path / "seg"
-
     def test_a_saved_segmentor_judges_and_records_name_its_files(self, phantom, tmp_path):
-        folder = self.saved(tmp_path, tumor_bias=5.0)
-        judge = TumorFilter.load(folder, device="cpu")
+        judge = TumorFilter.load(constant_segmentor(tmp_path / "a", 5.0), device="cpu")
         judged = liver_tumors(phantom, judge, count=1)
         note = judged.records[0].extra["filter"]
         assert note["verdict"] == "passed" and note["score"] == 1.0
         assert note["weights_sha256"] == judge.files and len(judge.files) == 2
-        never = TumorFilter.load(self.saved(tmp_path / "b", tumor_bias=-5.0), device="cpu")
+        never = TumorFilter.load(constant_segmentor(tmp_path / "b", -5.0), device="cpu")
         assert liver_tumors(phantom, never, count=1).records[0].extra["filter"]["score"] == 0.0
 
     def test_a_missing_folder_is_named(self, tmp_path):

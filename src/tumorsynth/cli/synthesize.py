@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tumorsynth import DEFAULT_GENERATOR
 from tumorsynth.cli._common import add_seed, split_organs
+
+if TYPE_CHECKING:
+    from tumorsynth.pipelines.filter_settings import FilterSettings
 
 SIZES = ("tiny", "small", "medium", "large", "mixed")
 
@@ -73,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help="gap in mm between synthetic tumors and the excluded labels (default 0)",
     )
+    add_filter_options(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (nnU-Net v2 layout)")
     parser.add_argument(
         "--per-case",
@@ -156,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         generator_options=options,
         exclude_labels=tuple(exclude),
         exclude_margin_mm=float(args.exclude_margin_mm),
+        filter=filter_settings(args),
     )
     settings.resolved_label_map()
     settings.check_exclusion()
@@ -168,7 +174,69 @@ def run(args: argparse.Namespace) -> int:
         + (f"; {result.variants_skipped} already done, skipped" if result.variants_skipped else "")
         + ")"
     )
+    if settings.filter is not None:
+        print_acceptance(result.out_dir)
     return 0
+
+
+def add_filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="CHECKPOINT",
+        help="keep only tumors this segmentor (a `tumorsynth train` model folder) recognizes; "
+        "one per organ, repeatable",
+    )
+    parser.add_argument(
+        "--filter-threshold",
+        type=float,
+        default=0.7,
+        metavar="F",
+        help="a tumor passes when more than this fraction of its voxels are predicted as tumor "
+        "(default 0.7, FreeTumor's)",
+    )
+    parser.add_argument(
+        "--filter-retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="redraws of a rejected tumor's appearance (seeds derived from its own; default 3)",
+    )
+    parser.add_argument(
+        "--filter-on-fail",
+        default="keep",
+        choices=("keep", "skip"),
+        help="after the last redraw: keep the tumor marked rejected (default) or leave it out",
+    )
+
+
+def filter_settings(args: argparse.Namespace) -> FilterSettings | None:
+    """The quality filter of ``--filter`` and its options (None without ``--filter``)."""
+    from tumorsynth.pipelines.filter_settings import FilterSettings
+
+    checkpoints = args.filter if isinstance(args.filter, list) else [args.filter]
+    if not [c for c in checkpoints if c]:
+        return None
+    return FilterSettings(
+        tuple(checkpoints),
+        threshold=float(args.filter_threshold),
+        retries=int(args.filter_retries),
+        on_fail=str(args.filter_on_fail),
+        device=str(args.device),
+    )
+
+
+def print_acceptance(out_dir: Path) -> None:
+    """The run's acceptance table (from its filter_summary.json)."""
+    import json
+
+    from tumorsynth.pipelines.batch import FILTER_SUMMARY
+    from tumorsynth.pipelines.filter_settings import format_acceptance
+
+    rows = json.loads((Path(out_dir) / FILTER_SUMMARY).read_text())
+    print("quality filter, per organ and size class:")
+    print(format_acceptance(rows))
 
 
 def add_generator_options(parser: argparse.ArgumentParser) -> None:

@@ -65,6 +65,7 @@ from tumorsynth.pipelines.batch_pool import (
     stop_on_sigterm,
 )
 from tumorsynth.pipelines.case_check import check_case_inputs
+from tumorsynth.pipelines.filter_settings import LEFT_OUT_KEY, FilterSettings, acceptance_table
 from tumorsynth.pipelines.synthesize import TumorRequest, check_exclusion, synthesize_case
 from tumorsynth.previews import render_tumor_montage, save_png
 
@@ -103,6 +104,8 @@ class BatchSettings:
     #: ``exclude_margin_mm`` (mm) from; see :func:`~tumorsynth.pipelines.synthesize_case`.
     exclude_labels: tuple[int, ...] = ()
     exclude_margin_mm: float = 0.0
+    #: Quality filters (segmentors) that judge every tumor; None: no filter.
+    filter: FilterSettings | None = None
 
     def __post_init__(self) -> None:
         ids = check_exclusion(
@@ -121,6 +124,7 @@ class BatchSettings:
         data = asdict(self)
         data["requests"] = [asdict(r) for r in self.requests]
         data["exclude_labels"] = list(self.exclude_labels)
+        data["filter"] = None if self.filter is None else self.filter.to_json()
         # Settings added after the first runs stay out of run.json while they hold their
         # defaults, so a folder started before they existed still resumes.
         for name, default in _LATER_SETTINGS.items():
@@ -155,7 +159,11 @@ class BatchSettings:
 
 
 #: BatchSettings fields added after the first runs, with their defaults (see ``to_json``).
-_LATER_SETTINGS: dict[str, Any] = {"exclude_labels": [], "exclude_margin_mm": 0.0}
+_LATER_SETTINGS: dict[str, Any] = {
+    "exclude_labels": [],
+    "exclude_margin_mm": 0.0,
+    "filter": None,
+}
 
 
 @dataclass
@@ -206,6 +214,8 @@ def run_batch(
     """
     settings.resolved_label_map()  # a missing or unreadable map fails before any output
     settings.check_exclusion()
+    if settings.filter is not None:  # every segmentor loads (hashes checked) before any output
+        settings.filter.check([r.organ for r in settings.requests])
     try:
         with output_dir(out_dir) as out, run_lock(out), stop_on_sigterm():
             return _run_batch(cases, out, settings, workers, progress, on_case)
@@ -280,7 +290,21 @@ def _run_batch(
         raise
     bar.close()
     write_dataset_json(out, OUTPUT_LABELS)
+    if settings.filter is not None:
+        write_filter_summary(out, complete_records(manifest, repair=False))
     return result
+
+
+#: Per organ and size class, how a run's filter judged its tumors (:func:`acceptance_table`).
+FILTER_SUMMARY = "filter_summary.json"
+
+
+def write_filter_summary(out: Path, records: Sequence[TumorRecord]) -> Path:
+    """``out/filter_summary.json``: the acceptance table of every recorded variant."""
+    path = out / FILTER_SUMMARY
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(acceptance_table(records), indent=2) + "\n")
+    return path
 
 
 #: What a worker returns for one case: the variants it wrote, and the error that stopped it.
@@ -363,7 +387,20 @@ def synthesize_files(
             where=str(case.image),
             exclude_labels=settings.exclude_labels,
             exclude_margin_mm=settings.exclude_margin_mm,
+            filters=settings.filter.build() if settings.filter else (),
         )
+        if not out.records:
+            scores = [t["best_score"] for t in out.filtered_out]
+            raise InputError(
+                str(case.image),
+                f"the filter rejected every tumor of variant {k} (best scores {scores}, "
+                f"threshold {settings.filter.threshold if settings.filter else '-'})",
+                fix="lower --filter-threshold, allow more --filter-retries, or keep rejected "
+                "tumors (--filter-on-fail keep)",
+            )
+        if out.filtered_out:  # the variant's first record lists the tumors left out
+            first = out.records[0]
+            out.records[0] = replace(first, extra={**first.extra, LEFT_OUT_KEY: out.filtered_out})
         image_rel, label_rel = variant_files(case.case_id, k)
         save_volume(
             image,

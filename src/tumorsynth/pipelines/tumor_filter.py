@@ -30,11 +30,9 @@ from tumorsynth.errors import InputError
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.segmentors import load_segmentor_files, window_transform
+from tumorsynth.pipelines.filter_settings import FILTER_ON_FAIL
 
-__all__ = ["FILTER_ON_FAIL", "FilterInput", "TumorFilter"]
-
-#: What a tumor that fails every attempt becomes: kept and reported, or left out of the case.
-FILTER_ON_FAIL = ("keep", "skip")
+__all__ = ["FilterInput", "TumorFilter"]
 #: The segmentor's classes (background, organ, tumor), as ``tumorsynth train`` writes them.
 _TUMOR_CLASS = 2
 
