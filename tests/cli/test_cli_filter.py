@@ -20,7 +20,7 @@ def test_filtered_tumors_record_verdicts_and_the_run_reports_acceptance(
     out = tmp_path / "out"
     done = cli(*synth_args(inputs, out, "--count", "2", "--filter", always))
     assert done.code == 0, done.err
-    notes = [line["extra"]["filter"] for line in manifest_lines(out)]
+    notes = [line["filter_verdict"] for line in manifest_lines(out)]
     assert [n["verdict"] for n in notes] == ["passed", "passed"]
     assert all(n["attempts"] == 1 and n["threshold"] == 0.7 for n in notes)
     (row,) = json.loads((out / "filter_summary.json").read_text())
@@ -39,7 +39,7 @@ def test_rejected_tumors_are_kept_marked_or_the_case_stops_when_none_is_left(
     )
     assert done.code == 0, done.err
     (line,) = manifest_lines(kept)
-    assert line["extra"]["filter"]["verdict"] == "rejected" and line["extra"]["filter"]["attempts"] == 2
+    assert line["filter_verdict"]["verdict"] == "rejected" and line["filter_verdict"]["attempts"] == 2
     (row,) = json.loads((kept / "filter_summary.json").read_text())
     assert row["rejected_kept"] == 1 and row["acceptance"] == 0.0
 

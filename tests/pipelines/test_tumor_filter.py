@@ -101,7 +101,7 @@ class TestSynthesis:
         judged = liver_tumors(phantom, dark_filter(1000.0))
         assert np.array_equal(plain.image, judged.image)
         for record in judged.records:
-            note = record.extra["filter"]
+            note = record.filter_verdict
             assert note["verdict"] == "passed" and note["attempts"] == 1 and note["score"] == 1.0
 
     def test_a_rejected_tumor_is_redrawn_until_it_passes_and_replays_without_the_filter(
@@ -113,9 +113,9 @@ class TestSynthesis:
         cut = means[len(means) // 2] - 1.0
         judge = dark_filter(cut, threshold=0.5, retries=6)
         judged = liver_tumors(phantom, judge)
-        attempts = [r.extra["filter"]["attempts"] for r in judged.records]
+        attempts = [r.filter_verdict["attempts"] for r in judged.records]
         assert max(attempts) > 1, attempts
-        assert all(r.extra["filter"]["verdict"] == "passed" for r in judged.records)
+        assert all(r.filter_verdict["verdict"] == "passed" for r in judged.records)
         assert len(judged.records) == len(plain.records)
         again = liver_tumors(phantom, dark_filter(cut, threshold=0.5, retries=6))
         assert np.array_equal(again.image, judged.image)
@@ -133,8 +133,8 @@ class TestSynthesis:
 
     def test_after_the_last_retry_a_tumor_is_kept_as_rejected_or_left_out(self, phantom):
         kept = liver_tumors(phantom, dark_filter(-500.0, retries=2), count=2)
-        assert [r.extra["filter"]["verdict"] for r in kept.records] == ["rejected"] * 2
-        assert [r.extra["filter"]["attempts"] for r in kept.records] == [3, 3]
+        assert [r.filter_verdict["verdict"] for r in kept.records] == ["rejected"] * 2
+        assert [r.filter_verdict["attempts"] for r in kept.records] == [3, 3]
         skipped = liver_tumors(phantom, dark_filter(-500.0, retries=1, on_fail="skip"), count=2)
         assert skipped.records == [] and not (skipped.label == 2).any()
         assert [t["attempts"] for t in skipped.filtered_out] == [2, 2]
@@ -152,11 +152,11 @@ class TestCheckpoint:
     def test_a_saved_segmentor_judges_and_records_name_its_files(self, phantom, tmp_path):
         judge = TumorFilter.load(constant_segmentor(tmp_path / "a", 5.0), device="cpu")
         judged = liver_tumors(phantom, judge, count=1)
-        note = judged.records[0].extra["filter"]
+        note = judged.records[0].filter_verdict
         assert note["verdict"] == "passed" and note["score"] == 1.0
         assert note["weights_sha256"] == judge.files and len(judge.files) == 2
         never = TumorFilter.load(constant_segmentor(tmp_path / "b", -5.0), device="cpu")
-        assert liver_tumors(phantom, never, count=1).records[0].extra["filter"]["score"] == 0.0
+        assert liver_tumors(phantom, never, count=1).records[0].filter_verdict["score"] == 0.0
 
     def test_a_missing_folder_is_named(self, tmp_path):
         with pytest.raises(InputError, match="nothing there"):

@@ -129,8 +129,8 @@ def acceptance_table(records: Iterable[TumorRecord]) -> list[dict[str, Any]]:
         )
 
     for record in records:
-        note = record.extra.get("filter")
-        if isinstance(note, dict):
+        note = record.filter_verdict
+        if note is not None:
             r = row(record.organ, record.size_class)
             r["tumors"] += 1
             r["attempts"] += int(note["attempts"])

@@ -324,7 +324,7 @@ class Renderer:
             label_map=state.label_map,
         )
         if note is not None:
-            record = replace(record, extra={**record.extra, "filter": note})
+            record = replace(record, filter_verdict=note)
         self.records.append(record)
 
     def _left_out(self, item: _Queued, best: float) -> None:
