@@ -39,7 +39,9 @@ def test_rejected_tumors_are_kept_marked_or_the_case_stops_when_none_is_left(
     )
     assert done.code == 0, done.err
     (line,) = manifest_lines(kept)
-    assert line["filter_verdict"]["verdict"] == "rejected" and line["filter_verdict"]["attempts"] == 2
+    assert (
+        line["filter_verdict"]["verdict"] == "rejected" and line["filter_verdict"]["attempts"] == 2
+    )
     (row,) = json.loads((kept / "filter_summary.json").read_text())
     assert row["rejected_kept"] == 1 and row["acceptance"] == 0.0
 
@@ -62,3 +64,47 @@ def test_a_filter_for_another_organ_is_refused_before_any_output(
     assert not out.exists()
     done = cli(*synth_args(inputs, out, "--filter", tmp_path / "none"))
     assert done.code == 2 and "nothing there" in done.err and not out.exists()
+
+
+def test_replay_needs_no_filter_and_verify_filter_scores_again(
+    inputs: SimpleNamespace,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    always = constant_segmentor(tmp_path / "always", 5.0)
+    out = tmp_path / "out"
+    assert cli(*synth_args(inputs, out, "--count", "2", "--filter", always)).code == 0
+    plain = cli("replay", out / "manifest.jsonl", "--out", tmp_path / "plain", "--no-progress")
+    assert plain.code == 0, plain.err
+    verified = cli(
+        "replay",
+        out / "manifest.jsonl",
+        "--out",
+        tmp_path / "v",
+        "--verify-filter",
+        "--no-progress",
+    )
+    assert verified.code == 0, verified.err
+    assert "2 verdicts unchanged" in verified.out
+    assert [
+        line["filter_verdict"]["verified_score"] for line in manifest_lines(tmp_path / "v")
+    ] == [
+        1.0,
+        1.0,
+    ]
+    # another segmentor (other weights) in the recorded place is refused, naming it
+    moved = constant_segmentor(tmp_path / "other", -5.0)
+    refused = cli(
+        "replay",
+        out / "manifest.jsonl",
+        "--out",
+        tmp_path / "w",
+        "--verify-filter",
+        moved,
+        "--no-progress",
+    )
+    assert (
+        refused.code == 2
+        and str(moved) in refused.err
+        and "is not the liver segmentor" in refused.err
+    )
+    assert not (tmp_path / "w").exists()

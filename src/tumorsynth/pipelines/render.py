@@ -72,8 +72,11 @@ def render_specs(
     output_labels: LabelMap = OUTPUT_LABELS,
     where: str = "<image>",
     generators: Mapping[str, TumorGenerator] | None = None,
+    filters: Sequence[TumorFilter] = (),
 ) -> SynthesisOutput:
-    """Render frozen specs in order (the deterministic side); same specs, same voxels."""
+    """Render frozen specs in order (the deterministic side); same specs, same voxels.
+    ``filters`` only score the tumors of their organs (each record's ``filter_verdict`` holds
+    the score and verdict); nothing is redrawn or left out."""
     with single_threaded_blas():
         state = prepare_case(
             image,
@@ -86,7 +89,7 @@ def render_specs(
             sorted({s.organ for s in specs}),
         )
         cache: dict[str, TumorGenerator] = dict(generators or {})
-        renderer = Renderer(state, case_id)
+        renderer = Renderer(state, case_id, filters, redraw=False)
         for spec in specs:
             if spec.generator not in cache:
                 cache[spec.generator] = get_generator(spec.generator, **spec.generator_options)
@@ -117,10 +120,12 @@ def replay_case(
     output_labels: LabelMap = OUTPUT_LABELS,
     where: str = "<image>",
     generators: Mapping[str, TumorGenerator] | None = None,
+    filters: Sequence[TumorFilter] = (),
 ) -> SynthesisOutput:
     """Reproduce a case's tumors from their records, voxel for voxel. Each generator is rebuilt
     from its records' ``generator_options`` unless ``generators`` holds an instance by its name
-    (e.g. one loaded on another device)."""
+    (e.g. one loaded on another device). ``filters`` score the replayed tumors again (the new
+    records' ``filter_verdict``), as in :func:`render_specs`."""
     ordered = sorted(records, key=lambda r: r.tumor_index)
     specs = [TumorSpec.from_record(record, output_labels) for record in ordered]
     case_id = ordered[0].case_id if ordered else "case"
@@ -135,6 +140,7 @@ def replay_case(
         output_labels=output_labels,
         where=where,
         generators=generators,
+        filters=filters,
     )
     out.records = [
         new.with_paths(
@@ -225,8 +231,16 @@ class Renderer:
     judge each rendered tumor before it is committed (module docstring).
     """
 
-    def __init__(self, state: CaseState, case_id: str, filters: Sequence[TumorFilter] = ()) -> None:
+    def __init__(
+        self,
+        state: CaseState,
+        case_id: str,
+        filters: Sequence[TumorFilter] = (),
+        *,
+        redraw: bool = True,
+    ) -> None:
         self.state = state
+        self.redraw = redraw
         self.case_id = case_id
         self.pending: list[_Queued] = []
         self.records: list[TumorRecord] = []
@@ -256,7 +270,9 @@ class Renderer:
             for i, (item, patch, score) in enumerate(zip(queued, patches, scores, strict=True)):
                 judge = self.filters.get(item.pending.spec.organ)
                 note: dict[str, Any] | None = None
-                if judge is not None and score is not None:
+                if judge is not None and score is not None and not self.redraw:
+                    note = {"score": round(score, 4), "passed": judge.passes(score)}
+                elif judge is not None and score is not None:
                     if not judge.passes(score) and item.filter_attempt <= judge.retries:
                         if item.redraw is not None:
                             self._requeue(queued[i:], score)

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 
@@ -59,6 +59,7 @@ from tumorsynth.pipelines.batch_folder import (
     remove_unrecorded,
     warn_if_other_version,
 )
+from tumorsynth.pipelines.replay_filter import verified_verdict, verifying_filters
 from tumorsynth.pipelines.replay_plan import (
     RENDER_ERRORS,
     ReplayVariant,
@@ -67,6 +68,9 @@ from tumorsynth.pipelines.replay_plan import (
     plan_replay,
 )
 from tumorsynth.pipelines.synthesize import replay_case
+
+if TYPE_CHECKING:
+    from tumorsynth.pipelines.tumor_filter import TumorFilter
 
 __all__ = ["REPLAY_INFO", "ReplayOutput", "plan_replay", "replay_manifest"]
 
@@ -89,6 +93,7 @@ def replay_manifest(
     generator_options: Mapping[str, Mapping[str, Any]] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    verify_filter: bool | str | os.PathLike[str] = False,
 ) -> ReplayOutput:
     """Re-render every case variant of ``manifest`` into ``out_dir``, checking as it goes.
 
@@ -107,6 +112,10 @@ def replay_manifest(
         For every generator that takes them (learned ones): the model folder, when it moved
         (default: the one the records name; its files must still have the recorded hashes), and
         the device (``auto``, ``cpu``, ``cuda``; default: the generator's own choice).
+    verify_filter
+        Score the replayed tumors again with the filter their records name (a path: the
+        segmentor folder, when it moved); a changed verdict is refused
+        (:mod:`.replay_filter`).
 
     Returns
     -------
@@ -128,12 +137,17 @@ def replay_manifest(
     source_hashes = _check_sources(manifest, variants)
     overrides = {"checkpoint": checkpoint, "device": device}
     generators = _generators(variants, generator_options or {}, overrides)
+    filters = (
+        verifying_filters(variants, None if verify_filter is True else verify_filter)
+        if verify_filter
+        else []
+    )
     manifest_sha = sha256_of(manifest)
     # a failed first run leaves nothing behind; a second run into the folder is refused meanwhile
     with output_dir(out) as folder, run_lock(folder):
         done, created = _open_folder(folder, manifest, manifest_sha)
         try:
-            return _replay(variants, done, folder, source_hashes, generators, progress)
+            return _replay(variants, done, folder, source_hashes, generators, progress, filters)
         except BaseException:
             if created and not (folder / MANIFEST_NAME).exists():
                 (folder / REPLAY_INFO).unlink(missing_ok=True)
@@ -344,6 +358,7 @@ def _replay(
     source_hashes: Mapping[str, str],
     generators: Mapping[tuple[str, int], Mapping[str, TumorGenerator]],
     progress: bool,
+    filters: Sequence[TumorFilter] = (),
 ) -> ReplayOutput:
     todo = [v for v in variants if v.key not in done]
     result = ReplayOutput(folder, variants_skipped=len(variants) - len(todo))
@@ -355,7 +370,7 @@ def _replay(
                 image = load_image(v.sources[0])
                 loaded = (v.sources, image, read_case_label(Path(v.sources[1]), v.label_map, image))
             records = _replay_variant(
-                v, loaded[1], loaded[2], folder, source_hashes, generators[v.key]
+                v, loaded[1], loaded[2], folder, source_hashes, generators[v.key], filters
             )
             append_records(folder / MANIFEST_NAME, records)
             result.records.extend(records)
@@ -374,11 +389,12 @@ def _replay_variant(
     folder: Path,
     source_hashes: Mapping[str, str],
     generators: Mapping[str, TumorGenerator],
+    filters: Sequence[TumorFilter] = (),
 ) -> list[TumorRecord]:
     """Render one variant, re-measure its tumors against their records, then write its files."""
     _check_centres(v, str(image.path), image.shape)
     try:
-        result = _render(v.records, image, label, v.label_map, generators)
+        result = _render(v.records, image, label, v.label_map, generators, filters)
     except InputError:
         raise
     except RENDER_ERRORS as exc:
@@ -397,6 +413,10 @@ def _replay_variant(
                 f"the replayed tumor measures {new.volume_ml} mL, the record {old.volume_ml} mL",
                 fix="replay the manifest as the batch wrote it, with its sources",
             )
+    verdicts = [
+        verified_verdict(where, old, new)
+        for where, old, new in zip(v.wheres, v.records, result.records, strict=True)
+    ]
     image_rel, label_rel = v.files
     save_volume(
         image, folder / image_rel, array=result.image, description=SYNTHETIC_IMAGE_DESCRIPTION
@@ -418,9 +438,9 @@ def _replay_variant(
             variant=old.variant,
             variant_tumors=len(v.records),
             attempts=old.attempts,
-            filter_verdict=old.filter_verdict,
+            filter_verdict=verdict,
         )
-        for old, new in zip(v.records, result.records, strict=True)
+        for old, new, verdict in zip(v.records, result.records, verdicts, strict=True)
     ]
 
 
@@ -430,6 +450,7 @@ def _render(
     label: Volume,
     label_map: LabelMap,
     generators: Mapping[str, TumorGenerator],
+    filters: Sequence[TumorFilter] = (),
 ) -> Any:
     return replay_case(
         image.array,
@@ -440,6 +461,7 @@ def _render(
         affine=image.affine,
         where=str(image.path),
         generators=generators,
+        filters=filters,
     )
 
 
