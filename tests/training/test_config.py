@@ -60,6 +60,16 @@ def test_entries_that_name_their_own_maps_need_no_shared_one(tmp_path):
             "out_channels",
         ),
         ("- a\n- b\n", "mapping"),
+        (
+            "data: {healthy: [a], healthy_label_map: msd, filter: {checkpoints: [x], "
+            "threshold: 1.5}}\n",
+            "filter: --filter-threshold",
+        ),
+        (
+            "data: {healthy: [a], healthy_label_map: msd, filter: {checkpoints: [x], "
+            "colour: red}}\n",
+            "filter: unknown setting",
+        ),
     ],
 )
 def test_bad_configs_name_the_setting(tmp_path, text, match):

@@ -446,3 +446,27 @@ def test_totalsegmentator_pancreas(totalseg):
     assert set(np.unique(lab).astype(int)) <= {0, 1, 3, 4, 5}
     assert np.array_equal(lab == 1, seg.array == 5)  # liver 5 -> 1, untouched
     assert_changes_near_tumors(as_array(out["image"])[0] != ct.array, out["tumors"], ct.affine)
+
+
+def test_an_online_filter_judges_every_tumor_in_loader_workers(phantom, tmp_path):
+    """FreeTumor's online filter: settings travel to DataLoader workers, which load the
+    segmentor themselves; every tumor's record carries its verdict."""
+    from tiny import constant_segmentor
+
+    always = constant_segmentor(tmp_path / "always", 5.0)
+    ct, seg = phantom
+    transform = make_transform(count=1, filter={"checkpoints": [str(always)], "device": "cpu"})
+    dataset = Dataset(
+        [numpy_sample(ct, seg)] * 2, transform=Compose([transform]).set_random_state(0)
+    )
+    batches = list(DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=lambda b: b))
+    verdicts = [t["filter_verdict"]["verdict"] for b in batches for t in b[0]["tumors"]]
+    assert verdicts == ["passed", "passed"]
+    never = constant_segmentor(tmp_path / "never", -5.0)
+    rejected = make_transform(count=1, filter={"checkpoints": str(never), "retries": 1})
+    out = rejected.set_random_state(0)(numpy_sample(ct, seg))
+    assert [t["filter_verdict"]["attempts"] for t in out["tumors"]] == [2]
+    with pytest.raises(InputError, match="threshold"):
+        make_transform(filter={"checkpoints": [str(always)], "threshold": 2})
+    with pytest.raises(InputError, match="found"):
+        make_transform(filter={"checkpoints": [str(always)], "colour": "red"})

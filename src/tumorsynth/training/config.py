@@ -33,6 +33,7 @@ needs are given, the generator exists), all together, before anything is read or
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -99,6 +100,8 @@ class DataConfig:
         Tumor appearance generator: heuristic, or diffusion (a trained checkpoint).
     generator_options
         Options of the generator, e.g. {checkpoint: DIR} for diffusion.
+    filter
+        Quality filter of synthetic tumors, online (FreeTumor): {checkpoints: [DIR], threshold: 0.7, retries: 3, on_fail: keep}; null: none.
     tumor_size
         Size class of synthetic tumors: tiny, small, medium, large or mixed.
     tumors_per_case
@@ -132,6 +135,7 @@ class DataConfig:
     synthetic_fraction: float = 0.5
     generator: str = DEFAULT_GENERATOR
     generator_options: dict[str, Any] = field(default_factory=dict)
+    filter: dict[str, Any] | None = None
     tumor_size: SizeClass | Literal["mixed"] = "mixed"
     tumors_per_case: int | None = None
     synthesis_prob: float = 1.0
@@ -168,6 +172,8 @@ class DataConfig:
                     f"generator_options: expected options of generator {self.generator!r}, "
                     f"found {self.generator_options} (it takes no option {', '.join(unknown)})"
                 )
+        if self.filter is not None:
+            problems += filter_problems(self.filter)
         for key in ("healthy", "real"):
             entries = getattr(self, key)
             if entries:
@@ -182,7 +188,37 @@ class DataConfig:
     def input_problems(self) -> list[str]:
         """The scans ``mode`` uses that are not where the entries say."""
         used = {"synthetic": ("healthy",), "real": ("real",), "mixed": ("healthy", "real")}
-        return [p for key in used[self.mode] for p in case_input_problems(getattr(self, key), key)]
+        problems = [
+            p for key in used[self.mode] for p in case_input_problems(getattr(self, key), key)
+        ]
+        if self.filter is not None and self.mode != "real":
+            checkpoints = self.filter.get("checkpoints", ())
+            for folder in [checkpoints] if isinstance(checkpoints, str) else checkpoints:
+                if not Path(str(folder)).is_dir():
+                    problems.append(
+                        f"filter.checkpoints: expected a segmentor folder, found nothing at "
+                        f"{folder}"
+                    )
+        return problems
+
+
+def filter_problems(settings: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a ``data.filter`` mapping (its keys and values), by key path."""
+    from tumorsynth.pipelines.filter_settings import FilterSettings
+
+    fields = dict(settings)
+    checkpoints = fields.pop("checkpoints", ())
+    known = {"threshold", "retries", "on_fail", "device"}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        return [f"filter: unknown setting(s) {unknown}; known are checkpoints, {sorted(known)}"]
+    try:
+        FilterSettings(
+            tuple([checkpoints] if isinstance(checkpoints, str) else checkpoints), **fields
+        )
+    except InputError as exc:
+        return [f"filter: {exc}"]
+    return []
 
 
 @dataclass(frozen=True)

@@ -342,7 +342,16 @@ def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
         "label_map": OUTPUT_LABELS,
         "generator": d.generator,
         "generator_options": options,
+        "filter": _online_filter(d.filter, d.num_workers),
     }
+
+
+def _online_filter(settings: Mapping[str, Any] | None, workers: int) -> dict[str, Any] | None:
+    """``data.filter`` for the synthesis transforms: in forked loader workers the segmentor runs
+    on their CPUs unless the config names a device (as for a learned generator)."""
+    if settings is None:
+        return None
+    return {"device": "cpu", **settings} if workers > 0 else dict(settings)
 
 
 def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> Compose:

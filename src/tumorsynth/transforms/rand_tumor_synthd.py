@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -27,7 +27,11 @@ from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map, to_output_labels
 from tumorsynth.io.nifti import spacing_from_affine
 from tumorsynth.organs import get_profile
+from tumorsynth.pipelines.filter_settings import FilterSettings
 from tumorsynth.pipelines.synthesize import TumorRequest, synthesize_case
+
+if TYPE_CHECKING:
+    from tumorsynth.pipelines.tumor_filter import TumorFilter
 
 __all__ = ["RandTumorSynthd", "TumorSynthd", "as_type_of"]
 
@@ -59,6 +63,12 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
     on_error
         ``"raise"`` (default) or ``"skip"``: when the organ is missing or too small, return the
         sample without tumors and warn.
+    filter
+        A quality filter (FreeTumor's, online): :class:`~tumorsynth.pipelines.filter_settings.
+        FilterSettings`, the mapping of its fields (``{"checkpoints": [DIR], "threshold": 0.7,
+        "retries": 3, "on_fail": "keep"}``; in DataLoader workers add ``"device": "cpu"``), or
+        loaded :class:`~tumorsynth.pipelines.tumor_filter.TumorFilter` instances. Settings load
+        their segmentors in the process that first uses them (each loader worker).
     allow_missing_keys
         Return the data unchanged when a key is missing.
 
@@ -91,6 +101,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
         on_error: Literal["raise", "skip"] = "raise",
         generator_options: Mapping[str, Any] | None = None,
         allow_missing_keys: bool = False,
+        filter: FilterSettings | Mapping[str, Any] | Sequence[TumorFilter] | None = None,  # noqa: A002
     ) -> None:
         if not 0.0 <= float(prob) <= 1.0:
             raise InputError(
@@ -115,6 +126,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
                 "RandTumorSynthd(on_error=...)", f"expected 'raise' or 'skip', found {on_error!r}"
             )
         self.on_error = on_error
+        self.filter = _filter_settings(filter)
         self._seed = 0
         self._organ_index = 0
 
@@ -123,6 +135,11 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
     ) -> RandTumorSynthd:
         super().set_random_state(seed, state)
         return self
+
+    def _filters(self) -> Sequence[TumorFilter]:
+        if isinstance(self.filter, FilterSettings):
+            return self.filter.build()  # loaded once per process
+        return self.filter
 
     def randomize(self, data: Any = None) -> None:
         super().randomize(None)
@@ -159,6 +176,7 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
                     affine=affine,
                     output_labels=self.output_labels,
                     where=f"RandTumorSynthd[{image_key}]",
+                    filters=self._filters(),
                 )
                 new_image, new_label = out.image, out.label
                 records = [r.to_dict() for r in out.records]
@@ -174,6 +192,29 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
         if self.records_key is not None:
             d[self.records_key] = records
         return d
+
+
+def _filter_settings(
+    value: FilterSettings | Mapping[str, Any] | Sequence[TumorFilter] | None,
+) -> FilterSettings | Sequence[TumorFilter]:
+    """Settings (checked now, loaded on first use) or loaded filters; () for none."""
+    if value is None:
+        return ()
+    if isinstance(value, FilterSettings):
+        return value
+    if isinstance(value, Mapping):
+        fields = dict(value)
+        checkpoints = fields.pop("checkpoints", fields.pop("checkpoint", ()))
+        if isinstance(checkpoints, str):
+            checkpoints = (checkpoints,)
+        try:
+            return FilterSettings(tuple(checkpoints), **fields)
+        except TypeError as exc:
+            raise InputError(
+                "RandTumorSynthd(filter=...)",
+                f"expected checkpoints, threshold, retries, on_fail, device; found {sorted(value)}",
+            ) from exc
+    return tuple(value)
 
 
 def _channel(value: Any, key: Hashable) -> np.ndarray:
@@ -233,6 +274,7 @@ class TumorSynthd(MapTransform):
         output_labels: LabelMap = OUTPUT_LABELS,
         records_key: str | None = None,
         generator_options: Mapping[str, Any] | None = None,
+        filter: FilterSettings | Mapping[str, Any] | Sequence[TumorFilter] | None = None,  # noqa: A002
     ) -> None:
         super().__init__(keys)
         self.seed = int(seed)
@@ -249,6 +291,7 @@ class TumorSynthd(MapTransform):
             records_key=records_key,
             on_error="skip",
             generator_options=generator_options,
+            filter=filter,
         )
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
