@@ -108,3 +108,24 @@ def test_replay_needs_no_filter_and_verify_filter_scores_again(
         and "is not the liver segmentor" in refused.err
     )
     assert not (tmp_path / "w").exists()
+
+
+def test_export_nnunet_filters_its_synthetic_cases(tmp_path: Path) -> None:
+    from tiny import write_phantom_dataset
+
+    data = write_phantom_dataset(tmp_path / "healthy", cases=2)
+    out = tmp_path / "Dataset123_Filtered"
+    args = ["--healthy", data, "--label-map", "phantom", "--count", "1", "--size", "small"]
+    done = cli(
+        "export-nnunet",
+        *args,
+        "--filter",
+        constant_segmentor(tmp_path / "always", 5.0),
+        "--out",
+        out,
+        "--no-progress",
+    )
+    assert done.code == 0, done.err
+    assert [line["filter_verdict"]["verdict"] for line in manifest_lines(out)] == ["passed"] * 2
+    (row,) = json.loads((out / "filter_summary.json").read_text())
+    assert row["tumors"] == 2 and "100%" in done.out

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from tumorsynth import DEFAULT_GENERATOR
-from tumorsynth.cli._common import add_seed, split_organs
+from tumorsynth.cli._common import (
+    add_filter_options,
+    add_generator_options,
+    add_seed,
+    filter_settings,
+    generator_options,
+    print_acceptance,
+    split_organs,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_GENERATOR,
         help=f"appearance generator (default {DEFAULT_GENERATOR})",
     )
+    add_generator_options(parser)
+    add_filter_options(parser)
     add_seed(parser)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", metavar="DatasetNNN_Name", help="output dataset folder")
@@ -41,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
+    from tumorsynth.generators import get_generator
     from tumorsynth.io.datasets import discover_cases
     from tumorsynth.organs import get_profile
     from tumorsynth.pipelines.batch import BatchSettings
@@ -62,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         generator=args.generator,
         seed=int(args.seed),
         per_case=int(args.per_case),
+        generator_options=generator_options(args),
+        filter=filter_settings(args) if args.healthy else None,
     )
+    get_generator(settings.generator, **settings.generator_options)  # fails before any output
     real_label_map = args.real_label_map
     if args.real:
         real_label_map = require_label_map(
@@ -82,4 +96,6 @@ def run(args: argparse.Namespace) -> int:
         f"{result.folder}: {result.synthetic_cases} synthetic and {result.real_cases} real cases "
         "(nnU-Net v2 raw; dataset.json written)"
     )
+    if settings.filter is not None:
+        print_acceptance(result.folder)
     return 0

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tumorsynth import DEFAULT_GENERATOR
-from tumorsynth.cli._common import add_seed, split_organs
-
-if TYPE_CHECKING:
-    from tumorsynth.pipelines.filter_settings import FilterSettings
+from tumorsynth.cli._common import (
+    add_filter_options,
+    add_generator_options,
+    add_seed,
+    filter_settings,
+    generator_options,
+    print_acceptance,
+    split_organs,
+)
 
 SIZES = ("tiny", "small", "medium", "large", "mixed")
 
@@ -177,96 +181,3 @@ def run(args: argparse.Namespace) -> int:
     if settings.filter is not None:
         print_acceptance(result.out_dir)
     return 0
-
-
-def add_filter_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        metavar="CHECKPOINT",
-        help="keep only tumors this segmentor (a `tumorsynth train` model folder) recognizes; "
-        "one per organ, repeatable",
-    )
-    parser.add_argument(
-        "--filter-threshold",
-        type=float,
-        default=0.7,
-        metavar="F",
-        help="a tumor passes when more than this fraction of its voxels are predicted as tumor "
-        "(default 0.7, FreeTumor's)",
-    )
-    parser.add_argument(
-        "--filter-retries",
-        type=int,
-        default=3,
-        metavar="N",
-        help="redraws of a rejected tumor's appearance (seeds derived from its own; default 3)",
-    )
-    parser.add_argument(
-        "--filter-on-fail",
-        default="keep",
-        choices=("keep", "skip"),
-        help="after the last redraw: keep the tumor marked rejected (default) or leave it out",
-    )
-
-
-def filter_settings(args: argparse.Namespace) -> FilterSettings | None:
-    """The quality filter of ``--filter`` and its options (None without ``--filter``)."""
-    from tumorsynth.pipelines.filter_settings import FilterSettings
-
-    checkpoints = args.filter if isinstance(args.filter, list) else [args.filter]
-    if not [c for c in checkpoints if c]:
-        return None
-    return FilterSettings(
-        tuple(checkpoints),
-        threshold=float(args.filter_threshold),
-        retries=int(args.filter_retries),
-        on_fail=str(args.filter_on_fail),
-        device=str(args.device),
-    )
-
-
-def print_acceptance(out_dir: Path) -> None:
-    """The run's acceptance table (from its filter_summary.json)."""
-    import json
-
-    from tumorsynth.pipelines.batch import FILTER_SUMMARY
-    from tumorsynth.pipelines.filter_settings import format_acceptance
-
-    rows = json.loads((Path(out_dir) / FILTER_SUMMARY).read_text())
-    print("quality filter, per organ and size class:")
-    print(format_acceptance(rows))
-
-
-def add_generator_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        metavar="DIR",
-        help="learned generators: the model folder (train-diffusion writes one)",
-    )
-    parser.add_argument(
-        "--device", default="auto", help="learned generators: auto, cpu, cuda (default auto)"
-    )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="learned generators: sampling steps (default: the checkpoint's, 4 early / 50 larger)",
-    )
-
-
-def generator_options(args: argparse.Namespace) -> dict:
-    """Factory options for ``--generator`` from ``--checkpoint/--device/--steps``: those given,
-    and the device for a generator that takes one. An option the generator does not take is
-    refused when it is built (naming the generators that take it)."""
-    from tumorsynth.generators import generator_takes
-
-    options: dict = {}
-    if args.checkpoint:
-        options["checkpoint"] = args.checkpoint
-    if generator_takes(args.generator, "device"):
-        options["device"] = args.device
-    if args.steps is not None:
-        options["steps"] = int(args.steps)
-    return options
