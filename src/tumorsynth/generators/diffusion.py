@@ -41,15 +41,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from tumorsynth.box import Box
 from tumorsynth.errors import InputError
-from tumorsynth.generators.noise import low_pass, scan_noise
+from tumorsynth.generators.model_grid import blend_back, check_files, cube_zoom, read_cubes
 from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
-from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import TumorDiffusion, size_class_of
 from tumorsynth.organs import equivalent_diameter_mm
-from tumorsynth.shapes.ellipsoid import soft_mask
 
 __all__ = ["DiffusionGenerator"]
 
@@ -59,8 +56,6 @@ __all__ = ["DiffusionGenerator"]
 #: tumor's deviation from its host to the scan's contrast phase (``contrast_scale``; records
 #: without it replay unscaled).
 _VERSION = "1.3"
-#: The tumor and its blend margin should fill at most this fraction of the cube's edge.
-_FIT_FRACTION = 0.7
 
 
 class DiffusionGenerator(TumorGeneratorBase):
@@ -159,12 +154,10 @@ class DiffusionGenerator(TumorGeneratorBase):
         measured when it is rendered, :func:`_measured_size_class`)."""
         edge = float(rng.uniform(*self.edge_width_mm))
         ae = self.model.autoencoder_config
-        needed_mm = 2.0 * (float(np.max(site.shape.half_extents_mm())) + 4.5 * edge)
-        cube_mm = ae.crop_size * min(ae.spacing_mm)
         return {
             "noise_seed": int(rng.integers(2**63 - 1)),
             "steps": self.steps,
-            "zoom": round(max(1.0, needed_mm / (_FIT_FRACTION * cube_mm)), 4),
+            "zoom": cube_zoom(site, edge, ae.crop_size, ae.spacing_mm),
             "edge_width_mm": edge,
             "scan_noise": self.keep_scan_noise,
             "parenchyma_hu": float(site.parenchyma.median_hu),
@@ -226,30 +219,7 @@ class DiffusionGenerator(TumorGeneratorBase):
     def _check_files(self, recorded: object, made_from: object) -> None:
         """Refuse tumors made by other checkpoint files than this generator's, naming them."""
         where = f"checkpoint {self.checkpoint or '(in memory)'}"
-        if not isinstance(recorded, Mapping):
-            raise InputError(
-                where,
-                f"the tumor's record has no weights_sha256 (found {recorded!r}); it cannot be "
-                "verified against this checkpoint",
-                fix="synthesize it again with this version of tumorsynth",
-            )
-        own = self.model.files
-        differ = [
-            f"{name}: record {str(recorded.get(name))[:12]}..., checkpoint "
-            f"{str(own.get(name))[:12]}..."
-            for name in sorted(set(recorded) | set(own))
-            if recorded.get(name) != own.get(name)
-        ]
-        if differ:
-            raise InputError(
-                where,
-                "the tumor was made by other files"
-                + (f" (made from {made_from})" if made_from else "")
-                + ": "
-                + "; ".join(differ)
-                + "; replay would not be exact",
-                fix="load the checkpoint the records name (--checkpoint)",
-            )
+        check_files(where, recorded, self.model.files, made_from)
 
     def _render_chunk(
         self,
@@ -258,33 +228,14 @@ class DiffusionGenerator(TumorGeneratorBase):
         classes: Sequence[int],
         steps: int,
     ) -> list[np.ndarray]:
-        device = self.model.device
         ae = self.model.autoencoder_config
-        crops, masks, grids = [], [], []
-        for spec, inp in zip(specs, inputs, strict=True):
-            center = np.asarray(inp.shape.center_vox, float) - np.asarray(inp.shape.box.origin)
-            context = inp.context
-            offset = np.asarray(inp.context_offset)
-            orientation = orientation_of(inp.affine)
-            spacing = tuple(s * float(spec["zoom"]) for s in ae.spacing_mm)
-            grid = CropGrid(tuple(center), inp.spacing_mm, orientation, spacing, ae.crop_size)  # type: ignore[arg-type]
-            in_context = CropGrid(
-                tuple(center + offset),
-                inp.spacing_mm,
-                orientation,
-                spacing,  # type: ignore[arg-type]
-                ae.crop_size,
-            )
-            crops.append(
-                in_context.read(torch.from_numpy(np.ascontiguousarray(context)).to(device))
-            )
-            tumor = torch.from_numpy(inp.tumor_mask.astype(np.float32)).to(device)
-            masks.append((grid.read(tumor) > 0.5).float())
-            grids.append(grid)
+        crops, masks, grids = read_cubes(
+            specs, inputs, ae.spacing_mm, ae.crop_size, self.model.device
+        )
         generators = [torch.Generator().manual_seed(int(s["noise_seed"])) for s in specs]
         sampled = self.model.sample(
-            torch.cat(crops),
-            torch.cat(masks),
+            crops,
+            masks,
             list(classes),
             steps=steps,
             generators=generators,
@@ -293,37 +244,8 @@ class DiffusionGenerator(TumorGeneratorBase):
         )
         results = []
         for spec, inp, grid, cube in zip(specs, inputs, grids, sampled, strict=True):
-            results.append(self._blend(spec, inp, grid, cube))
+            results.append(blend_back(spec, inp, grid, cube))
         return results
-
-    def _blend(
-        self, spec: Mapping[str, Any], inp: RenderInput, grid: CropGrid, cube: torch.Tensor
-    ) -> np.ndarray:
-        """``background + w * (synthetic - background)`` on the native crop, only where w > 0."""
-        weight = soft_mask(inp.shape.distance_mm, float(spec["edge_width_mm"]))
-        weight *= inp.allowed
-        new = inp.image.astype(np.float32, copy=True)
-        found = Box.of_mask(weight > 0)
-        if found is None:
-            return new
-        box = found.slices
-        synthetic = grid.write_back(cube, found.origin, found.shape).float().cpu().numpy()
-        host = float(spec["parenchyma_hu"])
-        synthetic = host + float(spec.get("contrast_scale", 1.0)) * (synthetic - host)
-        w = weight[box]
-        background = new[box]
-        if spec.get("scan_noise"):
-            noise = scan_noise(
-                background,
-                low_pass(background, inp.spacing_mm),
-                w,
-                float(spec["parenchyma_hu"]),
-                float(spec["noise_hu"]),
-                int(spec["noise_seed"]) % (2**31) + 1,
-            )
-            synthetic = low_pass(synthetic, inp.spacing_mm) + noise
-        new[box] = background + w * (synthetic - background)
-        return new
 
 
 def _measured_size_class(inputs: RenderInput) -> int:
