@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from shared_data import require_data, require_module
-from tiny import synthesize_phantom, tiny_diffusion, write_phantom_dataset
+from tiny import synthesize_phantom, tiny_adversary, tiny_diffusion, write_phantom_dataset
 
 from tumorsynth.io import load_image, load_label
 from tumorsynth.io.nifti import Volume
@@ -95,9 +95,21 @@ def diffusion_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def generator_options(diffusion_checkpoint) -> dict[str, dict]:
+def adversarial_checkpoint(tmp_path_factory) -> Path:
+    """A saved tiny adversarial generator checkpoint folder (untrained weights)."""
+    require_module("torch")
+    folder = tmp_path_factory.mktemp("adversarial") / "model"
+    tiny_adversary().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def generator_options(diffusion_checkpoint, adversarial_checkpoint) -> dict[str, dict]:
     """Options each registered generator needs to be built in tests."""
-    return {"diffusion": {"checkpoint": diffusion_checkpoint, "device": "cpu"}}
+    return {
+        "diffusion": {"checkpoint": diffusion_checkpoint, "device": "cpu"},
+        "adversarial": {"checkpoint": adversarial_checkpoint, "device": "cpu"},
+    }
 
 
 @pytest.fixture(scope="session")

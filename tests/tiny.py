@@ -119,6 +119,25 @@ def tiny_diffusion(seed: int = 0, crop_size: int = 16, spacing_mm: float = 4.0):
     return TumorDiffusion(autoencoder, ae_config, denoiser, config, scale_factor=1.0)
 
 
+def tiny_adversary(seed: int = 0, crop_size: int = 16, spacing_mm: float = 4.0):
+    """An untrained, tiny adversarial generator (seeded weights) for CPU tests."""
+    import torch
+
+    from tumorsynth.models.adversarial import AdversarialConfig, TumorAdversary, build_change_net
+
+    config = AdversarialConfig(
+        crop_size=crop_size,
+        spacing_mm=(spacing_mm,) * 3,
+        channels=(4, 8),
+        max_change_hu=80.0,
+        smooth_mm=spacing_mm,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_change_net(config)
+    return TumorAdversary(net.eval(), config)
+
+
 def synthesize_phantom(
     phantom: tuple[Any, Any],
     generator: Any = "heuristic",

@@ -1,7 +1,8 @@
 """Tumor appearance generators behind one protocol: draw a spec (random), render it (deterministic).
 
-``heuristic`` (SynTumor-class, calibrated to the scan) and ``diffusion`` (DiffTumor-class, a
-trained checkpoint; needs the ``torch`` extra) are built in; others register under their own names.
+``heuristic`` (SynTumor-class, calibrated to the scan), ``diffusion`` (DiffTumor-class) and
+``adversarial`` (FreeTumor-class; both learned ones take a trained checkpoint and need the ``torch``
+extra) are built in; others register under their own names.
 A generator is rebuilt from its name and the options its records carry
 (``get_generator(record.generator, **record.generator_options)``), so nothing outside this
 package needs to know which generators exist.
@@ -43,6 +44,7 @@ Factory = Callable[..., TumorGenerator] | str
 _FACTORIES: dict[str, Factory] = {
     "heuristic": HeuristicGenerator,
     "diffusion": "tumorsynth.generators.diffusion:DiffusionGenerator",
+    "adversarial": "tumorsynth.generators.adversarial:AdversarialGenerator",
 }
 
 

@@ -1,0 +1,155 @@
+"""The adversarial (FreeTumor-class) appearance generator: a trained network changes the scan's own
+intensities inside the tumor mask, and the result is blended back at native spacing.
+
+Shapes, placement and mass effect come from the core, as for every generator. For each tumor the
+generator reads a cube of ``crop_size`` voxels at the model's spacing around it (zoomed out when
+the tumor would not fit with its soft edge), shifted so its parenchyma sits at the model's
+reference HU; the network predicts a bounded, smooth change inside the mask
+(:class:`~tumorsynth.models.adversarial.TumorAdversary`), and only
+``w * (synthetic - background)`` is written, ``w`` the tumor's Gaussian-edged soft mask within
+where tumor may lie. By default the change's content finer than 2 mm is replaced by the scan's
+own noise, as the other generators do. Tumors are rendered in batches; each tumor's noise comes
+from its own seed, so a record replays voxel for voxel (same device and torch version).
+
+Records pin the checkpoint by the hashes of its files (``weights_sha256``), in the appearance
+spec and in the options the generator is rebuilt from; other files are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tumorsynth.errors import InputError
+from tumorsynth.generators.model_grid import blend_back, check_files, cube_zoom, read_cubes
+from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
+from tumorsynth.models.adversarial import TumorAdversary
+from tumorsynth.models.device import pick_device
+
+__all__ = ["AdversarialGenerator"]
+
+#: Bumped when records change meaning or voxels.
+_VERSION = "1.0"
+
+
+class AdversarialGenerator(TumorGeneratorBase):
+    """Tumor appearance from a generator trained by ``tumorsynth train-adversarial``.
+
+    Parameters
+    ----------
+    checkpoint
+        The ``model`` folder that training writes, or a loaded :class:`TumorAdversary`.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:0"``, ...
+    max_batch
+        Most tumors per network call.
+    edge_width_mm
+        Range of the blend edge's Gaussian std (drawn per tumor).
+    keep_scan_noise
+        Replace the change's content finer than 2 mm by the scan's own noise there.
+    weights_sha256
+        The hashes the checkpoint's files must have (from records); other files are refused.
+    """
+
+    name = "adversarial"
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | TumorAdversary | None = None,
+        *,
+        device: str = "auto",
+        max_batch: int = 8,
+        edge_width_mm: tuple[float, float] = (0.8, 1.6),
+        keep_scan_noise: bool = True,
+        weights_sha256: Mapping[str, str] | None = None,
+    ) -> None:
+        if checkpoint is None:
+            raise InputError(
+                "generator 'adversarial'",
+                "needs a trained checkpoint, found none",
+                fix="pass --checkpoint DIR (the model folder of `tumorsynth train-adversarial`)",
+            )
+        if isinstance(checkpoint, TumorAdversary):
+            self.model, self.checkpoint = checkpoint, ""
+        else:
+            self.checkpoint = str(Path(checkpoint))
+            self.model = TumorAdversary.from_pretrained(checkpoint, device=pick_device(device))
+        if max_batch < 1:
+            raise InputError("max_batch", f"expected >= 1, found {max_batch}")
+        self.max_batch = int(max_batch)
+        self.edge_width_mm = (float(edge_width_mm[0]), float(edge_width_mm[1]))
+        self.keep_scan_noise = bool(keep_scan_noise)
+        self.version = f"{_VERSION}+{self.model.sha256[:12]}"
+        if weights_sha256 is not None:
+            self._check_files(weights_sha256, None)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """What rebuilds this generator (its device is the replaying machine's choice)."""
+        return {
+            "checkpoint": self.checkpoint,
+            "weights_sha256": dict(self.model.files),
+            "max_batch": self.max_batch,
+            "edge_width_mm": list(self.edge_width_mm),
+            "keep_scan_noise": self.keep_scan_noise,
+        }
+
+    # -- random side ---------------------------------------------------------------------------
+    def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
+        """Noise seed, zoom and blend edge of the tumor at ``site``."""
+        edge = float(rng.uniform(*self.edge_width_mm))
+        config = self.model.config
+        return {
+            "noise_seed": int(rng.integers(2**63 - 1)),
+            "zoom": cube_zoom(site, edge, config.crop_size, config.spacing_mm),
+            "edge_width_mm": edge,
+            "scan_noise": self.keep_scan_noise,
+            "parenchyma_hu": float(site.parenchyma.median_hu),
+            "noise_hu": float(site.parenchyma.noise_hu),
+            "checkpoint": self.checkpoint,
+            "weights_sha256": dict(self.model.files),
+        }
+
+    # -- deterministic side --------------------------------------------------------------------
+    def margin_mm(self, spec: Mapping[str, Any]) -> float:
+        """What rendering writes beyond the tumor: its soft edge (exactly 0 beyond 4.5 std)."""
+        return 4.5 * float(spec["edge_width_mm"])
+
+    def context_mm(self, spec: Mapping[str, Any]) -> float:
+        """What rendering reads beyond the tumor's box: enough to cover the model's cube."""
+        config = self.model.config
+        return 0.5 * config.crop_size * max(config.spacing_mm) * float(spec["zoom"])
+
+    def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray:
+        return self.render_batch([spec], [inputs])[0]
+
+    def render_batch(
+        self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput]
+    ) -> list[np.ndarray]:
+        """Render several tumors, ``max_batch`` per network call."""
+        for spec in specs:
+            self._check_files(spec.get("weights_sha256"), spec.get("checkpoint"))
+        out: list[np.ndarray] = []
+        config = self.model.config
+        for start in range(0, len(specs), self.max_batch):
+            chunk = list(specs[start : start + self.max_batch])
+            chunk_inputs = list(inputs[start : start + self.max_batch])
+            crops, masks, grids = read_cubes(
+                chunk, chunk_inputs, config.spacing_mm, config.crop_size, self.model.device
+            )
+            generators = [torch.Generator().manual_seed(int(s["noise_seed"])) for s in chunk]
+            synthetic = self.model.sample(
+                crops, masks, [float(s["parenchyma_hu"]) for s in chunk], generators
+            )
+            for spec, inp, grid, cube in zip(chunk, chunk_inputs, grids, synthetic, strict=True):
+                out.append(blend_back(spec, inp, grid, cube))
+        return out
+
+    def _check_files(self, recorded: object, made_from: object) -> None:
+        where = f"checkpoint {self.checkpoint or '(in memory)'}"
+        check_files(where, recorded, self.model.files, made_from)

@@ -1,0 +1,143 @@
+"""The adversarial (FreeTumor-class) generator through the generator seam: a bounded, smooth change
+inside the mask only, determinism and exact replay, batches equal one-by-one rendering, pinned
+checkpoint files, every organ, and its use from RandTumorSynthd (tiny untrained checkpoint, CPU).
+"""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+from tiny import synthesize_phantom, tiny_adversary
+
+from tumorsynth.errors import InputError
+from tumorsynth.generators import TumorGenerator, get_generator
+from tumorsynth.generators.adversarial import AdversarialGenerator
+from tumorsynth.models.adversarial import AdversarialConfig, TumorAdversary
+from tumorsynth.pipelines.synthesize import replay_case
+
+
+@pytest.fixture(scope="module")
+def gen(adversarial_checkpoint):
+    return AdversarialGenerator(adversarial_checkpoint, device="cpu")
+
+
+def replay(phantom, records, generator):
+    ct, seg = phantom
+    return replay_case(
+        ct.array,
+        seg.array,
+        records,
+        spacing_mm=ct.spacing_mm,
+        label_map="phantom",
+        affine=ct.affine,
+        generators={"adversarial": generator},
+    )
+
+
+class TestModel:
+    def test_the_change_is_bounded_smooth_and_zero_outside_the_mask(self):
+        model = tiny_adversary(seed=1)
+        crops = torch.full((2, 1, 16, 16, 16), 100.0)
+        masks = torch.zeros_like(crops)
+        masks[:, :, 4:12, 4:12, 4:12] = 1.0
+        noise = model.noise(crops.shape, [torch.Generator().manual_seed(s) for s in (0, 1)])
+        change = model.change(crops, masks, [100.0, 100.0], noise)
+        assert change.abs().max() <= model.config.max_change_hu
+        assert torch.all(change[masks == 0] == 0) and change[masks == 1].abs().mean() > 0
+        assert not torch.equal(change[0], change[1])  # other noise, other tumor
+
+    def test_a_host_shift_moves_the_input_not_the_change(self):
+        """Relative to the host: the same tissue 40 HU darker, with its host 40 HU darker,
+        gets the same change."""
+        model = tiny_adversary(seed=2)
+        g = torch.Generator().manual_seed(0)
+        crops = 100.0 + 20.0 * torch.randn((1, 1, 16, 16, 16), generator=g)
+        masks = torch.zeros_like(crops)
+        masks[:, :, 5:11, 5:11, 5:11] = 1.0
+        noise = model.noise(crops.shape, [torch.Generator().manual_seed(3)])
+        a = model.change(crops, masks, [100.0], noise)
+        b = model.change(crops - 40.0, masks, [60.0], noise)
+        assert torch.allclose(a, b, atol=1e-4)
+
+    def test_round_trip_and_bad_settings(self, tmp_path):
+        model = tiny_adversary(seed=3)
+        model.save_pretrained(tmp_path / "m")
+        loaded = TumorAdversary.from_pretrained(tmp_path / "m")
+        assert loaded.config == model.config and loaded.sha256 == model.sha256 != ""
+        for (k, a), (_, b) in zip(
+            model.net.state_dict().items(), loaded.net.state_dict().items(), strict=True
+        ):
+            assert torch.equal(a, b), k
+        with pytest.raises(InputError, match="crop_size"):
+            AdversarialConfig(crop_size=30, channels=(4, 8, 16)).validate("c.json")
+        with pytest.raises(InputError, match="nothing there"):
+            TumorAdversary.from_pretrained(tmp_path / "none")
+
+
+def test_it_is_a_registered_generator_with_a_versioned_checkpoint(gen, adversarial_checkpoint):
+    assert isinstance(gen, TumorGenerator)
+    assert gen.version.startswith("1.0+") and len(gen.version) == 16
+    assert isinstance(get_generator("adversarial", checkpoint=adversarial_checkpoint), type(gen))
+    with pytest.raises(InputError, match="--checkpoint"):
+        get_generator("adversarial")
+
+
+def test_only_tumors_and_their_blend_margins_change_and_replay_is_exact(phantom, gen):
+    ct, _ = phantom
+    out = synthesize_phantom(phantom, gen, count=3, size="small", rng=4)
+    tumor = out.label == 2
+    assert len(out.records) == 3 and tumor.any()
+    assert np.abs(out.image[tumor].astype(float) - ct.array[tumor]).mean() > 2.0
+    edge = max(r.appearance["edge_width_mm"] for r in out.records)
+    reach = ndi.distance_transform_edt(~tumor, sampling=ct.spacing_mm)
+    changed = out.image != ct.array
+    assert reach[changed].max() <= 4.5 * edge + max(ct.spacing_mm)
+    again = synthesize_phantom(phantom, gen, count=3, size="small", rng=4)
+    assert np.array_equal(again.image, out.image)
+    replayed = replay(phantom, out.records, gen)
+    assert np.array_equal(replayed.image, out.image) and np.array_equal(replayed.label, out.label)
+
+
+def test_batched_tumors_match_one_by_one(phantom, gen, adversarial_checkpoint):
+    out = synthesize_phantom(phantom, gen, count=3, size="tiny", rng=5)
+    one = AdversarialGenerator(adversarial_checkpoint, device="cpu", max_batch=1)
+    alone = replay(phantom, out.records, one)
+    assert np.abs(alone.image.astype(float) - out.image.astype(float)).max() <= 1.0
+
+
+@pytest.mark.parametrize("organ, label", [("kidney", 6), ("pancreas", 4)])
+def test_every_organ(phantom, gen, organ, label):
+    out = synthesize_phantom(phantom, gen, organ=organ, count=1, size="small", rng=2)
+    assert len(out.records) == 1 and (out.label == label).any()
+
+
+def test_records_of_other_weights_are_refused(phantom, gen, tmp_path):
+    out = synthesize_phantom(phantom, gen, count=1)
+    tiny_adversary(seed=9).save_pretrained(tmp_path / "other")
+    other = AdversarialGenerator(tmp_path / "other", device="cpu")
+    with pytest.raises(InputError, match="replay would not be exact"):
+        replay(phantom, out.records, other)
+
+
+def test_rand_tumor_synthd_uses_it(phantom, adversarial_checkpoint):
+    from tumorsynth.transforms import RandTumorSynthd
+
+    ct, seg = phantom
+    t = RandTumorSynthd(
+        ("image", "label"),
+        organ="liver",
+        count=1,
+        label_map="phantom",
+        generator="adversarial",
+        generator_options={"checkpoint": adversarial_checkpoint, "device": "cpu"},
+        records_key="records",
+    ).set_random_state(0)
+    out = t(
+        {
+            "image": ct.array[None].astype(np.float32),
+            "label": seg.array[None],
+            "image_meta_dict": {"affine": ct.affine},
+        }
+    )
+    assert out["records"][0]["generator"] == "adversarial"
+    assert (out["label"] == 2).any()
