@@ -168,9 +168,9 @@ def synthesize_phantom(
     )
 
 
-def replay_phantom(phantom: tuple[Any, Any], records: Sequence[Any], diffusion: Any):
-    """``replay_case`` of ``records`` on the phantom they were made on, with ``diffusion`` as the
-    diffusion generator."""
+def replay_phantom(phantom: tuple[Any, Any], records: Sequence[Any], generator: Any = None):
+    """``replay_case`` of ``records`` on the phantom they were made on, with ``generator`` (a
+    learned one, loaded) used for the records of its name."""
     from tumorsynth.pipelines.synthesize import replay_case
 
     ct, seg = phantom
@@ -181,7 +181,7 @@ def replay_phantom(phantom: tuple[Any, Any], records: Sequence[Any], diffusion: 
         spacing_mm=ct.spacing_mm,
         label_map="phantom",
         affine=ct.affine,
-        generators={"diffusion": diffusion},
+        generators={generator.name: generator} if generator is not None else None,
     )
 
 

@@ -1,37 +1,23 @@
 """The adversarial (FreeTumor-class) generator through the generator seam: a bounded, smooth change
 inside the mask only, determinism and exact replay, batches equal one-by-one rendering, pinned
-checkpoint files, every organ, and its use from RandTumorSynthd (tiny untrained checkpoint, CPU).
+checkpoint files, every organ (tiny untrained checkpoint, CPU; RandTumorSynthd: test_diffusion).
 """
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
-from tiny import synthesize_phantom, tiny_adversary
+from tiny import replay_phantom, synthesize_phantom, tiny_adversary
 
 from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
 from tumorsynth.generators.adversarial import AdversarialGenerator
 from tumorsynth.models.adversarial import AdversarialConfig, TumorAdversary
-from tumorsynth.pipelines.synthesize import replay_case
 
 
 @pytest.fixture(scope="module")
 def gen(adversarial_checkpoint):
     return AdversarialGenerator(adversarial_checkpoint, device="cpu")
-
-
-def replay(phantom, records, generator):
-    ct, seg = phantom
-    return replay_case(
-        ct.array,
-        seg.array,
-        records,
-        spacing_mm=ct.spacing_mm,
-        label_map="phantom",
-        affine=ct.affine,
-        generators={"adversarial": generator},
-    )
 
 
 class TestModel:
@@ -94,14 +80,14 @@ def test_only_tumors_and_their_blend_margins_change_and_replay_is_exact(phantom,
     assert reach[changed].max() <= 4.5 * edge + max(ct.spacing_mm)
     again = synthesize_phantom(phantom, gen, count=3, size="small", rng=4)
     assert np.array_equal(again.image, out.image)
-    replayed = replay(phantom, out.records, gen)
+    replayed = replay_phantom(phantom, out.records, gen)
     assert np.array_equal(replayed.image, out.image) and np.array_equal(replayed.label, out.label)
 
 
 def test_batched_tumors_match_one_by_one(phantom, gen, adversarial_checkpoint):
     out = synthesize_phantom(phantom, gen, count=3, size="tiny", rng=5)
     one = AdversarialGenerator(adversarial_checkpoint, device="cpu", max_batch=1)
-    alone = replay(phantom, out.records, one)
+    alone = replay_phantom(phantom, out.records, one)
     assert np.abs(alone.image.astype(float) - out.image.astype(float)).max() <= 1.0
 
 
@@ -116,28 +102,4 @@ def test_records_of_other_weights_are_refused(phantom, gen, tmp_path):
     tiny_adversary(seed=9).save_pretrained(tmp_path / "other")
     other = AdversarialGenerator(tmp_path / "other", device="cpu")
     with pytest.raises(InputError, match="replay would not be exact"):
-        replay(phantom, out.records, other)
-
-
-def test_rand_tumor_synthd_uses_it(phantom, adversarial_checkpoint):
-    from tumorsynth.transforms import RandTumorSynthd
-
-    ct, seg = phantom
-    t = RandTumorSynthd(
-        ("image", "label"),
-        organ="liver",
-        count=1,
-        label_map="phantom",
-        generator="adversarial",
-        generator_options={"checkpoint": adversarial_checkpoint, "device": "cpu"},
-        records_key="records",
-    ).set_random_state(0)
-    out = t(
-        {
-            "image": ct.array[None].astype(np.float32),
-            "label": seg.array[None],
-            "image_meta_dict": {"affine": ct.affine},
-        }
-    )
-    assert out["records"][0]["generator"] == "adversarial"
-    assert (out["label"] == 2).any()
+        replay_phantom(phantom, out.records, other)

@@ -186,7 +186,8 @@ def test_without_a_checkpoint_it_says_what_to_pass():
         get_generator("diffusion")
 
 
-def test_rand_tumor_synthd_uses_it(phantom, diffusion_checkpoint):
+@pytest.mark.parametrize("name", ["diffusion", "adversarial"])
+def test_rand_tumor_synthd_uses_the_learned_generators(phantom, generator_options, name):
     from tumorsynth.transforms import RandTumorSynthd
 
     ct, seg = phantom
@@ -195,8 +196,8 @@ def test_rand_tumor_synthd_uses_it(phantom, diffusion_checkpoint):
         organ="liver",
         count=1,
         label_map="phantom",
-        generator="diffusion",
-        generator_options={"checkpoint": diffusion_checkpoint, "device": "cpu"},
+        generator=name,
+        generator_options=generator_options[name],
         records_key="records",
     ).set_random_state(0)
     out = t(
@@ -207,7 +208,7 @@ def test_rand_tumor_synthd_uses_it(phantom, diffusion_checkpoint):
         }
     )
     assert (out["label"] == 2).any()
-    assert out["records"][0]["generator"] == "diffusion"
+    assert out["records"][0]["generator"] == name
 
 
 def test_real_liver_and_kidney_of_ircad_1_7(p07, gen):

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from tumorsynth.errors import InputError
-from tumorsynth.generators.model_grid import blend_back, check_files, cube_zoom, read_cubes
-from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
+from tumorsynth.generators.model_grid import CubeGenerator, blend_back, cube_zoom, read_cubes
+from tumorsynth.generators.protocol import RenderInput, TumorSite
 from tumorsynth.models.adversarial import TumorAdversary
 from tumorsynth.models.device import pick_device
 
@@ -37,7 +37,7 @@ __all__ = ["AdversarialGenerator"]
 _VERSION = "1.0"
 
 
-class AdversarialGenerator(TumorGeneratorBase):
+class AdversarialGenerator(CubeGenerator):
     """Tumor appearance from a generator trained by ``tumorsynth train-adversarial``.
 
     Parameters
@@ -99,6 +99,14 @@ class AdversarialGenerator(TumorGeneratorBase):
             "keep_scan_noise": self.keep_scan_noise,
         }
 
+    @property
+    def cube(self) -> tuple[int, tuple[float, float, float]]:
+        return self.model.config.crop_size, self.model.config.spacing_mm
+
+    @property
+    def files(self) -> Mapping[str, str]:
+        return self.model.files
+
     # -- random side ---------------------------------------------------------------------------
     def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
         """Noise seed, zoom and blend edge of the tumor at ``site``."""
@@ -116,18 +124,6 @@ class AdversarialGenerator(TumorGeneratorBase):
         }
 
     # -- deterministic side --------------------------------------------------------------------
-    def margin_mm(self, spec: Mapping[str, Any]) -> float:
-        """What rendering writes beyond the tumor: its soft edge (exactly 0 beyond 4.5 std)."""
-        return 4.5 * float(spec["edge_width_mm"])
-
-    def context_mm(self, spec: Mapping[str, Any]) -> float:
-        """What rendering reads beyond the tumor's box: enough to cover the model's cube."""
-        config = self.model.config
-        return 0.5 * config.crop_size * max(config.spacing_mm) * float(spec["zoom"])
-
-    def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray:
-        return self.render_batch([spec], [inputs])[0]
-
     def render_batch(
         self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput]
     ) -> list[np.ndarray]:
@@ -149,7 +145,3 @@ class AdversarialGenerator(TumorGeneratorBase):
             for spec, inp, grid, cube in zip(chunk, chunk_inputs, grids, synthetic, strict=True):
                 out.append(blend_back(spec, inp, grid, cube))
         return out
-
-    def _check_files(self, recorded: object, made_from: object) -> None:
-        where = f"checkpoint {self.checkpoint or '(in memory)'}"
-        check_files(where, recorded, self.model.files, made_from)

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from tumorsynth.errors import InputError
-from tumorsynth.generators.model_grid import blend_back, check_files, cube_zoom, read_cubes
-from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
+from tumorsynth.generators.model_grid import CubeGenerator, blend_back, cube_zoom, read_cubes
+from tumorsynth.generators.protocol import RenderInput, TumorSite
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import TumorDiffusion, size_class_of
 from tumorsynth.organs import equivalent_diameter_mm
@@ -58,7 +58,7 @@ __all__ = ["DiffusionGenerator"]
 _VERSION = "1.3"
 
 
-class DiffusionGenerator(TumorGeneratorBase):
+class DiffusionGenerator(CubeGenerator):
     """Tumor appearance from a trained latent diffusion model (``tumorsynth train-diffusion``).
 
     Parameters
@@ -148,6 +148,14 @@ class DiffusionGenerator(TumorGeneratorBase):
             "scale_to_phase": self.scale_to_phase,
         }
 
+    @property
+    def cube(self) -> tuple[int, tuple[float, float, float]]:
+        return self.model.autoencoder_config.crop_size, self.model.autoencoder_config.spacing_mm
+
+    @property
+    def files(self) -> Mapping[str, str]:
+        return self.model.files
+
     # -- random side ---------------------------------------------------------------------------
     def draw(self, site: TumorSite, rng: np.random.Generator) -> dict[str, Any]:
         """Noise seed, zoom and blend edge for the tumor at ``site`` (its early/larger class is
@@ -176,18 +184,6 @@ class DiffusionGenerator(TumorGeneratorBase):
         return round(here / float(trained), 4)
 
     # -- deterministic side --------------------------------------------------------------------
-    def margin_mm(self, spec: Mapping[str, Any]) -> float:
-        """What rendering writes beyond the tumor: its soft edge (exactly 0 beyond 4.5 std)."""
-        return 4.5 * float(spec["edge_width_mm"])
-
-    def context_mm(self, spec: Mapping[str, Any]) -> float:
-        """What rendering reads beyond the tumor's box: enough to cover the model's cube."""
-        ae = self.model.autoencoder_config
-        return 0.5 * ae.crop_size * max(ae.spacing_mm) * float(spec["zoom"])
-
-    def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray:
-        return self.render_batch([spec], [inputs])[0]
-
     def render_batch(
         self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput]
     ) -> list[np.ndarray]:
@@ -215,11 +211,6 @@ class DiffusionGenerator(TumorGeneratorBase):
                 ):
                     out[i] = new
         return out  # type: ignore[return-value]
-
-    def _check_files(self, recorded: object, made_from: object) -> None:
-        """Refuse tumors made by other checkpoint files than this generator's, naming them."""
-        where = f"checkpoint {self.checkpoint or '(in memory)'}"
-        check_files(where, recorded, self.model.files, made_from)
 
     def _render_chunk(
         self,

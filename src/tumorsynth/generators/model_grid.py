@@ -19,11 +19,11 @@ import torch
 from tumorsynth.box import Box
 from tumorsynth.errors import InputError
 from tumorsynth.generators.noise import low_pass, scan_noise
-from tumorsynth.generators.protocol import RenderInput, TumorSite
+from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.shapes.ellipsoid import soft_mask
 
-__all__ = ["blend_back", "check_files", "cube_zoom", "read_cubes"]
+__all__ = ["CubeGenerator", "blend_back", "check_files", "cube_zoom", "read_cubes"]
 
 #: The tumor and its blend margin should fill at most this fraction of the cube's edge.
 FIT_FRACTION = 0.7
@@ -133,3 +133,39 @@ def check_files(
             + "; replay would not be exact",
             fix="load the checkpoint the records name (--checkpoint)",
         )
+
+
+class CubeGenerator(TumorGeneratorBase):
+    """What learned generators that work on a model-grid cube share: the soft edge they write,
+    the cube they read, one-tumor rendering through ``render_batch``, and the check that a
+    record was made by this checkpoint's files. Subclasses set ``checkpoint`` and provide
+    :attr:`cube` and :attr:`files`."""
+
+    checkpoint: str
+
+    @property
+    def cube(self) -> tuple[int, tuple[float, float, float]]:
+        """The model's cube: (edge in voxels, spacing in mm)."""
+        raise NotImplementedError
+
+    @property
+    def files(self) -> Mapping[str, str]:
+        """The sha256 of the checkpoint's files."""
+        raise NotImplementedError
+
+    def margin_mm(self, spec: Mapping[str, Any]) -> float:
+        """What rendering writes beyond the tumor: its soft edge (exactly 0 beyond 4.5 std)."""
+        return 4.5 * float(spec["edge_width_mm"])
+
+    def context_mm(self, spec: Mapping[str, Any]) -> float:
+        """What rendering reads beyond the tumor's box: enough to cover the model's cube."""
+        size, spacing = self.cube
+        return 0.5 * size * max(spacing) * float(spec["zoom"])
+
+    def render(self, spec: Mapping[str, Any], inputs: RenderInput) -> np.ndarray:
+        return self.render_batch([spec], [inputs])[0]
+
+    def _check_files(self, recorded: object, made_from: object) -> None:
+        """Refuse tumors made by other checkpoint files than this generator's, naming them."""
+        where = f"checkpoint {self.checkpoint or '(in memory)'}"
+        check_files(where, recorded, self.files, made_from)

@@ -16,7 +16,6 @@ hashed), its identity the hashes of both files.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from tumorsynth._settings import config_from_dict
 from tumorsynth.errors import InputError
 from tumorsynth.models.checkpoint import (
     CONFIG,
+    files_sha256,
     load_checkpoint,
     load_state_strict,
     save_pretrained,
@@ -148,11 +148,8 @@ class TumorAdversary:
 
     @property
     def sha256(self) -> str:
-        """One hash of :attr:`files`; empty for a model never saved."""
-        if not self.files:
-            return ""
-        text = "".join(f"{name}\0{digest}\n" for name, digest in sorted(self.files.items()))
-        return hashlib.sha256(text.encode()).hexdigest()
+        """One hash of :attr:`files` (names and hashes); empty for a model never saved."""
+        return files_sha256(self.files)
 
     @property
     def device(self) -> torch.device:

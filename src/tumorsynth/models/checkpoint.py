@@ -40,6 +40,7 @@ __all__ = [
     "Checkpoint",
     "config_differences",
     "config_sha256",
+    "files_sha256",
     "load_checkpoint",
     "load_pretrained_state",
     "load_state_strict",
@@ -110,6 +111,15 @@ def save_pretrained(
     with atomic_path(config_path) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
     return {CONFIG: meta["config_sha256"], WEIGHTS: meta["sha256"]}
+
+
+def files_sha256(files: Mapping[str, str]) -> str:
+    """One hash of a model's files (names and their sha256): its identity in a version string;
+    empty for a model never saved."""
+    if not files:
+        return ""
+    text = "".join(f"{name}\0{digest}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def config_sha256(meta: Mapping[str, Any]) -> str:

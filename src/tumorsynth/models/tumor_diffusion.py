@@ -20,7 +20,6 @@ identity is the hashes of these four files (:attr:`TumorDiffusion.files`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import warnings
@@ -43,6 +42,7 @@ from tumorsynth.models.checkpoint import (
     CONFIG,
     WEIGHTS,
     config_differences,
+    files_sha256,
     load_checkpoint,
     load_state_strict,
     save_pretrained,
@@ -367,10 +367,7 @@ class TumorDiffusion:
     @property
     def sha256(self) -> str:
         """One hash of :attr:`files` (names and hashes); empty for a model never saved."""
-        if not self.files:
-            return ""
-        text = "".join(f"{name}\0{digest}\n" for name, digest in sorted(self.files.items()))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return files_sha256(self.files)
 
     def size_label(self, size_class: int) -> int:
         """The class embedding used for ``size_class``: itself if trained, else the nearest."""
