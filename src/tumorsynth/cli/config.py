@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "train": ("tumorsynth.training.config", "TrainConfig"),
     "train-autoencoder": ("tumorsynth.training.generative_config", "AutoencoderTrainConfig"),
     "train-diffusion": ("tumorsynth.training.generative_config", "DiffusionTrainConfig"),
+    "train-adversarial": ("tumorsynth.training.adversarial_config", "AdversarialTrainConfig"),
     "experiment": ("tumorsynth.pipelines.experiment", "ExperimentSettings"),
 }
 #: Shipped examples (``tumorsynth/configs/NAME.yaml``, also ``configs/`` in the repository) ->

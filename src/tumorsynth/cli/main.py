@@ -29,6 +29,10 @@ SUBCOMMANDS = {
         "train_diffusion",
         "train the learned generator's latent diffusion model on annotated tumors",
     ),
+    "train-adversarial": (
+        "train_adversarial",
+        "train the adversarial generator on unlabeled healthy CT, a few tumors and a segmentor",
+    ),
     "train": ("train", "train a tumor segmentor on real, synthetic or mixed data"),
     "predict": ("predict", "segment CTs with a trained checkpoint"),
     "experiment": ("experiment", "train, predict and evaluate several arms into one table"),

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import cc3d
 import numpy as np
@@ -27,7 +27,7 @@ from tumorsynth.io.identity import case_id_from
 from tumorsynth.io.label_maps import LabelMap, label_mask, resolve_label_map
 from tumorsynth.io.nifti import load_image
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
-from tumorsynth.models.tumor_diffusion import AutoencoderConfig, size_class_of
+from tumorsynth.models.tumor_diffusion import size_class_of
 from tumorsynth.organs import equivalent_diameter_mm, get_profile, registered_organs
 from tumorsynth.training.config import NO_DEFAULT_MAP
 from tumorsynth.training.data import case_items
@@ -36,7 +36,9 @@ __all__ = [
     "AnnotatedTumor",
     "CropSampler",
     "Scan",
+    "CubeGeometry",
     "check_crop_fits",
+    "flip_together",
     "load_scan",
     "load_tumor_scans",
     "scan_files",
@@ -44,6 +46,16 @@ __all__ = [
 ]
 
 _NIFTI = (".nii", ".nii.gz")
+
+
+class CubeGeometry(Protocol):
+    """What crops need of a model: its cube's edge (voxels) and spacing (mm)."""
+
+    @property
+    def crop_size(self) -> int: ...
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]: ...
 
 
 #: Equivalent diameters (mm) a larger tumor is zoomed out to for the early class.
@@ -170,7 +182,7 @@ def load_tumor_scans(
     return scans
 
 
-def check_crop_fits(scans: Sequence[Scan], model: AutoencoderConfig) -> None:
+def check_crop_fits(scans: Sequence[Scan], model: CubeGeometry) -> None:
     """The model's crop (``crop_size`` voxels of ``spacing_mm``) against the scans' extent (mm,
     RAS axes): larger than every scan along an axis is refused (crops would be mostly padding:
     usually ``crop_size`` taken for mm, or a much coarser ``spacing_mm`` than meant); larger than
@@ -211,7 +223,7 @@ class CropSampler:
     def __init__(
         self,
         scans: Sequence[Scan],
-        model: AutoencoderConfig,
+        model: CubeGeometry,
         rng: np.random.Generator,
         *,
         jitter: float = 0.125,
@@ -287,17 +299,24 @@ class CropSampler:
         return torch.cat(crops), torch.cat(masks), classes
 
     def _augment(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The same random flips (and in-plane transpose) for every tensor (1, 1, N, N, N)."""
-        dims = [d + 2 for d in range(3) if self.rng.random() < 0.5]
-        transpose = self.model.spacing_mm[0] == self.model.spacing_mm[1] and self.rng.random() < 0.5
-        out = []
-        for t in tensors:
-            if dims:
-                t = torch.flip(t, dims)
-            if transpose:
-                t = t.transpose(2, 3)
-            out.append(t.contiguous())
-        return out
+        return flip_together(tensors, self.rng, self.model.spacing_mm)
+
+
+def flip_together(
+    tensors: Sequence[torch.Tensor], rng: np.random.Generator, spacing_mm: Sequence[float]
+) -> list[torch.Tensor]:
+    """The same random flips (and in-plane transpose, when the grid is square in-plane) for
+    every tensor (1, 1, N, N, N)."""
+    dims = [d + 2 for d in range(3) if rng.random() < 0.5]
+    transpose = spacing_mm[0] == spacing_mm[1] and rng.random() < 0.5
+    out = []
+    for t in tensors:
+        if dims:
+            t = torch.flip(t, dims)
+        if transpose:
+            t = t.transpose(2, 3)
+        out.append(t.contiguous())
+    return out
 
 
 def _tumor_ids(label_map: LabelMap, organs: Sequence[str]) -> list[int]:
