@@ -8,7 +8,7 @@ acceptance rate at the threshold. The time per tumor is the filter's own (its ne
 the tumor's cube and the write-back), measured around ``TumorFilter.score``.
 
 Usage: .venv/bin/python benchmarks/filter_acceptance.py --segmentor RUN/model
-       [--diffusion RUN/model] [--seeds 8] [--threshold 0.7]
+       [--diffusion RUN/model] [--adversarial RUN/model] [--seeds 8] [--threshold 0.7]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segmentor", required=True)
     parser.add_argument("--diffusion", help="a diffusion checkpoint to judge too")
+    parser.add_argument("--adversarial", help="an adversarial checkpoint to judge too")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--threshold", type=float, default=0.7)
@@ -58,6 +59,10 @@ def main() -> None:
         from tumorsynth.generators.diffusion import DiffusionGenerator
 
         generators["diffusion"] = DiffusionGenerator(args.diffusion, device=args.device)
+    if args.adversarial:
+        from tumorsynth.generators.adversarial import AdversarialGenerator
+
+        generators["adversarial"] = AdversarialGenerator(args.adversarial, device=args.device)
     print(f"segmentor {args.segmentor} ({judge.organ}), threshold {judge.threshold}, IRCAD 1.7")
     print("\n| generator | size | n | accepted | score median [IQR] |")
     print("|---|---|---|---|---|")
