@@ -18,6 +18,13 @@ REQUIRED = {
     "train": ["data.healthy=[scans]", "data.healthy_label_map=msd"],
     "train-autoencoder": ["data.images=[scans]"],
     "train-diffusion": ["autoencoder=ae", "data.cases=[scans]", "data.label_map=msd"],
+    "train-adversarial": [
+        "segmentor=seg",
+        "data.healthy=[scans]",
+        "data.healthy_label_map=totalsegmentator",
+        "data.real=[tumors]",
+        "data.real_label_map=lits",
+    ],
     "experiment": [
         "arms=[{name: a}]",
         "test=[{name: t, images: i, labels: l, label_map: lits}]",

@@ -166,7 +166,7 @@ def test_a_checkpoint_for_the_heuristic_generator_is_refused(chain, tmp_path: Pa
         "--out",
         tmp_path / "x",
     )
-    assert run.code == 2 and "only the diffusion generator" in run.err
+    assert run.code == 2 and "only the adversarial and diffusion generators" in run.err
 
 
 def test_train_diffusion_without_config_is_named():
