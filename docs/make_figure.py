@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python docs/make_figure.py [--data ../shared/data] [--seed 0]
        .venv/bin/python docs/make_figure.py --generator diffusion --checkpoint DIR \
-           --out docs/diffusion_tumors.png     # the learned generator
+           --out docs/diffusion_tumors.png     # a learned generator (diffusion, adversarial)
 """
 
 from __future__ import annotations
@@ -57,10 +57,10 @@ def main() -> None:
     parser.add_argument("--data", default=str(HERE.parents[1] / "shared" / "data"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--generator", default="heuristic")
-    parser.add_argument("--checkpoint", help="diffusion: the model folder of train-diffusion")
+    parser.add_argument("--checkpoint", help="learned generators: their model folder")
     parser.add_argument("--out", default=str(HERE / "synthetic_tumors.png"))
     args = parser.parse_args()
-    options = {"checkpoint": args.checkpoint} if args.generator == "diffusion" else {}
+    options = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     generator = get_generator(args.generator, **options)
     data = Path(args.data)
     p07 = (
