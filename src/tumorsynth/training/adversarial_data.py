@@ -38,6 +38,8 @@ __all__ = ["HealthyCrops", "HealthyScan", "load_healthy_scans"]
 
 #: Organ voxels below this are no organ to put a tumor in.
 _MIN_ORGAN_VOXELS = 1000
+#: Shape draws that may find no room in a row before the scans are called unusable.
+_MAX_MISSES = 200
 #: The blend edge rendering will use, for the zoom (the generator's default range's middle).
 _EDGE_MM = 1.2
 
@@ -135,12 +137,21 @@ class HealthyCrops:
         masks: list[torch.Tensor] = []
         organs: list[torch.Tensor] = []
         hosts: list[float] = []
+        misses = 0
         while len(crops) < n:
             scan = self.scans[int(self.rng.integers(len(self.scans)))]
             try:
                 shape = self.shapes.draw(scan.context, self._size(), self.rng)
-            except PlacementError:
-                continue  # no room for this size here: another scan or size
+            except PlacementError as exc:
+                misses += 1  # no room for this size here: another scan or size
+                if misses > _MAX_MISSES:
+                    raise InputError(
+                        "data.healthy",
+                        f"no room for {self.size} {self.profile.name} tumors in "
+                        f"{_MAX_MISSES} draws over {len(self.scans)} scans ({exc})",
+                        fix="use a smaller data.tumor_size, or scans with larger organs",
+                    ) from exc
+                continue
             image, tumor, organ = self._read(scan, shape)
             if float(tumor.sum()) < 1:
                 continue
