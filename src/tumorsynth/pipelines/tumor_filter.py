@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from tumorsynth.box import Box
 from tumorsynth.errors import InputError
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
@@ -193,11 +194,15 @@ class TumorFilter:
 
 
 def _fraction(cube: torch.Tensor, grid: CropGrid, item: FilterInput) -> float:
-    """The fraction of ``item``'s tumor voxels inside the cube that the cube labels tumor."""
-    back = grid.write_back(cube, (0, 0, 0), item.image.shape).numpy() > 0.5
-    points = grid.model_points((0, 0, 0), item.image.shape)
+    """The fraction of ``item``'s tumor voxels inside the cube that the cube labels tumor (the
+    prediction is written back onto the tumor's bounding box only)."""
+    found = Box.of_mask(item.tumor)
+    if found is None:
+        return 0.0
+    back = grid.write_back(cube, found.origin, found.shape).numpy() > 0.5
+    points = grid.model_points(found.origin, found.shape)
     inside = np.all((points >= -0.5) & (points <= grid.size - 0.5), axis=-1)
-    counted = item.tumor & inside
+    counted = item.tumor[found.slices] & inside
     if not counted.any():
         return 0.0
     return float(back[counted].mean())
