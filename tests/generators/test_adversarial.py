@@ -103,3 +103,51 @@ def test_records_of_other_weights_are_refused(phantom, gen, tmp_path):
     other = AdversarialGenerator(tmp_path / "other", device="cpu")
     with pytest.raises(InputError, match="replay would not be exact"):
         replay_phantom(phantom, out.records, other)
+
+
+def test_real_liver_and_kidney_of_ircad_1_7_filtered_and_replayed(p07, gen, tmp_path):
+    """On a real CT: one tumor per organ, changes only near it, the filter's verdict in the
+    record (a judge that calls everything tumor), and replay without the filter."""
+    from tiny import constant_segmentor
+
+    from tumorsynth.pipelines.synthesize import replay_case, synthesize_case
+    from tumorsynth.pipelines.tumor_filter import TumorFilter
+
+    ct, seg = p07
+    judge = TumorFilter.load(constant_segmentor(tmp_path / "judge", 5.0), device="cpu")
+    for organ, tumor_id in (("liver", 2), ("kidney", 6)):
+        options = {"filters": [judge]} if organ == "liver" else {}
+        out = synthesize_case(
+            ct.array,
+            seg.array,
+            spacing_mm=ct.spacing_mm,
+            label_map={"liver": 1, "kidney": 5},
+            organ=organ,
+            count=1,
+            size="small",
+            generator=gen,
+            rng=0,
+            affine=ct.affine,
+            **options,
+        )
+        assert len(out.records) == 1 and (out.label == tumor_id).any()
+        changed = np.argwhere(out.image != ct.array)
+        center = np.asarray(out.records[0].center_vox)
+        reach_mm = np.abs((changed - center) * np.asarray(ct.spacing_mm)).max()
+        assert reach_mm <= max(out.records[0].radii_mm) * 2.5 + 10.0
+        verdict = out.records[0].filter_verdict
+        assert (
+            (verdict["verdict"], verdict["attempts"]) == ("passed", 1)
+            if options
+            else verdict is None
+        )
+        again = replay_case(
+            ct.array,
+            seg.array,
+            out.records,
+            spacing_mm=ct.spacing_mm,
+            label_map={"liver": 1, "kidney": 5},
+            affine=ct.affine,
+            generators={"adversarial": gen},
+        )
+        assert np.array_equal(again.image, out.image)

@@ -136,3 +136,26 @@ def test_the_cli_trains_from_a_yaml(judge, phantom_dataset, tumor_phantom_case, 
     assert main(["train-adversarial", "--config", str(path), "--no-progress"]) == 0
     assert "--generator adversarial" in capsys.readouterr().out
     assert (tmp_path / "r" / "model").is_dir()
+
+
+def test_scans_without_room_for_the_size_stop_with_the_reason(monkeypatch):
+    """A scan set that can hold no tumor of the asked size stops after a bounded number of draws
+    instead of drawing forever."""
+    from tumorsynth.errors import PlacementError
+    from tumorsynth.models.adversarial import AdversarialConfig
+    from tumorsynth.organs import get_profile
+    from tumorsynth.training.adversarial_data import HealthyCrops, HealthyScan
+
+    def no_room(*args, **kwargs):
+        raise PlacementError("scan", "no room")
+
+    crops = HealthyCrops(
+        [HealthyScan("s", None, None, (1.0, 1.0, 1.0), ((0, 1), (1, 1), (2, 1)), None)],  # type: ignore[arg-type]
+        AdversarialConfig(),
+        get_profile("liver"),
+        "large",
+        np.random.default_rng(0),
+    )
+    monkeypatch.setattr(crops.shapes, "draw", no_room)
+    with pytest.raises(InputError, match="no room for large liver tumors in 200 draws"):
+        crops.crops(1)
