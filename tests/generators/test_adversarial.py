@@ -66,6 +66,8 @@ def test_it_is_a_registered_generator_with_a_versioned_checkpoint(gen, adversari
     assert isinstance(get_generator("adversarial", checkpoint=adversarial_checkpoint), type(gen))
     with pytest.raises(InputError, match="--checkpoint"):
         get_generator("adversarial")
+    with pytest.raises(InputError, match="nothing there"):
+        get_generator("adversarial", checkpoint=adversarial_checkpoint.parent / "none")
 
 
 def test_only_tumors_and_their_blend_margins_change_and_replay_is_exact(phantom, gen):

@@ -161,3 +161,17 @@ class TestCheckpoint:
     def test_a_missing_folder_is_named(self, tmp_path):
         with pytest.raises(InputError, match="nothing there"):
             TumorFilter.load(tmp_path / "nope")
+
+    def test_a_checkpoint_of_another_kind_or_with_changed_weights_is_named(
+        self, tmp_path, adversarial_checkpoint
+    ):
+        with pytest.raises(InputError, match="segmentor") as found:
+            TumorFilter.load(adversarial_checkpoint)
+        assert str(adversarial_checkpoint) in str(found.value)
+        folder = constant_segmentor(tmp_path / "seg", 5.0)
+        weights = folder / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+        with pytest.raises(InputError, match="model.safetensors"):
+            TumorFilter.load(folder)
