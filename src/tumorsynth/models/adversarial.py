@@ -35,7 +35,7 @@ from tumorsynth.models.checkpoint import (
     load_state_strict,
     save_pretrained,
 )
-from tumorsynth.models.tumor_diffusion import hu_to_unit
+from tumorsynth.models.tumor_diffusion import hu_to_unit, initial_noise
 
 __all__ = [
     "ADVERSARY_KIND",
@@ -163,9 +163,7 @@ class TumorAdversary:
     def noise(self, shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
         """(B, 1, N, N, N) standard noise, each tumor's from its own generator (drawn on the
         CPU, so a seed gives the same tumor on any device)."""
-        if len(generators) != shape[0]:
-            raise InputError("generators", f"expected {shape[0]}, found {len(generators)}")
-        return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in generators])
+        return initial_noise(tuple(int(n) for n in shape), generators)
 
     def change(
         self,

@@ -59,6 +59,7 @@ __all__ = [
     "build_denoiser",
     "build_discriminator",
     "hu_to_unit",
+    "initial_noise",
     "load_autoencoder",
     "unit_to_hu",
     "size_class_of",
@@ -445,7 +446,7 @@ class TumorDiffusion:
         shift = self._host_shift(host_hu, batch, device)
         crops_hu = crops_hu + shift
         steps = int(steps or self.config.sample_steps[int(size_classes[0])])
-        noise = _initial_noise(self.latent_shape(batch), generators).to(device)
+        noise = initial_noise(self.latent_shape(batch), generators).to(device)
         labels = torch.as_tensor(
             [self.size_label(c) for c in size_classes], dtype=torch.long, device=device
         )
@@ -560,9 +561,11 @@ class TumorDiffusion:
         return model.to(device)
 
 
-def _initial_noise(
+def initial_noise(
     shape: tuple[int, ...], generators: Sequence[torch.Generator | None] | torch.Generator | None
 ) -> torch.Tensor:
+    """Standard noise of ``shape``: from one generator (or the global one), or one generator per
+    item of the batch (drawn on the CPU, so a seed gives the same result on any device)."""
     if generators is None or isinstance(generators, torch.Generator):
         return torch.randn(shape, generator=generators)
     if len(generators) != shape[0]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,13 @@ from tumorsynth.io.records import TumorRecord
 if TYPE_CHECKING:
     from tumorsynth.pipelines.tumor_filter import TumorFilter
 
-__all__ = ["FILTER_ON_FAIL", "FilterSettings", "acceptance_table", "format_acceptance"]
+__all__ = [
+    "FILTER_ON_FAIL",
+    "FilterSettings",
+    "acceptance_table",
+    "check_judging",
+    "format_acceptance",
+]
 
 #: What a tumor that fails every attempt becomes: kept and reported, or left out of the case.
 FILTER_ON_FAIL = ("keep", "skip")
@@ -57,17 +63,24 @@ class FilterSettings:
         object.__setattr__(self, "checkpoints", tuple(str(c) for c in self.checkpoints))
         if not self.checkpoints:
             raise InputError("--filter", "expected one or more segmentor checkpoints, found none")
-        if not (math.isfinite(float(self.threshold)) and 0.0 <= float(self.threshold) < 1.0):
+        check_judging(self.threshold, self.retries, self.on_fail, prefix="--filter-")
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> FilterSettings:
+        """The settings of a config or transform: ``{checkpoints: [DIR] or DIR, threshold,
+        retries, on_fail, device}`` (``checkpoint`` for one); unknown keys are refused."""
+        fields = dict(settings)
+        checkpoints = fields.pop("checkpoints", fields.pop("checkpoint", ()))
+        unknown = sorted(set(fields) - _MAPPING_KEYS)
+        if unknown:
             raise InputError(
-                "--filter-threshold", f"expected a fraction in [0, 1), found {self.threshold}"
+                "filter",
+                f"unknown setting(s) {unknown}; known are checkpoints, {sorted(_MAPPING_KEYS)} "
+                f"(found {sorted(settings)})",
             )
-        if int(self.retries) < 0:
-            raise InputError("--filter-retries", f"expected a count >= 0, found {self.retries}")
-        if self.on_fail not in FILTER_ON_FAIL:
-            raise InputError(
-                "--filter-on-fail",
-                f"expected one of {', '.join(FILTER_ON_FAIL)}, found {self.on_fail!r}",
-            )
+        if isinstance(checkpoints, str):
+            checkpoints = (checkpoints,)
+        return cls(tuple(checkpoints), **fields)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +101,26 @@ class FilterSettings:
         from tumorsynth.pipelines.synthesize import check_filters
 
         check_filters(self.build(), organs)
+
+
+#: The keys of :meth:`FilterSettings.from_mapping` besides the checkpoints.
+_MAPPING_KEYS = {"threshold", "retries", "on_fail", "device"}
+
+
+def check_judging(threshold: float, retries: int, on_fail: str, *, prefix: str = "filter_") -> None:
+    """Refuse a threshold outside [0, 1), negative retries or an unknown ``on_fail``; errors name
+    the setting as ``prefix`` + threshold / retries / on-fail (``--filter-threshold`` for the
+    CLI, ``filter_threshold`` for Python)."""
+    dash = "-" if prefix.endswith("-") else "_"
+    if not (math.isfinite(float(threshold)) and 0.0 <= float(threshold) < 1.0):
+        raise InputError(f"{prefix}threshold", f"expected a fraction in [0, 1), found {threshold}")
+    if int(retries) < 0:
+        raise InputError(f"{prefix}retries", f"expected a count >= 0, found {retries}")
+    if on_fail not in FILTER_ON_FAIL:
+        raise InputError(
+            f"{prefix}on{dash}fail",
+            f"expected one of {', '.join(FILTER_ON_FAIL)}, found {on_fail!r}",
+        )
 
 
 @functools.lru_cache(maxsize=4)

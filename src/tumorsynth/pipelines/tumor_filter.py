@@ -31,7 +31,7 @@ from tumorsynth.errors import InputError
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.device import pick_device
 from tumorsynth.models.segmentors import load_segmentor_files, window_transform
-from tumorsynth.pipelines.filter_settings import FILTER_ON_FAIL
+from tumorsynth.pipelines.filter_settings import check_judging
 
 __all__ = ["FilterInput", "TumorFilter"]
 #: The segmentor's classes (background, organ, tumor), as ``tumorsynth train`` writes them.
@@ -95,16 +95,7 @@ class TumorFilter:
         on_fail: Literal["keep", "skip"] = "keep",
         max_batch: int = 8,
     ) -> None:
-        if not 0.0 <= float(threshold) < 1.0:
-            raise InputError(
-                "filter_threshold", f"expected a fraction in [0, 1), found {threshold}"
-            )
-        if int(retries) < 0:
-            raise InputError("filter_retries", f"expected a count >= 0, found {retries}")
-        if on_fail not in FILTER_ON_FAIL:
-            raise InputError(
-                "filter_on_fail", f"expected one of {', '.join(FILTER_ON_FAIL)}, found {on_fail!r}"
-            )
+        check_judging(threshold, retries, on_fail)
         if int(max_batch) < 1:
             raise InputError("max_batch", f"expected >= 1, found {max_batch}")
         self.model = model.eval()

@@ -206,18 +206,10 @@ def filter_problems(settings: Mapping[str, Any]) -> list[str]:
     """What is wrong with a ``data.filter`` mapping (its keys and values), by key path."""
     from tumorsynth.pipelines.filter_settings import FilterSettings
 
-    fields = dict(settings)
-    checkpoints = fields.pop("checkpoints", ())
-    known = {"threshold", "retries", "on_fail", "device"}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        return [f"filter: unknown setting(s) {unknown}; known are checkpoints, {sorted(known)}"]
     try:
-        FilterSettings(
-            tuple([checkpoints] if isinstance(checkpoints, str) else checkpoints), **fields
-        )
+        FilterSettings.from_mapping(settings)
     except InputError as exc:
-        return [f"filter: {exc}"]
+        return [str(exc) if exc.where == "filter" else f"filter: {exc}"]
     return []
 
 

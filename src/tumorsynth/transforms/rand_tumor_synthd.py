@@ -203,17 +203,7 @@ def _filter_settings(
     if isinstance(value, FilterSettings):
         return value
     if isinstance(value, Mapping):
-        fields = dict(value)
-        checkpoints = fields.pop("checkpoints", fields.pop("checkpoint", ()))
-        if isinstance(checkpoints, str):
-            checkpoints = (checkpoints,)
-        try:
-            return FilterSettings(tuple(checkpoints), **fields)
-        except TypeError as exc:
-            raise InputError(
-                "RandTumorSynthd(filter=...)",
-                f"expected checkpoints, threshold, retries, on_fail, device; found {sorted(value)}",
-            ) from exc
+        return FilterSettings.from_mapping(value)
     return tuple(value)
 
 
