@@ -4,15 +4,7 @@
 # segmentor at 96^3), batch 1, 16 and 32, bf16 and fp32, peak GPU memory, and training steps/s.
 # Run from the repository root on the lent GPU machine (carry .gpu/ from
 # benchmarks/prepare_gpu_data.py when its Python lacks the wheels); output goes to $OUT.
-set -uo pipefail
-OUT="${OUT:-gpu_out}"; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-PY="${PY:-python3}"
-if [ -d .gpu/whl ] && [ "${SKIP_WHEELS:-0}" != 1 ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
-  export PYTHONPATH="$PWD/src:/tmp/site"
-fi
-(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU") | tee "$OUT/gpu.txt"
+source "$(dirname "$0")/gpu_env.sh"
 $PY benchmarks/bench_adversarial.py --device "${DEV:-cuda}" --crop 64 --filter-cube 96 \
     --batch 1 16 32 --repeats 3 --train-batch 4 --train-steps 40 --budget-s "${BUDGET_S:-420}" \
     | tee "$OUT/bench_adversarial.md"

@@ -4,15 +4,7 @@
 # memory, training steps/s of the autoencoder and the denoiser, and the synthesize pipeline.
 # Run from the repository root on the lent GPU machine (carry .gpu/ from
 # benchmarks/prepare_gpu_data.py when its Python lacks the wheels); output goes to $OUT.
-set -uo pipefail
-OUT="${OUT:-gpu_out}"; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-PY="${PY:-python3}"
-if [ -d .gpu/whl ] && [ "${SKIP_WHEELS:-0}" != 1 ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
-  export PYTHONPATH="$PWD/src:/tmp/site"
-fi
-(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU") | tee "$OUT/gpu.txt"
+source "$(dirname "$0")/gpu_env.sh"
 $PY benchmarks/bench_diffusion.py --device "${DEV:-cuda}" --crop 96 --steps 4 50 --batch 1 16 32 \
     --repeats 3 --train-batch 2 --train-steps 20 --pipeline-tumors 8 --budget-s "${BUDGET_S:-420}" \
     | tee "$OUT/bench_diffusion.md"

@@ -262,3 +262,15 @@ def constant_segmentor(folder: Path, tumor_bias: float, organ: str = "liver") ->
     }
     save_segmentor(model, stored, folder)
     return folder
+
+
+def load_benchmark(name: str) -> Any:
+    """``benchmarks/NAME.py`` imported as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

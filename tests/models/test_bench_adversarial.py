@@ -4,18 +4,11 @@ the budget that skips what does not fit."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_adversarial.py"
+from tiny import load_benchmark
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_adversarial", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_adversarial")
 
 
 def test_the_adversarial_benchmark_runs_on_cpu(capsys):

@@ -4,18 +4,11 @@ budget that skips what does not fit."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_diffusion.py"
+from tiny import load_benchmark
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_diffusion", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_diffusion")
 
 
 def test_the_diffusion_benchmark_runs_on_cpu(capsys):
