@@ -85,7 +85,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(runs):
     assert json.loads((second.out_dir / "summary.json").read_text())["resumed_from"] == 2
 
 
-def test_the_checkpoint_synthesizes_and_replays(runs, phantom):
+def test_the_checkpoint_synthesizes_the_same_tumors_for_a_seed(runs, phantom):
     gen = AdversarialGenerator(runs[0].model_dir, device="cpu")
     out = synthesize_phantom(phantom, gen, count=2, size="small", rng=1)
     assert len(out.records) == 2 and (out.label == 2).any()

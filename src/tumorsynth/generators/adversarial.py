@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tumorsynth.errors import InputError
 from tumorsynth.generators.model_grid import CubeGenerator, blend_back, cube_zoom, read_cubes
 from tumorsynth.generators.protocol import RenderInput, TumorSite
 from tumorsynth.models.adversarial import TumorAdversary
-from tumorsynth.models.device import pick_device
 
 __all__ = ["AdversarialGenerator"]
 
@@ -68,25 +65,17 @@ class AdversarialGenerator(CubeGenerator):
         keep_scan_noise: bool = True,
         weights_sha256: Mapping[str, str] | None = None,
     ) -> None:
-        if checkpoint is None:
-            raise InputError(
-                "generator 'adversarial'",
-                "needs a trained checkpoint, found none",
-                fix="pass --checkpoint DIR (the model folder of `tumorsynth train-adversarial`)",
-            )
-        if isinstance(checkpoint, TumorAdversary):
-            self.model, self.checkpoint = checkpoint, ""
-        else:
-            self.checkpoint = str(Path(checkpoint))
-            self.model = TumorAdversary.from_pretrained(checkpoint, device=pick_device(device))
-        if max_batch < 1:
-            raise InputError("max_batch", f"expected >= 1, found {max_batch}")
-        self.max_batch = int(max_batch)
-        self.edge_width_mm = (float(edge_width_mm[0]), float(edge_width_mm[1]))
-        self.keep_scan_noise = bool(keep_scan_noise)
-        self.version = f"{_VERSION}+{self.model.sha256[:12]}"
-        if weights_sha256 is not None:
-            self._check_files(weights_sha256, None)
+        self._setup(
+            checkpoint,
+            TumorAdversary,
+            device=device,
+            command="train-adversarial",
+            version=_VERSION,
+            max_batch=max_batch,
+            edge_width_mm=edge_width_mm,
+            keep_scan_noise=keep_scan_noise,
+            weights_sha256=weights_sha256,
+        )
 
     @property
     def options(self) -> dict[str, Any]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,6 @@ import torch
 from tumorsynth.errors import InputError
 from tumorsynth.generators.model_grid import CubeGenerator, blend_back, cube_zoom, read_cubes
 from tumorsynth.generators.protocol import RenderInput, TumorSite
-from tumorsynth.models.device import pick_device
 from tumorsynth.models.tumor_diffusion import TumorDiffusion, size_class_of
 from tumorsynth.organs import equivalent_diameter_mm
 
@@ -109,30 +107,22 @@ class DiffusionGenerator(CubeGenerator):
         scale_to_phase: bool = True,
         weights_sha256: Mapping[str, str] | None = None,
     ) -> None:
-        if checkpoint is None:
-            raise InputError(
-                "generator 'diffusion'",
-                "needs a trained checkpoint, found none",
-                fix="pass --checkpoint DIR (the model folder of `tumorsynth train-diffusion`)",
-            )
-        if isinstance(checkpoint, TumorDiffusion):
-            self.model, self.checkpoint = checkpoint, ""
-        else:
-            self.checkpoint = str(Path(checkpoint))
-            self.model = TumorDiffusion.from_pretrained(checkpoint, device=pick_device(device))
+        self._setup(
+            checkpoint,
+            TumorDiffusion,
+            device=device,
+            command="train-diffusion",
+            version=_VERSION,
+            max_batch=max_batch,
+            edge_width_mm=edge_width_mm,
+            keep_scan_noise=keep_scan_noise,
+            weights_sha256=weights_sha256,
+        )
         if steps is not None and steps < 1:
             raise InputError("steps", f"expected >= 1 sampling steps, found {steps}")
-        if max_batch < 1:
-            raise InputError("max_batch", f"expected >= 1, found {max_batch}")
         self.steps = steps
         self.amp = amp
-        self.max_batch = int(max_batch)
-        self.edge_width_mm = (float(edge_width_mm[0]), float(edge_width_mm[1]))
-        self.keep_scan_noise = bool(keep_scan_noise)
         self.scale_to_phase = bool(scale_to_phase)
-        self.version = f"{_VERSION}+{self.model.sha256[:12]}"
-        if weights_sha256 is not None:
-            self._check_files(weights_sha256, None)
 
     @property
     def options(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ soft mask is above 0, restricted to where tumor may lie.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,49 @@ class CubeGenerator(TumorGeneratorBase):
     :attr:`cube` and :attr:`files`."""
 
     checkpoint: str
+    model: Any
+    max_batch: int
+    edge_width_mm: tuple[float, float]
+    keep_scan_noise: bool
+    version: str
+
+    def _setup(
+        self,
+        checkpoint: object,
+        model_class: Any,
+        *,
+        device: str,
+        command: str,
+        version: str,
+        max_batch: int,
+        edge_width_mm: tuple[float, float],
+        keep_scan_noise: bool,
+        weights_sha256: Mapping[str, str] | None,
+    ) -> None:
+        """Load ``checkpoint`` (a folder for ``model_class.from_pretrained`` or a loaded model),
+        check and keep the options every cube generator has, set ``version`` (``version`` +
+        the checkpoint's hash) and refuse files other than ``weights_sha256``."""
+        from tumorsynth.models.device import pick_device
+
+        if checkpoint is None:
+            raise InputError(
+                f"generator {self.name!r}",
+                "needs a trained checkpoint, found none",
+                fix=f"pass --checkpoint DIR (the model folder of `tumorsynth {command}`)",
+            )
+        if isinstance(checkpoint, model_class):
+            self.model, self.checkpoint = checkpoint, ""
+        else:
+            self.checkpoint = str(Path(checkpoint))  # type: ignore[arg-type]
+            self.model = model_class.from_pretrained(checkpoint, device=pick_device(device))
+        if max_batch < 1:
+            raise InputError("max_batch", f"expected >= 1, found {max_batch}")
+        self.max_batch = int(max_batch)
+        self.edge_width_mm = (float(edge_width_mm[0]), float(edge_width_mm[1]))
+        self.keep_scan_noise = bool(keep_scan_noise)
+        self.version = f"{version}+{self.model.sha256[:12]}"
+        if weights_sha256 is not None:
+            self._check_files(weights_sha256, None)
 
     @property
     def cube(self) -> tuple[int, tuple[float, float, float]]:
