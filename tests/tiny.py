@@ -274,3 +274,34 @@ def load_benchmark(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: IRCAD 1.7's label ids of the organs the generators are tested in.
+P07_MAP = {"liver": 1, "kidney": 5}
+
+
+def one_tumor_in_p07(p07: tuple[Any, Any], generator: Any, organ: str, **options: Any):
+    """One small tumor of ``organ`` (seed 0) in IRCAD 1.7 with ``generator``, and the reach (mm,
+    largest per-axis distance) of every changed voxel from the tumor's centre."""
+    from tumorsynth.pipelines.synthesize import synthesize_case
+
+    ct, seg = p07
+    out = synthesize_case(
+        ct.array,
+        seg.array,
+        spacing_mm=ct.spacing_mm,
+        label_map=P07_MAP,
+        organ=organ,
+        count=1,
+        size="small",
+        generator=generator,
+        rng=0,
+        affine=ct.affine,
+        **options,
+    )
+    changed = np.argwhere(out.image != ct.array)
+    center = np.asarray(out.records[0].center_vox) if out.records else np.zeros(3)
+    reach = (
+        float(np.abs((changed - center) * np.asarray(ct.spacing_mm)).max()) if len(changed) else 0.0
+    )
+    return out, reach

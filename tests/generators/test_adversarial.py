@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
-from tiny import replay_phantom, synthesize_phantom, tiny_adversary
+from tiny import P07_MAP, one_tumor_in_p07, replay_phantom, synthesize_phantom, tiny_adversary
 
 from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
@@ -112,30 +112,15 @@ def test_real_liver_and_kidney_of_ircad_1_7_filtered_and_replayed(p07, gen, tmp_
     record (a judge that calls everything tumor), and replay without the filter."""
     from tiny import constant_segmentor
 
-    from tumorsynth.pipelines.synthesize import replay_case, synthesize_case
+    from tumorsynth.pipelines.synthesize import replay_case
     from tumorsynth.pipelines.tumor_filter import TumorFilter
 
     ct, seg = p07
     judge = TumorFilter.load(constant_segmentor(tmp_path / "judge", 5.0), device="cpu")
     for organ, tumor_id in (("liver", 2), ("kidney", 6)):
         options = {"filters": [judge]} if organ == "liver" else {}
-        out = synthesize_case(
-            ct.array,
-            seg.array,
-            spacing_mm=ct.spacing_mm,
-            label_map={"liver": 1, "kidney": 5},
-            organ=organ,
-            count=1,
-            size="small",
-            generator=gen,
-            rng=0,
-            affine=ct.affine,
-            **options,
-        )
+        out, reach_mm = one_tumor_in_p07(p07, gen, organ, **options)
         assert len(out.records) == 1 and (out.label == tumor_id).any()
-        changed = np.argwhere(out.image != ct.array)
-        center = np.asarray(out.records[0].center_vox)
-        reach_mm = np.abs((changed - center) * np.asarray(ct.spacing_mm)).max()
         assert reach_mm <= max(out.records[0].radii_mm) * 2.5 + 10.0
         verdict = out.records[0].filter_verdict
         if options:
@@ -147,7 +132,7 @@ def test_real_liver_and_kidney_of_ircad_1_7_filtered_and_replayed(p07, gen, tmp_
             seg.array,
             out.records,
             spacing_mm=ct.spacing_mm,
-            label_map={"liver": 1, "kidney": 5},
+            label_map=P07_MAP,
             affine=ct.affine,
             generators={"adversarial": gen},
         )

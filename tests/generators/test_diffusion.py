@@ -3,7 +3,7 @@ cross-organ use, and its use from RandTumorSynthd (tiny untrained checkpoints, C
 
 import numpy as np
 import pytest
-from tiny import replay_phantom, synthesize_phantom, tiny_diffusion
+from tiny import one_tumor_in_p07, replay_phantom, synthesize_phantom, tiny_diffusion
 
 from tumorsynth.errors import InputError
 from tumorsynth.generators import TumorGenerator, get_generator
@@ -212,23 +212,8 @@ def test_rand_tumor_synthd_uses_the_learned_generators(phantom, generator_option
 
 
 def test_real_liver_and_kidney_of_ircad_1_7(p07, gen):
-    ct, seg = p07
     for organ, tumor_id in (("liver", 2), ("kidney", 6)):
-        out = synthesize_case(
-            ct.array,
-            seg.array,
-            spacing_mm=ct.spacing_mm,
-            label_map={"liver": 1, "kidney": 5},
-            organ=organ,
-            count=1,
-            size="small",
-            generator=gen,
-            rng=0,
-            affine=ct.affine,
-        )
+        out, reach_mm = one_tumor_in_p07(p07, gen, organ)
         tumor = out.label == tumor_id
         assert len(out.records) == 1 and tumor.any()
-        changed = np.argwhere(out.image != ct.array)
-        center = np.asarray(out.records[0].center_vox)
-        reach_mm = np.abs((changed - center) * np.asarray(ct.spacing_mm)).max()
         assert reach_mm <= max(out.records[0].radii_mm) * 2.5 + 10.0
