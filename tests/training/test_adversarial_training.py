@@ -159,3 +159,18 @@ def test_scans_without_room_for_the_size_stop_with_the_reason(monkeypatch):
     monkeypatch.setattr(crops.shapes, "draw", no_room)
     with pytest.raises(InputError, match="no room for large liver tumors in 200 draws"):
         crops.crops(1)
+
+
+def test_unlabeled_scans_may_come_as_a_case_list(
+    judge, phantom_dataset, tumor_phantom_case, tmp_path
+):
+    from tumorsynth.io.datasets import discover_cases
+
+    listed = tmp_path / "healthy.csv"
+    listed.write_text("".join(f"{c.image},{c.label}\n" for c in discover_cases(phantom_dataset)))
+    cfg = config(
+        judge, phantom_dataset, tumor_phantom_case, tmp_path / "o", 1, healthy=[str(listed)]
+    )
+    result = train_adversarial(cfg, progress=False)
+    summary = json.loads((result.out_dir / "summary.json").read_text())
+    assert result.steps == 1 and len(summary["healthy_scans"]) == 3

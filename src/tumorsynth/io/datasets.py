@@ -6,6 +6,9 @@
   relative to the dataset folder (nnU-Net v1 folders, whose files carry ``_0000``, read too).
 - **AbdomenAtlas**: ``<case>/ct.nii.gz`` + ``<case>/segmentations/<organ>.nii.gz``; the label is
   the ``segmentations`` folder, combined into one volume by :func:`read_abdomenatlas_label`.
+- **Case lists** (``.txt``, ``.csv``, ``.tsv``, read by :func:`read_case_list`): one case per line,
+  ``IMAGE LABEL [GROUP]`` separated by whitespace, commas or tabs, paths relative to the list file,
+  ``#`` comments. Cases scattered over several folders, or other tools' outputs, come in this way.
 
 Every missing or unexpected file is answered with :class:`~tumorsynth.errors.InputError` naming it.
 Hidden entries (names starting with ``.``, such as macOS ``._liver_0.nii.gz`` files) are ignored.
@@ -13,6 +16,7 @@ Hidden entries (names starting with ``.``, such as macOS ``._liver_0.nii.gz`` fi
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import dataclass
@@ -27,13 +31,21 @@ from tumorsynth.io.label_maps import LabelMap
 from tumorsynth.io.nifti import Volume, check_same_grid, load_label
 
 __all__ = [
+    "LIST_SUFFIXES",
     "CaseRef",
     "DatasetLayout",
+    "ListedCase",
     "check_distinct_inputs",
     "discover_cases",
+    "is_case_list",
+    "listed_file",
     "read_abdomenatlas_label",
     "read_case_label",
+    "read_case_list",
 ]
+
+#: File endings read as lists of ``IMAGE LABEL [GROUP]`` lines.
+LIST_SUFFIXES = (".txt", ".csv", ".tsv")
 
 #: Dataset layouts :func:`discover_cases` reads; ``"auto"`` picks one by looking at the folder.
 DatasetLayout = Literal["auto", "nnunet", "msd", "abdomenatlas"]
@@ -81,6 +93,75 @@ def check_distinct_inputs(
             + (f" ({image.resolve()})" if image.resolve() != image.absolute() else ""),
             fix="pass the organ label map as --label",
         )
+
+
+@dataclass(frozen=True)
+class ListedCase:
+    """One line of a case list: the case id (of the image's file name), its files, and its
+    group (the third field, or the case id)."""
+
+    case_id: str
+    image: Path
+    label: Path
+    group: str
+
+
+def is_case_list(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a case list (by its ending; it need not exist)."""
+    return Path(path).suffix.lower() in LIST_SUFFIXES
+
+
+def read_case_list(list_file: str | os.PathLike[str]) -> list[ListedCase]:
+    """The cases of a list file: ``IMAGE LABEL [GROUP]`` per line, paths relative to the file.
+
+    Raises
+    ------
+    InputError
+        The list missing; a line without two or three fields (named ``FILE:LINE``); a file it
+        names that does not exist; the same file as image and label.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("a.nii.gz", "a_seg.nii.gz"):
+    ...     _ = (d / name).write_bytes(b"")
+    >>> _ = (d / "cases.csv").write_text("# image, label" + chr(10) + "a.nii.gz, a_seg.nii.gz")
+    >>> [(c.case_id, c.label.name, c.group) for c in read_case_list(d / "cases.csv")]
+    [('a', 'a_seg.nii.gz', 'a')]
+    """
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise InputError(str(list_file), "case list not found", fix="check the path")
+    cases = []
+    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        delimiter = "\t" if "\t" in line else "," if "," in line else None
+        if delimiter:
+            fields = [f.strip() for f in next(csv.reader([line], delimiter=delimiter))]
+        else:
+            fields = line.split()
+        where = f"{list_file}:{number}"
+        if len(fields) not in (2, 3) or not all(fields):
+            raise InputError(
+                where,
+                f"expected IMAGE LABEL [GROUP], found {len(fields)} field(s): {line!r}",
+            )
+        image, label = (listed_file(list_file, name, where) for name in fields[:2])
+        check_distinct_inputs(image, label, flags=where)
+        case = case_id_from(image)
+        cases.append(ListedCase(case, image, label, fields[2] if len(fields) == 3 else case))
+    return cases
+
+
+def listed_file(listing: Path, name: str, where: str) -> Path:
+    """``name`` (absolute, or relative to the folder of ``listing``), which must exist."""
+    path = Path(name) if Path(name).is_absolute() else listing.parent / name
+    if not path.is_file():
+        raise InputError(where, f"names {name}, which does not exist ({path})")
+    return path
 
 
 def discover_cases(

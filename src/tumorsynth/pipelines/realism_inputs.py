@@ -19,22 +19,24 @@ one and tests on the other.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from tumorsynth.errors import InputError
-from tumorsynth.io.datasets import check_distinct_inputs, discover_cases
+from tumorsynth.io.datasets import (
+    LIST_SUFFIXES,
+    discover_cases,
+    is_case_list,
+    listed_file,
+    read_case_list,
+)
 from tumorsynth.io.identity import case_id_from, check_folder_apart
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, resolve_label_map
 from tumorsynth.io.records import check_record, read_numbered_manifest
 from tumorsynth.realism.features import CaseInput
 
-__all__ = ["LIST_SUFFIXES", "cases_from_sources", "check_out_apart"]
-
-#: File endings read as lists of ``IMAGE LABEL [GROUP]`` lines.
-LIST_SUFFIXES = (".txt", ".csv", ".tsv")
+__all__ = ["cases_from_sources", "check_out_apart"]
 
 
 def cases_from_sources(
@@ -75,7 +77,7 @@ def cases_from_sources(
             cases += _dataset_cases(path, source, _required_map(label_map, flag, path), organs)
         elif path.suffix == ".jsonl":
             cases += _manifest_cases(path, source, label_map, organs)
-        elif path.suffix.lower() in LIST_SUFFIXES:
+        elif is_case_list(path):
             cases += _list_cases(path, source, _required_map(label_map, flag, path), organs)
         elif path.exists():
             raise InputError(
@@ -161,8 +163,8 @@ def _manifest_cases(
             if not organs and record.organ not in cases[key].organs:
                 cases[key] = replace(cases[key], organs=(*cases[key].organs, record.organ))
             continue
-        image = _beside(manifest, record.image_path, where)
-        label = _beside(manifest, record.label_path, where)
+        image = listed_file(manifest, record.image_path, where)
+        label = listed_file(manifest, record.label_path, where)
         ignore = ignore_map = None
         if record.source_label and record.label_map:
             ignore = Path(record.source_label)
@@ -182,37 +184,10 @@ def _manifest_cases(
     return list(cases.values())
 
 
-def _beside(listing: Path, name: str, where: str) -> Path:
-    """``name`` (absolute, or relative to the folder of ``listing``), which must exist."""
-    path = Path(name) if Path(name).is_absolute() else listing.parent / name
-    if not path.is_file():
-        raise InputError(where, f"names {name}, which does not exist ({path})")
-    return path
-
-
 def _list_cases(
     list_file: Path, source: str, label_map: LabelMap, organs: Sequence[str]
 ) -> list[CaseInput]:
-    text = list_file.read_text(encoding="utf-8").splitlines()
-    cases = []
-    for number, line in enumerate(text, start=1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        delimiter = "\t" if "\t" in line else "," if "," in line else None
-        if delimiter:
-            fields = [f.strip() for f in next(csv.reader([line], delimiter=delimiter))]
-        else:
-            fields = line.split()
-        where = f"{list_file}:{number}"
-        if len(fields) not in (2, 3) or not all(fields):
-            raise InputError(
-                where,
-                f"expected IMAGE LABEL [GROUP], found {len(fields)} field(s): {line!r}",
-            )
-        image, label = (_beside(list_file, name, where) for name in fields[:2])
-        check_distinct_inputs(image, label, flags=where)
-        case = case_id_from(image)
-        group = fields[2] if len(fields) == 3 else case
-        cases.append(CaseInput(case, image, label, label_map, source, group, tuple(organs)))
-    return cases
+    return [
+        CaseInput(c.case_id, c.image, c.label, label_map, source, c.group, tuple(organs))
+        for c in read_case_list(list_file)
+    ]

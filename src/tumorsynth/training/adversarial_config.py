@@ -4,7 +4,7 @@
     segmentor: runs/segmentor_real/model     # a `tumorsynth train` checkpoint: the frozen judge
     data:
       organ: liver
-      healthy: [data/healthy_ct]             # unlabeled: CT + organ masks, any label map
+      healthy: [data/healthy_ct, more.csv]   # unlabeled: CT + organ masks; folders or lists
       healthy_label_map: totalsegmentator
       real: [{image: p17_ct.nii.gz, label: p17_label.nii.gz, label_map: lits}]
     model: {crop_size: 64, spacing_mm: [1.5, 1.5, 1.5], channels: [16, 32, 64, 128]}

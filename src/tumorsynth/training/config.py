@@ -53,6 +53,7 @@ from tumorsynth._settings import (
 from tumorsynth._types import LabelMapSpec, SizeClass
 from tumorsynth.errors import InputError
 from tumorsynth.generators import generator_takes, registered_generators
+from tumorsynth.io.datasets import is_case_list
 from tumorsynth.io.label_maps import resolve_label_map
 from tumorsynth.models.segmentors import SegmentorConfig
 
@@ -410,6 +411,7 @@ def case_input_problems(entries: tuple[CaseEntry, ...], key: str) -> list[str]:
             path = fields.get(name)
             if isinstance(path, str) and not Path(path).exists():
                 where = f"{key}[{index}]" + (f".{name}" if name else "")
+                kind = "case list" if kind == "dataset folder" and is_case_list(path) else kind
                 problems.append(f"{where}: {path}: training {kind} not found")
     return problems
 

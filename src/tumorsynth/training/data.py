@@ -32,7 +32,7 @@ from monai.transforms import (
 from tumorsynth._types import derive_seed
 from tumorsynth.errors import InputError
 from tumorsynth.generators import generator_takes
-from tumorsynth.io.datasets import discover_cases
+from tumorsynth.io.datasets import CaseRef, discover_cases, is_case_list, read_case_list
 from tumorsynth.io.identity import case_id_from
 from tumorsynth.io.label_maps import (
     OUTPUT_LABELS,
@@ -91,8 +91,9 @@ def case_items(
     kind: str,
     default_map: str | Mapping[str, Any] | None,
 ) -> list[CaseItem]:
-    """Cases from config entries: a dataset folder, ``{path: DIR, label_map: ..}`` or one case
-    ``{image: CT, label: SEG, label_map: ..}``."""
+    """Cases from config entries: a dataset folder or case list (``.txt``/``.csv``/``.tsv`` of
+    ``IMAGE LABEL`` lines, :func:`~tumorsynth.io.datasets.read_case_list`), ``{path: DIR or
+    LIST, label_map: ..}`` or one case ``{image: CT, label: SEG, label_map: ..}``."""
     items = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, str):
@@ -129,7 +130,11 @@ def case_items(
                 )
             )
             continue
-        for ref in discover_cases(folder):
+        if is_case_list(folder):
+            refs = [CaseRef(c.case_id, c.image, c.label) for c in read_case_list(folder)]
+        else:
+            refs = discover_cases(folder)
+        for ref in refs:
             if ref.label is None:
                 raise InputError(str(ref.image), "training case has no label")
             items.append(
@@ -137,6 +142,16 @@ def case_items(
                     f"{kind}:{ref.case_id}", str(ref.image), str(ref.label), kind, str(label_map)
                 )
             )
+    seen: dict[str, str] = {}
+    for item in items:
+        if item.case_id in seen:
+            raise InputError(
+                item.image,
+                f"case id {item.case_id!r} is used twice among the {kind} cases (also by "
+                f"{seen[item.case_id]}); cases are told apart by the image's file name",
+                fix="rename one of the files or list each case once",
+            )
+        seen[item.case_id] = item.image
     return items
 
 
