@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from generator_options import add_generator_options, generators_from
 
 from tumorsynth.io import load_image, load_label
 from tumorsynth.pipelines import synthesize_case
@@ -31,8 +32,7 @@ SIZES = ("tiny", "small", "medium", "large")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segmentor", required=True)
-    parser.add_argument("--diffusion", help="a diffusion checkpoint to judge too")
-    parser.add_argument("--adversarial", help="an adversarial checkpoint to judge too")
+    add_generator_options(parser)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--threshold", type=float, default=0.7)
@@ -54,15 +54,7 @@ def main() -> None:
     case = args.data / "ircadb01_p07"
     ct = load_image(case / "ircadb01_p07_ct.nii.gz")
     seg = load_label(case / "ircadb01_p07_label.nii.gz")
-    generators: dict[str, object] = {"heuristic 1.1": "heuristic"}
-    if args.diffusion:
-        from tumorsynth.generators.diffusion import DiffusionGenerator
-
-        generators["diffusion"] = DiffusionGenerator(args.diffusion, device=args.device)
-    if args.adversarial:
-        from tumorsynth.generators.adversarial import AdversarialGenerator
-
-        generators["adversarial"] = AdversarialGenerator(args.adversarial, device=args.device)
+    generators = generators_from(args, args.device)
     print(f"segmentor {args.segmentor} ({judge.organ}), threshold {judge.threshold}, IRCAD 1.7")
     print("\n| generator | size | n | accepted | score median [IQR] |")
     print("|---|---|---|---|---|")

@@ -1,5 +1,5 @@
-"""Appearance of the learned generator's tumors beside the heuristic generator's and the real ones
-(issue 11's evidence), with the sampling time.
+"""Appearance of the learned generators' tumors beside the heuristic generator's and the real ones
+(issues 11 and 12), with the sampling time.
 
 Host: IRCAD 1.17 outside its two real liver tumors (10 mm away), the scan the checkpoint learned
 from, so every difference is the generator's. For each generator and size class (small = early
@@ -8,7 +8,8 @@ stage, medium, large), ``--seeds`` runs of one tumor each; each new tumor is mea
 exactly as the real tumors are. The table gives the median [IQR] per feature and the median
 wall time per tumor (the case's organ analysis included, as a user waits for it).
 
-Usage: .venv/bin/python benchmarks/learned_appearance.py --checkpoint RUN/model [--seeds 8]
+Usage: .venv/bin/python benchmarks/learned_appearance.py [--diffusion RUN/model]
+    [--adversarial RUN/model] [--seeds 8]
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from generator_options import add_generator_options, generators_from
 from scipy import ndimage as ndi
 
-from tumorsynth.generators.diffusion import DiffusionGenerator
 from tumorsynth.io import load_image, load_label
 from tumorsynth.pipelines import synthesize_case
 from tumorsynth.realism import context_features
@@ -61,7 +62,7 @@ def cell(values: list[float], fmt: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    add_generator_options(parser)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--device", default="cpu")
@@ -81,10 +82,7 @@ def main() -> None:
         + " | ".join(cell([r[f] for r in rows], fmt) for _, f, fmt in FEATURES)
         + " | - |"
     )
-    generators = {
-        "heuristic 1.1": "heuristic",
-        "diffusion": DiffusionGenerator(args.checkpoint, device=args.device),
-    }
+    generators = generators_from(args, args.device)
     for name, generator in generators.items():
         for size in SIZES:
             rows, seconds = [], []

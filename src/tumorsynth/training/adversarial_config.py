@@ -50,7 +50,7 @@ class AdversarialDataConfig:
     organ
         The organ whose tumors are learned (liver, pancreas, kidney, ...).
     healthy
-        Unlabeled CTs with organ masks only: dataset folders, {path: DIR, label_map: ..} or {image: CT, label: SEG, label_map: ..}.
+        Unlabeled CTs with organ masks only: dataset folders, case lists (.txt/.csv/.tsv of IMAGE LABEL lines), {path: DIR or LIST, label_map: ..} or {image: CT, label: SEG, label_map: ..}.
     healthy_label_map
         Label map of the healthy labels (no default; entries may name their own).
     real

@@ -88,11 +88,11 @@ class DataConfig:
     organ
         The organ whose tumors are segmented (liver, pancreas, kidney, ...).
     healthy
-        Healthy CTs with organ labels: dataset folders, {path: DIR, label_map: ..} or one case {image: CT, label: SEG, label_map: ..}.
+        Healthy CTs with organ labels: dataset folders, case lists (.txt/.csv/.tsv of IMAGE LABEL lines), {path: DIR or LIST, label_map: ..} or one case {image: CT, label: SEG, label_map: ..}.
     healthy_label_map
         Label map of the healthy labels (no default; entries may name their own): a preset, a JSON file or an inline {organ: id or [ids]}.
     real
-        CTs with real tumors, entries as for healthy (nnU-Net v2, MSD or AbdomenAtlas folders).
+        CTs with real tumors, entries as for healthy (nnU-Net v2, MSD or AbdomenAtlas folders, case lists).
     real_label_map
         Label map of the real labels (no default; entries may name their own): a preset, a JSON file or an inline {organ: id or [ids]}.
     synthetic_fraction

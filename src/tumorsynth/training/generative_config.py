@@ -103,7 +103,7 @@ class TumorDataConfig:
     Attributes
     ----------
     cases
-        Scans with annotated tumors: dataset folders, {path: DIR, label_map: ..} or {image: CT, label: SEG, label_map: ..}.
+        Scans with annotated tumors: dataset folders, case lists (.txt/.csv/.tsv of IMAGE LABEL lines), {path: DIR or LIST, label_map: ..} or {image: CT, label: SEG, label_map: ..}.
     label_map
         Label map of the cases (no default; entries may name their own): a preset, a JSON file or an inline {organ: id or [ids]}.
     organs
