@@ -87,6 +87,17 @@ def tiny_config(dataset: Path, out: Path, **data):
     }
 
 
+def phantom_test_set(folder: Path) -> dict[str, str]:
+    """A study's test set entry for a batch output folder of liver tumor phantoms."""
+    return {
+        "name": "phantom liver",
+        "images": str(folder / "imagesTr"),
+        "labels": str(folder / "labelsTr"),
+        "label_map": "tumorsynth",
+        "organ": "liver",
+    }
+
+
 def far_from(
     mask: np.ndarray, spacing_mm: tuple[float, float, float], distance_mm: float
 ) -> np.ndarray:

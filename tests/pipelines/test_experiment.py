@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny import tiny_config, write_phantom_dataset
+from tiny import phantom_test_set, tiny_config, write_phantom_dataset
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.datasets import discover_cases
@@ -42,15 +42,7 @@ def write_experiment(tmp_path, phantom_dataset, test_set) -> Path:
             {"name": "synthetic medium", "set": {"data.tumor_size": "medium"}},
             {"name": "synthetic small", "set": {"data.tumor_size": "small", "optim.max_steps": 4}},
         ],
-        "test": [
-            {
-                "name": "phantom liver",
-                "images": str(test_set / "imagesTr"),
-                "labels": str(test_set / "labelsTr"),
-                "label_map": "tumorsynth",
-                "organ": "liver",
-            }
-        ],
+        "test": [phantom_test_set(test_set)],
         "evaluate": {"bootstrap": 50},
     }
     path = tmp_path / "exp.yaml"

@@ -1,7 +1,7 @@
 """``tumorsynth config [NAME]``: a complete configuration to start from, printed as YAML.
 
 ``NAME`` is a command whose ``--config`` is a configuration (``train``, ``train-autoencoder``,
-``train-diffusion``, ``experiment``: every setting with its default) or a shipped example
+``train-diffusion``, ``experiment``, ``scaling``: every setting with its default) or a shipped example
 (``segmentor_synthetic``, ...: the example's values, defaults elsewhere). Every setting is on its
 own line with a one-line description; the output loads back unchanged. Without ``NAME``, the
 names are listed with the folder of the examples.
@@ -27,6 +27,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "train-diffusion": ("tumorsynth.training.generative_config", "DiffusionTrainConfig"),
     "train-adversarial": ("tumorsynth.training.adversarial_config", "AdversarialTrainConfig"),
     "experiment": ("tumorsynth.pipelines.experiment", "ExperimentSettings"),
+    "scaling": ("tumorsynth.pipelines.scaling", "ScalingSettings"),
 }
 #: Shipped examples (``tumorsynth/configs/NAME.yaml``, also ``configs/`` in the repository) ->
 #: the command that runs them.

@@ -36,6 +36,10 @@ SUBCOMMANDS = {
     "train": ("train", "train a tumor segmentor on real, synthetic or mixed data"),
     "predict": ("predict", "segment CTs with a trained checkpoint"),
     "experiment": ("experiment", "train, predict and evaluate several arms into one table"),
+    "scaling": (
+        "scaling",
+        "the data-scaling study: real scans x synthetic settings x seeds, curves and a table",
+    ),
     "export-nnunet": (
         "export_nnunet",
         "write a synthetic or mixed dataset in nnU-Net v2 raw format",

@@ -134,8 +134,8 @@ def write_run_settings(out: Path, settings: Mapping[str, Any]) -> Path:
     return path
 
 
-def settings_differences(recorded: Any, wanted: Any) -> list[str]:
-    """Each setting that differs, by its dotted key.
+def settings_differences(recorded: Any, wanted: Any, *, kept_in: str = "run.json") -> list[str]:
+    """Each setting that differs, by its dotted key (``kept_in``: where ``recorded`` was read).
 
     Examples
     --------
@@ -151,7 +151,7 @@ def settings_differences(recorded: Any, wanted: Any) -> list[str]:
         if before != after:
             then = "absent" if before is missing else repr(before)
             now = "absent" if after is missing else repr(after)
-            lines.append(f"{key or 'settings'}: {then} in run.json, {now} now")
+            lines.append(f"{key or 'settings'}: {then} in {kept_in}, {now} now")
     return lines
 
 

@@ -56,7 +56,10 @@ __all__ = [
     "TestSet",
     "comparison_table",
     "load_experiment",
+    "run_arm",
     "run_experiment",
+    "slug",
+    "test_set_problems",
 ]
 
 METRICS = (
@@ -169,7 +172,7 @@ class ExperimentSettings:
                 "test: expected at least one test set {name, images, labels}, found none"
             )
         names = [arm.name for arm in self.arms]
-        if len(set(names)) != len(names) or len({_slug(n) for n in names}) != len(names):
+        if len(set(names)) != len(names) or len({slug(n) for n in names}) != len(names):
             problems.append(f"arms: arm names must be distinct, found {names}")
         if isinstance(self.base, dict):  # a file name is read (and checked) by load_experiment
             for arm in self.arms:
@@ -185,7 +188,7 @@ class ExperimentSettings:
         if not isinstance(self.base, dict):
             raise TypeError("base is a file name: load_experiment reads it first")
         merged = merge_settings(self.base, dotted_settings(arm.set))
-        out = Path(self.out_dir) / "arms" / _slug(arm.name)
+        out = Path(self.out_dir) / "arms" / slug(arm.name)
         merged = merge_settings(merged, {"name": arm.name, "train": {"out_dir": str(out)}})
         return config_from_dict(TrainConfig, merged, f"arm {arm.name!r}", inputs=inputs)
 
@@ -224,11 +227,7 @@ def load_experiment(
             arms.append(Arm(arm.name, settings.arm_config(arm, inputs=True)))
         except InputError as exc:
             problems.append(f"arm {arm.name!r}: {exc.message}")
-    for index, test in enumerate(settings.test):
-        for key in ("images", "labels"):
-            folder = getattr(test, key)
-            if not Path(folder).is_dir():
-                problems.append(f"test[{index}].{key}: expected a folder, found none at {folder}")
+    problems += test_set_problems(settings.test)
     if problems:
         raise InputError(str(path), "; ".join(problems))
     return ExperimentConfig(
@@ -242,48 +241,60 @@ def load_experiment(
 
 def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> Path:
     """Train, predict and evaluate every arm on every test set; write ``comparison.md/.csv``."""
-    # torch-backed parts are imported when an experiment runs, so reading a config stays light
-    from tumorsynth.pipelines.predict import predict_files
-    from tumorsynth.training.segmentation import train_segmentation
-
     out = ensure_writable_dir(config.out_dir)
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    settings = config.evaluate
-    for arm in config.arms:
-        arm_dir = Path(arm.train.train.out_dir)
-        checkpoint = arm_dir / "checkpoints" / "last"
-        if not (arm_dir / "summary.json").exists():
-            # the arm's folder is the experiment's own: an interrupted arm continues from its
-            # last checkpoint (or starts again when it has none); finished arms are skipped
-            train_segmentation(arm.train, resume=True, progress=progress)
-        best = arm_dir / "checkpoints" / "best"
-        use = best if (best / "config.json").exists() else checkpoint
-        results[arm.name] = {}
-        for test in config.test:
-            pred_dir = arm_dir / "predictions" / _slug(test.name)
-            eval_dir = arm_dir / "evaluation" / _slug(test.name)
-            if not (eval_dir / "report.json").exists():
-                predict_files(use, test.images, pred_dir, progress=progress)
-                report = evaluate_folders(
-                    pred_dir,
-                    test.labels,
-                    label_map_gt=test.label_map,
-                    label_map_pred="tumorsynth",
-                    organ=test.organ,
-                    nsd_tolerance_mm=float(settings.get("tolerance_mm", 2.0)),
-                    n_bootstrap=int(settings.get("bootstrap", 1000)),
-                    progress=progress,
-                )
-                write_report(report, eval_dir)
-            results[arm.name][test.name] = json.loads((eval_dir / "report.json").read_text())[
-                "summary"
-            ]
+    results = {
+        arm.name: run_arm(arm.train, config.test, config.evaluate, progress=progress)
+        for arm in config.arms
+    }
     markdown, table_csv = comparison_table(config, results)
     with atomic_path(out / "comparison.md") as tmp:
         tmp.write_text(markdown)
     with atomic_path(out / "comparison.csv") as tmp:
         tmp.write_text(table_csv)
     return out
+
+
+def run_arm(
+    train: TrainConfig,
+    tests: Sequence[TestSet],
+    evaluate: Mapping[str, Any],
+    *,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Train one arm (in ``train.train.out_dir``), predict every test set and evaluate it;
+    ``{test name: report summary}``. What is done is not redone: a trained arm (its
+    ``summary.json``) is not trained again, an evaluated test set (its ``report.json``) not
+    predicted again, and an interrupted training continues from its last checkpoint."""
+    # torch-backed parts are imported when an arm runs, so reading a config stays light
+    from tumorsynth.pipelines.predict import predict_files
+    from tumorsynth.training.segmentation import train_segmentation
+
+    arm_dir = Path(train.train.out_dir)
+    if not (arm_dir / "summary.json").exists():
+        # the arm's folder is the study's own: an interrupted arm continues from its last
+        # checkpoint (or starts again when it has none); finished arms are skipped
+        train_segmentation(train, resume=True, progress=progress)
+    best = arm_dir / "checkpoints" / "best"
+    use = best if (best / "config.json").exists() else arm_dir / "checkpoints" / "last"
+    summaries = {}
+    for test in tests:
+        pred_dir = arm_dir / "predictions" / slug(test.name)
+        eval_dir = arm_dir / "evaluation" / slug(test.name)
+        if not (eval_dir / "report.json").exists():
+            predict_files(use, test.images, pred_dir, progress=progress)
+            report = evaluate_folders(
+                pred_dir,
+                test.labels,
+                label_map_gt=test.label_map,
+                label_map_pred="tumorsynth",
+                organ=test.organ,
+                nsd_tolerance_mm=float(evaluate.get("tolerance_mm", 2.0)),
+                n_bootstrap=int(evaluate.get("bootstrap", 1000)),
+                progress=progress,
+            )
+            write_report(report, eval_dir)
+        summaries[test.name] = json.loads((eval_dir / "report.json").read_text())["summary"]
+    return summaries
 
 
 def comparison_table(
@@ -338,5 +349,18 @@ def _cell(value: Any, ci: Any) -> str:
     return text
 
 
-def _slug(name: str) -> str:
+def test_set_problems(tests: Sequence[TestSet]) -> list[str]:
+    """A test set whose image or label folder is missing, as ``test[0].images: ..``."""
+    problems = []
+    for index, test in enumerate(tests):
+        for key in ("images", "labels"):
+            folder = getattr(test, key)
+            if not Path(folder).is_dir():
+                problems.append(f"test[{index}].{key}: expected a folder, found none at {folder}")
+    return problems
+
+
+def slug(name: str) -> str:
+    """``name`` as a folder name: runs of other characters than letters, digits, ``_.-``
+    become ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "arm"
