@@ -30,9 +30,17 @@ def crop_case(
 ) -> tuple[int, ...]:
     """Crop to the labelled ids' bounding box plus ``margin_mm``, keeping world coordinates."""
     pad = tuple(int(margin_mm / s) for s in ct.spacing_mm)
-    box = bounding_box(np.isin(seg.array, ids), margin=pad)
+    return crop_box(
+        ct, seg, bounding_box(np.isin(seg.array, ids), margin=pad), image_out, label_out
+    )
+
+
+def crop_box(
+    ct: Volume, seg: Volume, box: tuple[slice, ...], image_out: Path, label_out: Path
+) -> tuple[int, ...]:
+    """Write the CT and label inside ``box`` (voxel slices), keeping world coordinates."""
     affine = ct.affine.copy()
-    affine[:3, 3] = ct.affine[:3, :3] @ np.array([b.start for b in box]) + ct.affine[:3, 3]
+    affine[:3, 3] = ct.affine[:3, :3] @ np.array([b.start or 0 for b in box]) + ct.affine[:3, 3]
     sl = tuple(box)
     save_volume(
         Volume(ct.array[sl], affine, ct.header), image_out, array=np.asfortranarray(ct.array[sl])
