@@ -29,6 +29,7 @@ REQUIRED = {
         "arms=[{name: a}]",
         "test=[{name: t, images: i, labels: l, label_map: lits}]",
     ],
+    "scaling": ["test=[{name: t, images: i, labels: l, label_map: lits}]"],
 }
 
 

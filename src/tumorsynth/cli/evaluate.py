@@ -1,4 +1,8 @@
-"""``tumorsynth evaluate``: predicted label maps against ground truth -> report.json/.md, plots."""
+"""``tumorsynth evaluate``: predicted label maps against ground truth -> report.json/.md, plots.
+
+With tumor probability maps (``<pred>/probabilities`` or ``--probabilities``) the report adds the
+FROC; with ``--metadata`` a per-case table, every metric per subgroup.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="DIR", help="folder for report.json, report.md, plots")
     parser.add_argument(
+        "--probabilities",
+        metavar="DIR",
+        help="tumor probability maps <case_id>_<organ>_tumor.nii.gz (uint8, round(255 p)) for the "
+        "FROC (default: PRED/probabilities when it exists, as predict --save-probabilities "
+        "writes them)",
+    )
+    parser.add_argument(
+        "--metadata",
+        metavar="FILE.csv",
+        help="per-case table with a case_id column and any others (site, scanner, phase, age, "
+        "sex...): every metric per subgroup of each column",
+    )
+    parser.add_argument(
+        "--metadata-bins",
+        action="append",
+        default=[],
+        metavar="COLUMN=SPEC",
+        help="how to split a numeric column: edges (age=40,60: <40, [40,60), >=60), quantile bins "
+        "(age=q4) or categorical (phase=categorical); default: 3 quantile bins for numbers with "
+        "more than 3 distinct values; repeatable",
+    )
+    parser.add_argument(
         "--tolerance-mm", type=float, default=2.0, help="NSD tolerance in mm (default 2)"
     )
     parser.add_argument(
@@ -64,7 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
-    from tumorsynth.evaluation import check_label_maps, evaluate_folders, summary_line, write_report
+    from tumorsynth.evaluation import (
+        check_label_maps,
+        evaluate_folders,
+        froc_line,
+        parse_bin_specs,
+        summary_line,
+        write_report,
+    )
 
     for flag, value in (("--pred", args.pred), ("--gt", args.gt), ("--out", args.out)):
         if not value:
@@ -75,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         )
     label_map_gt, organ = str(args.label_map), str(args.organ)
     label_map_pred = str(args.pred_label_map) if args.pred_label_map else None
+    bins = parse_bin_specs(args.metadata_bins)
+    if bins and not args.metadata:
+        raise InputError("--metadata-bins", "needs --metadata FILE.csv", fix="pass the table")
     check_label_maps(
         args.pred, args.gt, label_map_gt=label_map_gt, label_map_pred=label_map_pred, organ=organ
     )
@@ -91,8 +127,17 @@ def run(args: argparse.Namespace) -> int:
         seed=int(args.seed),
         workers=int(args.workers),
         progress=not args.no_progress,
+        probabilities=args.probabilities,
+        metadata=args.metadata,
+        metadata_bins=bins,
     )
     written = write_report(report, args.out, plots=not args.no_plots)
     print(summary_line(report))
+    froc = froc_line(report)
+    print(froc if froc else f"FROC not computed: {report.froc.reason if report.froc else '-'}")
+    if report.subgroups is not None:
+        worse = report.subgroups.worse()
+        names = ", ".join(f"{s.column}={s.name}" for s in worse) or "none"
+        print(f"subgroups wholly below the overall estimate on some metric: {names}")
     print(f"report -> {written['json'].parent} ({', '.join(p.name for p in written.values())})")
     return 0

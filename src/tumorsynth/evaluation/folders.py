@@ -5,7 +5,10 @@ with :func:`~tumorsynth.evaluation.metrics.evaluate_case` (in worker processes w
 summarizes the cases (:func:`~tumorsynth.evaluation.summary.summarize_cases`): means of DSC/NSD
 over cases with tumor, pooled lesion sensitivity (overall, per equivalent-radius stratum, early
 stage), false-positive components per case, patient-level sensitivity and specificity, each with
-a 95% percentile bootstrap interval over cases. :func:`~tumorsynth.evaluation.report.write_report`
+a 95% percentile bootstrap interval over cases. With tumor probability maps beside the
+predictions it adds the FROC of each tumor organ (:mod:`~tumorsynth.evaluation.froc`); with a
+metadata table, every metric per subgroup (:mod:`~tumorsynth.evaluation.subgroups`). Both inputs
+are checked before the first case is evaluated. :func:`~tumorsynth.evaluation.report.write_report`
 writes the result.
 """
 
@@ -15,7 +18,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +26,38 @@ from tqdm import tqdm
 
 from tumorsynth import __version__
 from tumorsynth.errors import InputError
+from tumorsynth.evaluation.froc import (
+    CaseFroc,
+    FrocOutput,
+    case_froc,
+    summarize_froc,
+)
 from tumorsynth.evaluation.lesions import (
     CONNECTIVITY,
     EARLY_STAGE_DIAMETER_MM,
     RADIUS_STRATA_MM,
     STRATUM_NAMES,
 )
-from tumorsynth.evaluation.metrics import EMPTY_CASES_RULE, CaseEvaluation, evaluate_case
-from tumorsynth.evaluation.pairing import pair_cases, tumor_ids_for, warn_unknown_ids
+from tumorsynth.evaluation.metrics import (
+    EMPTY_CASES_RULE,
+    CaseEvaluation,
+    evaluate_case,
+    tumor_mask,
+)
+from tumorsynth.evaluation.pairing import (
+    find_probability_maps,
+    load_probability_map,
+    pair_cases,
+    tumor_ids_for,
+    warn_unknown_ids,
+)
+from tumorsynth.evaluation.subgroups import (
+    BinSpec,
+    Metadata,
+    SubgroupOutput,
+    read_metadata,
+    summarize_subgroups,
+)
 from tumorsynth.evaluation.summary import EvaluationSummary, summarize_cases
 from tumorsynth.io.label_maps import LabelMap, resolve_label_map
 from tumorsynth.io.nifti import check_same_grid, load_label
@@ -83,19 +110,34 @@ class EvaluationReport:
 
     ``settings`` is what report.json records under ``settings``: the
     :class:`EvaluationSettings`, the context (folders, label maps, tumor ids) and the definitions
-    in force (empty-case rule, strata, early-stage diameter, connectivity, version).
+    in force (empty-case rule, strata, early-stage diameter, connectivity, version). ``froc`` is
+    None when it was not looked for; ``subgroups`` when no metadata was given.
     """
 
     cases: list[CaseEvaluation]
     summary: EvaluationSummary
     settings: dict[str, Any] = field(default_factory=dict)
+    froc: FrocOutput | None = None
+    subgroups: SubgroupOutput | None = None
 
     @classmethod
     def from_cases(
-        cls, cases: Sequence[CaseEvaluation], settings: EvaluationSettings, **context: Any
+        cls,
+        cases: Sequence[CaseEvaluation],
+        settings: EvaluationSettings,
+        *,
+        froc: FrocOutput | None = None,
+        metadata: Metadata | None = None,
+        **context: Any,
     ) -> EvaluationReport:
-        """Summarize ``cases``; ``context`` (folders, label maps, ids) is kept in ``settings``."""
+        """Summarize ``cases`` (and their subgroups when ``metadata`` is given); ``context``
+        (folders, label maps, ids) is kept in ``settings``."""
         summary = summarize_cases(cases, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+        subgroups = None
+        if metadata is not None:
+            subgroups = summarize_subgroups(
+                cases, metadata, summary, n_bootstrap=settings.n_bootstrap, seed=settings.seed
+            )
         recorded = {
             **settings.to_json(),
             **context,
@@ -106,15 +148,21 @@ class EvaluationReport:
             "connectivity": CONNECTIVITY,
             "tumorsynth_version": __version__,
         }
-        return cls(list(cases), summary, recorded)
+        return cls(list(cases), summary, recorded, froc, subgroups)
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``report.json`` (NaN stays NaN here; the report writer nulls it)."""
         return {
             "summary": self.summary.to_dict(),
+            "froc": self.froc.to_dict() if self.froc is not None else None,
+            "subgroups": self.subgroups.to_dict() if self.subgroups is not None else None,
             "cases": [case.to_json() for case in self.cases],
             "settings": self.settings,
         }
+
+
+#: Per case: organ -> (its probability map, the ground-truth tumor ids of that organ).
+_FrocInputs = Mapping[str, tuple[Path, tuple[int, ...]]]
 
 
 def _evaluate_files(
@@ -124,13 +172,24 @@ def _evaluate_files(
     maps: tuple[LabelMap, LabelMap],
     ids: tuple[tuple[int, ...], tuple[int, ...]],
     settings: EvaluationSettings,
-) -> CaseEvaluation:
-    """Load one pair, check the grid, evaluate (runs in worker processes too)."""
+    froc_inputs: _FrocInputs,
+) -> tuple[CaseEvaluation, tuple[CaseFroc, ...]]:
+    """Load one pair, check the grid, evaluate; score its probability maps when there are any
+    (runs in worker processes too)."""
     gt, pred = load_label(gt_path), load_label(pred_path)
     check_same_grid(gt, pred)
     warn_unknown_ids(gt.array, maps[1], str(gt_path))
     warn_unknown_ids(pred.array, maps[0], str(pred_path))
-    return evaluate_case(
+    frocs = tuple(
+        case_froc(
+            load_probability_map(path, pred),
+            tumor_mask(gt.array, gt_ids),
+            case_id=case_id,
+            organ=organ,
+        )
+        for organ, (path, gt_ids) in froc_inputs.items()
+    )
+    case = evaluate_case(
         pred.array,
         gt.array,
         gt.spacing_mm,
@@ -141,6 +200,34 @@ def _evaluate_files(
         min_radius_mm=settings.min_radius_mm,
         case_id=case_id,
     )
+    return case, frocs
+
+
+def _plain_bins(spec: BinSpec) -> object:
+    return list(spec) if isinstance(spec, tuple) else spec
+
+
+def _froc_inputs(
+    pred_dir: str | os.PathLike[str],
+    case_ids: Sequence[str],
+    organ: str,
+    folder: str | os.PathLike[str] | None,
+    map_gt: LabelMap,
+) -> tuple[dict[str, _FrocInputs], FrocOutput]:
+    """Per case, the maps to score; and the FROC's source, reason and notes (curves to come)."""
+    found = find_probability_maps(pred_dir, case_ids, organ=organ, folder=folder)
+    notes, scored = [], {}
+    for name, files in found.files.items():
+        try:
+            scored[name] = (files, tumor_ids_for(map_gt, name))
+        except InputError as error:  # only with --organ all: maps of an organ the labels lack
+            notes.append(f"{name} tumor probability maps not scored: {error.message}")
+    reason = found.reason or ("; ".join(notes) if not scored else "")
+    per_case: dict[str, _FrocInputs] = {
+        case: {name: (files[case], ids) for name, (files, ids) in scored.items()}
+        for case in case_ids
+    }
+    return per_case, FrocOutput(str(found.folder), reason=reason, notes=tuple(notes))
 
 
 def evaluate_folders(
@@ -157,6 +244,9 @@ def evaluate_folders(
     seed: int = 0,
     workers: int = 1,
     progress: bool = False,
+    probabilities: str | os.PathLike[str] | None = None,
+    metadata: str | os.PathLike[str] | None = None,
+    metadata_bins: Mapping[str, BinSpec] | None = None,
 ) -> EvaluationReport:
     """Evaluate every prediction in ``pred_dir`` against its ground truth in ``gt_dir``.
 
@@ -176,6 +266,13 @@ def evaluate_folders(
         Processes that evaluate cases in parallel (1: in this process).
     progress
         Show a progress bar on stderr.
+    probabilities
+        Folder of tumor probability maps ``<case_id>_<organ>_tumor.nii.gz`` (default:
+        ``pred_dir/probabilities`` when it exists; without maps the report says why there is no
+        FROC).
+    metadata, metadata_bins
+        Per-case CSV table and its bins (see :func:`~tumorsynth.evaluation.subgroups.read_metadata`):
+        every metric per subgroup.
 
     Returns
     -------
@@ -184,7 +281,8 @@ def evaluate_folders(
     Raises
     ------
     InputError
-        Missing folders or files, unmatched cases, a grid mismatch, an organ without tumor ids.
+        Missing folders or files, unmatched cases, a grid mismatch, an organ without tumor ids;
+        incomplete or mismatched probability maps; a bad metadata table.
     """
     settings = EvaluationSettings(
         organ, nsd_tolerance_mm, patient_threshold_mm3, min_radius_mm, int(n_bootstrap), int(seed)
@@ -195,20 +293,27 @@ def evaluate_folders(
     map_pred = resolve_label_map(label_map_pred) if label_map_pred is not None else map_gt
     ids = (tumor_ids_for(map_pred, organ), tumor_ids_for(map_gt, organ))
     pairs = pair_cases(pred_dir, gt_dir)
+    case_ids = [case for case, _, _ in pairs]
+    table = None
+    if metadata is not None:
+        table = read_metadata(metadata, case_ids, bins=metadata_bins)
+    froc_inputs, froc = _froc_inputs(pred_dir, case_ids, organ, probabilities, map_gt)
     maps = (map_pred, map_gt)
     bar = tqdm(
         total=len(pairs), unit="case", desc="evaluating", disable=not progress, dynamic_ncols=True
     )
-    results: dict[str, CaseEvaluation] = {}
+    results: dict[str, tuple[CaseEvaluation, tuple[CaseFroc, ...]]] = {}
     try:
         if int(workers) == 1 or len(pairs) == 1:
-            for case_id, pred_path, gt_path in pairs:
-                results[case_id] = _evaluate_files(case_id, pred_path, gt_path, maps, ids, settings)
+            for case, p, g in pairs:
+                results[case] = _evaluate_files(case, p, g, maps, ids, settings, froc_inputs[case])
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=min(int(workers), len(pairs))) as pool:
-                futures: dict[Future[CaseEvaluation], str] = {
-                    pool.submit(_evaluate_files, case, p, g, maps, ids, settings): case
+                futures: dict[Future[tuple[CaseEvaluation, tuple[CaseFroc, ...]]], str] = {
+                    pool.submit(
+                        _evaluate_files, case, p, g, maps, ids, settings, froc_inputs[case]
+                    ): case
                     for case, p, g in pairs
                 }
                 pending = set(futures)
@@ -223,14 +328,29 @@ def evaluate_folders(
                     raise
     finally:
         bar.close()
-    cases = [results[case_id] for case_id, _, _ in pairs]
+    cases = [results[case][0] for case in case_ids]
+    by_organ: dict[str, list[CaseFroc]] = {}
+    for case in case_ids:
+        for scored in results[case][1]:
+            by_organ.setdefault(scored.organ, []).append(scored)
+    curves = {
+        name: summarize_froc(
+            scored, organ=name, n_bootstrap=settings.n_bootstrap, seed=settings.seed
+        )
+        for name, scored in by_organ.items()
+    }
     return EvaluationReport.from_cases(
         cases,
         settings,
+        froc=replace(froc, curves=curves),
+        metadata=table,
         pred_dir=str(pred_dir),
         gt_dir=str(gt_dir),
         label_map_gt=map_gt.to_json(),
         label_map_pred=map_pred.to_json(),
         tumor_ids_gt=list(ids[1]),
         tumor_ids_pred=list(ids[0]),
+        probabilities_dir=froc.folder,
+        metadata_file=str(metadata) if metadata is not None else None,
+        metadata_bins={k: _plain_bins(v) for k, v in (metadata_bins or {}).items()},
     )

@@ -37,6 +37,7 @@ __all__ = [
     "STRATUM_NAMES",
     "LesionMatch",
     "LesionRecord",
+    "connected_components",
     "equivalent_radius_mm",
     "match_lesions",
     "patient_positive",
@@ -117,13 +118,22 @@ def radius_stratum(radius_mm: float) -> str:
     return STRATUM_NAMES[max(position, 0)]
 
 
-def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Component labels (``1..count`` in the order of each component's first voxel in C order,
+    0 outside) and ``count`` of a boolean mask, with the lesions' :data:`CONNECTIVITY`.
+
+    Examples
+    --------
+    >>> labels, count = connected_components(np.array([[[True, False, True]]]))
+    >>> labels.tolist(), count
+    ([[[1, 0, 2]]], 2)
+    """
+    # A border of background: cc3d 4.1 sizes its label table one too small for some masks only
+    # a few voxels across (the (1, 1, 3) mask above raises "maximum length exception").
     labels, count = cc3d.connected_components(
-        np.ascontiguousarray(mask, dtype=bool),
-        connectivity=CONNECTIVITY,
-        return_N=True,
+        np.pad(np.asarray(mask, dtype=bool), 1), connectivity=CONNECTIVITY, return_N=True
     )
-    return labels, int(count)
+    return labels[1:-1, 1:-1, 1:-1], int(count)
 
 
 def match_lesions(
@@ -159,8 +169,8 @@ def match_lesions(
     (1, 2, 1)
     """
     voxel_mm3 = float(np.prod([float(s) for s in spacing_mm]))
-    gt_labels, n_gt = _components(gt)
-    pred_labels, n_pred = _components(pred)
+    gt_labels, n_gt = connected_components(gt)
+    pred_labels, n_pred = connected_components(pred)
     gt_counts = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)
     pred_counts = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)
     # lesions hit by any predicted voxel; predicted components touching any lesion voxel

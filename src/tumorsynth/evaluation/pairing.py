@@ -3,7 +3,10 @@
 ``pair_cases`` pairs files by case id (nnU-Net style: both named ``<case>.nii.gz``);
 ``tumor_ids_for`` says which ids of a label map are scored as tumor; ``check_label_maps`` reads a
 few pairs up front and refuses label maps that cannot describe the files; ``warn_unknown_ids``
-is the cheap per-file check made while evaluating.
+is the cheap per-file check made while evaluating. ``find_probability_maps`` finds the tumor
+probability maps of the FROC (``<pred>/probabilities/<case_id>_<organ>_tumor.nii.gz``, one per
+case and organ, written by ``tumorsynth predict --save-probabilities``) and
+``load_probability_map`` reads one, checked against its prediction's grid.
 """
 
 from __future__ import annotations
@@ -12,17 +15,22 @@ import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tumorsynth.errors import InputError
 from tumorsynth.io.label_maps import LabelMap, check_ids_fit_map, label_ids, resolve_label_map
-from tumorsynth.io.nifti import load_label
+from tumorsynth.io.nifti import Volume, load_label, load_volume
 
 __all__ = [
     "MAP_CHECK_CASES",
+    "PROBABILITY_FOLDER",
+    "ProbabilityMaps",
     "check_label_maps",
+    "find_probability_maps",
+    "load_probability_map",
     "pair_cases",
     "tumor_ids_for",
     "warn_unknown_ids",
@@ -31,6 +39,13 @@ __all__ = [
 #: Cases read up front to check both label maps against the files' ids (spread over the list).
 MAP_CHECK_CASES = 8
 
+#: Subfolder of the predictions where ``tumorsynth predict --save-probabilities`` writes the
+#: tumor probability maps ``<case_id>_<organ>_tumor.nii.gz``.
+PROBABILITY_FOLDER = "probabilities"
+#: Stored value of probability 1 in a probability map (``v = round(255 p)``, uint8).
+_PROBABILITY_MAX = 255
+
+_PROBABILITY_NAME = re.compile(r"^(?P<stem>[^.].*)_tumor\.nii(\.gz)?$")
 _NIFTI_NAME = re.compile(r"^(?P<case>[^.].*?)\.nii(\.gz)?$")
 _GT_SUBFOLDERS = ("labelsTs", "labelsTr")
 
@@ -183,3 +198,142 @@ def warn_unknown_ids(array: np.ndarray, label_map: LabelMap, where: str) -> None
         "not counted as tumor (is this the right --label-map / --pred-label-map?)",
         stacklevel=3,
     )
+
+
+@dataclass(frozen=True)
+class ProbabilityMaps:
+    """The probability maps of an evaluation, checked complete before any case is evaluated.
+
+    Attributes
+    ----------
+    folder
+        Where they were looked for.
+    files
+        ``organ -> case_id -> path``; every organ has a file for every case.
+    reason
+        Why there are none (when ``files`` is empty), for the report.
+    """
+
+    folder: Path
+    files: Mapping[str, Mapping[str, Path]] = field(default_factory=dict)
+    reason: str = ""
+
+
+def _case_and_organ(stem: str, case_ids: Sequence[str]) -> tuple[str, str] | None:
+    """Split ``<case_id>_<organ>`` with the longest case id that fits (ids may hold ``_``)."""
+    fits = [c for c in case_ids if stem.startswith(f"{c}_") and len(stem) > len(c) + 1]
+    if not fits:
+        return None
+    case = max(fits, key=len)
+    return case, stem[len(case) + 1 :]
+
+
+def find_probability_maps(
+    pred_dir: str | os.PathLike[str],
+    case_ids: Sequence[str],
+    *,
+    organ: str = "all",
+    folder: str | os.PathLike[str] | None = None,
+) -> ProbabilityMaps:
+    """Find ``<case_id>_<organ>_tumor.nii.gz`` in ``folder`` (default ``pred_dir/probabilities``).
+
+    Parameters
+    ----------
+    pred_dir
+        The predictions' folder.
+    case_ids
+        The cases of the evaluation.
+    organ
+        Keep only this organ's maps (``"all"``: every organ found).
+    folder
+        An explicit folder (``--probabilities``): it must exist and hold maps.
+
+    Returns
+    -------
+    ProbabilityMaps
+        With ``reason`` set (and no files) when the default folder is missing or holds no map
+        of the organ.
+
+    Raises
+    ------
+    InputError
+        An explicit folder that is missing or holds no map; a map whose case is not in the
+        evaluation; an organ with maps for some cases but not for others (the missing file named).
+    """
+    explicit = folder is not None
+    where = Path(folder) if folder is not None else Path(pred_dir) / PROBABILITY_FOLDER
+    hint = "tumorsynth predict --save-probabilities writes them"
+    if not where.is_dir():
+        if explicit:
+            raise InputError(f"--probabilities {where}", "folder does not exist")
+        return ProbabilityMaps(
+            where, reason=f"no probability maps: {where} does not exist ({hint})"
+        )
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted(where.iterdir()):
+        match = _PROBABILITY_NAME.match(path.name)
+        if not match or not path.is_file():
+            continue
+        parts = _case_and_organ(match["stem"], case_ids)
+        if parts is None:
+            raise InputError(
+                str(path),
+                "expected <case_id>_<organ>_tumor.nii.gz for a case of the evaluation, found no "
+                "case id of the predictions at the start of the name",
+                fix="remove it, or evaluate the predictions it belongs to",
+            )
+        found.setdefault(parts[1], {})[parts[0]] = path
+    wanted = {o: f for o, f in found.items() if organ in ("all", o)}
+    if not wanted:
+        seen = f" (found maps of {sorted(found)})" if found else ""
+        what = "tumor probability maps" if organ == "all" else f"{organ} tumor probability maps"
+        text = f"no {what} <case_id>_<organ>_tumor.nii.gz in {where}{seen}"
+        if explicit:
+            raise InputError(f"--probabilities {where}", f"expected {what}, found none{seen}")
+        return ProbabilityMaps(where, reason=f"{text} ({hint})")
+    for name, files in sorted(wanted.items()):
+        missing = [case for case in case_ids if case not in files]
+        if missing:
+            shown = ", ".join(f"{case}_{name}_tumor.nii.gz" for case in missing[:5])
+            raise InputError(
+                str(where / f"{missing[0]}_{name}_tumor.nii.gz"),
+                f"missing: {len(missing)} of {len(case_ids)} cases have no {name} tumor "
+                f"probability map while {len(files)} have one ({shown}"
+                f"{' and more' if len(missing) > 5 else ''}); FROC needs one for every case",
+                fix="predict them again with --save-probabilities, or remove the folder",
+            )
+    return ProbabilityMaps(where, {o: dict(f) for o, f in sorted(wanted.items())})
+
+
+def load_probability_map(path: str | os.PathLike[str], prediction: Volume) -> np.ndarray:
+    """Stored values (uint8, ``round(255 p)``) of a probability map on ``prediction``'s grid.
+
+    Raises
+    ------
+    InputError
+        Unreadable or not 3-D; a grid (shape or affine) other than the prediction's; values that
+        are not whole numbers in 0..255.
+    """
+    volume = load_volume(path, role="tumor probability map")
+    name = volume.name
+    expected = f"the grid of its prediction {prediction.name}"
+    if volume.shape != prediction.shape:
+        raise InputError(
+            name, f"shape {volume.shape} does not match {prediction.shape}, {expected}"
+        )
+    diff = float(np.max(np.abs(volume.affine - prediction.affine)))
+    if diff > 1e-3:
+        raise InputError(name, f"affine differs by up to {diff:.4g} mm from {expected}")
+    values = volume.array
+    if values.dtype == np.uint8:
+        return values
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    whole = np.issubdtype(values.dtype, np.integer) or bool(np.all(np.rint(values) == values))
+    if not (whole and lo >= 0 and hi <= _PROBABILITY_MAX):
+        raise InputError(
+            name,
+            f"expected stored values round(255 p) in 0..255 (uint8), found {values.dtype} "
+            f"values in [{lo:g}, {hi:g}]{'' if whole else ', not whole numbers'}",
+            fix="write probabilities p as round(255 * p) in uint8",
+        )
+    return values.astype(np.uint8)

@@ -1,4 +1,5 @@
-"""PNG plots of an evaluation: lesion sensitivity by size stratum, per-case DSC/NSD distribution.
+"""PNG plots of an evaluation: lesion sensitivity by size stratum, per-case DSC/NSD distribution,
+the FROC curve of each tumor organ, and a forest plot of the subgroups.
 
 matplotlib (optional extra ``tumorsynth[plots]``) is imported inside the functions and drawn
 through its Agg canvas without pyplot, so no global backend is switched and nothing needs a
@@ -11,7 +12,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,12 +20,22 @@ from tumorsynth.evaluation.lesions import STRATUM_NAMES
 from tumorsynth.io.atomic import atomic_path
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from tumorsynth.evaluation.froc import FrocOutput
     from tumorsynth.evaluation.metrics import CaseEvaluation
+    from tumorsynth.evaluation.subgroups import SubgroupOutput
     from tumorsynth.evaluation.summary import EvaluationSummary
 
-__all__ = ["new_figure", "plot_score_distribution", "plot_sensitivity_by_stratum", "save_figure"]
+__all__ = [
+    "new_figure",
+    "plot_froc",
+    "plot_score_distribution",
+    "plot_sensitivity_by_stratum",
+    "plot_subgroups",
+    "save_figure",
+]
 
 _DPI = 120
 
@@ -127,5 +138,84 @@ def plot_score_distribution(cases: Sequence[CaseEvaluation], path: str | os.Path
     axes.set_ylim(-0.02, 1.02)
     axes.set_ylabel("score per case")
     axes.set_title(f"Per-case scores ({len(tumor_cases)} cases with tumor)", fontsize=10)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def _interval_bar(axes: Axes, x: float, y: float, low: float, high: float, **style: Any) -> None:
+    """An error bar from ``low`` to ``high`` at ``(x, y)`` (along y), when all are finite."""
+    if all(math.isfinite(v) for v in (y, low, high)):
+        axes.errorbar(x, y, yerr=[[y - low], [high - y]], capsize=4, linewidth=1, **style)
+
+
+def plot_froc(froc: FrocOutput, path: str | os.PathLike[str]) -> Path:
+    """FROC curves: lesion sensitivity against false-positive components per case.
+
+    One line per tumor organ: at each FP per case ``x``, the best sensitivity whose FP per case
+    is at most ``x`` (the rule of the tables), drawn as steps on a log2 axis (linear below 1/8);
+    the 1, 2, 4 and 8 FP per case points carry their 95% bootstrap intervals.
+    """
+    figure = new_figure(6.0, 4.2)
+    axes = figure.add_subplot(1, 1, 1)
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+    largest = 8.0
+    for color, (organ, curve) in zip(colors * 4, froc.curves.items()):
+        fp, sensitivity = curve.fp_per_case(), np.nan_to_num(curve.sensitivity(), nan=0.0)
+        order = np.lexsort((-sensitivity, fp))
+        xs, ys = fp[order], np.maximum.accumulate(sensitivity[order])
+        largest = max(largest, float(xs[-1]))
+        label = f"{organ} ({curve.n_lesions} lesions, {curve.n_cases} cases)"
+        axes.step(xs, ys, where="post", color=color, linewidth=1.5, label=label)
+        for point in curve.operating_points:
+            axes.plot(point.fp_rate, point.sensitivity.value, "o", color=color, markersize=4)
+            low, high = point.sensitivity.ci95
+            _interval_bar(axes, point.fp_rate, point.sensitivity.value, low, high, color="black")
+    axes.set_xscale("symlog", base=2, linthresh=0.125, linscale=0.5)
+    ticks = [0.0] + [2.0**e for e in range(-3, int(math.ceil(math.log2(largest))) + 1)]
+    axes.set_xticks(ticks)
+    axes.set_xticklabels([f"{t:g}" for t in ticks], fontsize=8)
+    axes.set_xlim(0.0, largest * 1.05)
+    axes.set_ylim(0.0, 1.02)
+    for rate in (1, 2, 4, 8):
+        axes.axvline(rate, color="0.85", linewidth=0.8, zorder=0)
+    axes.set_xlabel("false-positive components per case")
+    axes.set_ylabel("lesion sensitivity")
+    axes.set_title("FROC (95% bootstrap CI at 1, 2, 4, 8 FP per case)", fontsize=10)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def plot_subgroups(
+    output: SubgroupOutput, overall: EvaluationSummary, path: str | os.PathLike[str]
+) -> Path:
+    """Forest plot of DSC and lesion sensitivity per subgroup, against the overall estimate.
+
+    Each subgroup is a point with its 95% bootstrap interval; the dashed line is the overall
+    point estimate; subgroups flagged worse on a metric are drawn in red.
+    """
+    metrics = (("dsc_mean", "DSC"), ("lesion_sensitivity", "lesion sensitivity"))
+    rows = list(output.subgroups)
+    labels = [f"{s.column} = {s.name} ({len(s.case_ids)})" for s in rows]
+    figure = new_figure(8.0, 1.2 + 0.3 * max(len(rows), 1))
+    for panel, (metric, title) in enumerate(metrics, start=1):
+        axes = figure.add_subplot(1, len(metrics), panel)
+        for y, subgroup in enumerate(rows):
+            estimate = getattr(subgroup.summary, metric)
+            color = "#c44e52" if subgroup.flags.get(metric) == "worse" else "#4c72b0"
+            low, high = estimate.ci95
+            if all(math.isfinite(v) for v in (estimate.value, low, high)):
+                axes.plot([low, high], [y, y], color=color, linewidth=1.5)
+            if math.isfinite(estimate.value):
+                axes.plot(estimate.value, y, "o", color=color, markersize=5)
+        reference = getattr(overall, metric).value
+        if math.isfinite(reference):
+            axes.axvline(reference, color="0.4", linestyle="--", linewidth=1)
+        axes.set_yticks(range(len(rows)))
+        axes.set_yticklabels(labels if panel == 1 else [], fontsize=8)
+        axes.set_ylim(len(rows) - 0.5, -0.5)
+        axes.set_xlim(-0.02, 1.02)
+        axes.set_xlabel(title)
+    figure.suptitle("Subgroups (95% bootstrap CI; dashed: overall; red: wholly below)", fontsize=10)
     figure.tight_layout()
     return save_figure(figure, path)

@@ -26,13 +26,21 @@ import numpy as np
 from tumorsynth.evaluation.lesions import STRATUM_NAMES
 from tumorsynth.evaluation.metrics import CaseEvaluation
 
-__all__ = ["BOOTSTRAP_METHOD", "Estimate", "EvaluationSummary", "summarize_cases"]
+__all__ = [
+    "BOOTSTRAP_METHOD",
+    "HEADLINE_METRICS",
+    "Estimate",
+    "EvaluationSummary",
+    "bootstrap_weights",
+    "percentile_interval",
+    "summarize_cases",
+]
 
 #: How the 95% intervals are taken from the resampled statistics (recorded in report.json).
 BOOTSTRAP_METHOD = "percentile"
 
 #: The pooled statistics of :class:`EvaluationSummary`, in the order report.json lists them.
-_POOLED = (
+HEADLINE_METRICS: tuple[str, ...] = (
     "dsc_mean",
     "nsd_mean",
     "lesion_sensitivity",
@@ -128,7 +136,7 @@ class EvaluationSummary:
     def to_dict(self) -> dict[str, object]:
         """The ``summary`` of report.json: counts, point estimates, then ``ci95`` and
         ``bootstrap`` (NaN stays a float; the report writer turns it into null)."""
-        pooled = {name: getattr(self, name) for name in _POOLED}
+        pooled = {name: getattr(self, name) for name in HEADLINE_METRICS}
         by_stratum = self.lesion_sensitivity_by_stratum
         ci95: dict[str, object] = {name: list(e.ci95) for name, e in pooled.items()}
         ci95["lesion_sensitivity_by_stratum"] = {s: list(e.ci95) for s, e in by_stratum.items()}
@@ -160,27 +168,44 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, numerator / safe, np.nan)
 
 
-def _percentile_intervals(
-    numerators: np.ndarray, denominators: np.ndarray, n_bootstrap: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """2.5th and 97.5th percentiles of each column's pooled ratio over case resamples.
+def bootstrap_weights(n_cases: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    """How often each case is drawn in each resample: an ``(n_bootstrap, n_cases)`` float matrix.
 
-    A resample is a vector of case weights (how often each case was drawn), so all statistics of
-    all resamples are two matrix products.
+    A statistic that is a ratio of per-case sums is then one matrix product per resample set;
+    the same ``seed`` and case count give the same resamples (so every table of one evaluation
+    uses the same ones).
+
+    Examples
+    --------
+    >>> w = bootstrap_weights(4, 3, seed=0)
+    >>> w.shape, w.sum(axis=1).tolist()
+    ((3, 4), [4.0, 4.0, 4.0])
     """
-    n_cases, n_columns = numerators.shape
-    if not n_cases or n_bootstrap <= 0:
-        return np.full(n_columns, np.nan), np.full(n_columns, np.nan)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n_cases, size=(n_bootstrap, n_cases))
     rows = np.repeat(np.arange(n_bootstrap), n_cases) * n_cases
     weights = np.bincount(rows + picks.ravel(), minlength=n_bootstrap * n_cases)
-    weights = weights.reshape(n_bootstrap, n_cases).astype(float)
-    resampled = _ratio(weights @ numerators, weights @ denominators)
+    return weights.reshape(n_bootstrap, n_cases).astype(float)
+
+
+def percentile_interval(resampled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2.5th and 97.5th percentiles of each column of ``resampled`` (one row per resample),
+    ignoring NaN resamples; a column that is all NaN gives NaN."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
         low, high = np.nanpercentile(resampled, [2.5, 97.5], axis=0)
     return low, high
+
+
+def _percentile_intervals(
+    numerators: np.ndarray, denominators: np.ndarray, n_bootstrap: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """2.5th and 97.5th percentiles of each column's pooled ratio over case resamples."""
+    n_cases, n_columns = numerators.shape
+    if not n_cases or n_bootstrap <= 0:
+        return np.full(n_columns, np.nan), np.full(n_columns, np.nan)
+    weights = bootstrap_weights(n_cases, n_bootstrap, seed)
+    return percentile_interval(_ratio(weights @ numerators, weights @ denominators))
 
 
 def summarize_cases(
