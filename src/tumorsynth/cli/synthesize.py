@@ -91,6 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="synthetic variants per input case (default 1)",
     )
     parser.add_argument("--workers", type=int, default=1, metavar="W", help="processes")
+    parser.add_argument(
+        "--dask",
+        default=None,
+        metavar="CLUSTER",
+        help="run the cases on a Dask cluster instead of --workers: local:N (N worker processes "
+        "here) or tcp://HOST:PORT (a running scheduler whose workers see --out at the same "
+        'path); needs pip install "tumorsynth[dask]"',
+    )
     parser.add_argument("--case-id", help="case id for --image (default: from the file name)")
     parser.add_argument("--preview", action="store_true", help="write PNG montages too")
     parser.add_argument("--no-progress", action="store_true")
@@ -103,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from tumorsynth.io.identity import case_id_from, check_case_id, check_folder_apart
     from tumorsynth.organs import registered_organs
     from tumorsynth.pipelines.batch import BatchSettings, run_batch
+    from tumorsynth.pipelines.batch_dask import check_dask
     from tumorsynth.pipelines.case_check import require_label_map
     from tumorsynth.pipelines.synthesize import TumorRequest, check_exclusion
 
@@ -117,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "--per-case/--workers", f"expected >= 1, found {args.per_case}/{args.workers}"
         )
+    if args.dask is not None:  # a malformed value, or no dask installed, fails before any work
+        check_dask(args.dask, workers=int(args.workers))
     organs = split_organs(args.organ)
     known = registered_organs()
     unknown = [organ for organ in organs if organ not in known]
@@ -170,7 +181,12 @@ def run(args: argparse.Namespace) -> int:
     settings.resolved_label_map()
     settings.check_exclusion()
     result = run_batch(
-        cases, args.out, settings, workers=int(args.workers), progress=not args.no_progress
+        cases,
+        args.out,
+        settings,
+        workers=int(args.workers),
+        dask=args.dask,
+        progress=not args.no_progress,
     )
     print(
         f"{len(result.records)} tumors in {result.variants_done} new case variants -> "

@@ -13,7 +13,9 @@ Every file is written atomically; a variant's records reach the manifest only af
 files are in place, so an interrupted run resumes where it stopped without duplicates. A run holds
 the folder's lock (``DIR/.tumorsynth.lock``) from start to end, writes ``run.json`` before its first
 case, checks the sources of the cases already done, and keeps the folder's files exactly the
-manifest's (:mod:`.batch_folder`); workers die with their parent (:mod:`.batch_pool`).
+manifest's (:mod:`.batch_folder`); workers die with their parent (:mod:`.batch_pool`). Cases run
+in this process, in ``workers`` processes (:mod:`.batch_pool`) or on a Dask cluster
+(:mod:`.batch_dask`); whatever runs them, this process alone writes the manifest.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from tumorsynth.io.records import (
     read_numbered_manifest,
 )
 from tumorsynth.io.run_lock import run_lock
+from tumorsynth.pipelines.batch_dask import DaskExecutor, check_dask, dask_executor
 from tumorsynth.pipelines.batch_folder import (
     RUN_NAME,
     check_new_run_folder,
@@ -182,6 +185,7 @@ def run_batch(
     settings: BatchSettings,
     *,
     workers: int = 1,
+    dask: str | None = None,
     progress: bool = True,
     on_case: Callable[[str, list[TumorRecord]], None] | None = None,
 ) -> BatchOutput:
@@ -199,6 +203,11 @@ def run_batch(
         Processes; 1 runs in this process. Results do not depend on the worker count: each
         variant's seed derives from the run seed, the case id and the variant number. Workers
         die with this process, however it dies.
+    dask
+        Run the cases on a Dask cluster instead (needs ``tumorsynth[dask]``): ``"local:N"`` for
+        N worker processes on this host, ``"tcp://HOST:PORT"`` for a running scheduler whose
+        workers see ``out_dir`` at the same path (:mod:`.batch_dask`). The cluster is reached
+        before any output; not together with ``workers > 1``.
 
     Raises
     ------
@@ -212,13 +221,17 @@ def run_batch(
     KeyboardInterrupt
         Ctrl-C: the run stopped cleanly; a rerun resumes.
     """
+    if dask is not None:
+        check_dask(dask, workers=workers)
     settings.resolved_label_map()  # a missing or unreadable map fails before any output
     settings.check_exclusion()
     if settings.filter is not None:  # every segmentor loads (hashes checked) before any output
         settings.filter.check([r.organ for r in settings.requests])
     try:
-        with output_dir(out_dir) as out, run_lock(out), stop_on_sigterm():
-            return _run_batch(cases, out, settings, workers, progress, on_case)
+        with contextlib.ExitStack() as stack:
+            cluster = stack.enter_context(dask_executor(dask)) if dask is not None else None
+            with output_dir(out_dir) as out, run_lock(out), stop_on_sigterm():
+                return _run_batch(cases, out, settings, workers, progress, on_case, cluster)
     except RunTerminated:
         print(
             f"tumorsynth: stopped by SIGTERM; finished case variants are recorded in "
@@ -235,6 +248,7 @@ def _run_batch(
     workers: int,
     progress: bool,
     on_case: Callable[[str, list[TumorRecord]], None] | None,
+    cluster: DaskExecutor | None = None,
 ) -> BatchOutput:
     check_sources_outside(out, cases)
     resumed = check_run_settings(out, settings.to_json())
@@ -273,16 +287,21 @@ def _run_batch(
         if not resumed:
             write_run_settings(out, settings.to_json())  # before the first case starts
         remove_unrecorded(out, finished)
-        if workers <= 1 or len(todo) <= 1:
+        job = functools.partial(_synthesize_job, out=out, settings=settings)
+        if cluster is not None:
+            cluster(todo, job, finish, describe=lambda j: str(j[0].image))
+        elif workers > 1 and len(todo) > 1:
+            run_pool(todo, job, workers, finish, describe=lambda j: str(j[0].image))
+        else:
             for case, variants in todo:
                 produced = synthesize_files(
                     case, out, settings, variants, on_variant=lambda _, recs: record(recs)
                 )
                 if on_case is not None:
                     on_case(case.case_id, [r for _, recs in produced for r in recs])
-        else:
-            job = functools.partial(_synthesize_job, out=out, settings=settings)
-            run_pool(todo, job, workers, finish, describe=lambda j: str(j[0].image))
+        # A writer killed mid-case (a Dask worker, whose case ran again elsewhere) leaves its
+        # temporary files; every writer is done now.
+        remove_unrecorded(out, [*finished, *result.records])
     except BaseException:
         bar.close()
         with signals_deferred():
