@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--organ-mask", metavar="SEG_OR_DIR", help="keep tumors only within 5 mm of this organ mask"
     )
     parser.add_argument("--organ-mask-label-map", default="totalsegmentator")
+    parser.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write each tumor class's probability as OUT/probabilities/"
+        "<case>_<organ>_tumor.nii.gz (uint8, round(255 * p), the labels' grid and affine)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -38,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         organ_masks=args.organ_mask,
         organ_mask_label_map=args.organ_mask_label_map,
+        save_probabilities=args.save_probabilities,
         progress=not args.no_progress,
     )
     for path, seconds in written:
