@@ -9,13 +9,18 @@ in this run are *occupied spheres* (new tumors keep ``gap_mm`` from them, or may
 when both are of a confluent size class); voxels the user *excludes* (any label ids: real tumors,
 cysts) are a distance map, so a new tumor keeps a margin from the lesion's own voxels, not from a
 sphere around it.
+
+The analysis of a scan does not change from one draw to the next: :meth:`OrganContext.fresh` hands
+out a copy for one case (its own occupied spheres, the grids shared), which is what
+:mod:`tumorsynth.organs.context_cache` keeps per scan; :meth:`OrganContext.within` confines a copy
+to a region of the scan (a training crop and the margin its tumors need).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import edt
 import numpy as np
@@ -26,7 +31,14 @@ from tumorsynth.box import Box
 from tumorsynth.errors import PlacementError
 from tumorsynth.organs.profile import OrganProfile
 
-__all__ = ["NOISE_SIGMA_MM", "OccupiedSphere", "OrganContext", "ParenchymaStats", "robust_std"]
+__all__ = [
+    "NOISE_SIGMA_MM",
+    "OccupiedSphere",
+    "OrganContext",
+    "ParenchymaStats",
+    "analysed_region",
+    "robust_std",
+]
 
 _COARSE_MM = 1.5
 _PICK_BATCH = 256
@@ -95,6 +107,12 @@ class OrganContext:
         to the nearest excluded voxel (None when nothing is excluded).
     exclude_margin_mm
         Gap (mm) every tumor voxel keeps from the excluded voxels.
+    origin
+        Where the volume the context is used in starts in the scan it was built on (voxels;
+        :meth:`within`): voxel coordinates in and out of the methods, ``volume_shape`` and the
+        occupied spheres are in that volume's frame; ``bbox`` stays in the scan's.
+    window
+        Coarse-grid cells tumor centres may be picked from (None: all of them).
     """
 
     organ: str
@@ -109,7 +127,11 @@ class OrganContext:
     occupied: list[OccupiedSphere] = field(default_factory=list)
     exclusion_mm: np.ndarray | None = None
     exclude_margin_mm: float = 0.0
+    origin: tuple[int, int, int] = (0, 0, 0)
+    window: tuple[slice, slice, slice] | None = None
     _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _sorted_cells: np.ndarray | None = field(default=None, repr=False)  # (3, N) of _sorted
+    _window_sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -210,13 +232,49 @@ class OrganContext:
         return context
 
     # -- geometry ------------------------------------------------------------------------------
+    # -- one case, one region ------------------------------------------------------------------
+    def fresh(self) -> OrganContext:
+        """A copy for one case: its own occupied spheres (those the analysis found), the grids
+        and the depth order shared (nothing writes them)."""
+        self._depth_order()  # sorted once here, not in every copy
+        self._sorted_coords()
+        return replace(self, occupied=list(self.occupied))
+
+    def within(self, region: Box, window: Box) -> OrganContext:
+        """A copy for synthesizing in ``region`` of the scan on its own (voxels of the scan this
+        context was built on), with tumor centres picked only in ``window`` (scan voxels, inside
+        ``region``). Coordinates of the copy are ``region``'s; the rules and grids are the scan's
+        (a crop does not move the organ's 30-70% slice range, nor its depth)."""
+        shift = np.asarray(region.origin) - np.asarray(self.origin)
+        start = np.array([b.start for b in self.bbox]) - np.asarray(self.origin)
+        st = np.array(self.stride)
+        lo = np.ceil((np.asarray(window.origin) - start) / st).astype(int)
+        hi = np.ceil((np.asarray(window.origin) + window.shape - start) / st).astype(int)
+        cells = tuple(
+            slice(int(np.clip(a, 0, n)), int(np.clip(b, 0, n)))
+            for a, b, n in zip(lo, hi, self.depth_mm.shape)
+        )
+        offset_mm = shift * np.array(self.spacing_mm)
+        return replace(
+            self,
+            volume_shape=tuple(int(n) for n in region.shape),  # type: ignore[arg-type]
+            origin=tuple(int(o) for o in region.origin),  # type: ignore[arg-type]
+            window=cells,  # type: ignore[arg-type]
+            occupied=[
+                replace(s, center_mm=tuple(float(c) for c in np.subtract(s.center_mm, offset_mm)))  # type: ignore[arg-type]
+                for s in self.occupied
+            ],
+        )
+
+    # -- geometry ------------------------------------------------------------------------------
     def coarse_to_voxel(self, index: np.ndarray) -> np.ndarray:
-        """Coarse-grid indices (N, 3) -> full-volume voxel coordinates (N, 3) float."""
-        start = np.array([b.start for b in self.bbox], dtype=np.float64)
+        """Coarse-grid indices (N, 3) -> voxel coordinates (N, 3) float (of the volume in use:
+        the scan, or the region of :meth:`within`)."""
+        start = np.array([b.start for b in self.bbox], dtype=np.float64) - np.array(self.origin)
         return start + np.asarray(index, dtype=np.float64) * np.array(self.stride)
 
     def voxel_to_coarse(self, vox: np.ndarray) -> np.ndarray:
-        start = np.array([b.start for b in self.bbox], dtype=np.float64)
+        start = np.array([b.start for b in self.bbox], dtype=np.float64) - np.array(self.origin)
         idx = np.rint((np.asarray(vox, dtype=np.float64) - start) / np.array(self.stride))
         return idx.astype(np.int64)
 
@@ -247,9 +305,11 @@ class OrganContext:
         fraction of the smaller of the two radii. ``excluded_clear_mm``: candidates closer than
         this to an excluded voxel are dropped (no effect when nothing is excluded).
         """
-        index = np.argwhere(
-            self._allowed(min_depth_mm, max_depth_mm, min_clearance_mm, excluded_clear_mm)
-        )
+        cells = self.window or tuple(slice(0, n) for n in self.depth_mm.shape)
+        allowed = self._allowed(cells, min_depth_mm, max_depth_mm, min_clearance_mm)
+        index = np.argwhere(allowed) + np.array([c.start for c in cells])
+        if self.exclusion_mm is not None and len(index):
+            index = index[self._allowed_at(index, 0.0, excluded_clear_mm)]
         if len(index) and self.occupied:
             index = index[self._clear_of_tumors(index, keep_clear_mm, merge_fraction)]
         return index
@@ -297,14 +357,38 @@ class OrganContext:
         return every[int(rng.integers(len(every)))] if len(every) else None
 
     def _depth_order(self) -> tuple[np.ndarray, np.ndarray]:
-        """Organ voxels of the coarse grid (flat indices) sorted by depth, deepest first."""
+        """Organ voxels of the coarse grid (flat indices; those of the window, if any) sorted
+        by depth, deepest first."""
         if self._sorted is None:
             flat = np.flatnonzero(self.depth_mm > 0)
             depth = self.depth_mm.ravel()[flat]
             # 0.01 mm steps as uint32 make numpy use a radix sort (stable): O(n), no float sort.
             order = np.argsort(-np.rint(depth * 100).astype(np.int64), kind="stable")
             self._sorted = (flat[order], depth[order])
-        return self._sorted
+        if self.window is None:
+            return self._sorted
+        if self._window_sorted is None:  # the scan's order, filtered: still sorted
+            (flat, depth), coords = self._sorted, self._sorted_coords()
+            inside = np.ones(len(flat), dtype=bool)
+            for axis, cells in enumerate(self.window):
+                inside &= (coords[axis] >= cells.start) & (coords[axis] < cells.stop)
+            self._window_sorted = (flat[inside], depth[inside])
+        return self._window_sorted
+
+    def window_share(self) -> float:
+        """The share of the organ's coarse cells that lie in the window (1 without one)."""
+        if self.window is None:
+            return 1.0
+        return len(self._depth_order()[0]) / max(1, len(self._sorted[0]))  # type: ignore[index]
+
+    def _sorted_coords(self) -> np.ndarray:
+        """Grid coordinates (3, N) of the depth order, for windows to filter it."""
+        if self._sorted_cells is None:
+            flat, _ = self._depth_order() if self._sorted is None else self._sorted
+            self._sorted_cells = np.stack(np.unravel_index(flat, self.depth_mm.shape)).astype(
+                np.int32
+            )
+        return self._sorted_cells
 
     def _allowed_at(
         self, index: np.ndarray, min_clearance_mm: float, excluded_clear_mm: float
@@ -318,25 +402,28 @@ class OrganContext:
         if (lo, hi) != (0.0, 1.0):
             n = self.depth_mm.shape[2]
             ok &= (index[:, 2] >= math.floor(lo * n)) & (index[:, 2] < math.ceil(hi * n))
+        if self.window is not None:
+            for axis, cells in enumerate(self.window):
+                ok &= (index[:, axis] >= cells.start) & (index[:, axis] < cells.stop)
         return ok
 
     def _allowed(
         self,
+        cells: tuple[slice, ...],
         min_depth_mm: float,
         max_depth_mm: float,
         min_clearance_mm: float,
-        excluded_clear_mm: float,
     ) -> np.ndarray:
-        ok = (self.depth_mm >= min_depth_mm) & (self.depth_mm <= max_depth_mm)
+        """Depth, clearance and slice-range rules on the coarse cells ``cells``."""
+        depth = self.depth_mm[cells]
+        ok = (depth >= min_depth_mm) & (depth <= max_depth_mm)
         if min_clearance_mm > 0:
-            ok &= self.clearance_mm >= min_clearance_mm
-        if self.exclusion_mm is not None:
-            ok &= self.exclusion_mm >= excluded_clear_mm
+            ok &= self.clearance_mm[cells] >= min_clearance_mm
         lo, hi = self.profile.placement.slice_range
         if (lo, hi) != (0.0, 1.0):
-            n = ok.shape[2]
-            ok[:, :, : int(math.floor(lo * n))] = False
-            ok[:, :, int(math.ceil(hi * n)) :] = False
+            n, first = self.depth_mm.shape[2], cells[2].start
+            ok[:, :, : max(0, int(math.floor(lo * n)) - first)] = False
+            ok[:, :, max(0, int(math.ceil(hi * n)) - first) :] = False
         return ok
 
     def _clear_of_tumors(
@@ -382,7 +469,7 @@ class OrganContext:
         if not sub.any():
             return
         labels, n = ndi.label(sub)
-        start = np.array([b.start for b in self.bbox])
+        start = np.array([b.start for b in self.bbox]) - np.array(self.origin)
         for box in ndi.find_objects(labels):
             if box is None:
                 continue
@@ -474,7 +561,7 @@ def _measure_noise(
     its neighbouring slices followed by an in-plane filter, not a filtered slab.
     """
     sigma = [NOISE_SIGMA_MM / s for s in spacing_mm]
-    pad = int(math.ceil(3 * sigma[2]))
+    pad = _noise_reach(spacing_mm)
     offsets = np.arange(-pad, pad + 1)
     weights = np.exp(-0.5 * (offsets / sigma[2]) ** 2).astype(np.float32)
     weights /= weights.sum()
@@ -499,6 +586,23 @@ def _measure_noise(
     if values.size < 50:
         return 10.0
     return robust_std(values)
+
+
+def _noise_reach(spacing_mm: Vec3) -> int:
+    """Slices on either side of a measured slice that its noise residual reads."""
+    sigma = NOISE_SIGMA_MM / spacing_mm[2]
+    return int(math.ceil(3 * sigma))  # as 3 * sigma: 3 * 2 / s may round across an integer
+
+
+def analysed_region(
+    bbox: tuple[slice, slice, slice], spacing_mm: Vec3, shape: tuple[int, ...]
+) -> tuple[slice, slice, slice]:
+    """The part of the image :meth:`OrganContext.build` reads for an organ whose bounding box is
+    ``bbox``: the box, and the slices next to it that the noise measurement filters along z.
+    Two scans that agree here (and in the masks) have the same analysis."""
+    pad = _noise_reach(spacing_mm)
+    z = slice(max(0, bbox[2].start - pad), min(shape[2], bbox[2].stop + pad))
+    return bbox[0], bbox[1], z
 
 
 def _thin(values: np.ndarray, limit: int = 200_000) -> np.ndarray:

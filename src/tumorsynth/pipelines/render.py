@@ -14,14 +14,16 @@ again, so the case is always the one its records replay to.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage as ndi
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from tumorsynth._types import Vec3
 from tumorsynth.box import Box
@@ -155,10 +157,18 @@ def replay_case(
 
 
 # -- the case and its renderer (shared with the random side, synthesize.py) -----------------------
-def single_threaded_blas() -> threadpool_limits:
+def single_threaded_blas() -> Any:
     """BLAS on one thread: the spline products are small, and OpenBLAS threads that spin for a
-    busy core made them 7x slower (18 vs 2.7 ms); batch workers are the parallelism instead."""
-    return threadpool_limits(1, user_api="blas")
+    busy core made them 7x slower (18 vs 2.7 ms); batch workers are the parallelism instead.
+    The libraries are looked up once per process (a lookup reads /proc/self/maps: 8 ms, which
+    a training crop drawn online cannot spare)."""
+    return _blas_controller(os.getpid()).limit(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller(pid: int) -> ThreadpoolController:
+    del pid  # the key: a forked process looks its libraries up again
+    return ThreadpoolController()
 
 
 @dataclass

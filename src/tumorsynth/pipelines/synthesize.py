@@ -13,6 +13,11 @@ out unchanged: synthetic tumors can go into the very scans that hold real ones (
 ``filters`` (:class:`~tumorsynth.pipelines.tumor_filter.TumorFilter`, one per organ) keep only
 tumors a segmentor recognizes: a rejected tumor's appearance is redrawn from ``[seed, attempt]``
 (its shape and site stay), and its record says verdict, score and attempts.
+``context_cache`` reuses each scan's organ analysis across calls
+(:class:`~tumorsynth.organs.context_cache.ContextCache`; same seed, same voxels as without it).
+``window`` synthesizes for one crop of the scan only: tumor centres lie in the window, and the
+work (and the output) covers the window plus the reach of the largest planned tumor
+(:class:`RegionOutput`), so a training crop costs what its tumors cost, not what the scan does.
 Rendering the specs into the scan is the deterministic side, in :mod:`.render`
 (:func:`render_specs`, :func:`replay_case`); a kept spec becomes the tumor's record
 (:mod:`.tumor_spec`).
@@ -24,7 +29,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,6 +44,7 @@ from tumorsynth.generators import TumorGenerator, TumorSite, get_generator
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap, label_ids, label_mask
 from tumorsynth.organs import get_profile
 from tumorsynth.organs.context import OrganContext
+from tumorsynth.organs.context_cache import ContextCache, organ_context
 from tumorsynth.pipelines.render import (
     CaseState,
     PendingTumor,
@@ -51,11 +57,13 @@ from tumorsynth.pipelines.render import (
 )
 from tumorsynth.pipelines.tumor_spec import TumorSpec
 from tumorsynth.shapes import RandomTumorShape, ShapeSpec
+from tumorsynth.shapes.mass_effect import MASS_EFFECT_REACH
 
 if TYPE_CHECKING:
     from tumorsynth.pipelines.tumor_filter import TumorFilter
 
 __all__ = [
+    "RegionOutput",
     "SynthesisOutput",
     "TumorRequest",
     "TumorSpec",
@@ -68,6 +76,18 @@ __all__ = [
 
 #: A drawn tumor is kept when at least this fraction of its ellipsoid volume ended up labelled.
 MIN_KEPT_FRACTION = 0.5
+#: What a region allows beyond a tumor's body and mass effect (mm): the heuristic generator's
+#: soft edge and noise filter (at most 3.5 x 1.4 + 6 mm).
+_EDGE_MM = 12.0
+
+
+@dataclass
+class RegionOutput(SynthesisOutput):
+    """A synthesis confined to ``region`` of the scan (``synthesize_case(window=...)``): image and
+    label of the region; records in its voxel frame, with the region in ``extra["region"]``
+    (``replay_case`` on the same region of the scan reproduces them)."""
+
+    region: Box = field(default_factory=lambda: Box((0, 0, 0), (0, 0, 0)))
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,9 @@ def synthesize_case(
     exclude_labels: Sequence[int] = (),
     exclude_margin_mm: float = 0.0,
     filters: Sequence[TumorFilter] = (),
+    context_cache: ContextCache | None = None,
+    window: Box | None = None,
+    contexts: Mapping[str, OrganContext] | None = None,
 ) -> SynthesisOutput:
     """Put synthetic tumors into one CT; the inputs are not modified.
 
@@ -142,11 +165,23 @@ def synthesize_case(
         Quality filters, at most one per organ, each judging the tumors of its segmentor's
         organ; tumors it rejects on every attempt stay with a ``rejected`` verdict or are left
         out (``SynthesisOutput.filtered_out``), as the filter's ``on_fail`` says.
+    context_cache
+        Where each scan's organ analysis is kept and found again (None: analysed every call).
+    window
+        Only tumors centred in this box (voxels): the returned :class:`RegionOutput` covers the
+        box grown by the reach of the largest planned tumor (clipped to the scan). A count drawn
+        from the profile is the organ's: the window gets its largest tumor, and each other one
+        with the window's share of the organ (what a crop of the whole organ's tumors would
+        show). Tumors that find no room in the window after the first are left out. Excluded
+        labels are seen in the region only.
+    contexts
+        Organ analyses of this scan to use, by organ (each copied; from :class:`ContextCache`).
 
     Returns
     -------
     SynthesisOutput
-        Image, label in the output convention, one record per tumor.
+        Image, label in the output convention, one record per tumor (a :class:`RegionOutput`
+        with ``window``).
 
     Examples
     --------
@@ -166,9 +201,20 @@ def synthesize_case(
     with single_threaded_blas():
         rng = as_rng(rng)
         gen = get_generator(generator)
+        # Largest first: big tumors need the deep parts of an organ, small ones fit around them.
+        planned = [
+            (req.organ, size, req.count is None)
+            for req in requests
+            for size in _draw_sizes(req, rng)
+        ]
+        planned.sort(key=lambda item: -get_profile(item[0]).rule(item[1]).base_radius_mm)
+        region = None if window is None else _region(window, planned, spacing_mm, image, where)
+        if region is not None:  # the region's voxel frame, in the scan's world
+            affine = np.array(np.diag([*spacing_mm, 1.0]) if affine is None else affine, float)
+            affine[:3, 3] += affine[:3, :3] @ np.asarray(region.origin, dtype=float)
         state = prepare_case(
-            image,
-            label,
+            image if region is None else image[region.slices],
+            label if region is None else label[region.slices],
             spacing_mm,
             label_map,
             output_labels,
@@ -177,26 +223,34 @@ def synthesize_case(
             [r.organ for r in requests],
         )
         excluded = _Excluded.of(state, exclude_ids, exclude_margin_mm, requests, where)
-        contexts: dict[str, OrganContext] = {}
+        in_use: dict[str, OrganContext] = {}
         renderer = Renderer(state, case_id, filters)
-        # Largest first: big tumors need the deep parts of an organ, small ones fit around them.
-        planned = [
-            (req.organ, size, req.count is None)
-            for req in requests
-            for size in _draw_sizes(req, rng)
-        ]
-        planned.sort(key=lambda item: -get_profile(item[0]).rule(item[1]).base_radius_mm)
         placed: Counter[str] = Counter()
         missed: Counter[tuple[str, str]] = Counter()
+        seen: set[str] = set()
         for organ_name, size_class, drawn in planned:
-            if organ_name not in contexts:
-                contexts[organ_name] = _build_context(state, organ_name, where, excluded)
+            if organ_name not in in_use:
+                if contexts is not None and organ_name in contexts:
+                    context = contexts[organ_name].fresh()
+                else:
+                    context = _scan_context(
+                        organ_name, image, label, state, excluded, context_cache, where
+                    )
+                if region is not None and window is not None:
+                    context = context.within(region, window)
+                in_use[organ_name] = context
             seed = int(rng.integers(2**63 - 1))
+            if region is not None and drawn and organ_name in seen:
+                # The organ's plan, seen through the window: its largest tumor, and each other
+                # with the chance that it lies there (the window's share of the organ).
+                if rng.random() >= in_use[organ_name].window_share():
+                    continue
+            seen.add(organ_name)
             try:
                 _place_tumor(
                     renderer,
                     gen,
-                    contexts[organ_name],
+                    in_use[organ_name],
                     (organ_name, size_class),
                     seed,
                     output_labels,
@@ -207,7 +261,7 @@ def synthesize_case(
             except PlacementError:
                 # A count drawn from the profile is a plan, not a promise: once the organ holds
                 # a tumor, one that no longer fits is left out (an asked-for count still fails).
-                if not drawn or not placed[organ_name]:
+                if not (drawn or region is not None) or not placed[organ_name]:
                     raise
                 missed[(organ_name, size_class)] += 1
                 continue
@@ -223,11 +277,14 @@ def synthesize_case(
             )
         output = renderer.finish()
         output.not_placed = {f"{organ} {size}": n for (organ, size), n in missed.items()}
+        notes: dict[str, Any] = {}
         if excluded is not None:
-            note = excluded.note()
-            output.records = [
-                replace(r, extra={**r.extra, "excluded": note}) for r in output.records
-            ]
+            notes["excluded"] = excluded.note()
+        if region is not None:
+            notes["region"] = {"origin": list(region.origin), "shape": list(region.shape)}
+            output = RegionOutput(**vars(output), region=region)
+        if notes:
+            output.records = [replace(r, extra={**r.extra, **notes}) for r in output.records]
         return output
 
 
@@ -321,36 +378,67 @@ def check_filters(filters: Sequence[TumorFilter], organs: Sequence[str]) -> None
             )
 
 
-def _build_context(
-    state: CaseState, organ: str, where: str, excluded: _Excluded | None = None
+def _scan_context(
+    organ: str,
+    image: np.ndarray,
+    label: np.ndarray,
+    state: CaseState,
+    excluded: _Excluded | None,
+    cache: ContextCache | None,
+    where: str,
 ) -> OrganContext:
-    ids = state.label_map.organ_ids(organ)
-    mask = label_mask(state.source_label, ids)
-    if not mask.any():
-        found = sorted(label_ids(state.source_label))
-        raise PlacementError(
-            where,
-            f"organ {organ!r} is absent: label ids {list(ids)} (map "
-            f"{state.label_map.name!r}) are not in the label, which holds ids "
-            f"{found}",
-            fix="check --label-map and --organ",
-        )
-    # Tumor ids the user excludes are kept clear of by their voxels (with the margin), the
-    # others as a sphere around each tumor.
-    tumor_ids = [
-        i for i in state.label_map.tumor_ids(organ) if excluded is None or i not in excluded.ids
-    ]
-    avoid = label_mask(state.source_label, tumor_ids) if tumor_ids else None
-    return OrganContext.build(
-        state.source_image,
-        mask,
+    """The organ's analysis on the whole scan (with a window, ``state`` holds the region only)."""
+    exclude = None
+    if excluded is not None:
+        whole = excluded.mask.shape == label.shape
+        mask = excluded.mask if whole else label_mask(label, excluded.ids)
+        exclude = (excluded.ids, mask, excluded.margin_mm)
+    return organ_context(
+        image,
+        label,
+        organ,
+        state.label_map,
         state.spacing_mm,
-        get_profile(organ),
         where=where,
-        avoid_mask=avoid,
-        exclude_mask=excluded.mask if excluded is not None else None,
-        exclude_margin_mm=excluded.margin_mm if excluded is not None else 0.0,
+        cache=cache,
+        exclude=exclude,
     )
+
+
+def _region(
+    window: Box,
+    planned: Sequence[tuple[str, SizeClass, bool]],
+    spacing_mm: Sequence[float],
+    image: np.ndarray,
+    where: str,
+) -> Box:
+    """``window`` grown by the reach of the largest planned tumor, clipped to the scan."""
+    shape = image.shape
+    if image.ndim != 3 or not all(
+        0 <= o and n > 0 and o + n <= m for o, n, m in zip(window.origin, window.shape, shape)
+    ):
+        raise InputError(
+            where, f"expected a window inside the 3-D scan of shape {shape}, found {window}"
+        )
+    reach = max((_reach_mm(organ, size) for organ, size, _ in planned), default=0.0)
+    grow = [int(math.ceil(reach / s)) for s in spacing_mm]
+    lo = [max(0, o - g) for o, g in zip(window.origin, grow)]
+    hi = [min(n, o + w + g) for o, w, g, n in zip(window.origin, window.shape, grow, shape)]
+    return Box(tuple(lo), tuple(b - a for a, b in zip(lo, hi)))  # type: ignore[arg-type]
+
+
+def _reach_mm(organ: str, size: SizeClass) -> float:
+    """How far from its centre (mm) a tumor of this class can reach at most: its largest body
+    (axis jitter, lobes, satellites, deformation) or its mass effect, plus a soft edge."""
+    profile = get_profile(organ)
+    rule, rules = profile.rule(size), profile.shape
+    radius = rule.base_radius_mm * rules.axis_jitter[1]
+    lobes = max(rules.lobe_reach, rules.multinodular_reach if rule.multinodular_probability else 1)
+    satellite = rules.satellite_distance[1] * radius + rules.satellite_radius_mm[1]
+    body = max(lobes * radius, satellite if rule.satellite_probability else radius)
+    body += 2.5 * rules.deform_amplitude[1] * radius
+    mass = MASS_EFFECT_REACH * radius if rule.mass_effect[1] > 0 else 0.0
+    return max(body, mass) + _EDGE_MM
 
 
 def check_exclusion(

@@ -1,8 +1,10 @@
 """Training data: real-tumor and healthy cases, their split, and the MONAI transform chains.
 
 Deterministic preparation (load, channel first, RAS orientation, resampling to the working
-spacing, relabelling) is cached per case; tumors are synthesized on the cached volume at every
-draw (``RandTumorSynthd``), then HU-windowed and cropped around background, organ and tumor.
+spacing, relabelling) is cached per case. Real cases are HU-windowed and cropped around
+background, organ and tumor; healthy cases are cropped first, and tumors synthesized for the
+tumor crops only (``RandTumorSynthd`` with ``crop_size``: each scan's organ analysis is kept per
+loader worker, and a crop costs what its tumors cost, not the whole scan).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import torch
-from monai.data import CacheDataset, Dataset
+from monai.data import CacheDataset, Dataset, MetaTensor
 from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
@@ -304,7 +306,7 @@ class RelabelToOutputd(MapTransform):
             out = to_output_labels(
                 np.rint(array).astype(np.int64), label_map, OUTPUT_LABELS, [self.organ]
             )
-            d[key] = as_type_of(out, value)
+            d[key] = as_type_of(out, value, dtype=torch.uint8)  # ids, 4x smaller in the cache
         return d
 
 
@@ -320,10 +322,16 @@ class ToClassesd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             value = d[key]
-            classes = torch.zeros_like(torch.as_tensor(value), dtype=torch.uint8)
-            t = torch.as_tensor(value)
-            classes[t == self.organ_id] = 1
-            classes[t == self.tumor_id] = 2
+            # A plain tensor: ops on a MetaTensor track meta (3 ms per comparison of a 96^3 crop).
+            t = value.as_tensor() if isinstance(value, MetaTensor) else torch.as_tensor(value)
+            if t.dtype == torch.uint8 and t.device.type == "cpu":  # one lookup per voxel
+                lookup = np.zeros(256, dtype=np.uint8)
+                lookup[self.organ_id], lookup[self.tumor_id] = 1, 2
+                classes = torch.from_numpy(np.take(lookup, t.numpy()))
+            else:
+                classes = torch.zeros_like(t, dtype=torch.uint8)
+                classes[t == self.organ_id] = 1
+                classes[t == self.tumor_id] = 2
             d[key] = as_type_of(classes, value)
         return d
 
@@ -370,26 +378,44 @@ def _online_filter(settings: Mapping[str, Any] | None, workers: int) -> dict[str
 
 
 def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> Compose:
+    """Prepare (cached), then crops: ``samples_per_case`` per case, centred on background, organ
+    and tumor voxels in the shares ``positive_fraction`` gives (1 - pf, pf / 3, 2 pf / 3)."""
     d = config.data
     steps = prepare_transforms(config, spacing_mm, kind)
-    if kind == "healthy":
-        steps.append(
-            RandTumorSynthd(prob=d.synthesis_prob, on_error="skip", **_synthesis_settings(config))
-        )
     pf = d.positive_fraction
+    ratios = [1.0 - pf, pf / 3.0, 2.0 * pf / 3.0]
+    if kind == "healthy":  # crop first, tumors for the tumor crops only
+        steps.append(
+            RandTumorSynthd(
+                prob=d.synthesis_prob,
+                on_error="skip",
+                crop_size=config.model.patch_size,
+                crop_ratios=ratios,
+                num_samples=d.samples_per_case,
+                **_synthesis_settings(config),
+            )
+        )
+        # Plain tensors from here on: the crops' meta is not used, and tracking it costs more
+        # than the steps themselves.
+        steps.append(EnsureTyped(keys=("image", "label"), track_meta=False))
     steps += [
         ToClassesd(["label"], d.organ),
         window_transform(d.hu_window),
         SpatialPadd(keys=("image", "label"), spatial_size=config.model.patch_size),
-        RandCropByLabelClassesd(
-            keys=("image", "label"),
-            label_key="label",
-            spatial_size=config.model.patch_size,
-            num_classes=3,
-            ratios=[1.0 - pf, pf / 3.0, 2.0 * pf / 3.0],
-            num_samples=d.samples_per_case,
-            warn=False,
-        ),
+    ]
+    if kind != "healthy":
+        steps.append(
+            RandCropByLabelClassesd(
+                keys=("image", "label"),
+                label_key="label",
+                spatial_size=config.model.patch_size,
+                num_classes=3,
+                ratios=ratios,
+                num_samples=d.samples_per_case,
+                warn=False,
+            )
+        )
+    steps += [
         RandFlipd(keys=("image", "label"), prob=0.2, spatial_axis=0),
         RandScaleIntensityd(keys="image", factors=0.1, prob=0.3),
         RandShiftIntensityd(keys="image", offsets=0.05, prob=0.3),
@@ -422,8 +448,12 @@ def build_datasets(
         if not items:
             continue
         transform = train_transforms(config, spacing_mm, kind)
+        # The healthy chain's first random step cuts crops out of the cached volume and never
+        # writes it: no copy of the whole volume per draw (100 ms for IRCAD 1.7 at 1.5 mm).
         ds = (
-            CacheDataset(items, transform, num_workers=None, progress=False)
+            CacheDataset(
+                items, transform, num_workers=None, progress=False, copy_cache=kind != "healthy"
+            )
             if d.cache
             else Dataset(items, transform)
         )
