@@ -160,3 +160,16 @@ def test_cases_can_be_listed_file_by_file(phantom_dataset, tmp_path):
     config = TrainConfig.from_dict(tiny_config(phantom_dataset, tmp_path / "run", healthy=listed))
     train, val = split_cases(config)
     assert sorted(c.case_id for c in train + val) == ["healthy:c0", "healthy:c1", "healthy:c2"]
+
+
+def test_the_organ_analysis_can_be_kept_on_disk_for_other_workers(phantom_dataset, tmp_path):
+    from tumorsynth.training.data import build_datasets
+
+    cache = tmp_path / "analyses"
+    settings = tiny_config(phantom_dataset, tmp_path / "run", analysis_cache_dir=str(cache))
+    config = TrainConfig.from_dict(settings)
+    train, val = split_cases(config)
+    dataset, _, _ = build_datasets(config, train, val, (4.0, 4.0, 4.0))
+    for index in range(len(train)):
+        dataset[index]
+    assert 1 <= len(list(cache.glob("organ_*.npz"))) <= len(train)

@@ -125,6 +125,8 @@ class DataConfig:
         Data loader worker processes (0: load in the main process).
     cache
         Keep preprocessed scans in memory.
+    analysis_cache_dir
+        Folder where each healthy scan's organ analysis is kept for other loader workers, torchrun ranks and later runs (null: in each worker's memory only).
     """
 
     mode: Mode = "synthetic"
@@ -148,6 +150,7 @@ class DataConfig:
     positive_fraction: float = 0.67
     num_workers: int = 4
     cache: bool = True
+    analysis_cache_dir: str | None = None
 
     def check(self) -> list[str]:
         """Rules between settings, and every label map in use resolved (named by key path)."""

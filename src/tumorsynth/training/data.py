@@ -366,6 +366,7 @@ def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
         "generator": d.generator,
         "generator_options": options,
         "filter": _online_filter(d.filter, d.num_workers),
+        "cache_dir": d.analysis_cache_dir,
     }
 
 
