@@ -20,7 +20,7 @@ import numpy as np
 
 from tumorsynth.io import load_image, load_label, save_volume
 from tumorsynth.io.nifti import Volume
-from tumorsynth.organs.context import bounding_box
+from tumorsynth.box import Box
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def crop_case(
     """Crop to the labelled ids' bounding box plus ``margin_mm``, keeping world coordinates."""
     pad = tuple(int(margin_mm / s) for s in ct.spacing_mm)
     return crop_box(
-        ct, seg, bounding_box(np.isin(seg.array, ids), margin=pad), image_out, label_out
+        ct, seg, Box.of_mask(np.isin(seg.array, ids), margin=pad).slices, image_out, label_out
     )
 
 
