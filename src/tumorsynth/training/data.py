@@ -264,7 +264,13 @@ def check_patch_fits(
         raise InputError(
             "model.patch_size", message + "; every crop would be mostly padding", fix=fix
         )
-    warnings.warn(f"model.patch_size {message}; their crops are padded ({fix})", stacklevel=2)
+    smallest = tuple(min(size[axis] for size in too_small.values()) for axis in range(3))
+    unpadded = " x ".join(str(min(p, n)) for p, n in zip(patch, smallest, strict=True))
+    warnings.warn(
+        f"model.patch_size {message}; their crops are padded (a model.patch_size of at most "
+        f"{unpadded} voxels pads none, or use a finer data.spacing_mm)",
+        stacklevel=2,
+    )
 
 
 def check_training_data(
