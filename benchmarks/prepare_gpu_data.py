@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tumorsynth.box import Box
 from tumorsynth.io import load_image, load_label, save_volume
 from tumorsynth.io.nifti import Volume
-from tumorsynth.box import Box
 
 REPO = Path(__file__).resolve().parents[1]
 
