@@ -286,14 +286,16 @@ def predict_files(
         for case_id, path in tqdm(cases, disable=not progress, desc="predicting", unit="case"):
             image = load_image(path)
             start = time.perf_counter()
-            result = segmentor.segment(image, overlap=overlap, probabilities=save_probabilities)
-            labels = result.labels
-            if mask_map is not None:
+            far = None
+            if mask_map is not None:  # checked before the network runs, not minutes after
                 organ = load_label(masks[case_id])
                 check_same_grid(image, organ)
                 organ_mask = label_mask(organ.array, mask_map.organ_ids(segmentor.organ))
                 far = ~near_organ(organ_mask, image.spacing_mm)
                 del organ, organ_mask
+            result = segmentor.segment(image, overlap=overlap, probabilities=save_probabilities)
+            labels = result.labels
+            if far is not None:
                 labels[(labels == tumor_id) & far] = 0
                 for probability in result.probabilities.values():
                     probability[far] = 0

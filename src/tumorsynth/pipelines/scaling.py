@@ -70,6 +70,7 @@ from tumorsynth.errors import InputError
 from tumorsynth.io.atomic import atomic_path, ensure_writable_dir
 from tumorsynth.pipelines.batch_folder import settings_differences
 from tumorsynth.pipelines.experiment import (
+    METRICS,
     EvaluateSettings,
     TestSet,
     run_arm,
@@ -316,20 +317,10 @@ def run_scaling(config: ScalingConfig, *, progress: bool = True) -> Path:
         for test, summary in summaries.items():
             rows.append(
                 {"curve": arm.curve, "real_count": arm.real_count, "seed": arm.seed, "test": test}
-                | {key: summary.get(key) for key in _SUMMARY_KEYS}
+                | {key: summary.get(key) for key, _ in METRICS}
             )
     write_results(out, config.name, config.curves, config.real_counts, config.test, rows)
     return out
-
-
-#: The report summary's values kept per arm (the experiment table's metrics).
-_SUMMARY_KEYS = (
-    "dsc_mean",
-    "nsd_mean",
-    "lesion_sensitivity",
-    "early_stage_sensitivity",
-    "fp_per_case",
-)
 
 
 def _real_pool(data: Mapping[str, Any], where: str) -> list[dict[str, str]]:

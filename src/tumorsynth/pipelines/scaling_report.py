@@ -145,10 +145,11 @@ def _draw(
     axes = figure.subplots(1, len(METRICS))
     colors = [f"C{i % 10}" for i in range(len(curves))]
     for ax, (key, label) in zip(axes, METRICS, strict=True):
-        if not any(curve_points(rows, curve, test, key) for curve in curves):
+        drawn = {curve: curve_points(rows, curve, test, key) for curve in curves}
+        if not any(drawn.values()):
             ax.text(0.5, 0.5, "n/a: no tumor to score", ha="center", transform=ax.transAxes)
         for curve, color in zip(curves, colors, strict=True):
-            points = curve_points(rows, curve, test, key)
+            points = drawn[curve]
             if not points:
                 continue
             n, mean, low, high, _ = (np.array(v, dtype=float) for v in zip(*points, strict=True))
