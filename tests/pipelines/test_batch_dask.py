@@ -171,10 +171,16 @@ def run_on(dask: str, cases: list[CaseRef], out: Path, **options: Any) -> BatchO
 
 
 def busy_workers(address: str) -> dict[str, int]:
-    """Worker address -> how many cases the scheduler has given it now."""
+    """Worker address -> how many cases of the run it holds now: running or waiting there, or
+    finished with a result the client has not taken yet (on a loaded machine the workers may
+    have finished every submitted case before the client's first callback runs; a worker that
+    dies with such results must redo them elsewhere all the same)."""
     distributed = require_module("distributed")
     with distributed.Client(address, timeout=30) as spy:
-        return {worker: len(keys) for worker, keys in spy.processing().items() if keys}
+        held = {worker: set(keys) for worker, keys in spy.processing().items()}
+        for worker, keys in spy.has_what().items():
+            held.setdefault(worker, set()).update(keys)
+    return {worker: len(keys) for worker, keys in held.items() if keys}
 
 
 def executing(address: str) -> dict[str, int]:

@@ -258,6 +258,9 @@ class DaskExecutor:
                 except Exception as exc:  # noqa: BLE001 - raised below, after the running ones
                     error = error or _job_failed(exc, describe(job), distributed)
                     continue
+                finally:
+                    # Taken: a worker that dies from now on must not run this case again.
+                    future.release()
                 try:
                     on_result(job, result)
                 except Exception as exc:  # noqa: BLE001 - e.g. a full disk: first error wins
