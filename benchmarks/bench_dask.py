@@ -14,6 +14,8 @@ printed: on a shared machine the numbers move with it.
 
     .venv/bin/python benchmarks/bench_dask.py                        # 1 and 2 workers, here
     python benchmarks/bench_dask.py --workers 1 2 16 --cases 64      # a 16-core machine
+
+``--markdown`` prints the table as markdown (benchmarks/gpu_scale.sh).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def main() -> None:
     parser.add_argument("--per-case", type=int, default=2)
     parser.add_argument("--shape", type=int, nargs=3, default=[96, 80, 48])
     parser.add_argument("--repeats", type=int, default=3, help="best of R runs per row")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = parser.parse_args()
     from distributed import Client, LocalCluster
 
@@ -121,11 +124,23 @@ def main() -> None:
                 assert hashes(out) == expected, f"tcp {n} wrote other files"
             finally:
                 cluster.close()
-        print(f"{'executor':<24} {'seconds':>8} {'cases/s':>8} {'vs 1 process':>13}")
+        if args.markdown:
+            print("\n| executor | seconds | cases/s | vs 1 process |\n| --- | ---: | ---: | ---: |")
+        else:
+            print(f"{'executor':<24} {'seconds':>8} {'cases/s':>8} {'vs 1 process':>13}")
         for name, seconds in rows:
-            print(
-                f"{name:<24} {seconds:8.2f} {variants / seconds:8.2f} {baseline / seconds:12.2f}x"
-            )
+            if args.markdown:
+                print(
+                    f"| {name} | {seconds:.2f} | {variants / seconds:.2f} "
+                    f"| {baseline / seconds:.2f}x |"
+                )
+            else:
+                print(
+                    f"{name:<24} {seconds:8.2f} {variants / seconds:8.2f} "
+                    f"{baseline / seconds:12.2f}x"
+                )
+        if args.markdown:
+            print()
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

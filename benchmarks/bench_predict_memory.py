@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/bench_predict_memory.py [--shape 512 512 900]
        [--spacing 0.8 0.8 1.0] [--model tiny|default] [--save-probabilities] [--keep DIR]
-       [--baseline OLD_PREDICT_PY]
+       [--baseline OLD_PREDICT_PY] [--device cpu|cuda]
 
 ``--baseline`` also measures another ``predict.py`` on the same files, for a before/after on one
 machine, e.g. ``git show COMMIT:src/tumorsynth/pipelines/predict.py > /tmp/old_predict.py``.
@@ -20,6 +20,10 @@ process, :func:`~tumorsynth.pipelines.predict.predict_files` predicts
    writing the NIfTI files included) minus the reference peak, in units of the CT's float32 size.
 
 Target (issue 13): at most 4x the image's float32 size plus the model. Prints markdown.
+
+``--device cuda`` predicts on the GPU (both CTs); the table then also has each prediction's peak
+GPU memory (``torch.cuda.max_memory_allocated``: tensors, the model's weights included, and
+``max_memory_reserved``: what the caching allocator held), the large CT's in units of the image.
 """
 
 from __future__ import annotations
@@ -118,11 +122,21 @@ def child(args: argparse.Namespace) -> None:
     predict_files = predict.predict_files
     torch.set_num_threads(args.threads or torch.get_num_threads())
     options = {"save_probabilities": True} if args.save_probabilities else {}
+    cuda = args.device.startswith("cuda")
+    if cuda:  # a fresh process: its peak is the prediction's (init first: stats need it)
+        torch.cuda.init()
+        torch.cuda.reset_peak_memory_stats(args.device)
     start = time.perf_counter()
-    predict_files(args.checkpoint, args.image, args.out, device="cpu", progress=False, **options)
+    predict_files(
+        args.checkpoint, args.image, args.out, device=args.device, progress=False, **options
+    )
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"peak_mib": peak_kib / 1024, "seconds": seconds}))
+    result = {"peak_mib": peak_kib / 1024, "seconds": seconds}
+    if cuda:
+        result["gpu_allocated_mib"] = torch.cuda.max_memory_allocated(args.device) / MIB
+        result["gpu_reserved_mib"] = torch.cuda.max_memory_reserved(args.device) / MIB
+    print(json.dumps(result))
 
 
 def measure(
@@ -133,6 +147,7 @@ def measure(
     command += ["--image", str(image), "--out", str(out)]
     command += ["--save-probabilities"] if version.save_probabilities else []
     command += ["--threads", str(args.threads)] if args.threads else []
+    command += ["--device", args.device]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
@@ -148,6 +163,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
     parser.add_argument("--baseline", type=Path, help="another predict.py to measure as well")
+    parser.add_argument("--device", default="cpu", help="where to predict: cpu, cuda, cuda:N")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
@@ -178,29 +194,51 @@ def main() -> None:
     image_mib = float(np.prod(shape)) * 4 / MIB
     print(f"## Prediction memory: {' x '.join(map(str, shape))} CT at {spacing} mm")
     print()
+    cuda = args.device.startswith("cuda")
     print(
-        f"{args.model} UNet (96^3 patches at 1.5 mm), CPU; "
+        f"{args.model} UNet (96^3 patches at 1.5 mm), {gpu_name(args.device) if cuda else 'CPU'}; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"image as float32: {image_mib:.0f} MiB"
     )
     print()
+    gpu_header = (
+        " GPU allocated: reference / large (MiB) | large GPU / image | GPU reserved (MiB) |"
+    )
     print(
         "| version | probabilities | reference peak (MiB) | large CT peak (MiB) | "
-        "above reference / image | peak / image | time (s) |"
+        "above reference / image | peak / image | time (s) |" + (gpu_header if cuda else "")
     )
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if cuda else ""))
     for version, (reference, large) in results.items():
         extra = large["peak_mib"] - reference["peak_mib"]
+        gpu_cells = ""
+        if cuda:
+            gpu_cells = (
+                f" {reference['gpu_allocated_mib']:.0f} / {large['gpu_allocated_mib']:.0f} "
+                f"| {large['gpu_allocated_mib'] / image_mib:.2f}x "
+                f"| {large['gpu_reserved_mib']:.0f} |"
+            )
         print(
             f"| {version.name} | {'saved' if version.save_probabilities else 'no'} "
             f"| {reference['peak_mib']:.0f} | {large['peak_mib']:.0f} "
             f"| {extra / image_mib:.2f}x | {large['peak_mib'] / image_mib:.2f}x "
-            f"| {large['seconds']:.1f} |"
+            f"| {large['seconds']:.1f} |" + gpu_cells
         )
     print()
     print(
         "target: at most 4x the image above the reference (Python, torch, model, one window batch)"
     )
+    if cuda:
+        print(
+            "GPU: peak memory allocated by torch in the prediction (the model's weights "
+            "included); target at most 4x the image plus the model"
+        )
+
+
+def gpu_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from tumorsynth.cli.config import EXAMPLES, KINDS, config_class, example_folder,
 
 #: What each default configuration needs before it loads (its checks refuse an empty data list).
 REQUIRED = {
+    "turing create": ["real=[{path: r, label_map: lits}]", "synthetic=[{path: s.jsonl}]"],
     "train": ["data.healthy=[scans]", "data.healthy_label_map=msd"],
     "train-autoencoder": ["data.images=[scans]"],
     "train-diffusion": ["autoencoder=ae", "data.cases=[scans]", "data.label_map=msd"],

@@ -28,6 +28,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "train-adversarial": ("tumorsynth.training.adversarial_config", "AdversarialTrainConfig"),
     "experiment": ("tumorsynth.pipelines.experiment", "ExperimentSettings"),
     "scaling": ("tumorsynth.pipelines.scaling", "ScalingSettings"),
+    "turing create": ("tumorsynth.turing.study", "StudySettings"),
 }
 #: Shipped examples (``tumorsynth/configs/NAME.yaml``, also ``configs/`` in the repository) ->
 #: the command that runs them.
@@ -38,6 +39,7 @@ EXAMPLES: dict[str, str] = {
     "autoencoder": "train-autoencoder",
     "diffusion": "train-diffusion",
     "experiment_synthetic_vs_mixed": "experiment",
+    "turing_study": "turing create",
 }
 
 

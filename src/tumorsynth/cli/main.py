@@ -49,6 +49,10 @@ SUBCOMMANDS = {
         "realism",
         "are synthetic tumors realistic? radiomics, a classifier two-sample test, a report",
     ),
+    "turing": (
+        "turing",
+        "a Visual Turing Test: readers tell real from synthetic tumors in their browser",
+    ),
     "config": ("config", "print a complete configuration (defaults or an example) to start from"),
 }
 

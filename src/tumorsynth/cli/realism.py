@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--permutations", type=int, default=None, help="label permutations for p (default 50)"
     )
     parser.add_argument(
+        "--trees", type=int, default=None, help="random-forest trees of the C2ST (default 100)"
+    )
+    parser.add_argument(
         "--separability",
         action="store_true",
         help="also run the organ-separability study on early tumors (SVM, RF, AdaBoost, t-SNE)",
@@ -132,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         n_splits=args.splits,
         n_repeats=args.repeats,
         n_permutations=args.permutations,
+        n_trees=args.trees,
         max_diameter_mm=args.max_diameter_mm,
     )
     settings = RealismSettings(

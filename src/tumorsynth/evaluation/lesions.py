@@ -119,8 +119,9 @@ def radius_stratum(radius_mm: float) -> str:
 
 
 def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Component labels (``1..count`` in the order of each component's first voxel in C order,
-    0 outside) and ``count`` of a boolean mask, with the lesions' :data:`CONNECTIVITY`.
+    """Component labels (``1..count`` in the order of each component's first voxel in the
+    array's memory order: C order for C-ordered arrays, Fortran order for nibabel's; 0 outside)
+    and ``count`` of a boolean mask, with the lesions' :data:`CONNECTIVITY`.
 
     Examples
     --------

@@ -29,7 +29,7 @@ from tumorsynth.io import load_image, load_label
 from tumorsynth.io.atomic import output_dir
 from tumorsynth.io.label_maps import label_mask
 from tumorsynth.organs import EARLY_STAGE_DIAMETER_MM
-from tumorsynth.realism.c2st import C2STResult, feature_sets, two_sample_test
+from tumorsynth.realism.c2st import FOREST_TREES, C2STResult, feature_sets, two_sample_test
 from tumorsynth.realism.compare import FeatureDifference, compare_features, describe_differences
 from tumorsynth.realism.features import (
     FEATURE_DESCRIPTIONS,
@@ -61,6 +61,8 @@ class RealismSettings:
         Cross-validation groups: ``"scan"``, ``"tumor"`` or ``"auto"`` (module docstring).
     n_splits, n_repeats, n_permutations
         Grouped K-fold splits, repeats with new shuffles, label permutations for the null.
+    n_trees
+        Trees of the random-forest classifier (its cost grows with them).
     separability
         Also run the organ-separability study (tumors under ``max_diameter_mm`` of two or more
         organs; real, synthetic or both).
@@ -77,6 +79,7 @@ class RealismSettings:
     n_splits: int = 5
     n_repeats: int = 5
     n_permutations: int = 50
+    n_trees: int = FOREST_TREES
     separability: bool = False
     max_diameter_mm: float = EARLY_STAGE_DIAMETER_MM
     montage: int = 6
@@ -86,7 +89,7 @@ class RealismSettings:
     def __post_init__(self) -> None:
         if self.group_by not in ("auto", "scan", "tumor"):
             raise InputError("--group-by", f"expected auto, scan or tumor, found {self.group_by!r}")
-        for name, low in (("n_splits", 2), ("n_repeats", 1), ("n_permutations", 0)):
+        for name, low in (("n_splits", 2), ("n_repeats", 1), ("n_permutations", 0), ("n_trees", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 flag = "--" + name.removeprefix("n_")
@@ -212,6 +215,7 @@ def _study(
             n_splits=settings.n_splits,
             n_repeats=settings.n_repeats,
             n_permutations=settings.n_permutations,
+            n_trees=settings.n_trees,
             seed=settings.seed,
             progress=progress,
             clusters=clusters,

@@ -75,6 +75,7 @@ __all__ = [
     "extract_features",
     "feature_family",
     "tumor_organs",
+    "without_ignored",
 ]
 
 
@@ -272,7 +273,7 @@ def _case_rows(
         check_same_grid(image, label)
         rows = case_features(
             image.array,
-            _without_ignored(item, label),
+            without_ignored(item, label),
             image.spacing_mm,
             label_map=item.label_map,
             organs=item.organs,
@@ -295,8 +296,9 @@ def _case_rows(
     return rows
 
 
-def _without_ignored(item: CaseInput, label: Volume) -> np.ndarray:
-    """``label``'s array with the tumor voxels of ``item.ignore_label`` set to background."""
+def without_ignored(item: CaseInput, label: Volume) -> np.ndarray:
+    """``label``'s array with the tumor voxels of ``item.ignore_label`` set to background (the
+    real tumors a synthetic case inherited from its source scan)."""
     from tumorsynth.io import check_same_grid
 
     if item.ignore_label is None:

@@ -1,0 +1,546 @@
+"""The tumors of a reader study: found in the sources, classed by size, drawn, and cut out onto
+the study's grid (the parts of :func:`tumorsynth.turing.study.create_study`).
+
+A *tumor* is a 26-connected component of an organ's tumor labels
+(:func:`tumorsynth.evaluation.lesions.connected_components`, numbered 1, 2, ... in the order of
+their first voxel in the label's C order, before components under the minimum volume are
+dropped, so a number stays that of the component in the label file). Its size class comes from
+its equivalent diameter (:func:`size_class_of`), the same rule for real and synthetic tumors: a
+synthetic tumor is classed by what was drawn, not by the class it was asked for.
+
+Items are cut in LPS (x to the patient's left, y posterior, z superior; arrays ``(z, y, x)``)
+through :class:`LpsGrid`, a view of the scan's array (flips and an axis permutation from
+:mod:`nibabel.orientations`, no copy).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from nibabel import orientations
+from scipy import ndimage
+
+from tumorsynth._types import SIZE_CLASSES, SizeClass
+from tumorsynth.box import Box
+from tumorsynth.errors import InputError
+from tumorsynth.evaluation.lesions import connected_components
+from tumorsynth.io.label_maps import label_mask
+from tumorsynth.io.nifti import spacing_from_affine
+from tumorsynth.io.records import read_numbered_manifest
+from tumorsynth.organs import equivalent_diameter_mm, get_profile
+from tumorsynth.realism.feature_rows import CaseInput, tumor_organs
+from tumorsynth.realism.features import without_ignored
+from tumorsynth.turing.layout import DEFAULT_PRESETS, KeyEntry, StudyInfo, Truth
+
+__all__ = [
+    "MARGIN_MM",
+    "MIN_CROP_MM",
+    "PAD_HU",
+    "LpsGrid",
+    "StudyTumor",
+    "case_tumors",
+    "crop_item",
+    "crop_shape",
+    "grid_spacing",
+    "manifest_generators",
+    "select_tumors",
+    "size_class_of",
+    "size_class_bounds",
+    "write_montage",
+]
+
+#: Value of item voxels outside the scan (air).
+PAD_HU = -1024
+#: ``crop_mm: auto``: the largest tumor's extent plus this margin on each side (mm) ...
+MARGIN_MM = 20.0
+#: ... and at least this much per axis (mm).
+MIN_CROP_MM = 48.0
+#: Spacings that differ by less than this (mm) are the same (``spacing_mm: native``).
+SAME_SPACING_MM = 1e-3
+
+#: Source image (resolved) -> ``(centre voxel, generator)`` of each tumor its manifest records.
+Generators = Mapping[Path, Sequence[tuple[tuple[int, int, int], str]]]
+
+
+def size_class_bounds(organ: str) -> list[tuple[SizeClass, float]]:
+    """``(size class, upper equivalent diameter in mm)`` of ``organ``'s size classes, smallest
+    first; the last bound is infinite.
+
+    The profile gives each class a base radius (SynTumor: tiny 4, small 8, medium 16, large
+    32 mm), so a class's typical diameter is twice that. A boundary lies at the geometric mean
+    of two neighbouring classes' diameters (tiny/small at sqrt(8 x 16) = 11.3 mm, small/medium
+    22.6 mm, medium/large 45.3 mm for the liver): sizes double from class to class, so the
+    geometric mean is the point halfway between them on the scale they are spread on.
+
+    Examples
+    --------
+    >>> [(name, round(upper, 1)) for name, upper in size_class_bounds("liver")]
+    [('tiny', 11.3), ('small', 22.6), ('medium', 45.3), ('large', inf)]
+    """
+    profile = get_profile(organ)
+    classes = sorted(profile.size_classes.items(), key=lambda item: item[1].base_radius_mm)
+    diameters = [2.0 * rule.base_radius_mm for _, rule in classes]
+    uppers = [math.sqrt(a * b) for a, b in zip(diameters, diameters[1:])] + [math.inf]
+    return [(name, upper) for (name, _), upper in zip(classes, uppers)]
+
+
+def size_class_of(diameter_mm: float, organ: str) -> SizeClass:
+    """The size class of a tumor of ``organ`` with this equivalent diameter (mm); see
+    :func:`size_class_bounds`.
+
+    Examples
+    --------
+    >>> size_class_of(11.0, "liver"), size_class_of(54.7, "liver")
+    ('tiny', 'large')
+    """
+    for name, upper in size_class_bounds(organ):
+        if diameter_mm < upper:
+            return name
+    raise AssertionError("the last bound is infinite")
+
+
+@dataclass(frozen=True)
+class LpsGrid:
+    """A scan's voxel grid seen in LPS, axes ``(z, y, x)``.
+
+    Attributes
+    ----------
+    transform
+        nibabel orientation transform from the file's axes to (L, P, S).
+    old_from_new
+        4 x 4 map from LPS voxel indices ``(x, y, z)`` to the file's ``(i, j, k)``.
+    spacing_zyx
+        Voxel size in mm along z, y, x.
+    """
+
+    transform: np.ndarray
+    old_from_new: np.ndarray
+    spacing_zyx: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, affine: np.ndarray, shape: Sequence[int]) -> LpsGrid:
+        """The LPS grid of a scan with this affine and shape.
+
+        Examples
+        --------
+        >>> grid = LpsGrid.of(np.diag([2.0, 3.0, 4.0, 1.0]), (5, 6, 7))  # RAS, spacing 2, 3, 4
+        >>> grid.spacing_zyx, grid.zyx_of((0, 0, 6))
+        ((4.0, 3.0, 2.0), (6.0, 5.0, 4.0))
+        """
+        transform = orientations.ornt_transform(
+            orientations.io_orientation(affine), orientations.axcodes2ornt(("L", "P", "S"))
+        )
+        old_from_new = orientations.inv_ornt_aff(transform, tuple(shape))
+        spacing = spacing_from_affine(np.asarray(affine) @ old_from_new)
+        return cls(transform, old_from_new, (spacing[2], spacing[1], spacing[0]))
+
+    def view(self, array: np.ndarray) -> np.ndarray:
+        """``array`` (the file's axis order) as LPS ``(z, y, x)``: a view, not a copy."""
+        return orientations.apply_orientation(array, self.transform).transpose(2, 1, 0)
+
+    def zyx_of(self, vox: Sequence[float]) -> tuple[float, float, float]:
+        """LPS ``(z, y, x)`` index of the file's voxel ``(i, j, k)``."""
+        x, y, z = (np.linalg.inv(self.old_from_new) @ [*map(float, vox), 1.0])[:3]
+        return (float(z), float(y), float(x))
+
+    def permute_zyx(self, per_file_axis: Sequence[float]) -> tuple[float, float, float]:
+        """Values given per file axis ``(i, j, k)`` (sizes, not positions) in LPS ``(z, y, x)``."""
+        old_axis = np.abs(self.old_from_new[:3, :3]).argmax(axis=0)  # file axis of each x, y, z
+        x, y, z = (float(per_file_axis[int(a)]) for a in old_axis)
+        return (z, y, x)
+
+
+@dataclass(frozen=True)
+class StudyTumor:
+    """One tumor that can become an item.
+
+    ``center_vox`` is the component's voxel nearest its centre of mass, in the file's grid (the
+    centre of mass itself when that voxel is in the tumor, as for any convex one); the item is
+    centred on it. ``half_extent_mm`` is, per LPS axis ``(z, y, x)``, the distance from that
+    centre to the far edge of the tumor's bounding box.
+    """
+
+    truth: Truth
+    organ: str
+    size_class: SizeClass
+    diameter_mm: float
+    volume_ml: float
+    image: Path
+    label: Path
+    component: int
+    center_vox: tuple[int, int, int]
+    half_extent_mm: tuple[float, float, float]
+    spacing_zyx: tuple[float, float, float]
+    label_shape: tuple[int, int, int]
+    label_affine: tuple[tuple[float, ...], ...]
+    generator: str = ""
+
+
+def manifest_generators(
+    sources: Sequence[str | Path],
+) -> dict[Path, list[tuple[tuple[int, int, int], str]]]:
+    """For each image a manifest (``*.jsonl`` among ``sources``) names: its tumors' centre
+    voxels and generators, to tell which generator made each synthetic component."""
+    found: dict[Path, list[tuple[tuple[int, int, int], str]]] = {}
+    for source in sources:
+        path = Path(source)
+        if path.suffix != ".jsonl":
+            continue
+        for _, record in read_numbered_manifest(path):
+            if not record.image_path:
+                continue  # cases_from_sources refuses such a record, naming it
+            image = Path(record.image_path)
+            image = (image if image.is_absolute() else path.parent / image).resolve()
+            centre = tuple(int(round(float(c))) for c in record.center_vox)
+            found.setdefault(image, []).append((centre, record.generator))  # type: ignore[arg-type]
+    return found
+
+
+def case_tumors(
+    case: CaseInput,
+    truth: Truth,
+    *,
+    min_volume_mm3: float,
+    generators: Generators,
+) -> list[StudyTumor]:
+    """Every tumor of ``case.organs`` (() = every organ of its map with a tumor label) of at
+    least ``min_volume_mm3`` in one case; tumors that ``case.ignore_label`` marks (the real
+    tumors a synthetic case inherited from its source scan) are left out.
+
+    Raises
+    ------
+    InputError
+        A label file that cannot be read, a map with no tumor label, an organ without an organ
+        profile (so its sizes cannot be classed), an ignore label on another grid.
+    """
+    from tumorsynth.io import load_label
+
+    if not Path(case.label).is_file():
+        raise InputError(str(case.label), f"case {case.case!r}: label file does not exist")
+    label = load_label(case.label)
+    array = without_ignored(case, label)
+    organs = case.organs or tumor_organs(case.label_map)
+    if not organs:
+        raise InputError(
+            str(case.label),
+            f"label map {case.label_map.name!r} names no tumor label, so there is no tumor to show",
+            fix='use a map with "<organ>_tumor" ids',
+        )
+    grid = LpsGrid.of(label.affine, label.shape)
+    spacing = label.spacing_mm
+    voxel_mm3 = float(np.prod(spacing))
+    known = generators.get(Path(case.image).resolve(), [])
+    affine = tuple(tuple(float(v) for v in row) for row in label.affine)
+    tumors: list[StudyTumor] = []
+    for organ in organs:
+        ids = case.label_map.tumor_ids(organ)
+        if not ids:
+            continue  # this source has no tumors of that organ
+        _profile_of(organ, case)
+        mask = label_mask(array, ids)
+        box = Box.of_mask(mask)
+        if box is None:
+            continue
+        # C order, whatever the file's memory order: cc3d numbers in memory order
+        components, count = connected_components(np.ascontiguousarray(mask[box.slices]))
+        del mask
+        sizes = np.bincount(components.ravel(), minlength=count + 1)
+        for index, where in enumerate(ndimage.find_objects(components), start=1):
+            volume_mm3 = float(sizes[index]) * voxel_mm3
+            if where is None or volume_mm3 < min_volume_mm3:
+                continue
+            part = components[where] == index
+            offset = [b + s.start for b, s in zip(box.origin, where)]
+            local = _central_voxel(part, spacing)
+            centre = tuple(o + c for o, c in zip(offset, local))
+            half = [(max(c, n - 1 - c) + 0.5) * s for c, n, s in zip(local, part.shape, spacing)]
+            diameter = equivalent_diameter_mm(volume_mm3)
+            tumors.append(
+                StudyTumor(
+                    truth=truth,
+                    organ=organ,
+                    size_class=size_class_of(diameter, organ),
+                    diameter_mm=round(diameter, 3),
+                    volume_ml=round(volume_mm3 / 1000.0, 4),
+                    image=Path(case.image),
+                    label=Path(case.label),
+                    component=index,
+                    center_vox=centre,
+                    half_extent_mm=grid.permute_zyx(half),
+                    spacing_zyx=grid.spacing_zyx,
+                    label_shape=label.shape,
+                    label_affine=affine,
+                    generator=_generator_of(known, components, box, index)
+                    if truth == "synthetic"
+                    else "",
+                )
+            )
+    return tumors
+
+
+def _profile_of(organ: str, case: CaseInput) -> None:
+    try:
+        get_profile(organ)
+    except InputError as exc:
+        raise InputError(
+            str(case.label),
+            f"tumors of organ {organ!r} (label map {case.label_map.name!r}) cannot be classed "
+            f"by size: {exc.message}",
+            fix="name the organ in the study's organs (e.g. organs: [liver])",
+        ) from None
+
+
+def _central_voxel(part: np.ndarray, spacing: Sequence[float]) -> tuple[int, int, int]:
+    """The voxel of ``part`` nearest its centre of mass (mm distances)."""
+    com = np.asarray(ndimage.center_of_mass(part))
+    nearest = tuple(int(v) for v in np.rint(com))
+    if part[nearest]:
+        return nearest  # type: ignore[return-value]
+    voxels = np.argwhere(part)
+    distance = (((voxels - com) * np.asarray(spacing)) ** 2).sum(axis=1)
+    return tuple(int(v) for v in voxels[int(np.argmin(distance))])  # type: ignore[return-value]
+
+
+def _generator_of(
+    known: Sequence[tuple[tuple[int, int, int], str]],
+    components: np.ndarray,
+    box: Box,
+    index: int,
+) -> str:
+    """The generator of the record whose centre lies in component ``index``; else the one
+    generator of every record of the case; else ""."""
+    inside = set()
+    for centre, generator in known:
+        local = tuple(c - o for c, o in zip(centre, box.origin))
+        if all(0 <= v < n for v, n in zip(local, components.shape)) and components[local] == index:
+            inside.add(generator)
+    names = inside or {generator for _, generator in known}
+    return names.pop() if len(names) == 1 else ""
+
+
+def select_tumors(
+    pool: Sequence[StudyTumor],
+    count: int,
+    organs: Sequence[str],
+    sizes: Sequence[str],
+    rng: np.random.Generator,
+) -> list[StudyTumor]:
+    """``count`` tumors of ``pool`` spread as evenly as the pool allows over ``organs``, then
+    over ``sizes`` within each organ: each share as equal as possible; an organ or size with too
+    few tumors gives all it has and the others take the rest; a remainder goes to the first
+    ones in the order given (so a caller that passes one shuffled order for real and for
+    synthetic tumors gets the same organs and sizes in both where the pools allow). Within a
+    cell, the tumors are drawn at random.
+
+    Examples
+    --------
+    >>> from dataclasses import replace
+    >>> t = StudyTumor("real", "liver", "tiny", 8.0, 0.3, Path("a"), Path("b"), 1, (0, 0, 0),
+    ...                (5.0, 5.0, 5.0), (1.0, 1.0, 1.0), (9, 9, 9), ())
+    >>> pool = [replace(t, size_class=s, component=i) for i, s in enumerate(["tiny"] * 5 + ["large"])]
+    >>> sorted(x.size_class for x in select_tumors(pool, 4, ["liver"], ["tiny", "large"],
+    ...                                            np.random.default_rng(0)))
+    ['large', 'tiny', 'tiny', 'tiny']
+    """
+    if count > len(pool):
+        raise ValueError(f"asked for {count} tumors of a pool of {len(pool)}")
+    cells: dict[str, dict[str, list[StudyTumor]]] = {o: {s: [] for s in sizes} for o in organs}
+    for tumor in pool:
+        cells[tumor.organ][tumor.size_class].append(tumor)
+    for by_size in cells.values():
+        for size, members in by_size.items():
+            by_size[size] = [members[i] for i in rng.permutation(len(members))]
+    per_organ = _spread(count, {o: sum(map(len, cells[o].values())) for o in organs})
+    chosen: list[StudyTumor] = []
+    for organ in organs:
+        capacity = {s: len(cells[organ][s]) for s in sizes}
+        for size, n in _spread(per_organ[organ], capacity).items():
+            chosen += cells[organ][size][:n]
+    return chosen
+
+
+def _spread(count: int, capacity: Mapping[str, int]) -> dict[str, int]:
+    """``count`` split over the keys of ``capacity``, as equally as their capacities allow; a
+    remainder to the first keys."""
+    shares = dict.fromkeys(capacity, 0)
+    left = count
+    while left > 0:
+        open_keys = [k for k in capacity if shares[k] < capacity[k]]
+        if not open_keys:
+            raise ValueError(f"cannot place {count} in capacities {dict(capacity)}")
+        for key in open_keys[:left]:
+            shares[key] += 1
+        left -= min(left, len(open_keys))
+    return shares
+
+
+def crop_item(
+    image_zyx: np.ndarray,
+    center_zyx: Sequence[float],
+    source_spacing_zyx: Sequence[float],
+    spacing_zyx: Sequence[float],
+    shape_zyx: Sequence[int],
+) -> np.ndarray:
+    """The item: ``shape_zyx`` voxels of ``spacing_zyx`` mm centred on ``center_zyx`` (an index
+    of ``image_zyx``), linearly interpolated, :data:`PAD_HU` outside the scan, int16.
+
+    Every item passes through this one interpolation, whatever the spacing of its scan, so no
+    item is sharper or smoother than another for a reason that has to do with where it came
+    from. With an odd shape the middle voxel of the item lies exactly on the centre voxel.
+    Only the part of the scan the item covers is converted to float (never the whole volume).
+
+    Examples
+    --------
+    >>> scan = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)
+    >>> item = crop_item(scan, (2, 3, 3), (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), (3, 3, 3))
+    >>> bool(np.array_equal(item, scan[1:4, 2:5, 2:5])), item.dtype.str
+    (True, '<i2')
+    >>> int(crop_item(scan, (0, 0, 0), (1, 1, 1), (1, 1, 1), (3, 3, 3))[0, 0, 0])
+    -1024
+    """
+    ratio = np.asarray(spacing_zyx, float) / np.asarray(source_spacing_zyx, float)
+    half = (np.asarray(shape_zyx, float) - 1.0) / 2.0
+    low = np.asarray(center_zyx, float) - half * ratio
+    high = np.asarray(center_zyx, float) + half * ratio
+    start = np.maximum(0, np.floor(low).astype(int))
+    stop = np.minimum(image_zyx.shape, np.floor(high).astype(int) + 2)
+    if np.any(stop <= start):
+        return np.full(tuple(shape_zyx), PAD_HU, dtype="<i2")
+    part = image_zyx[tuple(slice(a, b) for a, b in zip(start, stop))].astype(np.float32)
+    values = ndimage.affine_transform(
+        part,
+        ratio,
+        offset=low - start,
+        output_shape=tuple(int(n) for n in shape_zyx),
+        output=np.float32,
+        order=1,
+        mode="constant",
+        cval=float(PAD_HU),
+        prefilter=False,
+    )
+    info = np.iinfo(np.int16)
+    return np.clip(np.rint(values), info.min, info.max).astype("<i2")
+
+
+def grid_spacing(
+    spec: str | Sequence[float], spacings: Sequence[Sequence[float]], where: str
+) -> tuple[float, float, float]:
+    """The study grid's spacing (z, y, x in mm) for the scans of the items (their LPS
+    spacings): ``"common"``, the coarsest per axis; ``"native"``, their one spacing (InputError
+    at ``where`` when they differ: a spacing would tell readers where an item came from); or
+    the given ``[z, y, x]``.
+
+    Examples
+    --------
+    >>> grid_spacing("common", [(1.6, 0.743, 0.743), (1.6, 0.782, 0.782)], "s.yaml")
+    (1.6, 0.782, 0.782)
+    """
+    if not isinstance(spec, str):
+        chosen = tuple(float(v) for v in spec)
+    else:
+        distinct = sorted({tuple(float(v) for v in s) for s in spacings})
+        if spec == "native":
+            spread = np.ptp(np.asarray(distinct), axis=0)
+            if np.any(spread > SAME_SPACING_MM):
+                raise InputError(
+                    where,
+                    "spacing_mm: native keeps each scan's spacing, but the scans of the items "
+                    f"have {len(distinct)} different spacings (z, y, x in mm: "
+                    f"{', '.join(str(tuple(round(v, 3) for v in s)) for s in distinct)}); a "
+                    "reader could tell an item's source (and so its class) from its spacing",
+                    fix="use spacing_mm: common (every item resampled to one grid) or [z, y, x]",
+                )
+            chosen = distinct[0]
+        else:
+            chosen = tuple(float(v) for v in np.max(np.asarray(distinct), axis=0))
+    return (round(chosen[0], 6), round(chosen[1], 6), round(chosen[2], 6))
+
+
+def crop_shape(
+    spec: str | Sequence[float],
+    half_extents_mm: Sequence[Sequence[float]],
+    spacing_zyx: Sequence[float],
+) -> tuple[int, int, int]:
+    """Voxels per axis (z, y, x) of every item: ``spec`` mm, or for ``"auto"`` twice the largest
+    half extent plus :data:`MARGIN_MM` on each side, at least :data:`MIN_CROP_MM`; rounded up
+    to an odd number of voxels, so the tumor's centre voxel is the item's middle voxel.
+
+    Examples
+    --------
+    >>> crop_shape("auto", [(10.0, 20.0, 3.0)], (2.0, 1.0, 1.0))
+    (31, 81, 49)
+    """
+    if isinstance(spec, str):
+        extent = np.max(np.asarray(half_extents_mm, float), axis=0) * 2.0
+        size_mm = np.maximum(extent + 2.0 * MARGIN_MM, MIN_CROP_MM)
+    else:
+        size_mm = np.asarray(spec, float)
+    voxels = [max(1, math.ceil(mm / s - 1e-6)) for mm, s in zip(size_mm, spacing_zyx)]
+    z, y, x = (n if n % 2 else n + 1 for n in voxels)
+    return (z, y, x)
+
+
+def write_montage(
+    path: Path, info: StudyInfo, key: Sequence[KeyEntry], middles: Mapping[str, np.ndarray]
+) -> None:
+    """The operator's sheet: every item's middle axial slice (abdomen window; radiological
+    view, the patient's right on the left), its id, truth, organ, size class and diameter
+    under it; real items first, then synthetic, each by organ and size."""
+    from tumorsynth.evaluation.plots import new_figure, save_figure
+
+    try:
+        import matplotlib  # noqa: F401  (optional extra tumorsynth[plots])
+    except ImportError:
+        warnings.warn("matplotlib is not installed: no key/items.png", stacklevel=3)
+        return
+    rank: dict[str, int] = {size: i for i, size in enumerate(SIZE_CLASSES)}
+    entries = sorted(
+        key,
+        key=lambda e: (
+            e.truth != "real",
+            e.organ,
+            rank.get(e.size_class, 9),
+            e.diameter_mm,
+            e.item_id,
+        ),
+    )
+    columns = min(8, len(entries))
+    rows = math.ceil(len(entries) / columns)
+    _, y_mm, x_mm = (n * s for n, s in zip(info.shape, info.spacing_mm))
+    panel = 2.1
+    figure = new_figure(columns * panel, rows * panel * (y_mm / x_mm) + rows * 0.55 + 0.5)
+    width, level = DEFAULT_PRESETS["abdomen"]
+    colours = {"real": "#1f4e9c", "synthetic": "#b3261e"}
+    for index, entry in enumerate(entries):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(
+            middles[entry.item_id],
+            cmap="gray",
+            vmin=level - width / 2,
+            vmax=level + width / 2,
+            aspect=info.spacing_mm[1] / info.spacing_mm[2],
+            interpolation="nearest",
+        )
+        axes.set_xticks([])
+        axes.set_yticks([])
+        for spine in axes.spines.values():
+            spine.set_edgecolor(colours[entry.truth])
+            spine.set_linewidth(2.5)
+        axes.set_title(entry.item_id, fontsize=7, family="monospace", pad=2)
+        axes.set_xlabel(
+            f"{entry.truth.upper()}\n{entry.organ} {entry.size_class} {entry.diameter_mm:.0f} mm",
+            fontsize=8,
+            color=colours[entry.truth],
+            labelpad=2,
+        )
+    figure.suptitle(
+        f"{info.title}: answer key ({len(entries)} items, middle axial slices, W{width:g} L{level:g})",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    save_figure(figure, path)
