@@ -32,8 +32,8 @@ def add_readers_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "words",
         nargs=2,
-        metavar=("ACTION", "STUDY"),
-        help="add or list, then the study folder (`readers STUDY add` works too)",
+        metavar="WORD",  # a tuple here breaks argparse's help on Python 3.11
+        help="`add STUDY` or `list STUDY`: the action, then the study folder (either order)",
     )
     parser.add_argument(
         "--name",

@@ -62,6 +62,8 @@ class SimulationResult:
     seconds: float = 0.0
     #: Readers who answered every item.
     finished: set[str] = field(default_factory=set)
+    #: Bytes of item volumes downloaded (with ``fetch_items``).
+    bytes_fetched: int = 0
 
     @property
     def answers_per_s(self) -> float:
@@ -77,6 +79,7 @@ def run_readers(
     max_answers: int | None = None,
     deadline_s: float = 300.0,
     on_answer: Callable[[int], None] | None = None,
+    fetch_items: bool = False,
 ) -> SimulationResult:
     """Let every reader of ``readers`` answer the study served at ``base_url``, all at once.
 
@@ -95,6 +98,8 @@ def run_readers(
     on_answer
         Called with the running total after each acknowledged answer (from the readers'
         threads), e.g. to kill the server at some point.
+    fetch_items
+        Download each item's volume before answering it, as a browser does.
     """
     result = SimulationResult()
     lock = threading.Lock()
@@ -102,8 +107,14 @@ def run_readers(
     deadline = start + deadline_s
 
     def read(index: int, reader: ScriptedReader) -> None:
-        rng = np.random.default_rng([seed, index])
         client = _Client(base_url, reader.token, deadline)
+        try:
+            answer(index, reader, client)
+        finally:
+            client.close()
+
+    def answer(index: int, reader: ScriptedReader, client: _Client) -> None:
+        rng = np.random.default_rng([seed, index])
         answered = 0
         while max_answers is None or answered < max_answers:
             state, failures = client.request("GET", "/api/state")
@@ -114,6 +125,10 @@ def run_readers(
                     result.retries += failures
                 return
             item = str(current["item_id"])
+            fetched, more = (
+                client.request("GET", f"/api/items/{item}", raw=True) if fetch_items else (b"", 0)
+            )
+            failures += more
             truth = key[item].truth
             right = rng.random() < (
                 reader.sensitivity if truth == "synthetic" else reader.specificity
@@ -129,6 +144,7 @@ def run_readers(
                 result.acknowledged[(reader.name, item)] = (call, confidence)
                 result.latencies_s.append(took)
                 result.retries += failures + more
+                result.bytes_fetched += len(fetched)
                 total = len(result.acknowledged)
             if on_answer is not None:
                 on_answer(total)
@@ -152,9 +168,10 @@ class _Client:
         self.connection: http.client.HTTPConnection | None = None
 
     def request(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None
-    ) -> tuple[dict[str, Any], int]:
-        """The JSON answer of a 200 response and how many tries failed before it."""
+        self, method: str, path: str, body: Mapping[str, Any] | None = None, raw: bool = False
+    ) -> tuple[Any, int]:
+        """The JSON answer (``raw``: the bytes) of a 200 response and how many tries failed
+        before it."""
         failures = 0
         payload = None if body is None else json.dumps(body).encode()
         headers = dict(self.headers)
@@ -170,7 +187,7 @@ class _Client:
                 response = self.connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException):
-                self._drop()
+                self.close()
                 failures += 1
                 time.sleep(RETRY_PAUSE_S)
                 continue
@@ -180,9 +197,9 @@ class _Client:
                 continue
             if response.status != 200:
                 raise RuntimeError(f"{method} {path}: HTTP {response.status}: {data[:300]!r}")
-            return json.loads(data), failures
+            return (data if raw else json.loads(data)), failures
 
-    def _drop(self) -> None:
+    def close(self) -> None:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
