@@ -7,7 +7,9 @@ order in which pytest collects the folders.
 
 from __future__ import annotations
 
+import locale
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,17 @@ from tiny import synthesize_phantom, tiny_adversary, tiny_diffusion, write_phant
 from tumorsynth.io import load_image, load_label
 from tumorsynth.io.nifti import Volume
 from tumorsynth.phantom import make_phantom
+
+
+@pytest.fixture(autouse=True)
+def _process_locale_kept() -> Iterator[None]:
+    """SimpleITK's DICOM writer (used by tests to make series) sets the C locale for the whole
+    process, after which every later ``read_text()`` without an encoding decodes as ASCII: put
+    the locale back after each test, so no test depends on which ran before it."""
+    before = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != before:
+        locale.setlocale(locale.LC_ALL, before)
 
 
 @pytest.fixture(scope="session")

@@ -87,7 +87,7 @@ def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
     name the file."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise InputError(str(path), f"cannot read config ({exc.strerror})") from exc
     except _DuplicateKeyError as exc:

@@ -83,7 +83,7 @@ def test_static_files_are_the_package_files_and_reach_nothing_outside(study) -> 
         assert response.status_code == 200 and response.headers["content-type"].startswith(media)
         assert response.content == static.joinpath(name).read_bytes()
     for name in ("index.html", "viewer.js", "app.css"):
-        text = static.joinpath(name).read_text()
+        text = static.joinpath(name).read_text(encoding="utf-8")
         assert "http:" not in text and "https:" not in text, name  # no external resource
         assert "<script>" not in text and "style=" not in text, name  # nothing inline (CSP)
 

@@ -159,7 +159,7 @@ def test_a_study_of_the_shared_cts_in_the_browser(browser, sources, tmp_path) ->
         page.locator("#preset-liver").click()
         expect(page.locator("#window-width")).to_have_value("150")
         # the crop is centred on the tumor: the middle slice shows it
-        shape = json.loads((study / "study.json").read_text())["shape"]
+        shape = json.loads((study / "study.json").read_text(encoding="utf-8"))["shape"]
         expect(page.locator("#slice")).to_have_value(str(shape[0] // 2))
         page.locator("#call-real").click()
         page.locator("#confidence-3").click()

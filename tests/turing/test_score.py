@@ -236,7 +236,7 @@ def test_partial_and_silent_readers(scored) -> None:  # type: ignore[no-untyped-
     assert (dave.answered, dave.total, dave.partial) == (16, N_ITEMS, True)
     assert [r.reader for r in score.readers] == ["alice", "bob", "carol", "dave"]
     assert score.excluded == (("erin", 0),)
-    text = scored.files["markdown"].read_text()
+    text = scored.files["markdown"].read_text(encoding="utf-8")
     assert "erin: left out, 0 answer(s)" in text
     assert "dave: stopped early, 16 of 64 items answered (included)" in text
 
@@ -374,9 +374,9 @@ def test_one_reader_kappa_not_computable(simulated, tmp_path: Path) -> None:  # 
     study, _, _ = simulated
     output = score_study(study, tmp_path / "alice", readers=["alice"], n_resamples=100)
     assert not output.score.agreement.computable
-    text = output.files["markdown"].read_text()
+    text = output.files["markdown"].read_text(encoding="utf-8")
     assert "Fleiss' kappa: not computable (needs 2 readers" in text
-    data = json.loads(output.files["json"].read_text())
+    data = json.loads(output.files["json"].read_text(encoding="utf-8"))
     assert data["agreement"]["fleiss_kappa"] is None and not data["agreement"]["computable"]
     assert [r["reader"] for r in data["readers"]] == ["alice"]
 
@@ -422,9 +422,9 @@ def test_files_written_and_rerun_overwrites(scored, simulated) -> None:  # type:
     assert {p.name for p in scored.files.values()} == names
     assert {p.name for p in folder.iterdir()} == names  # no temporary files left
     assert (folder / "score.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    first = (folder / "score.json").read_text()
+    first = (folder / "score.json").read_text(encoding="utf-8")
     score_study(study, n_resamples=RESAMPLES, seed=3)
-    assert (folder / "score.json").read_text() == first
+    assert (folder / "score.json").read_text(encoding="utf-8") == first
     assert {p.name for p in folder.iterdir()} == names
     data = json.loads(first)
     assert data["pooled"]["n"] == sum(len(a) for a in readers.values())

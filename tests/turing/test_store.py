@@ -248,7 +248,7 @@ def test_missing_or_broken_inputs_name_the_file(tmp_path: Path, study: Path) -> 
     (study / ANSWERS_NAME).write_bytes(b"not a database" * 100)
     with pytest.raises(InputError, match=ANSWERS_NAME):
         AnswerStore(study)
-    info = json.loads((study / STUDY_NAME).read_text())
+    info = json.loads((study / STUDY_NAME).read_text(encoding="utf-8"))
     info["study_id"] = ""
     (study / STUDY_NAME).write_text(json.dumps(info))
     with pytest.raises(InputError, match="study_id"):

@@ -220,7 +220,7 @@ def test_nothing_readers_reach_tells_the_items_apart(study, sources):
     assert len({p.stat().st_mtime_ns for p in (study / "items").iterdir()}) == 1
     assert all(re.fullmatch(r"[0-9a-f]{16}\.raw", p.name) for p in (study / "items").iterdir())
     assert all(ITEM_ID.fullmatch(i) for i in info.item_ids)
-    data = json.loads((study / "study.json").read_text())
+    data = json.loads((study / "study.json").read_text(encoding="utf-8"))
     assert set(data) == set(StudyInfo.__dataclass_fields__)
     # window presets are the same for every item (one of them is called "liver"): left out
     public = json.dumps({k: v for k, v in data.items() if k != "presets"}).lower()
@@ -247,7 +247,7 @@ def test_a_manifest_names_the_generator_of_its_synthetic_items(sources, tmp_path
     settings = BatchSettings((TumorRequest("liver", 2, "medium"),), label_map="phantom", seed=1)
     run_batch(discover_cases(sources["real"])[:1], tmp_path / "synth", settings, progress=False)
     config = write_config(tmp_path, sources, n_items=4)
-    config_data = yaml.safe_load(config.read_text())
+    config_data = yaml.safe_load(config.read_text(encoding="utf-8"))
     config_data["synthetic"] = [{"path": str(tmp_path / "synth" / "manifest.jsonl")}]
     config.write_text(yaml.safe_dump(config_data))
     # the synthetic tumors are all of one size class, the real ones drawn from three

@@ -62,7 +62,7 @@ def test_ircad_study_key_matches_items_and_nothing_public_tells_them_apart(
     # no file name, size or header tells an item's class
     assert {p.stat().st_size for p in (out / "items").iterdir()} == {info.item_bytes}
     assert all(ITEM_ID.fullmatch(p.stem) and p.suffix == ".raw" for p in (out / "items").iterdir())
-    public = json.loads((out / "study.json").read_text())
+    public = json.loads((out / "study.json").read_text(encoding="utf-8"))
     assert all(ITEM_ID.fullmatch(i) for i in public.pop("item_ids"))  # random hex, nothing else
     assert re.fullmatch(r"[0-9a-f]{32}", public.pop("study_id"))
     public.pop("presets")  # the same for every item; one is called "liver"

@@ -261,6 +261,6 @@ def print_acceptance(out_dir: Path) -> None:
     from tumorsynth.pipelines.batch import FILTER_SUMMARY
     from tumorsynth.pipelines.filter_settings import format_acceptance
 
-    rows = json.loads((Path(out_dir) / FILTER_SUMMARY).read_text())
+    rows = json.loads((Path(out_dir) / FILTER_SUMMARY).read_text(encoding="utf-8"))
     print("quality filter, per organ and size class:")
     print(format_acceptance(rows))

@@ -115,7 +115,7 @@ def config_class(command: str) -> Any:
 
 def _leading_comment(path: Path) -> list[str]:
     lines = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
         lines.append(line)

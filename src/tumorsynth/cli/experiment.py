@@ -26,6 +26,6 @@ def run(args: argparse.Namespace) -> int:
             "experiment` prints one with every setting",
         )
     out = run_experiment(load_experiment(args.config, args.set), progress=not args.no_progress)
-    print((out / "comparison.md").read_text())
+    print((out / "comparison.md").read_text(encoding="utf-8"))
     print(f"-> {out / 'comparison.md'}, {out / 'comparison.csv'}")
     return 0

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_scaling(args.config, args.set)
     print(f"{config.name}: {len(config.arms)} arms ({', '.join(config.curves)})")
     out = run_scaling(config, progress=not args.no_progress)
-    print((out / "scaling.md").read_text())
+    print((out / "scaling.md").read_text(encoding="utf-8"))
     figures = sorted(out.glob("scaling_*.png"))
     print(f"-> {out / 'scaling.md'}, {out / 'scaling.csv'}" + "".join(f", {f}" for f in figures))
     return 0

@@ -77,10 +77,10 @@ def write_report(
         data = nan_to_none(plain_json(report.to_json()))
         written["json"] = folder / "report.json"
         with atomic_path(written["json"]) as tmp:
-            tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+            tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         written["markdown"] = folder / "report.md"
         with atomic_path(written["markdown"]) as tmp:
-            tmp.write_text(render_markdown(report))
+            tmp.write_text(render_markdown(report), encoding="utf-8")
         if plots:
             try:
                 import matplotlib  # noqa: F401  (optional extra tumorsynth[plots])

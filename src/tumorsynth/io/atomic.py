@@ -40,8 +40,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> with atomic_path(d / "a.txt") as tmp:
-    ...     _ = tmp.write_text("hello")
-    >>> (d / "a.txt").read_text()
+    ...     _ = tmp.write_text("hello", encoding="utf-8")
+    >>> (d / "a.txt").read_text(encoding="utf-8")
     'hello'
     """
     target = Path(target)
@@ -112,7 +112,7 @@ def check_is_folder(folder: str | os.PathLike[str]) -> None:
     --------
     >>> import tempfile, pathlib
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
-    >>> _ = f.write_text("x")
+    >>> _ = f.write_text("x", encoding="utf-8")
     >>> try:
     ...     check_is_folder(f)
     ... except OutputError as exc:

@@ -126,7 +126,7 @@ def read_case_list(list_file: str | os.PathLike[str]) -> list[ListedCase]:
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> for name in ("a.nii.gz", "a_seg.nii.gz"):
     ...     _ = (d / name).write_bytes(b"")
-    >>> _ = (d / "cases.csv").write_text("# image, label" + chr(10) + "a.nii.gz, a_seg.nii.gz")
+    >>> _ = (d / "cases.csv").write_text("# image, label" + chr(10) + "a.nii.gz, a_seg.nii.gz", encoding="utf-8")
     >>> [(c.case_id, c.label.name, c.group) for c in read_case_list(d / "cases.csv")]
     [('a', 'a_seg.nii.gz', 'a')]
     """
@@ -502,7 +502,7 @@ def _read_dataset_json(root: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(
             str(path), f"expected a JSON object, found unreadable JSON ({exc})"

@@ -217,7 +217,9 @@ def resolve_label_map(spec: str | os.PathLike[str] | Mapping[str, object] | Labe
             'inline such as {"liver": 1, "kidney": [2, 3]}, found none of these',
         )
     try:
-        data = json.loads(path.read_text(), object_pairs_hook=_refuse_duplicate_keys)
+        data = json.loads(
+            path.read_text(encoding="utf-8"), object_pairs_hook=_refuse_duplicate_keys
+        )
     except DuplicateKeyError as exc:
         raise InputError(
             str(path),

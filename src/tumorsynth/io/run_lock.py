@@ -141,7 +141,7 @@ def _holder_json() -> str:
 def _holder(path: Path) -> str:
     """``pid 123 on host node7, started 2026-01-01T10:00:00+00:00`` from the lock file."""
     try:
-        holder = json.loads(path.read_text())
+        holder = json.loads(path.read_text(encoding="utf-8"))
         return f"pid {holder['pid']} on host {holder['host']}, started {holder['started']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "holder not known yet: it is starting"

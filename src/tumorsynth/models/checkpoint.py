@@ -109,7 +109,7 @@ def save_pretrained(
     meta = json.loads(json.dumps(meta, default=_jsonable))  # what a reader will see
     meta["config_sha256"] = config_sha256(meta)
     with atomic_path(config_path) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return {CONFIG: meta["config_sha256"], WEIGHTS: meta["sha256"]}
 
 

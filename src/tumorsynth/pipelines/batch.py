@@ -322,7 +322,7 @@ def write_filter_summary(out: Path, records: Sequence[TumorRecord]) -> Path:
     """``out/filter_summary.json``: the acceptance table of every recorded variant."""
     path = out / FILTER_SUMMARY
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(acceptance_table(records), indent=2) + "\n")
+        tmp.write_text(json.dumps(acceptance_table(records), indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -554,7 +554,7 @@ def write_dataset_json(out_dir: Path, output_labels: LabelMap, *, other_cases: i
     }
     path = out_dir / "dataset.json"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
 
 

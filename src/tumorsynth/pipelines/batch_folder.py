@@ -88,7 +88,7 @@ def check_run_settings(out: Path, settings: Mapping[str, Any]) -> bool:
     if not path.exists():
         return False
     try:
-        found = json.loads(path.read_text())
+        found = json.loads(path.read_text(encoding="utf-8"))
         recorded = found["settings"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(
@@ -130,7 +130,7 @@ def write_run_settings(out: Path, settings: Mapping[str, Any]) -> Path:
     path = out / RUN_NAME
     data = {"settings": settings, "tumorsynth_version": __version__}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
 
 

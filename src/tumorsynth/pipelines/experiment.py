@@ -248,9 +248,9 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> Path:
     }
     markdown, table_csv = comparison_table(config, results)
     with atomic_path(out / "comparison.md") as tmp:
-        tmp.write_text(markdown)
+        tmp.write_text(markdown, encoding="utf-8")
     with atomic_path(out / "comparison.csv") as tmp:
-        tmp.write_text(table_csv)
+        tmp.write_text(table_csv, encoding="utf-8")
     return out
 
 
@@ -293,7 +293,9 @@ def run_arm(
                 progress=progress,
             )
             write_report(report, eval_dir)
-        summaries[test.name] = json.loads((eval_dir / "report.json").read_text())["summary"]
+        summaries[test.name] = json.loads((eval_dir / "report.json").read_text(encoding="utf-8"))[
+            "summary"
+        ]
     return summaries
 
 

@@ -140,10 +140,10 @@ def _copy_real(
 
 def _annotate_dataset_json(folder: Path, synthetic: int, real: int) -> None:
     path = folder / "dataset.json"
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     data["description"] = (
         f"tumorsynth {__version__}: {synthetic} synthetic case variants, "
         f"{real} real cases; manifest.jsonl holds one record per synthetic tumor"
     )
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -385,7 +385,7 @@ def _claim_arm_folder(arm: ScalingArm) -> None:
     record = folder / "arm.json"
     if record.exists():
         differences = settings_differences(
-            json.loads(record.read_text()), wanted, kept_in="arm.json"
+            json.loads(record.read_text(encoding="utf-8")), wanted, kept_in="arm.json"
         )
         if differences:
             raise InputError(
@@ -396,4 +396,4 @@ def _claim_arm_folder(arm: ScalingArm) -> None:
         return
     ensure_writable_dir(folder)
     with atomic_path(record) as tmp:
-        tmp.write_text(json.dumps(wanted, indent=1))
+        tmp.write_text(json.dumps(wanted, indent=1), encoding="utf-8")

@@ -43,9 +43,9 @@ def write_results(
     writer.writerows(rows)
     written = [out / "scaling.csv", out / "scaling.md"]
     with atomic_path(written[0]) as tmp:
-        tmp.write_text(buffer.getvalue())
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
     with atomic_path(written[1]) as tmp:
-        tmp.write_text(scaling_table(name, curves, real_counts, tests, rows))
+        tmp.write_text(scaling_table(name, curves, real_counts, tests, rows), encoding="utf-8")
     try:
         import matplotlib  # noqa: F401
     except ImportError:

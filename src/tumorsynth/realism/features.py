@@ -292,7 +292,7 @@ def _case_rows(
     if cache is not None:
         payload = {"version": FEATURES_VERSION, "rows": [r.to_dict() for r in rows]}
         with atomic_path(cache) as tmp:
-            tmp.write_text(json.dumps(payload, allow_nan=False))
+            tmp.write_text(json.dumps(payload, allow_nan=False), encoding="utf-8")
     return rows
 
 
@@ -340,7 +340,7 @@ def _cache_key(item: CaseInput, settings: FeatureSettings, sha256_of: Any) -> st
 def _read_cache(path: Path) -> list[TumorFeatures] | None:
     """The rows of a cache file; None when it is missing, unreadable or of another version."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         if data["version"] != FEATURES_VERSION:
             return None
         return [TumorFeatures.from_dict(row) for row in data["rows"]]

@@ -61,7 +61,7 @@ def refuse_previous_run(out_dir: str | Path, *, command: str, can_resume: bool) 
     summary = out / "summary.json"
     if summary.is_file():
         try:
-            steps = json.loads(summary.read_text()).get("steps")
+            steps = json.loads(summary.read_text(encoding="utf-8")).get("steps")
         except (OSError, ValueError, AttributeError):
             steps = None
         state = "a finished training run" + (f" ({steps} steps)" if steps is not None else "")
@@ -163,4 +163,4 @@ class MetricsLog:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

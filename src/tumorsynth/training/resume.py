@@ -89,7 +89,7 @@ def check_resume_settings(out: Path, config: Mapping[str, Any], resumable: froze
     if not path.is_file():
         return
     try:
-        stored = json.loads(path.read_text())
+        stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(str(path), f"expected the run's settings (JSON), found {exc}") from exc
     before = _flat(stored)

@@ -603,13 +603,13 @@ def _write_study(
     stamp = time.time()
     for item_id in info.item_ids:  # one time on every item: the write order says nothing either
         os.utime(folder / "items" / f"{item_id}.raw", (stamp, stamp))
-    (folder / STUDY_NAME).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+    (folder / STUDY_NAME).write_text(json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8")
     payload = {
         "seed": settings.seed,
         "settings": plain_settings(settings),
         "items": [entry.to_dict() for entry in key],
     }
-    (folder / KEY_NAME).write_text(json.dumps(payload, indent=2) + "\n")
+    (folder / KEY_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     write_montage(folder / "key" / "items.png", info, key, middles)
 
 
