@@ -529,7 +529,14 @@ def test_demo_runs_on_the_phantom(tmp_path: Path) -> None:
     assert "PHANTOM" in run.out
     records = manifest_lines(out)
     assert f"{len(records)} tumors in" in run.out
-    assert {r["organ"] for r in records} == {"liver", "pancreas", "kidney"}
+    assert {r["organ"] for r in records} == {
+        "liver",
+        "pancreas",
+        "kidney",
+        "colon",
+        "esophagus",
+        "uterus",
+    }
     previews = [
         Path(line.split("preview: ", 1)[1]) for line in run.out.splitlines() if "preview: " in line
     ]
@@ -539,7 +546,7 @@ def test_demo_runs_on_the_phantom(tmp_path: Path) -> None:
     image, _, dtype = nifti(out / "imagesTr" / "phantom_syn0_0000.nii.gz")
     label, _, _ = nifti(out / "labelsTr" / "phantom_syn0.nii.gz")
     assert dtype == np.int16 and image.shape == label.shape
-    assert set(np.unique(label)) >= {2, 4, 6}  # liver, pancreas and kidney tumors
+    assert set(np.unique(label)) >= {2, 4, 6, 8, 10, 12}  # a tumor in each of the six organs
 
 
 def test_no_command_prints_help_and_version_is_known() -> None:

@@ -316,7 +316,8 @@ def test_masks_combine_into_label_ids_with_tumors_winning(tmp_path: Path) -> Non
     assert label.array.dtype == np.uint8
     assert label.shape == SHAPE
     np.testing.assert_allclose(label.affine, AFFINE)
-    assert [int(label.array[i, 0, 0]) for i in range(8)] == [1, 2, 1, 1, 5, 5, 7, 0]
+    # spleen is 13 in the abdomenatlas preset (7-12 are colon, esophagus, uterus and tumors)
+    assert [int(label.array[i, 0, 0]) for i in range(8)] == [1, 2, 1, 1, 5, 5, 13, 0]
     assert label.meta["label_files"][-1] == "liver_tumor"  # tumors written last
     assert label.path == seg
 

@@ -53,18 +53,22 @@ def test_lits_and_kits_presets() -> None:
 
 
 def test_output_convention() -> None:
-    ids = {
-        name: OUTPUT_LABELS.id_of(name)
-        for name in ("liver", "liver_tumor", "pancreas", "pancreas_tumor", "kidney", "kidney_tumor")
-    }
-    assert ids == {
+    expected = {
         "liver": 1,
         "liver_tumor": 2,
         "pancreas": 3,
         "pancreas_tumor": 4,
         "kidney": 5,
         "kidney_tumor": 6,
+        "colon": 7,
+        "colon_tumor": 8,
+        "esophagus": 9,
+        "esophagus_tumor": 10,
+        "uterus": 11,
+        "uterus_tumor": 12,
     }
+    assert {name: OUTPUT_LABELS.id_of(name) for name in expected} == expected
+    assert OUTPUT_LABELS.known_ids() == set(range(1, 13))
 
 
 def test_user_json_file(tmp_path: Path) -> None:

@@ -13,9 +13,19 @@ from tumorsynth.phantom import PHANTOM_DESCRIPTION, make_phantom
 
 SEEDS = (0, 7)
 PHANTOM = PRESETS["phantom"]
-LIVER, PANCREAS, KIDNEY, SPLEEN, VESSEL, BONE = (
+LIVER, PANCREAS, KIDNEY, SPLEEN, VESSEL, BONE, COLON, ESOPHAGUS, UTERUS = (
     PHANTOM.organ_ids(name)[0]
-    for name in ("liver", "pancreas", "kidney", "spleen", "vessel", "bone")
+    for name in (
+        "liver",
+        "pancreas",
+        "kidney",
+        "spleen",
+        "vessel",
+        "bone",
+        "colon",
+        "esophagus",
+        "uterus",
+    )
 )
 
 
@@ -119,7 +129,11 @@ def test_round_trips_through_save_and_load(tmp_path, phantom: tuple[Volume, Volu
 def test_small_and_coarse_grids_work() -> None:
     image, label = make_phantom(1, shape=(96, 80, 48), spacing_mm=(4.0, 4.0, 5.0))
     assert image.spacing_mm == (4.0, 4.0, 5.0)
-    assert set(np.unique(label.array)) == {0, LIVER, PANCREAS, KIDNEY, SPLEEN, VESSEL, BONE}
+    assert set(np.unique(label.array)) == {
+        0,
+        *(LIVER, PANCREAS, KIDNEY, SPLEEN, VESSEL, BONE),
+        *(COLON, ESOPHAGUS, UTERUS),
+    }
     image, label = make_phantom(1, shape=(16, 16, 16), spacing_mm=(2.0, 2.0, 2.0))
     assert image.shape == (16, 16, 16)  # a small FOV crops the anatomy around the centre
 
@@ -149,7 +163,7 @@ def test_bad_seed_types_raise(seed: object) -> None:
 def test_label_ids_are_exactly_the_healthy_phantom_preset(phantom: tuple[Volume, Volume]) -> None:
     _, label = phantom
     expected = {0} | {ids[0] for ids in PHANTOM.organs.values()}
-    assert set(np.unique(label.array).tolist()) == expected == {0, 1, 3, 5, 7, 8, 9}
+    assert set(np.unique(label.array).tolist()) == expected == {0, 1, 3, 5, 7, 8, 9, 10, 11, 12}
     tumor_ids = {i for ids in PHANTOM.tumors.values() for i in ids}
     assert tumor_ids == {2, 4, 6} and not np.isin(label.array, list(tumor_ids)).any()
 

@@ -153,8 +153,9 @@ def test_totalseg_example_at_3mm(totalseg, organ, size):
 def test_totalseg_labels_convert_to_the_output_convention(totalseg):
     ct, seg = totalseg
     out = synth(totalseg, "totalsegmentator", organ="liver", count=0)
-    assert set(np.unique(out.label)) <= {0, 1, 3, 5}
+    assert set(np.unique(out.label)) <= {0, 1, 3, 5, 7}  # 7: the colon (TotalSegmentator 20)
     assert np.array_equal(out.label == 1, seg.array == 5)
+    assert np.array_equal(out.label == 7, seg.array == 20)
     assert np.array_equal(out.label == 5, np.isin(seg.array, [2, 3]))
 
 

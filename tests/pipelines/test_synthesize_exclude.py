@@ -13,12 +13,12 @@ from tumorsynth.io.records import TumorRecord
 from tumorsynth.pipelines import replay_case, synthesize_case
 from tumorsynth.pipelines.synthesize import check_exclusion
 
-CYST = 10  # an id the phantom's label map does not know: a lesion of any kind
+CYST = 20  # an id the phantom's label map does not know: a lesion of any kind
 
 
 @pytest.fixture(scope="module")
 def lesion_phantom(phantom):
-    """The phantom with a lesion of up to 40 x 40 x 30 mm in the middle of its liver (id 10)."""
+    """The phantom with a lesion of up to 40 x 40 x 30 mm in the middle of its liver (id 20)."""
     ct, seg = phantom
     label = seg.array.copy()
     lesion = np.zeros(label.shape, bool)
@@ -60,7 +60,7 @@ def test_tumors_keep_the_margin_and_the_lesion_is_untouched(lesion_phantom, size
         assert distance[tumor].min() >= margin
         # Medium tumors push tissue aside (mass effect): never the lesion's.
         assert np.array_equal(out.image[lesion], ct.array[lesion])
-        assert (out.label[lesion] == 0).all()  # id 10 is not in the map: background, as before
+        assert (out.label[lesion] == 0).all()  # id 20 is not in the map: background, as before
         for record in out.records:
             assert record.extra["excluded"] == {"labels": [CYST], "margin_mm": margin}
 

@@ -20,7 +20,10 @@ KEYS = ("image", "label")
 #: Phantom label ids (the "phantom" preset) and output ids (the default convention).
 LIVER, PANCREAS, KIDNEY, SPLEEN, VESSEL, BONE = 1, 3, 5, 7, 8, 9
 LIVER_TUMOR, PANCREAS_TUMOR, KIDNEY_TUMOR = 2, 4, 6
-OUTPUT_IDS = {0, 1, 2, 3, 4, 5, 6}
+# The phantom's hollow organs and uterus (ids 10, 11, 12) and their output ids (7, 9, 11).
+COLON, ESOPHAGUS, UTERUS = 10, 11, 12
+OUT_COLON, OUT_ESOPHAGUS, OUT_UTERUS = 7, 9, 11
+OUTPUT_IDS = set(range(13))
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -121,7 +124,9 @@ def test_in_compose_adds_liver_tumors_with_records_and_keeps_the_grid(phantom_fi
     lab = as_array(label)[0]
     tumor = lab == LIVER_TUMOR
     assert tumor.any()
-    assert set(np.unique(lab).astype(int)) <= {0, LIVER, LIVER_TUMOR, PANCREAS, KIDNEY}
+    assert set(np.unique(lab).astype(int)) <= {
+        0, LIVER, LIVER_TUMOR, PANCREAS, KIDNEY, OUT_COLON, OUT_ESOPHAGUS, OUT_UTERUS
+    }  # fmt: skip
     assert np.all(seg.array[tumor] == LIVER)  # tumors replace liver, nothing else
     records = out["tumors"]
     assert len(records) == 2
@@ -159,8 +164,12 @@ def test_prob_zero_changes_no_voxel_and_converts_labels(phantom_files, phantom):
     expected[seg.array == LIVER] = 1
     expected[seg.array == PANCREAS] = 3
     expected[seg.array == KIDNEY] = 5  # spleen 7, vessel 8 and bone 9 are not output classes
+    expected[seg.array == COLON] = OUT_COLON
+    expected[seg.array == ESOPHAGUS] = OUT_ESOPHAGUS
+    expected[seg.array == UTERUS] = OUT_UTERUS
     np.testing.assert_array_equal(lab, expected)
-    assert not np.isin(lab, (LIVER_TUMOR, PANCREAS_TUMOR, KIDNEY_TUMOR, SPLEEN, VESSEL, BONE)).any()
+    assert not np.isin(lab, (LIVER_TUMOR, PANCREAS_TUMOR, KIDNEY_TUMOR)).any()
+    assert not lab[np.isin(seg.array, (SPLEEN, VESSEL, BONE))].any()  # not output classes
 
 
 def test_inputs_are_not_modified(phantom):
@@ -351,7 +360,9 @@ def test_absent_organ_skips_with_a_warning(phantom):
     assert out["tumors"] == []
     assert torch.equal(out["image"], sample["image"])
     lab = as_array(out["label"])
-    assert set(np.unique(lab).astype(int)) == {0, PANCREAS, KIDNEY}
+    assert set(np.unique(lab).astype(int)) - {OUT_COLON, OUT_ESOPHAGUS, OUT_UTERUS} == {
+        0, PANCREAS, KIDNEY
+    }  # fmt: skip
 
 
 def test_absent_organ_raises_by_default(phantom):
@@ -445,7 +456,7 @@ def test_totalsegmentator_pancreas(totalseg):
     assert (tumor & pancreas).sum() > 0.5 * tumor.sum()
     near_pancreas = ndimage.binary_dilation(pancreas, iterations=2)  # 6 mm at 3 mm spacing
     assert not (tumor & ~near_pancreas).any()
-    assert set(np.unique(lab).astype(int)) <= {0, 1, 3, 4, 5}
+    assert set(np.unique(lab).astype(int)) <= {0, 1, 3, 4, 5, OUT_COLON}  # colon: TS id 20
     assert np.array_equal(lab == 1, seg.array == 5)  # liver 5 -> 1, untouched
     assert_changes_near_tumors(as_array(out["image"])[0] != ct.array, out["tumors"], ct.affine)
 

@@ -1,10 +1,16 @@
-"""``tumorsynth demo``: tumors into the embedded abdominal CT phantom (or --image/--label)."""
+"""``tumorsynth demo``: tumors into six organs of the embedded abdominal CT phantom (liver,
+pancreas, kidney, and wall tumors of the colon and esophagus, a uterus tumor), or into the organs
+a real scan's label holds (--image/--label/--label-map)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from tumorsynth.cli._common import add_seed
+
+if TYPE_CHECKING:
+    from tumorsynth.io.records import TumorRecord
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{r.organ:<9} {r.size_class:<7} {r.diameter_mm:>8.1f} {r.volume_ml:>8.2f} "
             f"{r.tumor_mean_hu:>9.0f} {r.parenchyma_mean_hu:>9.0f} {r.contrast_hu:>+9.0f}  "
-            f"{r.appearance.get('kind', '')}{' exophytic' if r.exophytic else ''}"
+            f"{_kind(r)}"
         )
-    print(f"{len(demo.records)} tumors in {time.perf_counter() - start:.1f} s -> {demo.out_dir}/")
+    organs = len({r.organ for r in demo.records})
+    print(
+        f"{len(demo.records)} tumors in {organs} organs in {time.perf_counter() - start:.1f} s "
+        f"-> {demo.out_dir}/"
+    )
     print(
         f"  images: {demo.out_dir}/imagesTr, labels: {demo.out_dir}/labelsTr, "
         f"records: {demo.out_dir}/manifest.jsonl"
@@ -62,3 +72,16 @@ def run(args: argparse.Namespace) -> int:
     for path in demo.previews:
         print(f"  preview: {path}")
     return 0
+
+
+def _kind(record: TumorRecord) -> str:
+    """Appearance kind; a wall tumor's length x thickness and arc; exophytic."""
+    kind = str(record.appearance.get("kind", ""))
+    wall = record.shape.get("wall")
+    if wall:
+        arc = float(wall["arc_deg"])
+        around = "annular" if arc >= 360.0 else f"arc {arc:.0f} deg"
+        kind += (
+            f" wall {float(wall['length_mm']):.0f} x {float(wall['thickness_mm']):.0f} mm {around}"
+        )
+    return kind + (" exophytic" if record.exophytic else "")

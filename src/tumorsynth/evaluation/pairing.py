@@ -133,7 +133,7 @@ def tumor_ids_for(label_map: LabelMap, organ: str) -> tuple[int, ...]:
     --------
     >>> from tumorsynth.io.label_maps import OUTPUT_LABELS
     >>> tumor_ids_for(OUTPUT_LABELS, "kidney"), tumor_ids_for(OUTPUT_LABELS, "all")
-    ((6,), (2, 4, 6))
+    ((6,), (2, 4, 6, 8, 10, 12))
     """
     ids = set(label_map.all_tumor_ids() if organ == "all" else label_map.tumor_ids(organ))
     if not ids:

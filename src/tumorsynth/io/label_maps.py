@@ -35,15 +35,22 @@ __all__ = [
     "to_output_labels",
 ]
 
-#: AbdomenAtlas: ``<case>/segmentations/<file>.nii.gz`` per organ.
+#: AbdomenAtlas: ``<case>/segmentations/<file>.nii.gz`` per organ (AbdomenAtlas 2.0 adds the
+#: colon, esophagus and uterus and their lesions to the liver, pancreas and kidney).
 ABDOMENATLAS_FILES: dict[str, tuple[str, ...]] = {
     "liver": ("liver",),
     "pancreas": ("pancreas",),
     "kidney": ("kidney_left", "kidney_right"),
+    "colon": ("colon",),
+    "esophagus": ("esophagus",),
+    "uterus": ("uterus",),
     "spleen": ("spleen",),
     "liver_tumor": ("liver_tumor", "liver_lesion"),
     "pancreas_tumor": ("pancreatic_lesion", "pancreas_tumor", "pancreatic_tumor"),
     "kidney_tumor": ("kidney_tumor", "kidney_lesion"),
+    "colon_tumor": ("colon_lesion", "colon_tumor"),
+    "esophagus_tumor": ("esophagus_lesion", "esophagus_tumor"),
+    "uterus_tumor": ("uterus_lesion", "uterus_tumor"),
 }
 
 
@@ -140,20 +147,38 @@ def _single(**ids: int | Sequence[int]) -> dict[str, tuple[int, ...]]:
     return {k: (v,) if isinstance(v, int) else tuple(v) for k, v in ids.items()}
 
 
-#: tumorsynth's output convention (FreeTumor / AbdomenAtlas style).
+#: tumorsynth's output convention (FreeTumor / AbdomenAtlas style): the first six ids as they
+#: always were, then the organs AbdomenAtlas 2.0 adds, each followed by its tumor.
 OUTPUT_LABELS = LabelMap(
     "tumorsynth",
-    organs=_single(liver=1, pancreas=3, kidney=5),
-    tumors=_single(liver_tumor=2, pancreas_tumor=4, kidney_tumor=6),
+    organs=_single(liver=1, pancreas=3, kidney=5, colon=7, esophagus=9, uterus=11),
+    tumors=_single(
+        liver_tumor=2,
+        pancreas_tumor=4,
+        kidney_tumor=6,
+        colon_tumor=8,
+        esophagus_tumor=10,
+        uterus_tumor=12,
+    ),
 )
 
 PRESETS: dict[str, LabelMap] = {
     "tumorsynth": OUTPUT_LABELS,
     "totalsegmentator": LabelMap(
         "totalsegmentator",
-        organs=_single(spleen=1, kidney=(2, 3), kidney_right=2, kidney_left=3, liver=5, pancreas=7),
+        organs=_single(
+            spleen=1,
+            kidney=(2, 3),
+            kidney_right=2,
+            kidney_left=3,
+            liver=5,
+            pancreas=7,
+            esophagus=15,
+            colon=20,
+        ),
         # TotalSegmentator v2 "total" task: 117 classes (github.com/wasserth/TotalSegmentator,
-        # totalsegmentator/map_to_binary.py); the ones above are those tumorsynth uses.
+        # totalsegmentator/map_to_binary.py); the ones above are those tumorsynth uses. It has
+        # no uterus (22 is the prostate): AbdomenAtlas's per-organ files give one.
         other_ids=tuple(range(1, 118)),
     ),
     "msd": LabelMap("msd", generic_organ=(1,), generic_tumor=(2,)),
@@ -162,13 +187,31 @@ PRESETS: dict[str, LabelMap] = {
     # The embedded phantom of `tumorsynth demo` (tumorsynth/phantom).
     "phantom": LabelMap(
         "phantom",
-        organs=_single(liver=1, pancreas=3, kidney=5, spleen=7, vessel=8, bone=9),
+        organs=_single(
+            liver=1,
+            pancreas=3,
+            kidney=5,
+            spleen=7,
+            vessel=8,
+            bone=9,
+            colon=10,
+            esophagus=11,
+            uterus=12,
+        ),
         tumors=_single(liver_tumor=2, pancreas_tumor=4, kidney_tumor=6),
     ),
+    # A folder preset: the ids are tumorsynth's own (the output convention), spleen after them.
     "abdomenatlas": LabelMap(
         "abdomenatlas",
-        organs=_single(liver=1, pancreas=3, kidney=5, spleen=7),
-        tumors=_single(liver_tumor=2, pancreas_tumor=4, kidney_tumor=6),
+        organs=_single(liver=1, pancreas=3, kidney=5, colon=7, esophagus=9, uterus=11, spleen=13),
+        tumors=_single(
+            liver_tumor=2,
+            pancreas_tumor=4,
+            kidney_tumor=6,
+            colon_tumor=8,
+            esophagus_tumor=10,
+            uterus_tumor=12,
+        ),
         folder_files=ABDOMENATLAS_FILES,
     ),
 }

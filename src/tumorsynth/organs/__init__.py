@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from tumorsynth.errors import InputError
+from tumorsynth.organs.colon import COLON
+from tumorsynth.organs.esophagus import ESOPHAGUS
 from tumorsynth.organs.kidney import KIDNEY
 from tumorsynth.organs.liver import LIVER
 from tumorsynth.organs.pancreas import PANCREAS
@@ -13,9 +15,11 @@ from tumorsynth.organs.profile import (
     PlacementRules,
     ShapeRules,
     SizeClassRule,
+    WallRules,
     equivalent_diameter_mm,
     is_early_stage,
 )
+from tumorsynth.organs.uterus import UTERUS
 
 __all__ = [
     "EARLY_STAGE_DIAMETER_MM",
@@ -24,6 +28,7 @@ __all__ = [
     "PlacementRules",
     "ShapeRules",
     "SizeClassRule",
+    "WallRules",
     "equivalent_diameter_mm",
     "get_profile",
     "is_early_stage",
@@ -31,7 +36,9 @@ __all__ = [
     "registered_organs",
 ]
 
-_PROFILES: dict[str, OrganProfile] = {p.name: p for p in (LIVER, PANCREAS, KIDNEY)}
+_PROFILES: dict[str, OrganProfile] = {
+    p.name: p for p in (LIVER, PANCREAS, KIDNEY, COLON, ESOPHAGUS, UTERUS)
+}
 
 
 def register_profile(profile: OrganProfile, *, replace: bool = False) -> None:

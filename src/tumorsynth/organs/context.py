@@ -99,7 +99,8 @@ class OrganContext:
         Coarse grid over ``bbox``: distance to the organ surface inside the organ, 0 outside.
     clearance_mm
         Coarse grid: distance to the nearest bright vessel or non-parenchymal structure inside the
-        organ mask (fat, fluid; inf where none were found).
+        organ mask (fat, fluid; inf where none were found). A hollow organ's lumen (a profile
+        with ``tissue_hu``) is no obstacle: only vessels count there.
     occupied
         Spheres already taken by tumors (existing ones and those placed in this run).
     exclusion_mm
@@ -177,22 +178,41 @@ class OrganContext:
             np.pad(mask_c, 1), anisotropy=coarse_spacing, parallel=1, black_border=True, order=order
         )[1:-1, 1:-1, 1:-1].astype(np.float32)
         image_c = np.array(image[coarse], dtype=np.float32, order=order)  # type: ignore[call-overload]
-        interior = depth > 3.0
-        if interior.sum() < 20:
-            interior = mask_c
-        values = _thin(image_c[interior])
-        median = float(np.median(values))
-        smooth = ndi.gaussian_filter(image_c, sigma=[1.0 / s for s in coarse_spacing], truncate=2.5)
-        vessels = mask_c & (smooth > median + profile.vessel_threshold_hu)
-        # Fat, fluid and collecting system inside the mask (renal sinus, fissures) are kept clear
-        # of too: a tumor there would paint over anatomy that is not parenchyma.
-        obstacles = vessels | (mask_c & (smooth < min(median - 80.0, 20.0)))
+        sigma_c = [1.0 / s for s in coarse_spacing]
+        if profile.tissue_hu is None:
+            interior = depth > 3.0
+            if interior.sum() < 20:
+                interior = mask_c
+            values = _thin(image_c[interior])
+            median = float(np.median(values))
+            smooth = ndi.gaussian_filter(image_c, sigma=sigma_c, truncate=2.5)
+            vessels = mask_c & (smooth > median + profile.vessel_threshold_hu)
+            # Fat, fluid and collecting system inside the mask (renal sinus, fissures) are kept
+            # clear of too: a tumor there would paint over anatomy that is not parenchyma.
+            obstacles = vessels | (mask_c & (smooth < min(median - 80.0, 20.0)))
+        else:
+            # A hollow organ's mask also holds its lumen (air, fluid, oral contrast): its own
+            # tissue is the mask's voxels in the tissue range, wherever they lie (the wall is
+            # thin: no depth rule), smoothed without the lumen's voxels; the lumen is where a
+            # wall tumor grows, not an obstacle.
+            interior = _in_range(image_c, profile.tissue_hu) & mask_c
+            if interior.sum() < 20:  # a few cells on the coarse grid: read the full grid
+                full = image[bbox][organ_mask[bbox]]
+                values = _thin(full[_in_range(full, profile.tissue_hu)].astype(np.float32))
+            else:
+                values = _thin(image_c[interior])
+            if not values.size:  # no tissue at all: the whole mask (and the range warning)
+                values = _thin(image_c[mask_c])
+            median = float(np.median(values))
+            smooth = _masked_smooth(image_c, interior, sigma_c)
+            vessels = interior & (smooth > median + profile.vessel_threshold_hu)
+            obstacles = vessels
         clearance = _vessel_clearance(obstacles, coarse_spacing)  # type: ignore[arg-type]
         calm = interior & ~vessels
         if calm.sum() >= 20:
             values = _thin(image_c[calm])
             median = float(np.median(values))
-        noise = _measure_noise(image, organ_mask, bbox, spacing_mm)
+        noise = _measure_noise(image, organ_mask, bbox, spacing_mm, tissue_hu=profile.tissue_hu)
         stats = ParenchymaStats(
             median_hu=median,
             noise_hu=noise,
@@ -554,11 +574,15 @@ def _measure_noise(
     bbox: tuple[slice, slice, slice],
     spacing_mm: Vec3,
     n_slabs: int = 5,
+    *,
+    tissue_hu: tuple[float, float] | None = None,
 ) -> float:
     """Robust std of the 2 mm high-pass residual on a few slices through the organ.
 
     The 3-D Gaussian is separable, so the residual of one slice needs only the weighted sum of
-    its neighbouring slices followed by an in-plane filter, not a filtered slab.
+    its neighbouring slices followed by an in-plane filter, not a filtered slab. With
+    ``tissue_hu`` (a hollow organ) the residual is taken on the mask's voxels in that range,
+    from a low-pass of those voxels only (:func:`_tissue_residual`).
     """
     sigma = [NOISE_SIGMA_MM / s for s in spacing_mm]
     pad = _noise_reach(spacing_mm)
@@ -573,6 +597,11 @@ def _measure_noise(
     residuals = []
     for k in centres:
         ks = np.clip(k + offsets, 0, image.shape[2] - 1)
+        if tissue_hu is not None:
+            residuals.append(
+                _tissue_residual(image, organ_mask, bbox, (k, ks, weights), sigma, tissue_hu)
+            )
+            continue
         blurred_z = np.zeros(
             (bbox[0].stop - bbox[0].start, bbox[1].stop - bbox[1].start), dtype=np.float32
         )
@@ -586,6 +615,47 @@ def _measure_noise(
     if values.size < 50:
         return 10.0
     return robust_std(values)
+
+
+def _tissue_residual(
+    image: np.ndarray,
+    organ_mask: np.ndarray,
+    bbox: tuple[slice, slice, slice],
+    slices: tuple[int, np.ndarray, np.ndarray],
+    sigma: list[float],
+    tissue_hu: tuple[float, float],
+) -> np.ndarray:
+    """The 2 mm high-pass residual on slice ``k`` of ``slices = (k, neighbour slices, their
+    weights)`` at the organ's voxels in ``tissue_hu``, where most of the low-pass's reach is
+    tissue too: the low-pass is a normalized convolution of the in-range voxels, so the air
+    beside a thin wall does not turn its edge into "noise"."""
+    k, ks, weights = slices
+    plane_shape = (bbox[0].stop - bbox[0].start, bbox[1].stop - bbox[1].start)
+    weighted = np.zeros(plane_shape, dtype=np.float32)
+    share = np.zeros(plane_shape, dtype=np.float32)
+    for w, kk in zip(weights, ks):
+        plane = image[bbox[0], bbox[1], kk].astype(np.float32)
+        inside = _in_range(plane, tissue_hu).astype(np.float32)
+        weighted += w * plane * inside
+        share += w * inside
+    weighted = ndi.gaussian_filter(weighted, sigma=sigma[:2], truncate=3.0)
+    share = ndi.gaussian_filter(share, sigma=sigma[:2], truncate=3.0)
+    plane = image[bbox[0], bbox[1], k].astype(np.float32)
+    keep = organ_mask[bbox[0], bbox[1], k] & _in_range(plane, tissue_hu) & (share > 0.5)
+    return plane[keep] - weighted[keep] / share[keep]
+
+
+def _in_range(values: np.ndarray, hu_range: tuple[float, float]) -> np.ndarray:
+    """``lo <= values <= hi`` for ``hu_range = (lo, hi)``."""
+    return (values >= hu_range[0]) & (values <= hu_range[1])
+
+
+def _masked_smooth(image: np.ndarray, mask: np.ndarray, sigma: list[float]) -> np.ndarray:
+    """Gaussian smoothing of ``image`` over the voxels of ``mask`` only (a normalized
+    convolution: the lumen beside a wall neither darkens nor brightens it)."""
+    weight = ndi.gaussian_filter(mask.astype(np.float32), sigma=sigma, truncate=2.5)
+    total = ndi.gaussian_filter(np.where(mask, image, 0.0), sigma=sigma, truncate=2.5)
+    return np.asarray(total / np.maximum(weight, np.float32(1e-6)), dtype=np.float32)
 
 
 def _noise_reach(spacing_mm: Vec3) -> int:

@@ -56,6 +56,16 @@ class OrganPrior:
 #: one is the median of the calm interior and only warns; this one is the median of the whole
 #: mask (edges, vessels, fat) and outside it a map is contradicted. A test keeps each range
 #: containing its profile's.
+#: Hollow organs and the uterus (typical textbook values, no single source): the colon is about
+#: 1.5 m long and 3-8 cm wide, 0.3-3 L with its lumen (CT colonography distends it to 1-3 L;
+#: the TotalSegmentator example holds 351 mL of colon in a 9 cm slab, measured), rarely whole
+#: in an abdominal field of view, its mask's median anywhere from air (-900 HU) to soft tissue
+#: (that example: -409 HU, measured); the esophagus is about 25 cm long and 1.5-2 cm wide
+#: collapsed, 15-60 mL whole, mostly cut by an abdominal or chest field of view, soft tissue
+#: unless air-filled; the uterus is 30-90 mL (nulliparous) to ~150 mL (multiparous),
+#: 15-40 mL after menopause (ultrasound volumes, typical), over 1 L with large fibroids,
+#: myometrium 40-60 HU plain to 90-130 HU portal venous. Bounds widened as above; none of
+#: the three is lateralized.
 ORGAN_PRIORS: dict[str, OrganPrior] = {
     "liver": OrganPrior((500.0, 5000.0), (-40.0, 200.0), "right"),
     "spleen": OrganPrior((30.0, 2500.0), (-20.0, 220.0), "left"),
@@ -63,6 +73,9 @@ ORGAN_PRIORS: dict[str, OrganPrior] = {
     "kidney_right": OrganPrior((40.0, 700.0), (-30.0, 300.0), "right"),
     "kidney_left": OrganPrior((40.0, 700.0), (-30.0, 300.0), "left"),
     "pancreas": OrganPrior((15.0, 300.0), (-100.0, 200.0)),
+    "colon": OrganPrior((100.0, 6000.0), (-950.0, 250.0)),
+    "esophagus": OrganPrior((5.0, 150.0), (-900.0, 250.0)),
+    "uterus": OrganPrior((8.0, 2500.0), (-20.0, 220.0)),
 }
 #: Centroid offsets (mm) from the body's centre: beyond FIT_SIDE_MM on the expected side fits,
 #: beyond WRONG_SIDE_MM on the other side contradicts (real livers: 59-69 mm right, spleen

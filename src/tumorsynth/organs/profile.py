@@ -23,6 +23,7 @@ __all__ = [
     "Range",
     "ShapeRules",
     "SizeClassRule",
+    "WallRules",
     "equivalent_diameter_mm",
     "is_early_stage",
 ]
@@ -217,6 +218,55 @@ class AppearanceRules:
 
 
 @dataclass(frozen=True)
+class WallRules:
+    """Wall tumors of a hollow, tube-shaped organ (colon, esophagus).
+
+    Their cancers grow in the wall: a thickening over a segment along the organ's course,
+    circumferential ("apple core", ``annular_probability``) or eccentric over ``arc_deg`` of the
+    circumference, tapering to shouldered ends, narrowing the lumen; the displaced lumen content
+    (air, fluid, oral contrast) becomes tumor. :mod:`tumorsynth.shapes.wall` draws and renders
+    them; a profile with ``wall`` set gets no ellipsoids.
+
+    Attributes
+    ----------
+    length_mm
+        Length of the thickened segment along the centreline, ends included, per size class.
+    thickness_mm
+        Thickness of the tumor at the plateau, from the outer wall inward, per size class; it is
+        capped so that at least ``min_lumen_mm`` of lumen radius remains.
+    annular_probability
+        Chance, per size class, that the tumor goes round the whole circumference.
+    arc_deg
+        Arc of the circumference an eccentric (plaque-like) tumor covers.
+    shoulder_fraction
+        Length of each end's rise from no thickening to the plateau, as a fraction of the length
+        (small: shouldered, abrupt margins).
+    outgrowth_mm
+        How far the tumor reaches past the outer wall into the fat at the plateau.
+    min_lumen_mm
+        Radius of lumen the narrowing keeps open.
+    min_radius_mm
+        A tube whose inscribed radius is under this along the segment cannot hold a wall tumor
+        (a clear error names the organ and the radius found).
+    """
+
+    length_mm: Mapping[SizeClass, Range]
+    thickness_mm: Mapping[SizeClass, Range]
+    annular_probability: Mapping[SizeClass, float]
+    arc_deg: Range = (90.0, 240.0)
+    shoulder_fraction: Range = (0.08, 0.2)
+    outgrowth_mm: Range = (0.0, 3.0)
+    min_lumen_mm: float = 1.0
+    min_radius_mm: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("length_mm", "thickness_mm", "annular_probability"):
+            missing = [c for c in SIZE_CLASSES if c not in getattr(self, name)]
+            if missing:
+                raise ValueError(f"WallRules.{name}: size classes {missing} are missing")
+
+
+@dataclass(frozen=True)
 class OrganProfile:
     """Everything tumorsynth knows about tumors of one organ.
 
@@ -233,6 +283,12 @@ class OrganProfile:
         outside it gets a warning, not an error.
     vessel_threshold_hu
         A voxel is a bright vessel when its smoothed HU exceeds the parenchymal median by this.
+    wall
+        Hollow organs only (colon, esophagus): their tumors are wall thickenings along the
+        organ's course (:class:`WallRules`), not ellipsoids.
+    tissue_hu
+        The HU range of the organ's own tissue: its parenchyma is measured on mask voxels in this
+        range only (a hollow organ's mask also holds its lumen: air, fluid, oral contrast).
     """
 
     name: str
@@ -245,6 +301,8 @@ class OrganProfile:
     )
     expected_parenchyma_hu: Range = (20.0, 220.0)
     vessel_threshold_hu: float = 40.0
+    wall: WallRules | None = None
+    tissue_hu: Range | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in SIZE_CLASSES if c not in self.size_classes]

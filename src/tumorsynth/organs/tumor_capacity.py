@@ -52,6 +52,8 @@ def check_tumor_capacity(
     volumes = organ_volumes_ml(stats, label_map, organs)
     for organ, count, size in requests:
         profile = get_profile(organ)
+        if profile.wall is not None:
+            continue  # a tube's volume says little: the wall shape checks its length and radius
         if size == "mixed":
             size = min(
                 (s for s, w in profile.mixed_weights.items() if w > 0),

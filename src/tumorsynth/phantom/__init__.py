@@ -2,8 +2,10 @@
 
 :func:`make_phantom` paints a healthy portal-venous abdomen in world mm (FOV centre at world 0;
 scene axes ``+x`` patient left, ``+y`` anterior, ``+z`` superior): body wall, spine, lower ribs,
-liver with portal and hepatic vein trees, gallbladder, spleen, kidneys, pancreas, stomach, bowel,
-aorta, IVC and veins, lung bases. Organs are implicit shapes (ellipsoids, tubes) deformed by
+liver with portal and hepatic vein trees, gallbladder, spleen, kidneys, pancreas, stomach, colon
+(wall, air and dependent fluid), small bowel, esophagus, aorta, IVC and veins, lung bases, and a
+uterus set at the lowest slices (the FOV is an upper abdomen: not to scale there, so that every
+case has one). Organs are implicit shapes (ellipsoids, tubes) deformed by
 smooth noise, painted into a tissue map by priority (the liver stops at the muscle wall, bone
 cuts everything); the image is that map in HU, slightly blurred, plus correlated CT noise, and
 both arrays are mirrored along x into RAS+. The NIfTI description says it is not a patient;
@@ -11,7 +13,12 @@ label ids follow the ``"phantom"`` preset of :mod:`tumorsynth.io.label_maps`, an
 never appear (the phantom is healthy).
 
 The package splits that work by role: ``_scene`` (tissue table, voxel grid, implicit shapes),
-``_anatomy`` (the structures, painted in order) and ``_ct`` (HU, liver detail, blur and noise).
+``_anatomy`` (the structures, painted in order), ``_hollow`` (the colon's lumen, the esophagus),
+``_pelvis`` (the uterus) and ``_ct`` (HU, liver detail, blur and noise). The colon's lumen, the
+esophagus and the uterus were added later: they draw from their own random stream
+(``default_rng([seed, 15])``) and are painted only over fat, bowel, lung and heart, so a seed's
+older labels and CT noise are as before them, and its image differs only within a few voxels
+of them (blur, and a fat plane between the esophagus and the heart).
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ __all__ = ["PHANTOM_DESCRIPTION", "make_phantom"]
 
 #: NIfTI ``descrip`` of both phantom volumes.
 PHANTOM_DESCRIPTION = "tumorsynth PHANTOM (synthetic, not a patient)"
+#: Second word of the added organs' seed, ``default_rng([seed, _ADDED_ORGANS_KEY])`` (the issue
+#: that added them), keeping their draws out of the older structures' stream.
+_ADDED_ORGANS_KEY = 15
 
 
 def make_phantom(
@@ -60,7 +70,8 @@ def make_phantom(
         ``image``: int16 Hounsfield units (air about -1000, liver about 105, noise sd in the
         liver about 12-18 HU). ``label``: uint8 ids of the ``"phantom"`` preset: 0 background,
         1 liver, 3 pancreas, 5 kidney (both), 7 spleen, 8 vessel (aorta, IVC, portal, splenic
-        and renal veins, intrahepatic vessels wider than 6 mm), 9 bone. Both share the RAS+
+        and renal veins, intrahepatic vessels wider than 6 mm), 9 bone, 10 colon and 11
+        esophagus (wall and lumen), 12 uterus. Both share the RAS+
         affine ``diag(spacing)`` with the FOV centre at world (0, 0, 0), carry a NIfTI header
         whose description is :data:`PHANTOM_DESCRIPTION`, ``path=None`` and
         ``meta={"phantom": True, "seed": int}``.
@@ -71,33 +82,49 @@ def make_phantom(
     >>> image.array.dtype, label.array.dtype, image.spacing_mm
     (dtype('int16'), dtype('uint8'), (4.0, 4.0, 5.0))
     >>> sorted(int(v) for v in np.unique(label.array))
-    [0, 1, 3, 5, 7, 8, 9]
+    [0, 1, 3, 5, 7, 8, 9, 10, 11, 12]
     """
     shape_t, spacing = _check_grid(shape, spacing_mm)
     seed_int = _resolve_seed(seed)
-    rng = np.random.default_rng(seed_int)
-    ax, ay, az = (
-        ((np.arange(n) - (n - 1) / 2.0) * s).astype(np.float32) for n, s in zip(shape_t, spacing)
-    )
-    axes = (ax, ay, az)
-    gx, gy, gz = (float(v) for v in rng.normal(1.0, 0.035, 3).clip(0.92, 1.08))  # body size
-    scene = Scene(axes, spacing, np.zeros(shape_t, np.uint8), rng, (gx, gy, gz))
-
-    liver_box, trees = paint_abdomen(scene)
-    image, label = render_ct(scene, liver_box, trees)
-    # The scene is modelled with -x toward the patient's right (LPS-like); RAS+ has +x toward the
-    # right, and the x axis is symmetric about 0, so mirroring the arrays puts the liver on the
-    # patient's right and the spleen on the left, as in every real scan.
-    image = np.ascontiguousarray(image[::-1])
-    label = np.ascontiguousarray(label[::-1])
-
+    image, label = _phantom_arrays(seed_int, shape_t, spacing)
     affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = [float(a[0]) for a in axes]
+    affine[:3, 3] = [float(np.float32(-(n - 1) / 2.0 * s)) for n, s in zip(shape_t, spacing)]
     meta = {"phantom": True, "seed": seed_int}
     return (
         Volume(image, affine, _header(image, affine), None, dict(meta)),
         Volume(label, affine, _header(label, affine), None, dict(meta)),
     )
+
+
+def _phantom_arrays(
+    seed: int,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    *,
+    added_organs: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The phantom's image (int16 HU) and label (uint8) arrays in RAS+ for a checked grid.
+
+    ``added_organs=False`` paints the phantom as it was before the colon, esophagus and uterus
+    were labelled (the colon frame as unlabelled gas and stool): tests compare the two to show
+    that adding them left every older structure where it was.
+    """
+    rng = np.random.default_rng(seed)
+    organs_rng = np.random.default_rng([seed, _ADDED_ORGANS_KEY]) if added_organs else None
+    axes = tuple(
+        ((np.arange(n) - (n - 1) / 2.0) * s).astype(np.float32) for n, s in zip(shape, spacing)
+    )
+    gx, gy, gz = (float(v) for v in rng.normal(1.0, 0.035, 3).clip(0.92, 1.08))  # body size
+    scene = Scene(
+        (axes[0], axes[1], axes[2]), spacing, np.zeros(shape, np.uint8), rng, (gx, gy, gz)
+    )
+    organs = None if organs_rng is None else scene.fork(organs_rng)
+    liver_box, trees = paint_abdomen(scene, organs)
+    image, label = render_ct(scene, liver_box, trees, organs_rng)
+    # The scene is modelled with -x toward the patient's right (LPS-like); RAS+ has +x toward the
+    # right, and the x axis is symmetric about 0, so mirroring the arrays puts the liver on the
+    # patient's right and the spleen on the left, as in every real scan.
+    return np.ascontiguousarray(image[::-1]), np.ascontiguousarray(label[::-1])
 
 
 def _check_grid(

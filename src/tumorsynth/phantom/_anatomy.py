@@ -2,9 +2,13 @@
 
 :func:`paint_abdomen` paints them in a fixed order (one random stream, so the order is part of
 the seed's meaning): body wall, spine and paraspinal muscles, lower ribs, liver with gallbladder
-and its vessel trees, kidneys, spleen, pancreas, stomach, great vessels, bowel, lung bases and
-heart. Positions and radii are a reference anatomy (mm, scene axes: ``-x`` toward the patient's
-right, ``+y`` anterior, ``+z`` superior) scaled to the patient and jittered.
+and its vessel trees, kidneys, spleen, pancreas, stomach, great vessels, bowel (the colon frame
+and small-bowel loops), lung bases and heart. The organs added later (the colon's lumen, the
+esophagus in ``_hollow``, the uterus in ``_pelvis``) draw from a second stream and are painted
+only over fat, bowel, lung and heart, so the older structures keep their seed's meaning and the
+older labels stay exactly as they were. Positions and radii are a reference anatomy (mm, scene
+axes: ``-x`` toward the patient's right, ``+y`` anterior, ``+z`` superior) scaled to the patient
+and jittered.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from tumorsynth.phantom._hollow import COLON_WALL_MM, fill_colon, paint_esophagus
+from tumorsynth.phantom._pelvis import paint_uterus
 from tumorsynth.phantom._scene import (
     TISSUE_ID,
     TISSUE_PRIORITY,
@@ -30,10 +36,19 @@ from tumorsynth.phantom._scene import (
 
 __all__ = ["paint_abdomen"]
 
+#: The labelled colon's tissues, which the lung bases cover as they covered the unlabelled one.
+_COLON_TISSUES = ("colon_wall", "colon_gas", "colon_fluid")
 
-def paint_abdomen(scene: Scene) -> tuple[Box | None, list[VesselTree]]:
+
+def paint_abdomen(scene: Scene, organs: Scene | None = None) -> tuple[Box | None, list[VesselTree]]:
     """Paint every structure into ``scene.tissue``; returns the liver's box (None when the FOV
-    misses it) and its vessel trees, which are drawn into the image rather than the tissue map."""
+    misses it) and its vessel trees, which are drawn into the image rather than the tissue map.
+
+    ``organs`` (the same scene forked onto the added organs' random stream) adds the labelled
+    colon, esophagus and uterus; None paints the phantom as it was before them, with the colon
+    frame as unlabelled bowel. Either way ``scene.rng`` is drawn from identically, so every other
+    structure is the same voxel for voxel.
+    """
     depth2d, rho2d, fat2d = _body(scene)
     _back(scene)
     _ribs(scene, depth2d, fat2d)
@@ -41,10 +56,14 @@ def paint_abdomen(scene: Scene) -> tuple[Box | None, list[VesselTree]]:
     kidney_hila = [_kidney(scene, side) for side in (-1, 1)]
     _spleen(scene)
     pancreas_path = _pancreas(scene)
-    _stomach(scene)
-    _great_vessels(scene, hilum, kidney_hila, pancreas_path)
-    _bowel(scene)
+    stomach = _stomach(scene)
+    aorta, ivc = _great_vessels(scene, hilum, kidney_hila, pancreas_path)
+    added = None if organs is None else [organs.fork(r) for r in organs.rng.spawn(3)]
+    _bowel(scene, None if added is None else added[0])
     _thorax(scene, rho2d)
+    if added is not None:  # each added organ has its own stream: changing one leaves the others
+        paint_esophagus(added[1], stomach, aorta, ivc)
+        paint_uterus(added[2])
     return liver_box, trees
 
 
@@ -320,35 +339,40 @@ def _pancreas(scene: Scene) -> np.ndarray:
     return path
 
 
-def _stomach(scene: Scene) -> None:
-    """Stomach in the left upper quadrant: enhancing wall, fluid and an anterior gas cap."""
+def _stomach(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stomach in the left upper quadrant: enhancing wall, fluid and an anterior gas cap.
+    Returns its centre, radii (mm) and rotation, where the esophagus aims."""
     center, radii = scene.at(48, 48, 55, 6), scene.size(42, 30, 40, sd=0.12)
+    rot = rotation(0, 10, 30)
     box = organ_box(scene, center, radii)
     if box is None:
-        return
+        return center, radii, rot
     xyz = scene.xyz(box)
-    f = ellipsoid_f(xyz, center, radii, rotation(0, 10, 30))
+    f = ellipsoid_f(xyz, center, radii, rot)
     f += 0.08 * scene.noise(f.shape, 40.0)
     level = center[1] + scene.rng.uniform(-5.0, 15.0)
     scene.paint(box, f < 0, "bowel_wall", onto=("visceral_fat",))
     scene.paint(box, (f < -0.12) & (xyz[1] < level), "bowel_fluid", onto=("bowel_wall",))
     scene.paint(box, (f < -0.12) & (xyz[1] >= level), "gas", onto=("bowel_wall",))
+    return center, radii, rot
 
 
 def _great_vessels(
     scene: Scene, liver_hilum: np.ndarray, kidney_hila: Sequence[np.ndarray], pancreas: np.ndarray
-) -> None:
-    """Aorta, IVC, portal and splenic veins, renal veins (all labelled vessel)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aorta, IVC, portal and splenic veins, renal veins (all labelled vessel). Returns the
+    aorta's and the IVC's paths (rows x, y, z, radius in mm), which the esophagus lies between."""
     z0, z1 = float(scene.axes[2][0]) - 20, float(scene.axes[2][-1]) + 20
     zs = np.linspace(z0, z1, 6)
     aorta_x = 12 * scene.g[0] + scene.rng.normal(0, 3) + scene.rng.normal(0, 2, 6)
     aorta = np.column_stack(
         [aorta_x, np.full(6, -16 * scene.g[1]), zs, np.linspace(10, 12.5, 6) * scene.g[0]]
     )
-    tube(scene, "aorta", smooth_path(aorta), wobble_mm=0.5)
+    aorta = smooth_path(aorta)
+    tube(scene, "aorta", aorta, wobble_mm=0.5)
     ivc_pts = [scene.at(-20, -16, zi, 2) for zi in np.linspace(z0, 85, 5)] + [scene.at(-15, -8, z1)]
-    ivc = np.column_stack([np.array(ivc_pts), np.full(6, 11.0) * scene.g[0]])
-    tube(scene, "vein", smooth_path(ivc), wobble_mm=1.0)
+    ivc = smooth_path(np.column_stack([np.array(ivc_pts), np.full(6, 11.0) * scene.g[0]]))
+    tube(scene, "vein", ivc, wobble_mm=1.0)
     confluence = pancreas[len(pancreas) // 3, :3] + (0, -14, 0)
     portal = np.array([[*confluence, 7.5], [*scene.at(-26, 2, 10, 2), 7.0], [*liver_hilum, 6.0]])
     tube(scene, "portal_vein", smooth_path(portal), wobble_mm=0.5)
@@ -361,10 +385,15 @@ def _great_vessels(
         mid = (ivc_at_renal + (35, 16, 0)) if side > 0 else (hilum + ivc_at_renal) / 2
         renal = np.array([[*hilum, 5.0], [*mid, 5.0], [*ivc_at_renal, 6.0]])
         tube(scene, "vein", smooth_path(renal, 2), wobble_mm=0.5)
+    return aorta, ivc
 
 
-def _bowel(scene: Scene) -> None:
-    """Colon frame (gas and stool) and small-bowel loops (fluid, some gas) in the free fat."""
+def _bowel(scene: Scene, organs: Scene | None) -> None:
+    """Colon frame and small-bowel loops (fluid, some gas) in the free fat.
+
+    With ``organs`` the colon is labelled (wall, air and dependent fluid, the lumen drawn from
+    ``organs.rng``); without, it is the former unlabelled frame of gas and stool.
+    """
     rng = scene.rng
     colon_ref = np.array(
         [
@@ -382,11 +411,16 @@ def _bowel(scene: Scene) -> None:
     )
     colon_ref[:, :3] += rng.normal(0, 5, (len(colon_ref), 3))
     colon = smooth_path(colon_ref * np.append(scene.g, 1.0))
-    box, sd = tube(scene, "bowel_wall", colon, wobble_mm=2.5, scale_mm=20.0, onto=("visceral_fat",))
+    wall = "bowel_wall" if organs is None else "colon_wall"
+    box, sd = tube(scene, wall, colon, wobble_mm=2.5, scale_mm=20.0, onto=("visceral_fat",))
     if box is not None:
-        lumen = sd < -3.0
-        scene.paint(box, lumen & (scene.noise(sd.shape, 15.0) > -0.3), "gas", ("bowel_wall",))
-        scene.paint(box, lumen, "stool", ("bowel_wall",))
+        gas_pattern = scene.noise(sd.shape, 15.0)  # drawn either way: the stream stays the same
+        if organs is None:
+            lumen = sd < -COLON_WALL_MM
+            scene.paint(box, lumen & (gas_pattern > -0.3), "gas", ("bowel_wall",))
+            scene.paint(box, lumen, "stool", ("bowel_wall",))
+        else:
+            fill_colon(organs, box, sd, colon)
     g = scene.g
     box = scene.box(np.array([-120, -40, -140]) * g, np.array([120, 110, 20]) * g)
     if box is None:
@@ -415,7 +449,7 @@ def _thorax(scene: Scene, rho2d: np.ndarray) -> None:
         box,
         zz > dome[box[0], box[1]][:, :, None],
         "lung",
-        onto=("visceral_fat", "bowel_wall", "bowel_fluid", "stool", "gas"),
+        onto=("visceral_fat", "bowel_wall", "bowel_fluid", "stool", "gas", *_COLON_TISSUES),
     )
     center, radii = scene.at(20, 25, 160, 5), scene.size(75, 60, 60)
     heart_box = organ_box(scene, center, radii)

@@ -39,17 +39,31 @@ _ENHANCEMENT_SD_HU = {
     "vein": 6.0,
     "portal_vein": 6.0,
 }
+#: The same for the tissues of the organs added later, drawn from their own random stream.
+_ADDED_ENHANCEMENT_SD_HU = {
+    "colon_wall": 5.0,
+    "esophagus_wall": 5.0,
+    "myometrium": 7.0,
+    "endometrium": 5.0,
+}
 
 
 def render_ct(
-    scene: Scene, liver_box: Box | None, trees: Sequence[VesselTree]
+    scene: Scene,
+    liver_box: Box | None,
+    trees: Sequence[VesselTree],
+    organs_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The painted scene as a CT image (int16 HU, scene axes) and its label map (uint8 ids of
-    the ``"phantom"`` preset), drawing from ``scene.rng`` after the anatomy."""
+    the ``"phantom"`` preset), drawing from ``scene.rng`` after the anatomy; the added organs'
+    enhancement is drawn from ``organs_rng`` (None: left at its table value)."""
     rng = scene.rng
     hu = np.array([v for v, _, _ in TISSUES.values()], dtype=np.float32)
     for name, sd in _ENHANCEMENT_SD_HU.items():
         hu[TISSUE_ID[name]] += float(np.clip(rng.normal(0.0, sd), -2.0 * sd, 2.0 * sd))
+    if organs_rng is not None:
+        for name, sd in _ADDED_ENHANCEMENT_SD_HU.items():
+            hu[TISSUE_ID[name]] += float(np.clip(organs_rng.normal(0.0, sd), -2.0 * sd, 2.0 * sd))
     image = hu[scene.tissue]
     label = TISSUE_LABEL[scene.tissue]
     if liver_box is not None:

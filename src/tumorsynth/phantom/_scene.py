@@ -2,7 +2,8 @@
 
 Anatomy is modelled in world mm (the FOV centre at 0). A :class:`Scene` holds the grid, the
 tissue map being painted, the random stream and the patient's size factors, and paints a mask
-as one tissue by priority. The shapes are implicit functions on open world grids: ellipsoids
+as one tissue by priority; :meth:`Scene.fork` gives a view of the same scene drawing from
+another random stream. The shapes are implicit functions on open world grids: ellipsoids
 (negative inside), their smooth union, Chaikin-smoothed paths and tapered capsules along them,
 with :func:`tube` painting such a path as one tissue.
 """
@@ -10,7 +11,7 @@ with :func:`tube` painting such a path as one tissue.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import numpy as np
@@ -63,6 +64,17 @@ TISSUES: dict[str, tuple[float, int, int]] = {
     "csf": (20.0, 0, 8),
     "cancellous_bone": (250.0, 9, 8),
     "cortical_bone": (700.0, 9, 8),
+    # Added later, so every older tissue keeps its index. The colon and esophagus labels hold the
+    # wall and the lumen (as TotalSegmentator's masks do); the uterus, its endometrium.
+    # An enhancing colon wall in this portal-venous phase (typical 70-90 HU); its 3 mm on 2 mm
+    # voxels reads ~40-70 HU after partial volume with the lumen and the fat.
+    "colon_wall": (85.0, 10, 2),
+    "colon_gas": (-1000.0, 10, 2),
+    "colon_fluid": (12.0, 10, 2),
+    "esophagus_wall": (55.0, 11, 3),
+    "esophagus_gas": (-1000.0, 11, 3),
+    "myometrium": (108.0, 12, 3),
+    "endometrium": (65.0, 12, 3),
 }
 TISSUE_ID = {name: i for i, name in enumerate(TISSUES)}
 TISSUE_PRIORITY = np.array([p for _, _, p in TISSUES.values()], dtype=np.uint8)
@@ -83,6 +95,10 @@ class Scene:
     tissue: np.ndarray
     rng: np.random.Generator
     g: tuple[float, float, float]
+
+    def fork(self, rng: np.random.Generator) -> Scene:
+        """The same grid, patient and tissue map (shared, not copied) drawing from ``rng``."""
+        return replace(self, rng=rng)
 
     def at(self, x: float, y: float, z: float, jitter_mm: float = 0.0) -> np.ndarray:
         """World point (mm) of a reference-anatomy position, scaled to this patient, jittered."""

@@ -70,7 +70,8 @@ from tumorsynth.pipelines.batch_pool import (
 from tumorsynth.pipelines.case_check import check_case_inputs
 from tumorsynth.pipelines.filter_settings import LEFT_OUT_KEY, FilterSettings, acceptance_table
 from tumorsynth.pipelines.synthesize import TumorRequest, check_exclusion, synthesize_case
-from tumorsynth.previews import render_tumor_montage, save_png
+from tumorsynth.previews import save_png
+from tumorsynth.previews_wall import render_record_montage
 
 #: The NIfTI header description of every synthetic image (a replay writes the same bytes).
 SYNTHETIC_IMAGE_DESCRIPTION = f"tumorsynth {__version__} synthetic tumors"
@@ -476,30 +477,10 @@ def write_preview(
     affine: Any,
     records: Sequence[TumorRecord],
 ) -> Path:
-    """A PNG montage (axial and coronal through each tumor, W400 L40, contours)."""
-    titles = [
-        f"{r.organ} #{r.tumor_index} {r.size_class}  d={r.diameter_mm:.1f} mm  "
-        f"{r.contrast_hu:+.0f} HU"
-        for r in records
-    ]
-    crops = [max(60.0, 3.0 * r.diameter_mm) for r in records]
-    tumor_ids = sorted({r.tumor_label for r in records})
-    organ_ids = sorted(
-        {OUTPUT_LABELS.id_of(r.organ) for r in records if r.organ in OUTPUT_LABELS.organs}
-    )
-    img = render_tumor_montage(
-        image,
-        label,
-        (float(spacing_mm[0]), float(spacing_mm[1]), float(spacing_mm[2])),
-        [r.center_vox for r in records],
-        tumor_ids=tumor_ids,
-        organ_ids=organ_ids,
-        affine=affine,
-        titles=titles,
-        crop_mm=crops,
-        max_rows=len(records),
-    )
-    return save_png(img, path)
+    """A PNG montage: per tumor the axial slice through it and the coronal one (solid tumors)
+    or the view along the tube (wall tumors); W400 L40, contours."""
+    montage = render_record_montage(image, label, spacing_mm, records, affine=affine)
+    return save_png(montage, path)
 
 
 def preview_manifest(

@@ -37,6 +37,7 @@ from tumorsynth.io.label_maps import (
     to_output_labels,
 )
 from tumorsynth.io.records import TumorRecord
+from tumorsynth.organs import get_profile
 from tumorsynth.pipelines.tumor_spec import TumorSpec
 from tumorsynth.shapes import apply_mass_effect, mass_effect_box, render_shape, shape_box
 
@@ -487,6 +488,9 @@ def _finish_render(pending: PendingTumor, new: np.ndarray, state: CaseState) -> 
         & (shape_field.distance_mm <= 8.0)
         & (label[inner] == spec.organ_label)
     )
+    tissue = get_profile(spec.organ).tissue_hu
+    if tissue is not None:  # a hollow organ's shell also holds lumen: its wall only
+        shell &= (final[inner] >= tissue[0]) & (final[inner] <= tissue[1])
     n_voxels = int(tumor.sum())
     return _Patch(
         box,

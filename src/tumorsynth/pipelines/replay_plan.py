@@ -135,8 +135,8 @@ def _check_shape(record: TumorRecord, where: str, output_labels: LabelMap) -> No
             value = [(*s.offset_mm, s.radius_mm) for s in value]
         if f.name == "lobes":
             value = [(*lobe.offset_mm, lobe.scale) for lobe in value]
-        if f.name == "mass_effect_resampling":
-            continue  # a name, checked by ShapeSpec itself
+        if f.name in ("mass_effect_resampling", "wall"):
+            continue  # a name, and a wall spec that checks its own numbers (WallSpec)
         ok = isinstance(value, bool) if f.name == "exophytic" else _all_finite(value)
         if not ok:
             raise InputError(f"{where}: shape.{f.name}", f"expected finite numbers, found {value}")

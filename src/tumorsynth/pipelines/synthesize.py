@@ -431,6 +431,10 @@ def _reach_mm(organ: str, size: SizeClass) -> float:
     """How far from its centre (mm) a tumor of this class can reach at most: its largest body
     (axis jitter, lobes, satellites, deformation) or its mass effect, plus a soft edge."""
     profile = get_profile(organ)
+    if profile.wall is not None:  # a wall tumor runs along its tube from the segment's middle
+        wall = profile.wall
+        half = 0.5 * wall.length_mm[size][1] * (1.0 + wall.shoulder_fraction[1])
+        return half + wall.outgrowth_mm[1] + _EDGE_MM
     rule, rules = profile.rule(size), profile.shape
     radius = rule.base_radius_mm * rules.axis_jitter[1]
     lobes = max(rules.lobe_reach, rules.multinodular_reach if rule.multinodular_probability else 1)
@@ -584,4 +588,7 @@ def _draw_sizes(request: TumorRequest, rng: np.random.Generator) -> list[SizeCla
 
 
 def _ellipsoid_voxels(shape: ShapeSpec, spacing: Vec3) -> float:
+    """Voxels of the whole tumor before the organ clips it (a wall tumor's own volume)."""
+    if shape.wall is not None:
+        return shape.wall.volume_mm3() / float(np.prod(spacing))
     return 4.0 / 3.0 * math.pi * float(np.prod(shape.radii_mm)) / float(np.prod(spacing))

@@ -12,6 +12,11 @@ Lobes (:class:`Lobe`) make the body lobulated or multinodular: each is a scaled 
 ellipsoid (same orientation and axis ratios) shifted off the centre, deformed by the same field,
 and the body is their union with the main ellipsoid, as real confluent tumors are. A spec without
 lobes renders exactly as before they existed.
+
+A wall tumor of a hollow organ (colon, esophagus) is no ellipsoid: a spec whose ``wall`` is set
+(:class:`~tumorsynth.shapes.wall.WallSpec`) renders as a thickening of the tube's wall along its
+centreline, and every geometric property below covers that segment. A spec without ``wall``
+renders exactly as before wall tumors existed.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from scipy.special import erfc
 from tumorsynth._types import Vec3, plain_json
 from tumorsynth.box import Box
 from tumorsynth.shapes.fields import crop_axes_mm, smooth_random_field
+from tumorsynth.shapes.wall import WallSpec, wall_box, wall_field
 
 __all__ = [
     "MassEffectResampling",
@@ -90,6 +96,12 @@ class ShapeSpec:
     mass_effect_resampling
         How the mass effect resamples the pushed tissue (:data:`MassEffectResampling`);
         ``"trilinear"`` in the first records, ``"split"`` (keeps the scan's noise) in new draws.
+    wall
+        A wall tumor of a hollow organ (:class:`~tumorsynth.shapes.wall.WallSpec`): rendered
+        along the organ's centreline instead of as an ellipsoid. ``center_vox`` is then the
+        segment's middle, ``radii_mm`` ``(length / 2, R + outgrowth, R + outgrowth)`` and
+        ``rotation``'s columns the centreline's tangent, normal and binormal there (for records);
+        it has no deformation, lobes, satellites or mass effect.
     """
 
     center_vox: Vec3
@@ -104,6 +116,7 @@ class ShapeSpec:
     satellites: tuple[Satellite, ...] = field(default_factory=tuple)
     lobes: tuple[Lobe, ...] = field(default_factory=tuple)
     mass_effect_resampling: MassEffectResampling = "trilinear"
+    wall: WallSpec | None = None
 
     def __post_init__(self) -> None:
         if self.mass_effect_resampling not in get_args(MassEffectResampling):
@@ -116,6 +129,14 @@ class ShapeSpec:
                 "ShapeSpec.lobes: expected scales in (0, 1], found "
                 f"{[lobe.scale for lobe in self.lobes]}"
             )
+        if self.wall is not None and (
+            self.lobes or self.satellites or self.deform_amplitude_mm > 0 or self.mass_effect > 0
+        ):
+            raise ValueError(
+                "ShapeSpec.wall: a wall tumor has no lobes, satellites, deformation or mass "
+                f"effect, found {len(self.lobes)} lobes, {len(self.satellites)} satellites, "
+                f"deform_amplitude_mm={self.deform_amplitude_mm}, mass_effect={self.mass_effect}"
+            )
 
     @property
     def rotation_matrix(self) -> np.ndarray:
@@ -123,7 +144,10 @@ class ShapeSpec:
 
     @property
     def main_radius_mm(self) -> float:
-        """Largest extent of the body from its centre (semi-axis or lobe, plus deformation)."""
+        """Largest extent of the body from its centre (semi-axis or lobe, plus deformation; a
+        wall tumor's farthest point along its segment)."""
+        if self.wall is not None:
+            return float(_wall_reach_mm(self.wall, self.center_vox, per_axis=False))
         r_max = max(self.radii_mm)
         reach = [float(np.linalg.norm(lobe.offset_mm)) + lobe.scale * r_max for lobe in self.lobes]
         return max([r_max, *reach]) + 2.5 * self.deform_amplitude_mm
@@ -131,6 +155,8 @@ class ShapeSpec:
     @property
     def bounding_radius_mm(self) -> float:
         """Radius of a sphere around the centre that holds the whole tumor, satellites included."""
+        if self.wall is not None:
+            return self.main_radius_mm
         reach = [
             float(np.linalg.norm(s.offset_mm)) + s.radius_mm + 2.5 * self.deform_amplitude_mm
             for s in self.satellites
@@ -139,6 +165,8 @@ class ShapeSpec:
 
     def half_extents_mm(self) -> np.ndarray:
         """Half-size along each voxel axis (mm) of a box around the centre holding the tumor."""
+        if self.wall is not None:
+            return _wall_reach_mm(self.wall, self.center_vox, per_axis=True)
         rot = self.rotation_matrix
         slack = 2.5 * self.deform_amplitude_mm
         ellipsoid = np.sqrt((rot**2 * np.asarray(self.radii_mm) ** 2).sum(axis=1))
@@ -153,6 +181,7 @@ class ShapeSpec:
         data = asdict(self)
         data["satellites"] = [asdict(s) for s in self.satellites]
         data["lobes"] = [asdict(lobe) for lobe in self.lobes]
+        data["wall"] = None if self.wall is None else self.wall.to_dict()
         # Fields added after the first records stay out while they hold their defaults, so a
         # first-generation spec writes the very record it was read from.
         for name, default in _LATER_FIELDS.items():
@@ -174,7 +203,17 @@ class ShapeSpec:
             Lobe(tuple(lobe["offset_mm"]), float(lobe["scale"]))
             for lobe in values.get("lobes", ())  # type: ignore[attr-defined]
         )
+        wall = values.get("wall")
+        values["wall"] = None if wall is None else WallSpec.from_dict(wall)  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _wall_reach_mm(wall: WallSpec, center_vox: Vec3, *, per_axis: bool) -> np.ndarray:
+    """How far (mm) a wall tumor reaches from ``center_vox``: per voxel axis, or as a distance."""
+    offsets = wall.body_points_mm() - np.asarray(center_vox) * np.asarray(wall.spacing_mm)
+    if per_axis:
+        return np.abs(offsets).max(axis=0) + wall.reach_mm()
+    return np.asarray(float(np.linalg.norm(offsets, axis=1).max()) + wall.reach_mm())
 
 
 #: A lobe's distance is evaluated up to this far (mm) beyond it, and the union's field is exact
@@ -183,7 +222,11 @@ class ShapeSpec:
 LOBE_FIELD_MM = 16.0
 
 #: ShapeSpec fields added after the first records, with the defaults that render those records.
-_LATER_FIELDS: dict[str, object] = {"lobes": [], "mass_effect_resampling": "trilinear"}
+_LATER_FIELDS: dict[str, object] = {
+    "lobes": [],
+    "mass_effect_resampling": "trilinear",
+    "wall": None,
+}
 
 
 @dataclass
@@ -205,6 +248,8 @@ def shape_box(
     spec: ShapeSpec, spacing_mm: Sequence[float], volume_shape: Sequence[int], margin_mm: float
 ) -> Box:
     """The crop that holds the whole tumor plus ``margin_mm`` (for soft edges and texture)."""
+    if spec.wall is not None:
+        return wall_box(spec.wall, spacing_mm, volume_shape, margin_mm)
     return Box.around(
         spec.center_vox,
         tuple(float(h) for h in spec.half_extents_mm() + margin_mm),
@@ -223,6 +268,9 @@ def render_shape(spec: ShapeSpec, spacing_mm: Sequence[float], box: Box) -> Shap
     >>> round(float(f.distance_mm[10, 10, 10]), 4), round(float(f.distance_mm[10, 10, 17]), 4)
     (-5.0, 2.0)
     """
+    if spec.wall is not None:
+        distance, depth = wall_field(spec.wall, spacing_mm, box)
+        return ShapeField(box, distance, depth, spec.center_vox)
     axes = crop_axes_mm(box.origin, box.shape, spacing_mm, spec.center_vox)
     x, y, z = (a.astype(np.float32) for a in axes)
     grid = (x[:, None, None], y[None, :, None], z[None, None, :])

@@ -12,6 +12,9 @@ may reach the organ surface, and tumors of its confluent sizes may touch or part
 other (the liver: large tumors at the capsule, medium and large ones confluent); small tumors keep
 separate. Voxels the scan's context excludes (real lesions) are kept clear of by the tumor's body
 plus the margin, and by the whole reach of its mass effect, which would move them.
+
+A hollow organ's profile (``wall`` set: colon, esophagus) gets wall tumors instead, drawn along the
+tube by :func:`~tumorsynth.shapes.wall_centreline.draw_wall_shape`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tumorsynth.organs.context import OrganContext
 from tumorsynth.organs.profile import OrganProfile
 from tumorsynth.shapes.ellipsoid import Lobe, Satellite, ShapeSpec
 from tumorsynth.shapes.mass_effect import MASS_EFFECT_REACH
+from tumorsynth.shapes.wall_centreline import draw_wall_shape
 
 __all__ = ["RandomTumorShape", "random_rotation"]
 
@@ -81,13 +85,20 @@ class RandomTumorShape:
         Drawing changes nothing in ``context``: the caller occupies the tumor's space once it
         keeps the tumor (``context.occupy(spec.center_vox, spec.bounding_radius_mm)``).
 
+        A hollow organ's profile (``wall`` set) draws a wall tumor along the tube
+        (:func:`~tumorsynth.shapes.wall_centreline.draw_wall_shape`; no mass effect, the
+        outgrowth as ``bulge_mm``).
+
         Raises
         ------
         PlacementError
             The organ has no room for a tumor of this size (too thin, or full), with the depth
-            that was needed and the depth the organ has.
+            that was needed and the depth the organ has; a tube too short or too thin for the
+            wall tumor.
         """
         rng = as_rng(rng)
+        if self.profile.wall is not None:
+            return draw_wall_shape(context, self.profile.wall, size, rng, where=where)
         rules = self.profile.shape
         rule = self.profile.rule(size)
         place = self.profile.placement
