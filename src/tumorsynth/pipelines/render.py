@@ -488,10 +488,16 @@ def _finish_render(pending: PendingTumor, new: np.ndarray, state: CaseState) -> 
         & (shape_field.distance_mm <= 8.0)
         & (label[inner] == spec.organ_label)
     )
-    tissue = get_profile(spec.organ).tissue_hu
-    if tissue is not None:  # a hollow organ's shell also holds lumen: its wall only
-        shell &= (final[inner] >= tissue[0]) & (final[inner] <= tissue[1])
     n_voxels = int(tumor.sum())
+    tumor_hu = final[tumor]
+    tissue = get_profile(spec.organ).tissue_hu
+    if tissue is not None:
+        # A hollow organ: its shell also holds lumen, and the tumor's edge voxels toward the
+        # remaining lumen are part air (partial volume); both are measured on tissue only, as a
+        # reader's region of interest would be.
+        shell &= (final[inner] >= tissue[0]) & (final[inner] <= tissue[1])
+        solid = tumor_hu[(tumor_hu >= tissue[0]) & (tumor_hu <= tissue[1])]
+        tumor_hu = solid if solid.size else tumor_hu
     return _Patch(
         box,
         image_out,
@@ -499,7 +505,7 @@ def _finish_render(pending: PendingTumor, new: np.ndarray, state: CaseState) -> 
         changed,
         tumor,
         n_voxels,
-        float(final[tumor].mean()) if n_voxels else math.nan,
+        float(tumor_hu.mean()) if n_voxels else math.nan,
         float(final[inner][shell].mean()) if shell.any() else math.nan,
     )
 
