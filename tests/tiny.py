@@ -249,14 +249,24 @@ def diffusion_settings(
     }
 
 
-def constant_segmentor(folder: Path, tumor_bias: float, organ: str = "liver") -> Path:
+def constant_segmentor(
+    folder: Path, tumor_bias: float, organ: str = "liver", organs: tuple[str, ...] = ()
+) -> Path:
     """A saved segmentor checkpoint (4 mm, 32^3 patches) whose weights are zero: it calls every
-    voxel tumor (``tumor_bias`` > 0) or none (< 0), so a filter's verdict is known."""
+    voxel tumor (``tumor_bias`` > 0) or none (< 0), so a filter's verdict is known. With
+    ``organs`` it is a several-organ network (background, then each organ and its tumor, as
+    ``tumorsynth train`` stores ``classes``) that calls every voxel a tumor of the last organ."""
     import torch
 
     from tumorsynth.models.segmentors import SegmentorConfig, build_segmentor, save_segmentor
 
-    config = SegmentorConfig(patch_size=(32, 32, 32), spacing_mm=(4.0, 4.0, 4.0), channels=(8, 16))
+    names = ["background"] + [n for o in (organs or (organ,)) for n in (o, f"{o}_tumor")]
+    config = SegmentorConfig(
+        patch_size=(32, 32, 32),
+        spacing_mm=(4.0, 4.0, 4.0),
+        channels=(8, 16),
+        out_channels=len(names),
+    )
     model = build_segmentor(config)
     convs = [
         m for m in model.modules() if isinstance(m, torch.nn.Conv3d | torch.nn.ConvTranspose3d)
@@ -264,14 +274,19 @@ def constant_segmentor(folder: Path, tumor_bias: float, organ: str = "liver") ->
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-        convs[-1].bias.copy_(torch.tensor([0.0, 0.0, float(tumor_bias)]))
-    stored = {
+        bias = torch.zeros(len(names))
+        bias[-1] = float(tumor_bias)
+        convs[-1].bias.copy_(bias)
+    stored: dict[str, Any] = {
         "model": config.to_dict(),
-        "organ": organ,
+        "organ": (organs or (organ,))[0],
         "spacing_mm": [4.0, 4.0, 4.0],
         "hu_window": [-100.0, 250.0],
         "patch_size": [32, 32, 32],
     }
+    if organs:
+        stored["organs"] = list(organs)
+        stored["classes"] = {name: c for c, name in enumerate(names)}
     save_segmentor(model, stored, folder)
     return folder
 

@@ -199,6 +199,35 @@ def test_probabilities_vanish_where_the_organ_mask_drops_tumor(tmp_path) -> None
     assert np.array_equal(prob > 0, labels == 2)
 
 
+def test_a_segmentor_of_several_organs_labels_each_and_masks_each_by_its_organ(tmp_path) -> None:
+    """A liver + colon network (5 classes) that calls everything colon tumor: its labels are the
+    output ids of the colon tumor (8), kept only near the colon of the organ mask."""
+    checkpoint = constant_segmentor(tmp_path / "ckpt", 2.0, organs=("liver", "colon"))
+    ct = ct_volume((30, 26, 12), np.diag([4.0, 4.0, 5.0, 1.0]))
+    organs = np.zeros(ct.shape, np.uint8)
+    organs[5:10, 5:10, 3:6] = 5  # TotalSegmentator's liver
+    organs[18:24, 15:20, 3:6] = 20  # and colon
+    save_volume(ct, tmp_path / "in" / "a.nii.gz")
+    save_volume(Volume(organs, ct.affine), tmp_path / "mask.nii.gz")
+    out = tmp_path / "pred"
+    predict_files(
+        checkpoint,
+        tmp_path / "in",
+        out,
+        device="cpu",
+        organ_masks=tmp_path / "mask.nii.gz",
+        save_probabilities=True,
+        progress=False,
+    )
+    labels = np.asanyarray(nib.load(out / "a.nii.gz").dataobj)
+    assert labels[20, 17, 4] == 8  # colon tumor, at the colon
+    assert labels[7, 7, 4] == 0 and labels[2, 2, 10] == 0  # far from the colon: dropped
+    names = sorted(p.name for p in (out / "probabilities").iterdir())
+    assert names == ["a_colon_tumor.nii.gz", "a_liver_tumor.nii.gz"]
+    colon = np.asanyarray(nib.load(out / "probabilities" / "a_colon_tumor.nii.gz").dataobj)
+    assert np.array_equal(colon > 127, labels == 8)
+
+
 def test_a_probability_file_that_would_overwrite_an_input_is_refused(tmp_path) -> None:
     checkpoint = constant_segmentor(tmp_path / "ckpt", tumor_bias=2.0)
     ct = ct_volume((20, 20, 8), np.diag([4.0, 4.0, 5.0, 1.0]))

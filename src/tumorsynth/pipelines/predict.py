@@ -88,8 +88,19 @@ class Segmentor:
         return str(self.config["organ"])
 
     @property
-    def class_names(self) -> tuple[str, str, str]:
-        """The output label name of each network class: background, organ, organ tumor."""
+    def organs(self) -> tuple[str, ...]:
+        """The organs whose tumors the network segments (one, or several in one network)."""
+        organs = self.config.get("organs")
+        return tuple(str(o) for o in organs) if organs else (self.organ,)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The output label name of each network class: background, then per organ the organ
+        and its tumor (the checkpoint's ``classes``; a one-organ checkpoint without them has
+        background, organ, organ tumor)."""
+        classes = self.config.get("classes")
+        if classes:
+            return tuple(sorted(classes, key=classes.get))
         return ("background", self.organ, f"{self.organ}_tumor")
 
     def segment(
@@ -275,8 +286,19 @@ def predict_files(
     check_outputs_not_inputs([Path(out_dir) / f"{case_id}.nii.gz" for case_id, _ in cases], sources)
     mask_map = resolve_label_map(organ_mask_label_map) if masks else None
     segmentor = Segmentor.from_pretrained(checkpoint, device)  # after the cheap input checks
-    tumor_id = OUTPUT_LABELS.id_of(f"{segmentor.organ}_tumor")
-    if save_probabilities:  # their names need the checkpoint's organ
+    organs = [
+        o
+        for o in segmentor.organs
+        if mask_map is None or o in mask_map.organs or mask_map.generic_organ
+    ]
+    if mask_map is not None and not organs:
+        raise InputError(
+            "--organ-mask-label-map",
+            f"label map {mask_map.name!r} names none of the checkpoint's organs "
+            f"{list(segmentor.organs)}",
+            fix="pass the label map of the organ masks",
+        )
+    if save_probabilities:  # their names need the checkpoint's organs
         tumors = [name for name in segmentor.class_names if name.endswith("_tumor")]
         check_outputs_not_inputs(
             [probability_path(out_dir, c, tumor) for c, _ in cases for tumor in tumors], sources
@@ -286,19 +308,21 @@ def predict_files(
         for case_id, path in tqdm(cases, disable=not progress, desc="predicting", unit="case"):
             image = load_image(path)
             start = time.perf_counter()
-            far = None
+            far: dict[str, np.ndarray] = {}  # organ -> voxels too far from it for its tumors
             if mask_map is not None:  # checked before the network runs, not minutes after
-                organ = load_label(masks[case_id])
-                check_same_grid(image, organ)
-                organ_mask = label_mask(organ.array, mask_map.organ_ids(segmentor.organ))
-                far = ~near_organ(organ_mask, image.spacing_mm)
-                del organ, organ_mask
+                organ_label = load_label(masks[case_id])
+                check_same_grid(image, organ_label)
+                for organ in organs:
+                    organ_mask = label_mask(organ_label.array, mask_map.organ_ids(organ))
+                    far[organ] = ~near_organ(organ_mask, image.spacing_mm)
+                del organ_label
             result = segmentor.segment(image, overlap=overlap, probabilities=save_probabilities)
             labels = result.labels
-            if far is not None:
-                labels[(labels == tumor_id) & far] = 0
-                for probability in result.probabilities.values():
-                    probability[far] = 0
+            for organ, outside in far.items():
+                tumor = f"{organ}_tumor"
+                labels[(labels == OUTPUT_LABELS.id_of(tumor)) & outside] = 0
+                if tumor in result.probabilities:
+                    result.probabilities[tumor][outside] = 0
             seconds = time.perf_counter() - start
             for tumor, probability in result.probabilities.items():
                 _save_probability(image, probability_path(out, case_id, tumor), probability, tumor)

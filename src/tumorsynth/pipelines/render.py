@@ -495,7 +495,8 @@ def _finish_render(pending: PendingTumor, new: np.ndarray, state: CaseState) -> 
         # A hollow organ: its shell also holds lumen, and the tumor's edge voxels toward the
         # remaining lumen are part air (partial volume); both are measured on tissue only, as a
         # reader's region of interest would be.
-        shell &= (final[inner] >= tissue[0]) & (final[inner] <= tissue[1])
+        wall = shell & (final[inner] >= tissue[0]) & (final[inner] <= tissue[1])
+        shell = wall if wall.any() else shell  # a wall thinner than a coarse voxel: all of it
         solid = tumor_hu[(tumor_hu >= tissue[0]) & (tumor_hu <= tissue[1])]
         tumor_hu = solid if solid.size else tumor_hu
     return _Patch(

@@ -359,21 +359,24 @@ def _redraw(gen: TumorGenerator, site: TumorSite, spec: TumorSpec, attempt: int)
 
 
 def check_filters(filters: Sequence[TumorFilter], organs: Sequence[str]) -> None:
-    """At most one filter per organ, and each for an organ that gets tumors."""
+    """At most one filter per organ, and each for an organ that gets tumors (a segmentor of
+    several organs judges each of them)."""
     seen: dict[str, str] = {}
     for f in filters:
-        if f.organ in seen:
-            raise InputError(
-                "filters",
-                f"two filters judge {f.organ} tumors ({seen[f.organ]} and {f.checkpoint}); "
-                "expected at most one per organ",
-            )
-        seen[f.organ] = f.checkpoint
-        if f.organ not in organs:
+        judged = getattr(f, "organs", (f.organ,))
+        for organ in judged:
+            if organ in seen:
+                raise InputError(
+                    "filters",
+                    f"two filters judge {organ} tumors ({seen[organ]} and {f.checkpoint}); "
+                    "expected at most one per organ",
+                )
+            seen[organ] = f.checkpoint
+        if not set(judged) & set(organs):
             raise InputError(
                 f.checkpoint,
-                f"this filter's segmentor judges {f.organ} tumors, and this run puts tumors only "
-                f"into {', '.join(sorted(set(organs)))}",
+                f"this filter's segmentor judges {', '.join(judged)} tumors, and this run puts "
+                f"tumors only into {', '.join(sorted(set(organs)))}",
                 fix="pass a segmentor trained on the organ you synthesize in",
             )
 

@@ -34,7 +34,8 @@ from tumorsynth.models.segmentors import load_segmentor_files, window_transform
 from tumorsynth.pipelines.filter_settings import check_judging
 
 __all__ = ["FilterInput", "TumorFilter"]
-#: The segmentor's classes (background, organ, tumor), as ``tumorsynth train`` writes them.
+#: The tumor class of a one-organ segmentor (background, organ, tumor) whose checkpoint lists no
+#: ``classes`` (several organs: each ``<organ>_tumor`` class of ``classes``).
 _TUMOR_CLASS = 2
 
 
@@ -103,6 +104,12 @@ class TumorFilter:
         self.files = dict(files or {})
         self.device = next(iter(model.parameters()), torch.zeros(())).device
         self.organ = str(config["organ"])
+        self.organs = tuple(str(o) for o in config.get("organs") or (self.organ,))
+        classes = config.get("classes") or {}
+        # a tumor of any organ the segmentor knows counts (several organs in one network)
+        self.tumor_classes = [int(c) for n, c in classes.items() if n.endswith("_tumor")] or [
+            _TUMOR_CLASS
+        ]
         self.spacing_mm = tuple(float(s) for s in config["spacing_mm"])
         self.cube = int(min(config["patch_size"]))
         self.window = window_transform(config["hu_window"])
@@ -128,8 +135,8 @@ class TumorFilter:
         return cls(model, config, checkpoint=str(folder), files=files, **settings)
 
     def applies_to(self, organ: str) -> bool:
-        """Whether this filter judges tumors of ``organ`` (its segmentor's organ)."""
-        return organ == self.organ
+        """Whether this filter judges tumors of ``organ`` (its segmentor's organs)."""
+        return organ in self.organs
 
     @property
     def field_mm(self) -> float:
@@ -157,7 +164,9 @@ class TumorFilter:
             amp = self.device.type == "cuda"
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 logits = self.model(torch.as_tensor(net_in).to(self.device))
-            tumor = (logits.float().argmax(1) == _TUMOR_CLASS).float().cpu()
+            found = logits.float().argmax(1)
+            tumor = torch.isin(found, torch.tensor(self.tumor_classes, device=found.device))
+            tumor = tumor.float().cpu()
             for cube, grid, item in zip(tumor, grids, chunk, strict=True):
                 scores.append(_fraction(cube, grid, item))
         return scores
