@@ -139,14 +139,14 @@ def test_no_token_no_study(browser, served) -> None:
         assert "viewer.js" not in page.content() and "canvas" not in page.content()
 
 
-def test_a_study_of_the_shared_cts_in_the_browser(browser, sources, tmp_path) -> None:
+def test_a_study_of_the_shared_cts_in_the_browser(browser, ircad_study_sources, tmp_path) -> None:
     """The README's picture: an item of the IRCAD study (1.17's real tumors, 1.7's synthetic
     ones) in the liver window, as a reader sees it."""
     expect = require_module("playwright.sync_api").expect
     from tumorsynth.cli.main import main
 
     study = tmp_path / "study"
-    config = write_config(tmp_path, sources, title="Liver tumors: real or synthetic?")
+    config = write_config(tmp_path, ircad_study_sources, title="Liver tumors: real or synthetic?")
     args = ["turing", "create", "--config", str(config), "--out", str(study), "--no-progress"]
     assert main(args) == 0
     _, token = AnswerStore(study, create=True).add_reader("dr_b")

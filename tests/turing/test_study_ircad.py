@@ -21,10 +21,10 @@ pytestmark = pytest.mark.realdata
 
 
 def test_ircad_study_key_matches_items_and_nothing_public_tells_them_apart(
-    sources, tmp_path, capsys
+    ircad_study_sources, tmp_path, capsys
 ):
     out = tmp_path / "study"
-    config = write_config(tmp_path, sources)
+    config = write_config(tmp_path, ircad_study_sources)
     assert (
         main(["turing", "create", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
     )
@@ -32,7 +32,7 @@ def test_ircad_study_key_matches_items_and_nothing_public_tells_them_apart(
     assert re.search(r"real liver\s+2\b", printed) and re.search(r"synthetic liver\s+2\b", printed)
     info, key = read_study(out), read_key(out)
     assert sorted(key) == sorted(info.item_ids) and len(key) == 4
-    p17 = sources["p17"]
+    p17 = ircad_study_sources["p17"]
     ct17, label17 = (
         load_image(p17 / "ircadb01_p17_ct.nii.gz"),
         load_label(p17 / "ircadb01_p17_label.nii.gz"),
@@ -51,7 +51,7 @@ def test_ircad_study_key_matches_items_and_nothing_public_tells_them_apart(
             assert item[middle] == ct17.array[centre]
             volumes.append(entry.volume_ml)
         else:  # made in 1.7 by synthesize, centred inside its tumor
-            assert Path(entry.source_image).is_relative_to(sources["root"] / "synth")
+            assert Path(entry.source_image).is_relative_to(ircad_study_sources["root"] / "synth")
             assert load_label(entry.source_label).array[centre] == 2
             assert entry.generator == "heuristic"
             assert item[middle] == load_image(entry.source_image).array[centre]
@@ -72,9 +72,9 @@ def test_ircad_study_key_matches_items_and_nothing_public_tells_them_apart(
     assert sorted(p.name for p in out.iterdir()) == ["items", "key", "study.json"]
 
 
-def test_native_spacing_is_refused_for_117_and_17(sources, tmp_path, capsys):
+def test_native_spacing_is_refused_for_117_and_17(ircad_study_sources, tmp_path, capsys):
     out = tmp_path / "study"
-    config = write_config(tmp_path, sources, spacing_mm="native")
+    config = write_config(tmp_path, ircad_study_sources, spacing_mm="native")
     assert (
         main(["turing", "create", "--config", str(config), "--out", str(out), "--no-progress"]) == 2
     )

@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--organ",
         default="all",
-        help="liver, pancreas, kidney (any organ of the map) or all tumor ids (default all)",
+        help="liver, pancreas, kidney, colon, esophagus, uterus (any organ of the map) or all "
+        "tumor ids (default all; with several organs, the report also has a table per organ)",
     )
     parser.add_argument("--out", metavar="DIR", help="folder for report.json, report.md, plots")
     parser.add_argument(

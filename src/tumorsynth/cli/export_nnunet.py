@@ -30,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="label map of --real (required with it; without it, tumorsynth says which preset "
         "the labels look like)",
     )
-    parser.add_argument("--organ", default="liver", help="organ(s), comma-separated")
+    parser.add_argument(
+        "--organ",
+        default="liver",
+        help="organ(s) to put tumors in, comma-separated: liver, pancreas, kidney, colon, "
+        "esophagus, uterus (dataset.json always lists all six and their tumors)",
+    )
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument(
         "--size", default="mixed", choices=("tiny", "small", "medium", "large", "mixed")

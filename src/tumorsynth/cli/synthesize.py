@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "preset the label looks like)",
     )
     parser.add_argument(
-        "--organ", default="liver", help="liver, pancreas, kidney, or several separated by commas"
+        "--organ",
+        default="liver",
+        help="liver, pancreas, kidney, colon, esophagus, uterus, or several separated by commas",
     )
     parser.add_argument(
         "--count",

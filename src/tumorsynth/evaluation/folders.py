@@ -5,10 +5,14 @@ with :func:`~tumorsynth.evaluation.metrics.evaluate_case` (in worker processes w
 summarizes the cases (:func:`~tumorsynth.evaluation.summary.summarize_cases`): means of DSC/NSD
 over cases with tumor, pooled lesion sensitivity (overall, per equivalent-radius stratum, early
 stage), false-positive components per case, patient-level sensitivity and specificity, each with
-a 95% percentile bootstrap interval over cases. With tumor probability maps beside the
-predictions it adds the FROC of each tumor organ (:mod:`~tumorsynth.evaluation.froc`); with a
-metadata table, every metric per subgroup (:mod:`~tumorsynth.evaluation.subgroups`). Both inputs
-are checked before the first case is evaluated. :func:`~tumorsynth.evaluation.report.write_report`
+a 95% percentile bootstrap interval over cases. With ``organ="all"`` and tumors of several organs
+in the maps (the output convention has six: liver, pancreas, kidney, colon, esophagus, uterus),
+every metric is also computed per organ on that organ's tumor ids (a case without tumors of that
+organ is its control), for each organ with a tumor in the ground truth or the prediction of some
+case. With tumor probability maps beside the predictions it adds the FROC of each tumor organ
+(:mod:`~tumorsynth.evaluation.froc`); with a metadata table, every metric per subgroup
+(:mod:`~tumorsynth.evaluation.subgroups`). Both inputs are checked before the first case is
+evaluated. :func:`~tumorsynth.evaluation.report.write_report`
 writes the result.
 """
 
@@ -62,7 +66,13 @@ from tumorsynth.evaluation.summary import EvaluationSummary, summarize_cases
 from tumorsynth.io.label_maps import LabelMap, resolve_label_map
 from tumorsynth.io.nifti import check_same_grid, load_label
 
-__all__ = ["EvaluationReport", "EvaluationSettings", "evaluate_folders"]
+__all__ = [
+    "EvaluationReport",
+    "EvaluationSettings",
+    "OrganEvaluation",
+    "evaluate_folders",
+    "organ_tumor_ids",
+]
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,8 @@ class EvaluationReport:
     ``settings`` is what report.json records under ``settings``: the
     :class:`EvaluationSettings`, the context (folders, label maps, tumor ids) and the definitions
     in force (empty-case rule, strata, early-stage diameter, connectivity, version). ``froc`` is
-    None when it was not looked for; ``subgroups`` when no metadata was given.
+    None when it was not looked for; ``subgroups`` when no metadata was given; ``organs`` is
+    empty unless the evaluation covered tumors of several organs (module docstring).
     """
 
     cases: list[CaseEvaluation]
@@ -119,6 +130,7 @@ class EvaluationReport:
     settings: dict[str, Any] = field(default_factory=dict)
     froc: FrocOutput | None = None
     subgroups: SubgroupOutput | None = None
+    organs: dict[str, OrganEvaluation] = field(default_factory=dict)
 
     @classmethod
     def from_cases(
@@ -128,11 +140,23 @@ class EvaluationReport:
         *,
         froc: FrocOutput | None = None,
         metadata: Metadata | None = None,
+        organs: Mapping[str, tuple[Sequence[CaseEvaluation], Sequence[int], Sequence[int]]]
+        | None = None,
         **context: Any,
     ) -> EvaluationReport:
-        """Summarize ``cases`` (and their subgroups when ``metadata`` is given); ``context``
+        """Summarize ``cases`` (and their subgroups when ``metadata`` is given; and per organ,
+        ``organs``: name -> (its cases, its ground-truth and predicted tumor ids)); ``context``
         (folders, label maps, ids) is kept in ``settings``."""
         summary = summarize_cases(cases, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+        per_organ = {
+            name: OrganEvaluation(
+                list(organ_cases),
+                summarize_cases(organ_cases, n_bootstrap=settings.n_bootstrap, seed=settings.seed),
+                tuple(gt_ids),
+                tuple(pred_ids),
+            )
+            for name, (organ_cases, gt_ids, pred_ids) in (organs or {}).items()
+        }
         subgroups = None
         if metadata is not None:
             subgroups = summarize_subgroups(
@@ -148,12 +172,13 @@ class EvaluationReport:
             "connectivity": CONNECTIVITY,
             "tumorsynth_version": __version__,
         }
-        return cls(list(cases), summary, recorded, froc, subgroups)
+        return cls(list(cases), summary, recorded, froc, subgroups, per_organ)
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``report.json`` (NaN stays NaN here; the report writer nulls it)."""
         return {
             "summary": self.summary.to_dict(),
+            "organs": {name: organ.to_json() for name, organ in self.organs.items()},
             "froc": self.froc.to_dict() if self.froc is not None else None,
             "subgroups": self.subgroups.to_dict() if self.subgroups is not None else None,
             "cases": [case.to_json() for case in self.cases],
@@ -161,8 +186,52 @@ class EvaluationReport:
         }
 
 
+@dataclass
+class OrganEvaluation:
+    """The metrics of one organ's tumors: per case (its tumor ids only; a case without them is
+    a control) and pooled."""
+
+    cases: list[CaseEvaluation]
+    summary: EvaluationSummary
+    tumor_ids_gt: tuple[int, ...]
+    tumor_ids_pred: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary.to_dict(),
+            "tumor_ids_gt": list(self.tumor_ids_gt),
+            "tumor_ids_pred": list(self.tumor_ids_pred),
+            "cases": [case.to_json() for case in self.cases],
+        }
+
+
 #: Per case: organ -> (its probability map, the ground-truth tumor ids of that organ).
 _FrocInputs = Mapping[str, tuple[Path, tuple[int, ...]]]
+#: Organ -> (its predicted tumor ids, its ground-truth tumor ids).
+_OrganIds = Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]]
+#: One case's results: overall, its FROC scores, per organ.
+_CaseResult = tuple[CaseEvaluation, tuple[CaseFroc, ...], dict[str, CaseEvaluation]]
+
+
+def organ_tumor_ids(
+    map_pred: LabelMap, map_gt: LabelMap
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Organ -> (predicted, ground-truth) tumor ids, for each organ both maps name tumors of
+    (in the ground truth map's order); empty when fewer than two organs have them.
+
+    Examples
+    --------
+    >>> from tumorsynth.io.label_maps import OUTPUT_LABELS
+    >>> ids = organ_tumor_ids(OUTPUT_LABELS, OUTPUT_LABELS)
+    >>> list(ids)[3:], ids["colon"]
+    (['colon', 'esophagus', 'uterus'], ((8,), (8,)))
+    """
+    found = {}
+    for name in map_gt.organs:
+        gt, pred = map_gt.tumors.get(f"{name}_tumor"), map_pred.tumors.get(f"{name}_tumor")
+        if gt and pred:
+            found[name] = (tuple(pred), tuple(gt))
+    return found if len(found) > 1 else {}
 
 
 def _evaluate_files(
@@ -173,9 +242,10 @@ def _evaluate_files(
     ids: tuple[tuple[int, ...], tuple[int, ...]],
     settings: EvaluationSettings,
     froc_inputs: _FrocInputs,
-) -> tuple[CaseEvaluation, tuple[CaseFroc, ...]]:
-    """Load one pair, check the grid, evaluate; score its probability maps when there are any
-    (runs in worker processes too)."""
+    organ_ids: _OrganIds | None = None,
+) -> _CaseResult:
+    """Load one pair, check the grid, evaluate (overall, and per organ of ``organ_ids``);
+    score its probability maps when there are any (runs in worker processes too)."""
     gt, pred = load_label(gt_path), load_label(pred_path)
     check_same_grid(gt, pred)
     warn_unknown_ids(gt.array, maps[1], str(gt_path))
@@ -189,18 +259,21 @@ def _evaluate_files(
         )
         for organ, (path, gt_ids) in froc_inputs.items()
     )
-    case = evaluate_case(
-        pred.array,
-        gt.array,
-        gt.spacing_mm,
-        tumor_ids_pred=ids[0],
-        tumor_ids_gt=ids[1],
-        nsd_tolerance_mm=settings.nsd_tolerance_mm,
-        patient_threshold_mm3=settings.patient_threshold_mm3,
-        min_radius_mm=settings.min_radius_mm,
-        case_id=case_id,
-    )
-    return case, frocs
+    evaluations = {
+        name: evaluate_case(
+            pred.array,
+            gt.array,
+            gt.spacing_mm,
+            tumor_ids_pred=pred_ids,
+            tumor_ids_gt=gt_ids,
+            nsd_tolerance_mm=settings.nsd_tolerance_mm,
+            patient_threshold_mm3=settings.patient_threshold_mm3,
+            min_radius_mm=settings.min_radius_mm,
+            case_id=case_id,
+        )
+        for name, (pred_ids, gt_ids) in {"": ids, **(organ_ids or {})}.items()
+    }
+    return evaluations.pop(""), frocs, evaluations
 
 
 def _plain_bins(spec: BinSpec) -> object:
@@ -299,20 +372,31 @@ def evaluate_folders(
         table = read_metadata(metadata, case_ids, bins=metadata_bins)
     froc_inputs, froc = _froc_inputs(pred_dir, case_ids, organ, probabilities, map_gt)
     maps = (map_pred, map_gt)
+    organ_ids = organ_tumor_ids(map_pred, map_gt) if organ == "all" else {}
     bar = tqdm(
         total=len(pairs), unit="case", desc="evaluating", disable=not progress, dynamic_ncols=True
     )
-    results: dict[str, tuple[CaseEvaluation, tuple[CaseFroc, ...]]] = {}
+    results: dict[str, _CaseResult] = {}
     try:
         if int(workers) == 1 or len(pairs) == 1:
             for case, p, g in pairs:
-                results[case] = _evaluate_files(case, p, g, maps, ids, settings, froc_inputs[case])
+                results[case] = _evaluate_files(
+                    case, p, g, maps, ids, settings, froc_inputs[case], organ_ids
+                )
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=min(int(workers), len(pairs))) as pool:
-                futures: dict[Future[tuple[CaseEvaluation, tuple[CaseFroc, ...]]], str] = {
+                futures: dict[Future[_CaseResult], str] = {
                     pool.submit(
-                        _evaluate_files, case, p, g, maps, ids, settings, froc_inputs[case]
+                        _evaluate_files,
+                        case,
+                        p,
+                        g,
+                        maps,
+                        ids,
+                        settings,
+                        froc_inputs[case],
+                        organ_ids,
                     ): case
                     for case, p, g in pairs
                 }
@@ -339,11 +423,25 @@ def evaluate_folders(
         )
         for name, scored in by_organ.items()
     }
+    by_case_organ = {case: results[case][2] for case in case_ids}
+    organs = {
+        name: (
+            [by_case_organ[case][name] for case in case_ids],
+            organ_ids[name][1],
+            organ_ids[name][0],
+        )
+        for name in organ_ids
+        if any(
+            by_case_organ[c][name].has_tumor or by_case_organ[c][name].pred_volume_ml > 0
+            for c in case_ids
+        )
+    }
     return EvaluationReport.from_cases(
         cases,
         settings,
         froc=replace(froc, curves=curves),
         metadata=table,
+        organs=organs,
         pred_dir=str(pred_dir),
         gt_dir=str(gt_dir),
         label_map_gt=map_gt.to_json(),

@@ -1,7 +1,8 @@
 """Write an evaluation: ``report.json``, ``report.md`` and the PNG plots, each atomically.
 
 The JSON holds the summary (:meth:`~tumorsynth.evaluation.summary.EvaluationSummary.to_dict`),
-the FROC (or why there is none), the subgroups (when a metadata table was given), every case and
+the same per organ (``organs``, when the evaluation covered tumors of several organs), the FROC
+(or why there is none), the subgroups (when a metadata table was given), every case and
 the settings, with NaN (a statistic without cases to compute it on) written as ``null``; the
 markdown shows the same numbers as tables, NaN as ``n/a``.
 """
@@ -143,6 +144,44 @@ def _froc_markdown(froc: FrocOutput) -> list[str]:
     return lines
 
 
+def _with_ci(estimate: Estimate) -> str:
+    """``0.812 (0.700 to 0.900)``; without an interval, the value alone."""
+    interval = _fmt_ci(estimate.ci95)
+    return _fmt(estimate.value) + (f" ({interval})" if interval != "n/a" else "")
+
+
+def _organ_markdown(report: EvaluationReport) -> list[str]:
+    """The headline metrics of each organ's tumors, with 95% intervals, and its lesions by
+    equivalent-radius stratum (detected / lesions)."""
+    titles = " | ".join(_METRIC_TITLES[m] for m in HEADLINE_METRICS)
+    lines = [
+        "",
+        "## Per organ",
+        "",
+        "Each organ's tumor ids alone; a case without that organ's tumors is its control.",
+        "",
+        f"| organ | tumor ids (gt / pred) | cases with tumor | lesions | {titles} |",
+        "|---|---|---|---|" + "---|" * len(HEADLINE_METRICS),
+    ]
+    for name, organ in report.organs.items():
+        s = organ.summary
+        cells = " | ".join(_with_ci(getattr(s, m)) for m in HEADLINE_METRICS)
+        ids = f"{list(organ.tumor_ids_gt)} / {list(organ.tumor_ids_pred)}"
+        lines.append(f"| {name} | {ids} | {s.n_tumor_cases} | {s.n_lesions} | {cells} |")
+    lines += [
+        "",
+        "| organ | " + " | ".join(f"{name} mm" for name in STRATUM_NAMES) + " |",
+        "|---|" + "---|" * len(STRATUM_NAMES),
+    ]
+    for name, organ in report.organs.items():
+        s = organ.summary
+        counts = " | ".join(
+            f"{s.n_detected_by_stratum[k]}/{s.n_lesions_by_stratum[k]}" for k in STRATUM_NAMES
+        )
+        lines.append(f"| {name} | {counts} |")
+    return lines
+
+
 def _cell(subgroup: Subgroup | None, summary: EvaluationSummary, metric: str) -> str:
     estimate: Estimate = getattr(summary, metric)
     if not math.isfinite(estimate.value):
@@ -278,6 +317,8 @@ def render_markdown(report: EvaluationReport) -> str:
             f"| {name} | {s.n_lesions_by_stratum[name]} | {s.n_detected_by_stratum[name]} | "
             f"{_fmt(stratum.value)} | {_fmt_ci(stratum.ci95)} |"
         )
+    if report.organs:
+        lines += _organ_markdown(report)
     if report.froc is not None:
         lines += _froc_markdown(report.froc)
     if report.subgroups is not None:

@@ -13,6 +13,11 @@ from its own seed, so a record replays voxel for voxel (same device and torch ve
 
 Records pin the checkpoint by the hashes of its files (``weights_sha256``), in the appearance
 spec and in the options the generator is rebuilt from; other files are refused.
+
+A change of the scan's own intensities would leave a hollow organ's lumen air inside a wall tumor
+(at most ``max_change_hu`` brighter): the lumen in the tumor is filled with the wall's HU before
+the network reads it (:mod:`~tumorsynth.generators.model_grid`, which also renders long wall
+tumors in windows along their segment).
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from tumorsynth.generators.model_grid import CubeGenerator, blend_back, cube_zoom, read_cubes
+from tumorsynth.generators.model_grid import (
+    CubeGenerator,
+    blend_back,
+    cube_spec,
+    read_cubes,
+    split_windows,
+    window_seeds,
+)
 from tumorsynth.generators.protocol import RenderInput, TumorSite
 from tumorsynth.models.adversarial import TumorAdversary
 
@@ -101,22 +113,25 @@ class AdversarialGenerator(CubeGenerator):
         """Noise seed, zoom and blend edge of the tumor at ``site``."""
         edge = float(rng.uniform(*self.edge_width_mm))
         config = self.model.config
+        cubes = cube_spec(site, edge, config.crop_size, config.spacing_mm)
         return {
             "noise_seed": int(rng.integers(2**63 - 1)),
-            "zoom": cube_zoom(site, edge, config.crop_size, config.spacing_mm),
+            "zoom": cubes.pop("zoom"),
             "edge_width_mm": edge,
             "scan_noise": self.keep_scan_noise,
             "parenchyma_hu": float(site.parenchyma.median_hu),
             "noise_hu": float(site.parenchyma.noise_hu),
             "checkpoint": self.checkpoint,
             "weights_sha256": dict(self.model.files),
+            **cubes,  # hollow organs: windows along a wall tumor, the tissue range
         }
 
     # -- deterministic side --------------------------------------------------------------------
     def render_batch(
         self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput]
     ) -> list[np.ndarray]:
-        """Render several tumors, ``max_batch`` per network call."""
+        """Render several tumors, ``max_batch`` cubes per network call (a wall tumor's windows
+        are cubes of their own, each with its own seed)."""
         for spec in specs:
             self._check_files(spec.get("weights_sha256"), spec.get("checkpoint"))
         out: list[np.ndarray] = []
@@ -127,10 +142,23 @@ class AdversarialGenerator(CubeGenerator):
             crops, masks, grids = read_cubes(
                 chunk, chunk_inputs, config.spacing_mm, config.crop_size, self.model.device
             )
-            generators = [torch.Generator().manual_seed(int(s["noise_seed"])) for s in chunk]
-            synthetic = self.model.sample(
-                crops, masks, [float(s["parenchyma_hu"]) for s in chunk], generators
+            seeds = [seed for spec in chunk for seed in window_seeds(spec)]
+            hosts = [float(s["parenchyma_hu"]) for s, g in zip(chunk, grids) for _ in g]
+            synthetic = torch.cat(
+                [
+                    self.model.sample(
+                        crops[part],
+                        masks[part],
+                        hosts[part],
+                        [torch.Generator().manual_seed(s) for s in seeds[part]],
+                    )
+                    for part in (
+                        slice(k, k + self.max_batch) for k in range(0, len(seeds), self.max_batch)
+                    )
+                ]
             )
-            for spec, inp, grid, cube in zip(chunk, chunk_inputs, grids, synthetic, strict=True):
-                out.append(blend_back(spec, inp, grid, cube))
+            for spec, inp, own, cubes in zip(
+                chunk, chunk_inputs, grids, split_windows(synthetic, grids), strict=True
+            ):
+                out.append(blend_back(spec, inp, own, cubes))
         return out

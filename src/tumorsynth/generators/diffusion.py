@@ -24,6 +24,12 @@ Each tumor is sampled as early-stage or larger (DiffTumor trains the two apart) 
 diameter of its rendered mask, measured as its record measures it, so the class always agrees with
 ``record.early_stage``.
 
+Hollow organs (colon, esophagus): the lumen a wall tumor takes over is filled with the wall's HU
+before the model reads it, and a long wall tumor may be sampled in several windows along its
+segment (:mod:`~tumorsynth.generators.model_grid`). A wall tumor's equivalent diameter is large
+for its stage (a thin shell round a wide tube: half of the tiny colon tumors, few of the small
+ones, are early by it), so most take the larger class's steps.
+
 A record pins the checkpoint by the hashes of every file that shapes the voxels (``weights_sha256``:
 both config.json files and both weights files), in its appearance spec and in the generator
 options it is rebuilt from, and the generator's ``version`` carries one hash of them; loading with
@@ -41,7 +47,14 @@ import numpy as np
 import torch
 
 from tumorsynth.errors import InputError
-from tumorsynth.generators.model_grid import CubeGenerator, blend_back, cube_zoom, read_cubes
+from tumorsynth.generators.model_grid import (
+    CubeGenerator,
+    blend_back,
+    cube_spec,
+    read_cubes,
+    split_windows,
+    window_seeds,
+)
 from tumorsynth.generators.protocol import RenderInput, TumorSite
 from tumorsynth.models.tumor_diffusion import TumorDiffusion, size_class_of
 from tumorsynth.organs import equivalent_diameter_mm
@@ -152,10 +165,11 @@ class DiffusionGenerator(CubeGenerator):
         measured when it is rendered, :func:`_measured_size_class`)."""
         edge = float(rng.uniform(*self.edge_width_mm))
         ae = self.model.autoencoder_config
+        cubes = cube_spec(site, edge, ae.crop_size, ae.spacing_mm)
         return {
             "noise_seed": int(rng.integers(2**63 - 1)),
             "steps": self.steps,
-            "zoom": cube_zoom(site, edge, ae.crop_size, ae.spacing_mm),
+            "zoom": cubes.pop("zoom"),
             "edge_width_mm": edge,
             "scan_noise": self.keep_scan_noise,
             "parenchyma_hu": float(site.parenchyma.median_hu),
@@ -163,6 +177,7 @@ class DiffusionGenerator(CubeGenerator):
             "contrast_scale": self._contrast_scale(site),
             "checkpoint": self.checkpoint,
             "weights_sha256": dict(self.model.files),
+            **cubes,  # hollow organs: windows along a wall tumor, the tissue range
         }
 
     def _contrast_scale(self, site: TumorSite) -> float:
@@ -177,7 +192,8 @@ class DiffusionGenerator(CubeGenerator):
     def render_batch(
         self, specs: Sequence[Mapping[str, Any]], inputs: Sequence[RenderInput]
     ) -> list[np.ndarray]:
-        """Render several tumors; they are batched by equal step count, ``max_batch`` at a time."""
+        """Render several tumors; they are batched by equal step count, ``max_batch`` tumors at
+        a time and ``max_batch`` cubes per network call (a long wall tumor may have several)."""
         for spec in specs:
             self._check_files(spec.get("weights_sha256"), spec.get("checkpoint"))
         classes = [_measured_size_class(inp) for inp in inputs]
@@ -209,24 +225,37 @@ class DiffusionGenerator(CubeGenerator):
         classes: Sequence[int],
         steps: int,
     ) -> list[np.ndarray]:
+        """One network call per ``max_batch`` cubes (a wall tumor's windows are cubes of their
+        own, each sampled from its own seed)."""
         ae = self.model.autoencoder_config
         crops, masks, grids = read_cubes(
             specs, inputs, ae.spacing_mm, ae.crop_size, self.model.device
         )
-        generators = [torch.Generator().manual_seed(int(s["noise_seed"])) for s in specs]
-        sampled = self.model.sample(
-            crops,
-            masks,
-            list(classes),
-            steps=steps,
-            generators=generators,
-            amp=self.amp,
-            host_hu=[float(s["parenchyma_hu"]) for s in specs],
-        )
-        results = []
-        for spec, inp, grid, cube in zip(specs, inputs, grids, sampled, strict=True):
-            results.append(blend_back(spec, inp, grid, cube))
-        return results
+        seeds = [seed for spec in specs for seed in window_seeds(spec)]
+        per_cube = [
+            (int(c), float(s["parenchyma_hu"]))
+            for s, g, c in zip(specs, grids, classes, strict=True)
+            for _ in g
+        ]
+        sampled = []
+        for start in range(0, len(seeds), self.max_batch):
+            part = slice(start, start + self.max_batch)
+            sampled.append(
+                self.model.sample(
+                    crops[part],
+                    masks[part],
+                    [c for c, _ in per_cube[part]],
+                    steps=steps,
+                    generators=[torch.Generator().manual_seed(s) for s in seeds[part]],
+                    amp=self.amp,
+                    host_hu=[h for _, h in per_cube[part]],
+                )
+            )
+        cubes = split_windows(torch.cat(sampled), grids)
+        return [
+            blend_back(spec, inp, own, cube)
+            for spec, inp, own, cube in zip(specs, inputs, grids, cubes, strict=True)
+        ]
 
 
 def _measured_size_class(inputs: RenderInput) -> int:

@@ -6,10 +6,32 @@ the tumor and its soft edge would not fit. The cube is read from the tumor's con
 tumor's own crop plus what the generator asked to read around it), its mask from the tumor's
 rendered shape, and the model's output goes back onto the native crop only where the tumor's
 soft mask is above 0, restricted to where tumor may lie.
+
+Hollow organs (colon, esophagus) need two things more (:func:`cube_spec` records them in the
+appearance spec; a spec without them renders as before):
+
+- *Windows along the wall.* A wall tumor is long (up to 8-10 cm along a curved tube) and thin (a
+  shell of a few mm to 2 cm). One cube holding it whole is zoomed out (large phantom colon tumors
+  1.5-2.0x with 64^3 cubes at 1.5 mm or 96^3 at 1 mm), so the model sees the shell at a spacing
+  it was not trained at, a few model voxels thick. When that zoom exceeds
+  :data:`SINGLE_CUBE_MAX_ZOOM`, the model renders it in ``windows_vox`` instead: cubes centred
+  on the centreline along the segment, zoomed only as far as the tube's cross-section needs,
+  each holding a stretch of the tumor whole; where two overlap their results are cross-faded
+  (each voxel weighted by how central it lies in each cube). Each window samples from its own
+  seed (the first from the tumor's). In a wide colon the cross-section itself sets the zoom
+  (the TotalSegmentator example's: up to 45 mm from the centreline, 1.5-2.5x), and one cube is
+  kept.
+- *The lumen becomes tumor.* Inside the tumor, voxels outside the organ's tissue range
+  (``tissue_hu``: air, fluid, oral contrast, fat) are set to the host's HU before the model reads
+  the cube (a model that changes the scan's own intensities would otherwise leave air in the
+  tumor), and the tumor tissue written back is never darker than :data:`TISSUE_FLOOR_HU` (the
+  lumen's air around the cube would otherwise darken the tumor's edge through the noise
+  separation's low-pass).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,25 +39,166 @@ from typing import Any
 import numpy as np
 import torch
 
+from tumorsynth._types import Vec3
 from tumorsynth.box import Box
 from tumorsynth.errors import InputError
 from tumorsynth.generators.noise import low_pass, scan_noise
 from tumorsynth.generators.protocol import RenderInput, TumorGeneratorBase, TumorSite
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
-from tumorsynth.shapes.ellipsoid import soft_mask
+from tumorsynth.shapes.ellipsoid import ShapeSpec, soft_mask
 
-__all__ = ["CubeGenerator", "blend_back", "check_files", "cube_zoom", "read_cubes"]
+__all__ = [
+    "TISSUE_FLOOR_HU",
+    "CubeGenerator",
+    "blend_back",
+    "check_files",
+    "cube_spec",
+    "cube_zoom",
+    "fill_lumen",
+    "lumen_of",
+    "read_cubes",
+    "split_windows",
+    "wall_windows",
+    "window_weights",
+    "window_seeds",
+]
 
 #: The tumor and its blend margin should fill at most this fraction of the cube's edge.
 FIT_FRACTION = 0.7
+#: A wall tumor's cross-section (its reach from the centreline plus the soft edge) fills at most
+#: this fraction of a window's fit radius (``FIT_FRACTION`` x half the cube); the rest of the
+#: radius holds a stretch of the segment.
+WALL_CROSS_FRACTION = 0.6
+#: Consecutive windows are at most this fraction of the stretch one window holds apart: the rest
+#: overlaps, and is cross-faded.
+WINDOW_STEP_FRACTION = 0.75
+#: A tumor one cube holds at up to this zoom is rendered in one cube; a wall tumor that needs
+#: more is rendered in windows when they need less zoom (large liver tumors get about 1.4 at the
+#: default 64^3 cubes at 2 mm, DiffTumor's 96^3 at 1 mm).
+SINGLE_CUBE_MAX_ZOOM = 1.5
+#: Windows are used only when they need this many times less zoom than one cube.
+WINDOW_MIN_GAIN = 1.2
+#: At most this many windows per wall tumor (more would cost more than the zoom saves).
+MAX_WINDOWS = 6
+#: Tumor tissue in a hollow organ is never darker than this (HU): fat begins below -30 HU
+#: (adipose window -190..-30 HU), water and mucin are near 0-20 HU.
+TISSUE_FLOOR_HU = -30.0
 
 
 def cube_zoom(site: TumorSite, edge_width_mm: float, crop_size: int, spacing_mm: Sequence[float]):
     """How much the model's grid is zoomed out so the tumor and its 4.5-std soft edge fill at
     most :data:`FIT_FRACTION` of the cube (1: the model's own spacing)."""
-    needed_mm = 2.0 * (float(np.max(site.shape.half_extents_mm())) + 4.5 * edge_width_mm)
-    cube_mm = crop_size * min(spacing_mm)
-    return round(max(1.0, needed_mm / (FIT_FRACTION * cube_mm)), 4)
+    return round(max(1.0, _fit_zoom(site.shape, edge_width_mm, crop_size, spacing_mm)), 4)
+
+
+def _fit_zoom(
+    shape: ShapeSpec, edge_width_mm: float, crop_size: int, spacing_mm: Sequence[float]
+) -> float:
+    """The zoom at which the tumor's box and soft edge fill :data:`FIT_FRACTION` of a cube."""
+    needed_mm = 2.0 * (float(np.max(shape.half_extents_mm())) + 4.5 * edge_width_mm)
+    return needed_mm / (FIT_FRACTION * crop_size * min(spacing_mm))
+
+
+def wall_windows(
+    shape: ShapeSpec, edge_width_mm: float, crop_size: int, spacing_mm: Sequence[float]
+) -> tuple[float, tuple[Vec3, ...]] | None:
+    """Zoom and window centres (voxel offsets from ``shape.center_vox``) for a wall tumor that
+    one cube holds only zoomed out beyond :data:`SINGLE_CUBE_MAX_ZOOM`, when windows along the
+    segment need :data:`WINDOW_MIN_GAIN` times less zoom (as much as the tube's cross-section
+    needs) and there are at most :data:`MAX_WINDOWS`; None otherwise (one cube,
+    :func:`cube_zoom`), and for any other tumor.
+
+    Each window holds whole the stretch of the segment within ``cover / 2`` of its centre
+    (arc length), where ``cover = 2 (R_fit - cross)``: every voxel of that stretch lies within
+    ``cover / 2 + cross`` of the centre, inside the fit sphere ``R_fit`` of the cube (a chord is
+    never longer than its arc). Centres run along the centreline, evenly spaced, so the first and
+    last windows hold the ends (soft edge included) and neighbours overlap.
+    """
+    wall = shape.wall
+    if wall is None:
+        return None
+    edge = 4.5 * edge_width_mm
+    single = _fit_zoom(shape, edge_width_mm, crop_size, spacing_mm)
+    cross = wall.reach_mm() + edge
+    fit0 = 0.5 * FIT_FRACTION * crop_size * min(spacing_mm)
+    zoom = round(max(1.0, cross / (WALL_CROSS_FRACTION * fit0)), 4)
+    cover = 2.0 * (fit0 * zoom - cross)
+    extent = 2.0 * (wall.half_extent_mm + edge + 1.0)  # 1 mm: the arc's refinement at the ends
+    if single <= SINGLE_CUBE_MAX_ZOOM or zoom * WINDOW_MIN_GAIN > single or extent <= cover:
+        return None
+    count = 1 + math.ceil((extent - cover) / (WINDOW_STEP_FRACTION * cover) - 1e-9)
+    if count > MAX_WINDOWS:
+        return None
+    reach = min(0.5 * (extent - cover), wall.half_extent_mm)
+    arcs = np.linspace(-reach, reach, count)
+    arc = wall.arc_mm()
+    points = np.asarray(wall.centreline_vox, dtype=np.float64)
+    centre = np.asarray(shape.center_vox, dtype=np.float64)
+    offsets = [
+        tuple(
+            round(float(np.interp(a, arc, points[:, axis]) - centre[axis]), 4) for axis in range(3)
+        )
+        for a in arcs
+    ]
+    return zoom, tuple(offsets)  # type: ignore[arg-type]
+
+
+def cube_spec(
+    site: TumorSite, edge_width_mm: float, crop_size: int, spacing_mm: Sequence[float]
+) -> dict[str, Any]:
+    """What a cube generator records about its cubes: ``zoom``; for a wall tumor that one cube
+    does not hold, ``windows_vox`` (:func:`wall_windows`); for a hollow organ, ``tissue_hu``
+    (its tissue range: the rest of the tumor is lumen, filled before the model reads it)."""
+    windows = wall_windows(site.shape, edge_width_mm, crop_size, spacing_mm)
+    spec: dict[str, Any] = {
+        "zoom": cube_zoom(site, edge_width_mm, crop_size, spacing_mm)
+        if windows is None
+        else windows[0]
+    }
+    if windows is not None:
+        spec["windows_vox"] = [list(w) for w in windows[1]]
+    if site.profile.tissue_hu is not None:
+        spec["tissue_hu"] = [float(v) for v in site.profile.tissue_hu]
+    return spec
+
+
+def window_seeds(spec: Mapping[str, Any]) -> list[int]:
+    """The noise seed of each of the tumor's cubes: the spec's own for the first, one derived
+    from it and the window's index for the others."""
+    seed = int(spec["noise_seed"])
+    count = len(spec.get("windows_vox") or [None])
+    derived = [
+        int(np.random.SeedSequence([seed, k]).generate_state(1, np.uint64)[0]) >> 1
+        for k in range(1, count)
+    ]
+    return [seed, *derived]
+
+
+def lumen_of(image: np.ndarray, tumor: np.ndarray, tissue_hu: Sequence[float]) -> np.ndarray:
+    """The voxels of ``tumor`` whose HU lie outside ``tissue_hu``: the lumen (air, fluid, oral
+    contrast) and the fat a hollow organ's tumor takes over."""
+    lo, hi = float(tissue_hu[0]), float(tissue_hu[1])
+    return tumor & ((image < lo) | (image > hi))
+
+
+def fill_lumen(
+    image: np.ndarray, tumor: np.ndarray, tissue_hu: Sequence[float], host_hu: float
+) -> np.ndarray:
+    """``image`` with the lumen of ``tumor`` (:func:`lumen_of`) set to ``host_hu`` (a copy
+    when there is any lumen; ``image`` itself when there is none).
+
+    Examples
+    --------
+    >>> image = np.array([-1000.0, 40.0, 5.0, 600.0], dtype=np.float32)
+    >>> fill_lumen(image, np.array([True, True, False, True]), (20.0, 250.0), 35.0).tolist()
+    [35.0, 40.0, 5.0, 35.0]
+    """
+    lumen = lumen_of(image, tumor, tissue_hu)
+    if not lumen.any():
+        return image
+    out = image.copy()
+    out[lumen] = np.float32(host_hu)
+    return out
 
 
 def read_cubes(
@@ -44,43 +207,75 @@ def read_cubes(
     spacing_mm: Sequence[float],
     crop_size: int,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, list[CropGrid]]:
-    """Per tumor, its cube of HU from the context crop and its mask (0/1), both (B, 1, N, N, N)
-    on ``device``, and the grid on the tumor's own crop that results go back through. Each
-    spec's ``zoom`` scales the model spacing."""
+) -> tuple[torch.Tensor, torch.Tensor, list[list[CropGrid]]]:
+    """Per tumor, its cubes (one, or one per window) of HU from the context crop and of its mask
+    (0/1), all concatenated (B, 1, N, N, N) on ``device``, and per tumor the grids on its own crop
+    that results go back through. Each spec's ``zoom`` scales the model spacing; with
+    ``tissue_hu`` the lumen inside the tumor is filled with its host's HU first."""
     crops, masks, grids = [], [], []
     for spec, inp in zip(specs, inputs, strict=True):
-        center = np.asarray(inp.shape.center_vox, float) - np.asarray(inp.shape.box.origin)
         orientation = orientation_of(inp.affine)
         spacing = tuple(s * float(spec["zoom"]) for s in spacing_mm)
-        grid = CropGrid(tuple(center), inp.spacing_mm, orientation, spacing, crop_size)  # type: ignore[arg-type]
-        in_context = CropGrid(
-            tuple(center + np.asarray(inp.context_offset)),
-            inp.spacing_mm,
-            orientation,
-            spacing,  # type: ignore[arg-type]
-            crop_size,
-        )
-        crops.append(
-            in_context.read(torch.from_numpy(np.ascontiguousarray(inp.context)).to(device))
-        )
+        context = inp.context
+        if spec.get("tissue_hu") is not None:
+            inner = tuple(slice(o, o + n) for o, n in zip(inp.context_offset, inp.tumor_mask.shape))
+            crop = context[inner]
+            filled = fill_lumen(
+                crop, inp.tumor_mask, spec["tissue_hu"], float(spec["parenchyma_hu"])
+            )
+            if filled is not crop:  # never written in place: the context may be the image
+                context = context.copy()
+                context[inner] = filled
+        volume = torch.from_numpy(np.ascontiguousarray(context)).to(device)
         tumor = torch.from_numpy(inp.tumor_mask.astype(np.float32)).to(device)
-        masks.append((grid.read(tumor) > 0.5).float())
-        grids.append(grid)
+        middle = np.asarray(inp.shape.center_vox, float) - np.asarray(inp.shape.box.origin)
+        own = []
+        for offset in spec.get("windows_vox") or [(0.0, 0.0, 0.0)]:
+            center = middle + np.asarray(offset, dtype=float)
+            grid = CropGrid(tuple(center), inp.spacing_mm, orientation, spacing, crop_size)  # type: ignore[arg-type]
+            in_context = CropGrid(
+                tuple(center + np.asarray(inp.context_offset)),
+                inp.spacing_mm,
+                orientation,
+                spacing,  # type: ignore[arg-type]
+                crop_size,
+            )
+            crops.append(in_context.read(volume))
+            masks.append((grid.read(tumor) > 0.5).float())
+            own.append(grid)
+        grids.append(own)
     return torch.cat(crops), torch.cat(masks), grids
 
 
+def split_windows(
+    cubes: torch.Tensor, grids: Sequence[Sequence[CropGrid]]
+) -> list[list[torch.Tensor]]:
+    """The cubes of a batch (B, 1, N, N, N), in :func:`read_cubes`' order, per tumor."""
+    out, start = [], 0
+    for own in grids:
+        out.append([cubes[start + k] for k in range(len(own))])
+        start += len(own)
+    return out
+
+
 def blend_back(
-    spec: Mapping[str, Any], inp: RenderInput, grid: CropGrid, cube: torch.Tensor
+    spec: Mapping[str, Any],
+    inp: RenderInput,
+    grids: CropGrid | Sequence[CropGrid],
+    cubes: torch.Tensor | Sequence[torch.Tensor],
 ) -> np.ndarray:
     """``background + w * (synthetic - background)`` on the native crop, only where the soft
     mask ``w`` (edge ``spec["edge_width_mm"]``, within ``inp.allowed``) is above 0.
 
-    The synthetic HU are ``cube`` written back; their deviation from the parenchyma
-    (``spec["parenchyma_hu"]``) is scaled by ``spec["contrast_scale"]`` (1 when absent), and
+    The synthetic HU are the ``cubes`` written back through their ``grids`` (one cube, or one
+    per window, cross-faded: :func:`window_weights`); their deviation from the parenchyma
+    (``spec["parenchyma_hu"]``) is scaled by ``spec["contrast_scale"]`` (1 when absent); with
+    ``spec["tissue_hu"]`` (a hollow organ) they are at least :data:`TISSUE_FLOOR_HU`; and
     with ``spec["scan_noise"]`` their content finer than 2 mm is replaced by the scan's own
     noise (seeded by ``spec["noise_seed"]``).
     """
+    if isinstance(grids, CropGrid):
+        grids, cubes = [grids], [cubes]  # type: ignore[list-item]
     weight = soft_mask(inp.shape.distance_mm, float(spec["edge_width_mm"]))
     weight *= inp.allowed
     new = inp.image.astype(np.float32, copy=True)
@@ -88,11 +283,13 @@ def blend_back(
     if found is None:
         return new
     box = found.slices
-    synthetic = grid.write_back(cube, found.origin, found.shape).float().cpu().numpy()
-    host = float(spec["parenchyma_hu"])
-    synthetic = host + float(spec.get("contrast_scale", 1.0)) * (synthetic - host)
     w = weight[box]
     background = new[box]
+    synthetic = _written_back(list(grids), list(cubes), found, background)
+    host = float(spec["parenchyma_hu"])
+    synthetic = host + float(spec.get("contrast_scale", 1.0)) * (synthetic - host)
+    if spec.get("tissue_hu") is not None:
+        np.maximum(synthetic, np.float32(TISSUE_FLOOR_HU), out=synthetic)
     if spec.get("scan_noise"):
         noise = scan_noise(
             background,
@@ -105,6 +302,36 @@ def blend_back(
         synthetic = low_pass(synthetic, inp.spacing_mm) + noise
     new[box] = background + w * (synthetic - background)
     return new
+
+
+def window_weights(grid: CropGrid, origin: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+    """How central each scan voxel of the box ``origin``/``shape`` lies in ``grid``'s cube: the
+    product over the cube's axes of ``1 - |offset| / half`` (1 at the centre, 0 at the faces and
+    beyond), float32."""
+    points = grid.model_points(origin, shape)
+    half = max((grid.size - 1) / 2.0, 0.5)
+    tent = np.clip(1.0 - np.abs(points - half) / half, 0.0, 1.0)
+    return np.prod(tent, axis=-1).astype(np.float32)
+
+
+def _written_back(
+    grids: list[CropGrid], cubes: list[torch.Tensor], found: Box, background: np.ndarray
+) -> np.ndarray:
+    """The cubes' HU on the box ``found``: one cube as it is; several cross-faded by
+    :func:`window_weights` (a voxel no cube covers keeps ``background``)."""
+    if len(grids) == 1:
+        return grids[0].write_back(cubes[0], found.origin, found.shape).float().cpu().numpy()
+    total = np.zeros(found.shape, dtype=np.float32)
+    weights = np.zeros(found.shape, dtype=np.float32)
+    for grid, cube in zip(grids, cubes, strict=True):
+        weight = window_weights(grid, found.origin, found.shape)
+        values = grid.write_back(cube, found.origin, found.shape).float().cpu().numpy()
+        total += weight * values
+        weights += weight
+    covered = weights > 0
+    out = background.astype(np.float32, copy=True)
+    out[covered] = total[covered] / weights[covered]
+    return out
 
 
 def check_files(

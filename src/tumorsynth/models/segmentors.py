@@ -57,7 +57,8 @@ class SegmentorConfig:
     backbone
         ``unet`` (MONAI UNet with residual units), ``dynunet`` (nnU-Net-style), ``swinunetr``.
     in_channels, out_channels
-        Input channels (1: CT) and classes including background.
+        Input channels (1: CT) and classes including background (in training: 1 + 2 per organ
+        of ``data.organ``, which a default of 3 follows).
     patch_size
         Training crop in voxels (x, y, z); SwinUNETR needs multiples of 32.
     spacing_mm

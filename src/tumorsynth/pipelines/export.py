@@ -3,8 +3,10 @@ on it: ``DatasetNNN_Name/imagesTr``, ``labelsTr`` and a valid ``dataset.json``.
 
 Synthetic cases come from healthy scans through the resumable batch (``<case>_syn<k>``); real
 annotated cases, if given, are added as ``real_<case>`` with their labels converted to the output
-convention. Labels: 0 background, 1 liver, 2 liver tumor, 3 pancreas, 4 pancreas tumor, 5 kidney,
-6 kidney tumor.
+convention. Labels (``dataset.json``, always all of them, consecutive as nnU-Net wants: a label
+file holds every organ its source map names, whichever organs got tumors): 0 background,
+1 liver, 2 liver tumor, 3 pancreas, 4 pancreas tumor, 5 kidney, 6 kidney tumor, 7 colon,
+8 colon tumor, 9 esophagus, 10 esophagus tumor, 11 uterus, 12 uterus tumor.
 """
 
 from __future__ import annotations

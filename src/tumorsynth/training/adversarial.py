@@ -296,6 +296,13 @@ def _segmentor(config: AdversarialTrainConfig, device: torch.device) -> tuple[An
     """The frozen judge and its HU window; refuses one of another organ or spacing."""
     model, stored = load_segmentor(config.segmentor, device)
     where = str(Path(config.segmentor) / "config.json")
+    if len(stored.get("organs") or ()) > 1:
+        raise InputError(
+            where,
+            f"the judge must segment one organ (background, organ, tumor); this segmentor "
+            f"segments {', '.join(stored['organs'])}",
+            fix="train a segmentor with data.organ set to this run's organ alone",
+        )
     if stored.get("organ") != config.data.organ:
         raise InputError(
             where,

@@ -8,6 +8,10 @@ RandomTumorShape`, the size class from the profile's mixed weights or the one as
 as synthesis does, and reads the cube around it on the model's grid (zoomed out as the generator
 zooms, so training sees what rendering will). A scan whose organ is absent or has no room for a
 tumor is skipped with a warning, never a crash; a run in which no scan is usable is refused.
+
+Hollow organs are read as rendering reads them (:mod:`tumorsynth.generators.model_grid`): a long
+wall tumor through one of its windows along the segment (drawn at random), and the lumen inside
+the tumor (voxels outside the organ's tissue range) filled with the host's HU.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 from tumorsynth._types import SIZE_CLASSES, SizeClass
 from tumorsynth.errors import InputError, PlacementError
-from tumorsynth.generators.model_grid import FIT_FRACTION
+from tumorsynth.generators.model_grid import FIT_FRACTION, lumen_of, wall_windows
 from tumorsynth.io.datasets import read_case_label
 from tumorsynth.io.label_maps import label_mask, resolve_label_map
 from tumorsynth.io.nifti import load_image
@@ -165,12 +169,18 @@ class HealthyCrops:
         return torch.cat(crops), torch.cat(masks), torch.cat(organs), hosts
 
     def _read(self, scan: HealthyScan, shape: Any) -> tuple[torch.Tensor, ...]:
-        """The cube around ``shape`` (zoomed as the generator zooms): HU, tumor, organ."""
+        """The cube around ``shape`` (zoomed, or one of its windows, as the generator does):
+        HU (a hollow organ's lumen in the tumor filled with the host's HU), tumor, organ."""
         size, spacing = self.model.crop_size, self.model.spacing_mm
-        needed = 2.0 * (float(np.max(shape.half_extents_mm())) + 4.5 * _EDGE_MM)
-        zoom = max(1.0, needed / (FIT_FRACTION * size * min(spacing)))
-        cube = tuple(s * zoom for s in spacing)
         center = np.asarray(shape.center_vox, dtype=float)
+        windows = wall_windows(shape, _EDGE_MM, size, spacing)
+        if windows is None:
+            needed = 2.0 * (float(np.max(shape.half_extents_mm())) + 4.5 * _EDGE_MM)
+            zoom = max(1.0, needed / (FIT_FRACTION * size * min(spacing)))
+        else:  # draws from the stream only for wall tumors that need windows
+            zoom, offsets = windows
+            center = center + np.asarray(offsets[int(self.rng.integers(len(offsets)))])
+        cube = tuple(s * zoom for s in spacing)
         grid = CropGrid(tuple(center), scan.spacing_mm, scan.orientation, cube, size)  # type: ignore[arg-type]
         box = shape_box(shape, scan.spacing_mm, tuple(scan.image.shape), 0.0)
         field = render_shape(shape, scan.spacing_mm, box)
@@ -184,4 +194,11 @@ class HealthyCrops:
         )
         tumor = (in_box.read(torch.from_numpy(inside.astype(np.float32))) > 0.5).float()
         organ = (grid.read(scan.organ) > 0.5).float()
-        return grid.read(scan.image), tumor, torch.maximum(organ, tumor)
+        image = grid.read(scan.image)
+        tissue = self.profile.tissue_hu
+        if tissue is not None:  # the lumen becomes tumor: host HU where it is filled
+            host = float(scan.context.parenchyma.median_hu)
+            lumen = lumen_of(scan.image[box.slices].numpy(), inside, tissue)
+            share = in_box.read(torch.from_numpy(lumen.astype(np.float32)))
+            image = image + share * (host - image)
+        return image, tumor, torch.maximum(organ, tumor)

@@ -6,7 +6,7 @@ Example (``tumorsynth train --config unet_synthetic_liver.yaml``)::
     seed: 0
     data:
       mode: synthetic            # real | synthetic | mixed
-      organ: liver
+      organ: liver               # or several: [liver, colon, uterus] (one network, 7 classes)
       healthy: [data/Dataset001_Healthy]     # healthy CT + organ labels (tumors synthesized);
       healthy_label_map: totalsegmentator    # a preset, a JSON file or {liver: 1, kidney: [2, 3]};
                                              # an entry may be {path: DIR, label_map: ..}
@@ -34,7 +34,7 @@ needs are given, the generator exists), all together, before anything is read or
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,8 +54,9 @@ from tumorsynth._types import LabelMapSpec, SizeClass
 from tumorsynth.errors import InputError
 from tumorsynth.generators import generator_takes, registered_generators
 from tumorsynth.io.datasets import is_case_list
-from tumorsynth.io.label_maps import resolve_label_map
+from tumorsynth.io.label_maps import OUTPUT_LABELS, resolve_label_map
 from tumorsynth.models.segmentors import SegmentorConfig
+from tumorsynth.organs import registered_organs
 
 __all__ = [
     "BOUNDS",
@@ -86,7 +87,7 @@ class DataConfig:
     mode
         real (scans with real tumors), synthetic (healthy scans + synthetic tumors) or mixed.
     organ
-        The organ whose tumors are segmented (liver, pancreas, kidney, ...).
+        The organ whose tumors are segmented (liver, pancreas, kidney, colon, esophagus, uterus), or several ([liver, colon, uterus]): the classes are background, then each organ and its tumor in output-label order (13 for all six); synthetic tumors go into one organ per crop.
     healthy
         Healthy CTs with organ labels: dataset folders, case lists (.txt/.csv/.tsv of IMAGE LABEL lines), {path: DIR or LIST, label_map: ..} or one case {image: CT, label: SEG, label_map: ..}.
     healthy_label_map
@@ -130,7 +131,7 @@ class DataConfig:
     """
 
     mode: Mode = "synthetic"
-    organ: str = "liver"
+    organ: str | tuple[str, ...] = "liver"
     healthy: tuple[CaseEntry, ...] = ()
     healthy_label_map: LabelMapSpec | None = None
     real: tuple[CaseEntry, ...] = ()
@@ -152,9 +153,29 @@ class DataConfig:
     cache: bool = True
     analysis_cache_dir: str | None = None
 
+    @property
+    def organs(self) -> tuple[str, ...]:
+        """The organs of ``organ``, in the output convention's order (its label ids)."""
+        names = (self.organ,) if isinstance(self.organ, str) else tuple(self.organ)
+        known = {name: OUTPUT_LABELS.organs[name][0] for name in OUTPUT_LABELS.organs}
+        return tuple(sorted(dict.fromkeys(names), key=lambda n: (known.get(n, 1000), n)))
+
     def check(self) -> list[str]:
         """Rules between settings, and every label map in use resolved (named by key path)."""
         problems = bound_problems(self, section_bounds(BOUNDS, "data"))
+        names = (self.organ,) if isinstance(self.organ, str) else tuple(self.organ)
+        unknown = [n for n in names if n not in registered_organs()]
+        if unknown:
+            problems.append(
+                f"organ: {', '.join(f'organ {n!r}' for n in unknown)}: no organ profile; known "
+                f"organs are {list(registered_organs())}"
+            )
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice or not names:
+            problems.append(
+                f"organ: expected one or more different organs, found {list(names)}"
+                + (f" ({', '.join(twice)} more than once)" if twice else "")
+            )
         if self.mode in ("synthetic", "mixed") and not self.healthy:
             problems.append(f"mode: {self.mode!r} needs healthy scans (data.healthy)")
         if self.mode in ("real", "mixed") and not self.real:
@@ -321,10 +342,29 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __post_init__(self) -> None:
+        # The network's classes follow data.organ: out_channels left at its default (3, one
+        # organ) takes the class count of several organs.
+        default = SegmentorConfig.out_channels
+        if self.model.out_channels == default and len(self.classes) != default:
+            object.__setattr__(self, "model", replace(self.model, out_channels=len(self.classes)))
+
     @property
     def classes(self) -> dict[str, int]:
-        """Network output classes: 0 background, 1 organ, 2 tumor (of ``data.organ``)."""
-        return {"background": 0, self.data.organ: 1, f"{self.data.organ}_tumor": 2}
+        """Network output classes: 0 background, then per organ of ``data.organ`` (output
+        convention order) the organ and its tumor: 1 organ, 2 tumor for one organ; 0-12 as in
+        the output convention for all six.
+
+        Examples
+        --------
+        >>> TrainConfig(data=DataConfig(organ=("uterus", "liver"))).classes
+        {'background': 0, 'liver': 1, 'liver_tumor': 2, 'uterus': 3, 'uterus_tumor': 4}
+        """
+        classes = {"background": 0}
+        for organ in self.data.organs:
+            classes[organ] = len(classes)
+            classes[f"{organ}_tumor"] = len(classes)
+        return classes
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "<config>") -> TrainConfig:
@@ -336,8 +376,8 @@ class TrainConfig:
         problems = bound_problems(self, run_bounds(BOUNDS))
         if self.model.out_channels != len(self.classes):
             problems.append(
-                f"model.out_channels: must be {len(self.classes)} (background, organ, tumor), "
-                f"found {self.model.out_channels}"
+                f"model.out_channels: must be {len(self.classes)} (background, and each organ "
+                f"of data.organ and its tumor), found {self.model.out_channels}"
             )
         return problems
 

@@ -293,11 +293,15 @@ def check_training_data(
 
 class RelabelToOutputd(MapTransform):
     """Input labels -> the tumorsynth output convention, deterministically; the input label map
-    is the sample's ``labelmap`` entry (so datasets of different conventions mix)."""
+    is the sample's ``labelmap`` entry (so datasets of different conventions mix). A generic
+    map (MSD: 1 organ, 2 tumor) is read as the first of ``organ``."""
 
-    def __init__(self, keys: Sequence[str], organ: str, map_key: str = "labelmap") -> None:
+    def __init__(
+        self, keys: Sequence[str], organ: str | Sequence[str], map_key: str = "labelmap"
+    ) -> None:
         super().__init__(keys)
-        self.organ, self.map_key = organ, map_key
+        self.organs = [organ] if isinstance(organ, str) else list(organ)
+        self.map_key = map_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -310,19 +314,24 @@ class RelabelToOutputd(MapTransform):
                 else np.asarray(value)
             )
             out = to_output_labels(
-                np.rint(array).astype(np.int64), label_map, OUTPUT_LABELS, [self.organ]
+                np.rint(array).astype(np.int64), label_map, OUTPUT_LABELS, self.organs
             )
             d[key] = as_type_of(out, value, dtype=torch.uint8)  # ids, 4x smaller in the cache
         return d
 
 
 class ToClassesd(MapTransform):
-    """Output-convention labels -> network classes: 0 background, 1 organ, 2 its tumor."""
+    """Output-convention labels -> network classes: 0 background, then per organ (in the order
+    given) the organ and its tumor: 1 organ, 2 its tumor for one organ; the output ids of
+    organs not given become background."""
 
-    def __init__(self, keys: Sequence[str], organ: str) -> None:
+    def __init__(self, keys: Sequence[str], organ: str | Sequence[str]) -> None:
         super().__init__(keys)
-        self.organ_id = OUTPUT_LABELS.id_of(organ)
-        self.tumor_id = OUTPUT_LABELS.id_of(f"{organ}_tumor")
+        organs = [organ] if isinstance(organ, str) else list(organ)
+        self.lookup = np.zeros(256, dtype=np.uint8)
+        for index, name in enumerate(organs):
+            self.lookup[OUTPUT_LABELS.id_of(name)] = 2 * index + 1
+            self.lookup[OUTPUT_LABELS.id_of(f"{name}_tumor")] = 2 * index + 2
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -331,13 +340,11 @@ class ToClassesd(MapTransform):
             # A plain tensor: ops on a MetaTensor track meta (3 ms per comparison of a 96^3 crop).
             t = value.as_tensor() if isinstance(value, MetaTensor) else torch.as_tensor(value)
             if t.dtype == torch.uint8 and t.device.type == "cpu":  # one lookup per voxel
-                lookup = np.zeros(256, dtype=np.uint8)
-                lookup[self.organ_id], lookup[self.tumor_id] = 1, 2
-                classes = torch.from_numpy(np.take(lookup, t.numpy()))
+                classes = torch.from_numpy(np.take(self.lookup, t.numpy()))
             else:
                 classes = torch.zeros_like(t, dtype=torch.uint8)
-                classes[t == self.organ_id] = 1
-                classes[t == self.tumor_id] = 2
+                for out_id in np.flatnonzero(self.lookup):
+                    classes[t == int(out_id)] = int(self.lookup[out_id])
             d[key] = as_type_of(classes, value)
         return d
 
@@ -349,6 +356,7 @@ def prepare_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: s
         LoadImaged(keys=("image", "label"), image_only=True),
         EnsureChannelFirstd(keys=("image", "label")),
         *resample_transforms(spacing_mm, label=True),
+        # a generic map (MSD) is read as the first organ as written in data.organ
         RelabelToOutputd(["label"], config.data.organ),
     ]
     del kind  # every kind is relabelled by its own label map
@@ -365,7 +373,7 @@ def _synthesis_settings(config: TrainConfig) -> dict[str, Any]:
         options.setdefault("device", "cpu")
     return {
         "keys": ("image", "label"),
-        "organ": d.organ,
+        "organ": d.organs,
         "count": d.tumors_per_case,
         "size": d.tumor_size,
         "label_map": OUTPUT_LABELS,
@@ -386,11 +394,14 @@ def _online_filter(settings: Mapping[str, Any] | None, workers: int) -> dict[str
 
 def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) -> Compose:
     """Prepare (cached), then crops: ``samples_per_case`` per case, centred on background, organ
-    and tumor voxels in the shares ``positive_fraction`` gives (1 - pf, pf / 3, 2 pf / 3)."""
+    and tumor voxels in the shares ``positive_fraction`` gives (1 - pf, pf / 3, 2 pf / 3; with
+    several organs, the organ and tumor shares are split evenly between them)."""
     d = config.data
     steps = prepare_transforms(config, spacing_mm, kind)
     pf = d.positive_fraction
     ratios = [1.0 - pf, pf / 3.0, 2.0 * pf / 3.0]
+    n_organs = len(d.organs)
+    class_ratios = [ratios[0]] + [r / n_organs for _ in d.organs for r in ratios[1:]]
     if kind == "healthy":  # crop first, tumors for the tumor crops only
         steps.append(
             RandTumorSynthd(
@@ -406,7 +417,7 @@ def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str
         # than the steps themselves.
         steps.append(EnsureTyped(keys=("image", "label"), track_meta=False))
     steps += [
-        ToClassesd(["label"], d.organ),
+        ToClassesd(["label"], d.organs),
         window_transform(d.hu_window),
         SpatialPadd(keys=("image", "label"), spatial_size=config.model.patch_size),
     ]
@@ -416,8 +427,8 @@ def train_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str
                 keys=("image", "label"),
                 label_key="label",
                 spatial_size=config.model.patch_size,
-                num_classes=3,
-                ratios=ratios,
+                num_classes=len(class_ratios),
+                ratios=class_ratios,
                 num_samples=d.samples_per_case,
                 warn=False,
             )
@@ -436,7 +447,7 @@ def val_transforms(config: TrainConfig, spacing_mm: Sequence[float], kind: str) 
     steps = prepare_transforms(config, spacing_mm, kind)
     if kind == "healthy":
         steps.append(TumorSynthd(seed=config.seed, **_synthesis_settings(config)))
-    steps += [ToClassesd(["label"], d.organ), window_transform(d.hu_window)]
+    steps += [ToClassesd(["label"], d.organs), window_transform(d.hu_window)]
     return Compose(steps)
 
 

@@ -89,11 +89,13 @@ class TrainOutput:
 def segmentor_checkpoint_config(
     config: TrainConfig, model_config: SegmentorConfig, step: int
 ) -> dict[str, Any]:
-    """What a prediction needs to reproduce the training preprocessing, frozen with the weights."""
+    """What a prediction needs to reproduce the training preprocessing, frozen with the weights
+    (``classes``: output label name -> network class; ``organ``: the first of ``organs``)."""
     return {
         "model": model_config.to_dict(),
         "classes": config.classes,
-        "organ": config.data.organ,
+        "organ": config.data.organs[0],
+        "organs": list(config.data.organs),
         "spacing_mm": list(model_config.spacing_mm),
         "hu_window": list(config.data.hu_window),
         "patch_size": list(model_config.patch_size),
@@ -332,11 +334,14 @@ def _validate(
     device: torch.device,
     autocast: Any,
 ) -> dict[str, float]:
-    """Mean DSC of organ and tumor over validation volumes (sliding window, Gaussian blending);
-    cases without tumor count for the tumor mean only when the prediction is also empty."""
+    """Mean DSC of organ and tumor over validation volumes (sliding window, Gaussian blending):
+    per organ class and per tumor class present in the case (ground truth or prediction); a case
+    without any tumor counts for the tumor mean only when no tumor is predicted either (1.0)."""
     model.eval()
     organ: list[float] = []
     tumor: list[float] = []
+    organ_classes = [c for name, c in config.classes.items() if c and not name.endswith("_tumor")]
+    tumor_classes = [c for name, c in config.classes.items() if name.endswith("_tumor")]
     for index in range(min(len(val_ds), config.train.max_val_cases)):
         item = val_ds[index]
         image = torch.as_tensor(item["image"])[None].to(device)
@@ -351,17 +356,24 @@ def _validate(
                 mode="gaussian",
             )
         pred = logits.argmax(1, keepdim=True)  # type: ignore[union-attr]
-        for cls, store in ((1, organ), (2, tumor)):
-            p, g = pred == cls, label == cls
-            denom = p.sum() + g.sum()
-            if denom > 0:
-                store.append(float(2 * (p & g).sum() / denom))
-            elif cls == 2:
-                store.append(1.0)
+        organ += _class_dice(pred, label, organ_classes)
+        scores = _class_dice(pred, label, tumor_classes)
+        tumor += scores if scores else [1.0]
     return {
         "organ": float(np.mean(organ)) if organ else math.nan,
         "tumor": float(np.mean(tumor)) if tumor else math.nan,
     }
+
+
+def _class_dice(pred: torch.Tensor, label: torch.Tensor, classes: list[int]) -> list[float]:
+    """DSC of each of ``classes`` that the ground truth or the prediction holds."""
+    scores = []
+    for cls in classes:
+        p, g = pred == cls, label == cls
+        denom = p.sum() + g.sum()
+        if denom > 0:
+            scores.append(float(2 * (p & g).sum() / denom))
+    return scores
 
 
 def _save_state(

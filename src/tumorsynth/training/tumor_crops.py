@@ -363,9 +363,10 @@ def _components(
         diameter = equivalent_diameter_mm(count * voxel_mm3)
         center = tuple(float(c) for c in stats["centroids"][index])
         box = stats["bounding_boxes"][index]
-        host = _host_hu(labels, index, box, spacing, image, label, mask)
         ids, counts = np.unique(label[box][labels[box] == index], return_counts=True)
         organ = organ_of.get(int(ids[np.argmax(counts)]))
+        tissue = get_profile(organ).tissue_hu if organ in registered_organs() else None
+        host = _host_hu(labels, index, box, spacing, image, label, mask, tissue)
         tumors.append(AnnotatedTumor(center, diameter, count, host, organ))  # type: ignore[arg-type]
     return tumors
 
@@ -390,9 +391,11 @@ def _host_hu(
     image: np.ndarray,
     label: np.ndarray,
     tumors: np.ndarray,
+    tissue_hu: tuple[float, float] | None = None,
 ) -> float:
     """Median HU of labelled non-tumor voxels 3-10 mm from component ``index`` (NaN if none);
-    everything is read in the component's box grown by 10 mm."""
+    everything is read in the component's box grown by 10 mm. With ``tissue_hu`` (a hollow
+    organ, whose label also holds its lumen) only voxels in that HU range count."""
     import edt
 
     reach = HOST_SHELL_MM[1]
@@ -406,6 +409,9 @@ def _host_hu(
     distance = edt.edt(~inside, anisotropy=tuple(float(d) for d in spacing))
     shell = (distance >= HOST_SHELL_MM[0]) & (distance <= reach)
     shell &= (label[grown] != 0) & ~tumors[grown]
+    if tissue_hu is not None:
+        values = image[grown]
+        shell &= (values >= tissue_hu[0]) & (values <= tissue_hu[1])
     if not shell.any():
         return math.nan
     return float(np.median(image[grown][shell]))

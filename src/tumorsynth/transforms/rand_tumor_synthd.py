@@ -4,7 +4,9 @@ Place it after ``LoadImaged`` + ``EnsureChannelFirstd`` and before any intensity
 appearance model works in HU). It works on channel-first arrays or MetaTensors at any spacing and
 orientation (spacing comes from the MetaTensor's affine), draws once per call from ``self.R``, and
 always returns the label in the output convention (1 liver, 2 liver tumor, 3 pancreas, 4 pancreas
-tumor, 5 kidney, 6 kidney tumor), with or without tumors, so batches are consistent.
+tumor, 5 kidney, 6 kidney tumor, 7 colon, 8 colon tumor, 9 esophagus, 10 esophagus tumor,
+11 uterus, 12 uterus tumor: every organ the input map names, with or without tumors), so
+batches are consistent. With several organs, each call puts its tumors into one of them.
 
 Online, in a training loader, two things make it cheap. Each scan's organ analysis (distance
 maps, vessels, noise) is kept per process and reused for every later draw of the same scan
@@ -65,7 +67,8 @@ class RandTumorSynthd(RandomizableTransform, MapTransform):
     keys
         ``(image_key, label_key)``.
     organ
-        Organ name or several (``("liver", "kidney")``); one is chosen per call.
+        Organ name or several (``("liver", "colon", "uterus")``); one is chosen per call. A
+        hollow organ's (colon, esophagus) tumors are wall thickenings along the tube.
     prob
         Probability of synthesizing tumors on a call.
     count, size
@@ -492,7 +495,7 @@ class TumorSynthd(MapTransform):
     def __init__(
         self,
         keys: KeysCollection = ("image", "label"),
-        organ: str = "liver",
+        organ: str | Sequence[str] = "liver",
         count: int | None = None,
         size: SizeClass | Literal["mixed"] = "mixed",
         label_map: str | Mapping[str, Any] | LabelMap = "totalsegmentator",

@@ -6,7 +6,10 @@ A *tumor* is a 26-connected component of an organ's tumor labels
 their first voxel in the label's C order, before components under the minimum volume are
 dropped, so a number stays that of the component in the label file). Its size class comes from
 its equivalent diameter (:func:`size_class_of`), the same rule for real and synthetic tumors: a
-synthetic tumor is classed by what was drawn, not by the class it was asked for.
+synthetic tumor is classed by what was drawn, not by the class it was asked for. A tumor of a
+hollow organ (colon, esophagus: a wall thickening over a segment of the tube) is classed by its
+length along the organ instead (:func:`length_along_organ_mm`), against the lengths its organ
+profile gives each class: its volume follows the tube's width more than the tumor's stage.
 
 Items are cut in LPS (x to the patient's left, y posterior, z superior; arrays ``(z, y, x)``)
 through :class:`LpsGrid`, a view of the scan's array (flips and an axis permutation from
@@ -32,7 +35,7 @@ from tumorsynth.evaluation.lesions import connected_components
 from tumorsynth.io.label_maps import label_mask
 from tumorsynth.io.nifti import spacing_from_affine
 from tumorsynth.io.records import read_numbered_manifest
-from tumorsynth.organs import equivalent_diameter_mm, get_profile
+from tumorsynth.organs import OrganProfile, equivalent_diameter_mm, get_profile
 from tumorsynth.realism.feature_rows import CaseInput, tumor_organs
 from tumorsynth.realism.features import without_ignored
 from tumorsynth.turing.layout import DEFAULT_PRESETS, KeyEntry, StudyInfo, Truth
@@ -49,6 +52,7 @@ __all__ = [
     "grid_spacing",
     "manifest_generators",
     "select_tumors",
+    "length_along_organ_mm",
     "size_class_of",
     "size_class_bounds",
     "write_montage",
@@ -68,40 +72,89 @@ Generators = Mapping[Path, Sequence[tuple[tuple[int, int, int], str]]]
 
 
 def size_class_bounds(organ: str) -> list[tuple[SizeClass, float]]:
-    """``(size class, upper equivalent diameter in mm)`` of ``organ``'s size classes, smallest
-    first; the last bound is infinite.
+    """``(size class, upper bound in mm)`` of ``organ``'s size classes, smallest first; the last
+    bound is infinite. The bound is on the equivalent diameter, or for a hollow organ (a profile
+    with ``wall`` rules) on the length along the organ.
 
     The profile gives each class a base radius (SynTumor: tiny 4, small 8, medium 16, large
     32 mm), so a class's typical diameter is twice that. A boundary lies at the geometric mean
     of two neighbouring classes' diameters (tiny/small at sqrt(8 x 16) = 11.3 mm, small/medium
     22.6 mm, medium/large 45.3 mm for the liver): sizes double from class to class, so the
-    geometric mean is the point halfway between them on the scale they are spread on.
+    geometric mean is the point halfway between them on the scale they are spread on. A hollow
+    organ's class has a typical length instead, the middle of its ``wall.length_mm`` range
+    (colon: 11.5, 22.5, 40, 62.5 mm), and the same rule between them.
 
     Examples
     --------
     >>> [(name, round(upper, 1)) for name, upper in size_class_bounds("liver")]
     [('tiny', 11.3), ('small', 22.6), ('medium', 45.3), ('large', inf)]
+    >>> [round(upper, 1) for _, upper in size_class_bounds("colon")]
+    [16.1, 30.0, 50.0, inf]
     """
     profile = get_profile(organ)
-    classes = sorted(profile.size_classes.items(), key=lambda item: item[1].base_radius_mm)
-    diameters = [2.0 * rule.base_radius_mm for _, rule in classes]
-    uppers = [math.sqrt(a * b) for a, b in zip(diameters, diameters[1:])] + [math.inf]
+    if profile.wall is not None:
+        lengths = profile.wall.length_mm
+        typical = {name: 0.5 * (lengths[name][0] + lengths[name][1]) for name in lengths}
+    else:
+        typical = {name: 2.0 * rule.base_radius_mm for name, rule in profile.size_classes.items()}
+    classes = sorted(typical.items(), key=lambda item: item[1])
+    sizes = [size for _, size in classes]
+    uppers = [math.sqrt(a * b) for a, b in zip(sizes, sizes[1:])] + [math.inf]
     return [(name, upper) for (name, _), upper in zip(classes, uppers)]
 
 
-def size_class_of(diameter_mm: float, organ: str) -> SizeClass:
-    """The size class of a tumor of ``organ`` with this equivalent diameter (mm); see
-    :func:`size_class_bounds`.
+def size_class_of(size_mm: float, organ: str) -> SizeClass:
+    """The size class of a tumor of ``organ`` of this size (mm): its equivalent diameter, or for
+    a hollow organ its length along the organ; see :func:`size_class_bounds`.
 
     Examples
     --------
-    >>> size_class_of(11.0, "liver"), size_class_of(54.7, "liver")
-    ('tiny', 'large')
+    >>> size_class_of(11.0, "liver"), size_class_of(54.7, "liver"), size_class_of(25.0, "colon")
+    ('tiny', 'large', 'small')
     """
     for name, upper in size_class_bounds(organ):
-        if diameter_mm < upper:
+        if size_mm < upper:
             return name
     raise AssertionError("the last bound is infinite")
+
+
+def length_along_organ_mm(
+    tumor: np.ndarray, tube: np.ndarray, spacing_mm: Sequence[float]
+) -> float:
+    """Length (mm) of a wall tumor along its tube: over how much of the tube's local axis the
+    tumor's cross-section (its voxels per slab across the axis) is at least half its largest,
+    the length at half thickness, as the wall shape's ``length_mm`` is defined (the thin tails
+    of its shouldered ends, and a slightly tilted axis, would lengthen its whole extent).
+
+    The axis is the main axis (largest principal component) of the ``tube`` voxels (organ and
+    tumor, same grid) within ``reach`` of the tumor's centre, ``reach`` 1.5 times the larger of
+    the tumor's farthest voxel from its centre and 20 mm: a stretch of tube longer than it is
+    wide, so even a ring-shaped tumor shorter than the tube is wide is measured along the tube,
+    not across it. On a bend the axis is the stretch's chord. Without tube voxels the tumor's
+    own main axis is used. Slabs are one voxel thick along the axis.
+
+    Examples
+    --------
+    >>> tube = np.zeros((20, 20, 60), bool); tube[5:15, 5:15, :] = True  # a tube along z
+    >>> ring = np.zeros_like(tube); ring[5:15, 5:15, 28:32] = True; ring[7:13, 7:13, :] = False
+    >>> length_along_organ_mm(ring, tube, (1.0, 1.0, 2.0))  # 4 slices of 2 mm, not 10 mm wide
+    8.0
+    """
+    spacing = np.asarray(spacing_mm, dtype=float)
+    points = np.argwhere(tumor) * spacing
+    centre = points.mean(axis=0)
+    reach = 1.5 * max(float(np.linalg.norm(points - centre, axis=1).max()), 20.0)
+    lo = np.maximum(0, np.floor((centre - reach) / spacing).astype(int))
+    hi = np.minimum(tube.shape, np.ceil((centre + reach) / spacing).astype(int) + 1)
+    near = (np.argwhere(tube[tuple(slice(a, b) for a, b in zip(lo, hi))]) + lo) * spacing
+    near = near[np.linalg.norm(near - centre, axis=1) <= reach]
+    cloud = near if len(near) >= 3 else points
+    _, _, axes = np.linalg.svd(cloud - cloud.mean(axis=0), full_matrices=False)
+    along = points @ axes[0]
+    step = float(np.abs(axes[0]) @ spacing)  # one voxel along the axis
+    counts = np.bincount(np.floor((along - along.min()) / step + 1e-9).astype(int))
+    above = np.flatnonzero(counts >= 0.5 * counts.max())
+    return round(float((above[-1] - above[0] + 1) * step), 3)
 
 
 @dataclass(frozen=True)
@@ -241,7 +294,7 @@ def case_tumors(
         ids = case.label_map.tumor_ids(organ)
         if not ids:
             continue  # this source has no tumors of that organ
-        _profile_of(organ, case)
+        wall = _profile_of(organ, case).wall is not None
         mask = label_mask(array, ids)
         box = Box.of_mask(mask)
         if box is None:
@@ -260,11 +313,14 @@ def case_tumors(
             centre = tuple(o + c for o, c in zip(offset, local))
             half = [(max(c, n - 1 - c) + 0.5) * s for c, n, s in zip(local, part.shape, spacing)]
             diameter = equivalent_diameter_mm(volume_mm3)
+            size = diameter
+            if wall:  # a hollow organ's tumor: its length along the tube
+                size = _wall_length(array, case, organ, ids, part, offset, spacing)
             tumors.append(
                 StudyTumor(
                     truth=truth,
                     organ=organ,
-                    size_class=size_class_of(diameter, organ),
+                    size_class=size_class_of(size, organ),
                     diameter_mm=round(diameter, 3),
                     volume_ml=round(volume_mm3 / 1000.0, 4),
                     image=Path(case.image),
@@ -283,9 +339,34 @@ def case_tumors(
     return tumors
 
 
-def _profile_of(organ: str, case: CaseInput) -> None:
+def _wall_length(
+    array: np.ndarray,
+    case: CaseInput,
+    organ: str,
+    tumor_ids: Sequence[int],
+    part: np.ndarray,
+    offset: Sequence[int],
+    spacing: Sequence[float],
+) -> float:
+    """:func:`length_along_organ_mm` of one component (``part``, at ``offset`` in ``array``),
+    its tube being the organ's and the organ's tumors' voxels around it."""
+    organ_ids = case.label_map.organs.get(organ, ())
+    extent_mm = float(np.linalg.norm(np.asarray(part.shape) * np.asarray(spacing)))
+    reach_mm = 1.5 * max(0.5 * extent_mm, 20.0)  # at least the reach the axis is taken over
+    margin = [int(math.ceil(reach_mm / s)) + 1 for s in spacing]
+    lo = [max(0, o - m) for o, m in zip(offset, margin)]
+    hi = [min(n, o + p + m) for o, p, m, n in zip(offset, part.shape, margin, array.shape)]
+    window = tuple(slice(a, b) for a, b in zip(lo, hi))
+    tube = label_mask(array[window], (*organ_ids, *tumor_ids))
+    tumor = np.zeros(tube.shape, dtype=bool)
+    inner = tuple(slice(o - a, o - a + n) for o, a, n in zip(offset, lo, part.shape))
+    tumor[inner] = part
+    return length_along_organ_mm(tumor, tube, spacing)
+
+
+def _profile_of(organ: str, case: CaseInput) -> OrganProfile:
     try:
-        get_profile(organ)
+        return get_profile(organ)
     except InputError as exc:
         raise InputError(
             str(case.label),
