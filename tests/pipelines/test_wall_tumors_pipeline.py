@@ -59,6 +59,8 @@ def test_colon_of_the_totalsegmentator_example(totalseg, size, seed):
     ).sum()
     wall = record.shape["wall"]
     assert wall["thickness_mm"] > 0 and wall["length_mm"] > 0
+    # early stage of a wall tumor is its class (T1-T2 plaques), not the 2 cm diameter rule
+    assert record.early_stage == (size in ("tiny", "small"))
 
 
 def test_phantom_colon_and_esophagus():

@@ -134,5 +134,7 @@ COLON = OrganProfile(
     # towards the lumen (TotalSegmentator example: median 31 HU here, -6 HU from -30 HU up,
     # -37 HU from -100 HU up, measured); unenhanced soft tissue is 30-60 HU (typical). Below
     # the dense positive oral contrast of the lumen (typically several hundred HU).
+    # T1-T2 cancers (module docstring): early by class, not by the 2 cm diameter of solid organs
+    early_stage_sizes=("tiny", "small"),
     tissue_hu=(20.0, 250.0),
 )

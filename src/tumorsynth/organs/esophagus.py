@@ -115,5 +115,7 @@ ESOPHAGUS = OrganProfile(
     vessel_threshold_hu=100.0,
     # As the colon (see there): the wall's soft tissue, above fluid, fat and the partial volume
     # with luminal air; below dense swallowed contrast.
+    # T1-T2 cancers (module docstring): early by class, not by the 2 cm diameter of solid organs
+    early_stage_sizes=("tiny", "small"),
     tissue_hu=(20.0, 250.0),
 )

@@ -286,6 +286,11 @@ class OrganProfile:
     wall
         Hollow organs only (colon, esophagus): their tumors are wall thickenings along the
         organ's course (:class:`WallRules`), not ellipsoids.
+    early_stage_sizes
+        Size classes that are early cancers in this organ (a synthetic tumor's record says
+        ``early_stage`` by its class); empty: by equivalent diameter under 2 cm
+        (:func:`is_early_stage`), as for solid organs. Real lesions, which have no class, are
+        always judged by diameter.
     tissue_hu
         The HU range of the organ's own tissue: its parenchyma is measured on mask voxels in this
         range only (a hollow organ's mask also holds its lumen: air, fluid, oral contrast).
@@ -303,6 +308,7 @@ class OrganProfile:
     vessel_threshold_hu: float = 40.0
     wall: WallRules | None = None
     tissue_hu: Range | None = None
+    early_stage_sizes: tuple[SizeClass, ...] = ()
 
     def __post_init__(self) -> None:
         missing = [c for c in SIZE_CLASSES if c not in self.size_classes]
@@ -313,3 +319,9 @@ class OrganProfile:
 
     def rule(self, size: SizeClass) -> SizeClassRule:
         return self.size_classes[size]
+
+    def is_early(self, size: SizeClass, diameter_mm: float) -> bool:
+        """Whether a tumor of this organ, class and equivalent diameter is early stage."""
+        if self.early_stage_sizes:
+            return size in self.early_stage_sizes
+        return is_early_stage(diameter_mm)

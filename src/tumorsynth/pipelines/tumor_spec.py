@@ -17,7 +17,7 @@ from tumorsynth import __version__
 from tumorsynth._types import SizeClass, Vec3
 from tumorsynth.io.label_maps import OUTPUT_LABELS, LabelMap
 from tumorsynth.io.records import TumorRecord
-from tumorsynth.organs import equivalent_diameter_mm, is_early_stage
+from tumorsynth.organs import equivalent_diameter_mm, get_profile
 from tumorsynth.shapes import ShapeSpec
 
 __all__ = ["TumorSpec"]
@@ -95,7 +95,7 @@ class TumorSpec:
             diameter_mm=round(diameter, 3),
             volume_ml=round(volume, 4),
             n_voxels=n_voxels,
-            early_stage=is_early_stage(diameter),
+            early_stage=get_profile(self.organ).is_early(self.size_class, diameter),
             tumor_mean_hu=round(tumor_mean_hu, 2),
             parenchyma_mean_hu=round(parenchyma_mean_hu, 2),
             contrast_hu=round(tumor_mean_hu - parenchyma_mean_hu, 2),
