@@ -203,15 +203,8 @@ PRESETS: dict[str, LabelMap] = {
     # A folder preset: the ids are tumorsynth's own (the output convention), spleen after them.
     "abdomenatlas": LabelMap(
         "abdomenatlas",
-        organs=_single(liver=1, pancreas=3, kidney=5, colon=7, esophagus=9, uterus=11, spleen=13),
-        tumors=_single(
-            liver_tumor=2,
-            pancreas_tumor=4,
-            kidney_tumor=6,
-            colon_tumor=8,
-            esophagus_tumor=10,
-            uterus_tumor=12,
-        ),
+        organs={**OUTPUT_LABELS.organs, "spleen": (13,)},
+        tumors=dict(OUTPUT_LABELS.tumors),
         folder_files=ABDOMENATLAS_FILES,
     ),
 }
