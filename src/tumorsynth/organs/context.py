@@ -29,6 +29,7 @@ from scipy import ndimage as ndi
 from tumorsynth._types import Vec3
 from tumorsynth.box import Box
 from tumorsynth.errors import PlacementError
+from tumorsynth.organs.context_hollow import hollow_parenchyma, thin, tissue_residual
 from tumorsynth.organs.profile import OrganProfile
 
 __all__ = [
@@ -183,7 +184,7 @@ class OrganContext:
             interior = depth > 3.0
             if interior.sum() < 20:
                 interior = mask_c
-            values = _thin(image_c[interior])
+            values = thin(image_c[interior])
             median = float(np.median(values))
             smooth = ndi.gaussian_filter(image_c, sigma=sigma_c, truncate=2.5)
             vessels = mask_c & (smooth > median + profile.vessel_threshold_hu)
@@ -191,26 +192,14 @@ class OrganContext:
             # clear of too: a tumor there would paint over anatomy that is not parenchyma.
             obstacles = vessels | (mask_c & (smooth < min(median - 80.0, 20.0)))
         else:
-            # A hollow organ's mask also holds its lumen (air, fluid, oral contrast): its own
-            # tissue is the mask's voxels in the tissue range, wherever they lie (the wall is
-            # thin: no depth rule), smoothed without the lumen's voxels; the lumen is where a
-            # wall tumor grows, not an obstacle.
-            interior = _in_range(image_c, profile.tissue_hu) & mask_c
-            if interior.sum() < 20:  # a few cells on the coarse grid: read the full grid
-                full = image[bbox][organ_mask[bbox]]
-                values = _thin(full[_in_range(full, profile.tissue_hu)].astype(np.float32))
-            else:
-                values = _thin(image_c[interior])
-            if not values.size:  # no tissue at all: the whole mask (and the range warning)
-                values = _thin(image_c[mask_c])
-            median = float(np.median(values))
-            smooth = _masked_smooth(image_c, interior, sigma_c)
-            vessels = interior & (smooth > median + profile.vessel_threshold_hu)
-            obstacles = vessels
+            interior, values, median, vessels = hollow_parenchyma(
+                image, organ_mask, bbox, image_c, mask_c, sigma_c, profile
+            )
+            obstacles = vessels  # the lumen is where a wall tumor grows, not an obstacle
         clearance = _vessel_clearance(obstacles, coarse_spacing)  # type: ignore[arg-type]
         calm = interior & ~vessels
         if calm.sum() >= 20:
-            values = _thin(image_c[calm])
+            values = thin(image_c[calm])
             median = float(np.median(values))
         noise = _measure_noise(image, organ_mask, bbox, spacing_mm, tissue_hu=profile.tissue_hu)
         stats = ParenchymaStats(
@@ -582,7 +571,8 @@ def _measure_noise(
     The 3-D Gaussian is separable, so the residual of one slice needs only the weighted sum of
     its neighbouring slices followed by an in-plane filter, not a filtered slab. With
     ``tissue_hu`` (a hollow organ) the residual is taken on the mask's voxels in that range,
-    from a low-pass of those voxels only (:func:`_tissue_residual`).
+    from a low-pass of those voxels only
+    (:func:`~tumorsynth.organs.context_hollow.tissue_residual`).
     """
     sigma = [NOISE_SIGMA_MM / s for s in spacing_mm]
     pad = _noise_reach(spacing_mm)
@@ -599,7 +589,7 @@ def _measure_noise(
         ks = np.clip(k + offsets, 0, image.shape[2] - 1)
         if tissue_hu is not None:
             residuals.append(
-                _tissue_residual(image, organ_mask, bbox, (k, ks, weights), sigma, tissue_hu)
+                tissue_residual(image, organ_mask, bbox, (k, ks, weights), sigma, tissue_hu)
             )
             continue
         blurred_z = np.zeros(
@@ -617,47 +607,6 @@ def _measure_noise(
     return robust_std(values)
 
 
-def _tissue_residual(
-    image: np.ndarray,
-    organ_mask: np.ndarray,
-    bbox: tuple[slice, slice, slice],
-    slices: tuple[int, np.ndarray, np.ndarray],
-    sigma: list[float],
-    tissue_hu: tuple[float, float],
-) -> np.ndarray:
-    """The 2 mm high-pass residual on slice ``k`` of ``slices = (k, neighbour slices, their
-    weights)`` at the organ's voxels in ``tissue_hu``, where most of the low-pass's reach is
-    tissue too: the low-pass is a normalized convolution of the in-range voxels, so the air
-    beside a thin wall does not turn its edge into "noise"."""
-    k, ks, weights = slices
-    plane_shape = (bbox[0].stop - bbox[0].start, bbox[1].stop - bbox[1].start)
-    weighted = np.zeros(plane_shape, dtype=np.float32)
-    share = np.zeros(plane_shape, dtype=np.float32)
-    for w, kk in zip(weights, ks):
-        plane = image[bbox[0], bbox[1], kk].astype(np.float32)
-        inside = _in_range(plane, tissue_hu).astype(np.float32)
-        weighted += w * plane * inside
-        share += w * inside
-    weighted = ndi.gaussian_filter(weighted, sigma=sigma[:2], truncate=3.0)
-    share = ndi.gaussian_filter(share, sigma=sigma[:2], truncate=3.0)
-    plane = image[bbox[0], bbox[1], k].astype(np.float32)
-    keep = organ_mask[bbox[0], bbox[1], k] & _in_range(plane, tissue_hu) & (share > 0.5)
-    return plane[keep] - weighted[keep] / share[keep]
-
-
-def _in_range(values: np.ndarray, hu_range: tuple[float, float]) -> np.ndarray:
-    """``lo <= values <= hi`` for ``hu_range = (lo, hi)``."""
-    return (values >= hu_range[0]) & (values <= hu_range[1])
-
-
-def _masked_smooth(image: np.ndarray, mask: np.ndarray, sigma: list[float]) -> np.ndarray:
-    """Gaussian smoothing of ``image`` over the voxels of ``mask`` only (a normalized
-    convolution: the lumen beside a wall neither darkens nor brightens it)."""
-    weight = ndi.gaussian_filter(mask.astype(np.float32), sigma=sigma, truncate=2.5)
-    total = ndi.gaussian_filter(np.where(mask, image, 0.0), sigma=sigma, truncate=2.5)
-    return np.asarray(total / np.maximum(weight, np.float32(1e-6)), dtype=np.float32)
-
-
 def _noise_reach(spacing_mm: Vec3) -> int:
     """Slices on either side of a measured slice that its noise residual reads."""
     sigma = NOISE_SIGMA_MM / spacing_mm[2]
@@ -673,12 +622,6 @@ def analysed_region(
     pad = _noise_reach(spacing_mm)
     z = slice(max(0, bbox[2].start - pad), min(shape[2], bbox[2].stop + pad))
     return bbox[0], bbox[1], z
-
-
-def _thin(values: np.ndarray, limit: int = 200_000) -> np.ndarray:
-    """At most ``limit`` evenly spaced samples (statistics of a million voxels need not see all)."""
-    step = max(1, values.size // limit)
-    return values[::step]
 
 
 def robust_std(values: np.ndarray) -> float:
