@@ -65,6 +65,15 @@ from tumorsynth.turing.layout import (
     read_key,
     read_study,
 )
+from tumorsynth.turing.score_stats import (
+    NAN_PAIR,
+    Interval,
+    bootstrap_interval,
+    codes,
+    fleiss_kappa,
+    percentile_interval,
+    wilson_interval,
+)
 
 __all__ = [
     "DEFAULT_RESAMPLES",
@@ -93,7 +102,6 @@ MIN_RESAMPLES = 100
 CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
 #: Subgroups with fewer items than this are marked: their bootstrap interval is unreliable.
 FEW_ITEMS = 10
-_NAN_PAIR = (math.nan, math.nan)
 #: (truth, call) of TP, FN, TN, FP.
 _CELLS = (
     ("synthetic", "synthetic"),
@@ -171,7 +179,6 @@ class Counts:
         return (self.sensitivity + self.specificity) / 2.0
 
 
-Interval = tuple[float, float]
 IntervalMethod = Literal["wilson", "cluster bootstrap"]
 
 
@@ -261,23 +268,6 @@ class ScoreOutput:
     files: Mapping[str, Path] = field(default_factory=dict)
 
 
-def wilson_interval(k: int, n: int) -> Interval:
-    """95% Wilson score interval of ``k`` successes in ``n`` trials; NaNs when ``n`` is 0.
-
-    Examples
-    --------
-    >>> low, high = wilson_interval(7, 10)
-    >>> round(low, 3), round(high, 3)
-    (0.397, 0.892)
-    """
-    if n <= 0:
-        return _NAN_PAIR
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 def join_answers(
     answers: Sequence[Answer], key: Mapping[str, KeyEntry], *, where: str = "answers"
 ) -> list[ScoredAnswer]:
@@ -315,8 +305,8 @@ def cluster_bootstrap(
     names = ("sensitivity", "specificity", "accuracy", "balanced_accuracy")
     if not scored:
         return {name: np.full(n_resamples, np.nan) for name in names}
-    reader_of = _codes([s.answer.reader for s in scored])
-    item_of = _codes([s.answer.item_id for s in scored])
+    reader_of = codes([s.answer.reader for s in scored])
+    item_of = codes([s.answer.item_id for s in scored])
     synthetic = np.array([s.entry.truth == "synthetic" for s in scored], dtype=np.float64)
     correct = np.array([s.correct for s in scored], dtype=np.float64)
     columns = np.stack(
@@ -349,10 +339,10 @@ def pooled_rates(
     counts = Counts.of(scored)
     return Rates(
         counts,
-        sensitivity_ci=_bootstrap_interval(draws["sensitivity"], counts.tp, counts.n_synthetic),
-        specificity_ci=_bootstrap_interval(draws["specificity"], counts.tn, counts.n_real),
-        accuracy_ci=_bootstrap_interval(draws["accuracy"], counts.n_correct, counts.n),
-        balanced_accuracy_ci=_percentile_interval(draws["balanced_accuracy"]),
+        sensitivity_ci=bootstrap_interval(draws["sensitivity"], counts.tp, counts.n_synthetic),
+        specificity_ci=bootstrap_interval(draws["specificity"], counts.tn, counts.n_real),
+        accuracy_ci=bootstrap_interval(draws["accuracy"], counts.n_correct, counts.n),
+        balanced_accuracy_ci=percentile_interval(draws["balanced_accuracy"]),
         method="cluster bootstrap",
         n_items=len({s.answer.item_id for s in scored}),
         n_readers=len({s.answer.reader for s in scored}),
@@ -367,7 +357,7 @@ def reader_score(reader: str, scored: Sequence[ScoredAnswer], total: int | None)
         wilson_interval(counts.tp, counts.n_synthetic),
         wilson_interval(counts.tn, counts.n_real),
         wilson_interval(counts.n_correct, counts.n),
-        _NAN_PAIR,  # no Wilson interval for a mean of two proportions
+        NAN_PAIR,  # no Wilson interval for a mean of two proportions
         method="wilson",
         n_items=len({s.answer.item_id for s in scored}),
         n_readers=1,
@@ -380,37 +370,6 @@ def reader_score(reader: str, scored: Sequence[ScoredAnswer], total: int | None)
     return ReaderScore(reader, rates, total, auc, note, by_confidence)
 
 
-def fleiss_kappa(table: np.ndarray) -> float:
-    """Fleiss' kappa of an items x categories table of rating counts (every row sums to the same
-    number of raters, at least 2); NaN when every rating falls in one category.
-
-    With N items, n raters, n_ij raters putting item i in category j:
-    p_j = sum_i n_ij / (N n); P_i = (sum_j n_ij^2 - n) / (n (n - 1));
-    P = mean_i P_i (observed agreement); P_e = sum_j p_j^2 (chance agreement);
-    kappa = (P - P_e) / (1 - P_e) (Fleiss 1971, Psychological Bulletin 76(5):378-382).
-
-    Examples
-    --------
-    4 items, 3 raters, 2 categories: P = (1 + 1/3 + 1/3 + 1) / 4 = 2/3, P_e = 0.5, kappa = 1/3.
-
-    >>> round(fleiss_kappa(np.array([[3, 0], [2, 1], [1, 2], [0, 3]])), 6)
-    0.333333
-    """
-    table = np.asarray(table, dtype=np.float64)
-    if table.ndim != 2 or table.shape[0] < 1:
-        raise ValueError(f"expected an items x categories table, found shape {table.shape}")
-    raters = table.sum(axis=1)
-    n = float(raters[0])
-    if n < 2 or not np.all(raters == n):
-        raise ValueError("every item needs the same number of raters, at least 2")
-    observed = float(np.mean((np.sum(table**2, axis=1) - n) / (n * (n - 1))))
-    shares = table.sum(axis=0) / table.sum()
-    chance = float(np.sum(shares**2))
-    if chance >= 1.0:
-        return math.nan
-    return (observed - chance) / (1.0 - chance)
-
-
 def agreement(
     scored: Sequence[ScoredAnswer], n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
 ) -> Agreement:
@@ -418,14 +377,14 @@ def agreement(
     unanimous share, on the items every reader in ``scored`` answered."""
     readers = tuple(sorted({s.answer.reader for s in scored}))
     if len(readers) < 2:
-        return Agreement(readers, 0, math.nan, _NAN_PAIR, math.nan, math.nan, "needs 2 readers")
+        return Agreement(readers, 0, math.nan, NAN_PAIR, math.nan, math.nan, "needs 2 readers")
     calls: dict[str, dict[str, str]] = {}
     for s in scored:
         calls.setdefault(s.answer.item_id, {})[s.answer.reader] = s.answer.call
     common = sorted(i for i, by in calls.items() if len(by) == len(readers))
     if not common:
         note = "no item was answered by every included reader"
-        return Agreement(readers, 0, math.nan, _NAN_PAIR, math.nan, math.nan, note)
+        return Agreement(readers, 0, math.nan, NAN_PAIR, math.nan, math.nan, note)
     n = len(readers)
     n_synthetic = np.array([sum(c == "synthetic" for c in calls[i].values()) for i in common])
     table = np.stack([n_synthetic, n - n_synthetic], axis=1)
@@ -443,7 +402,7 @@ def agreement(
         readers,
         len(common),
         kappa,
-        _percentile_interval(draws) if not note else _NAN_PAIR,
+        percentile_interval(draws) if not note else NAN_PAIR,
         float(per_item.mean()),
         float(np.mean((n_synthetic == 0) | (n_synthetic == n))),
         note,
@@ -619,28 +578,6 @@ def _reader_totals(study: Path, study_id: str) -> dict[str, int]:
 
 def _ratio(k: int, n: int) -> float:
     return k / n if n else math.nan
-
-
-def _codes(values: Sequence[str]) -> np.ndarray:
-    _, codes = np.unique(np.asarray(values), return_inverse=True)
-    return np.asarray(codes).reshape(-1)
-
-
-def _bootstrap_interval(draws: np.ndarray, k: int, n: int) -> Interval:
-    """The percentile interval of ``draws``, or the Wilson interval of ``k`` of ``n`` when every
-    answer was right (or every one wrong): resampling cannot vary such a rate, and an interval
-    of width 0 would claim certainty that a finite sample never gives."""
-    if n and k in (0, n):
-        return wilson_interval(k, n)
-    return _percentile_interval(draws)
-
-
-def _percentile_interval(draws: np.ndarray) -> Interval:
-    finite = draws[np.isfinite(draws)]
-    if finite.size == 0:
-        return _NAN_PAIR
-    low, high = np.percentile(finite, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def _confidence_auc(scored: Sequence[ScoredAnswer]) -> tuple[float, str]:

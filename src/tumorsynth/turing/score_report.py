@@ -19,14 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from tumorsynth.evaluation.report import nan_to_none
 from tumorsynth.io.atomic import atomic_path, output_dir
-from tumorsynth.turing.score import (
-    FEW_ITEMS,
-    GroupScore,
-    Interval,
-    Rates,
-    ReaderScore,
-    StudyScore,
-)
+from tumorsynth.turing.score import FEW_ITEMS, GroupScore, Rates, ReaderScore, StudyScore
+from tumorsynth.turing.score_stats import Interval
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
