@@ -24,7 +24,7 @@ from tumorsynth.io.label_maps import OUTPUT_LABELS
 from tumorsynth.phantom import make_phantom
 from tumorsynth.pipelines import TumorRequest, synthesize_case
 from tumorsynth.previews import _draw_title, render_tumor_montage, save_png
-from tumorsynth.previews_wall import record_walls, render_tube_section
+from tumorsynth.previews_wall import record_crop_mm, record_walls, render_tube_section
 
 HERE = Path(__file__).resolve().parent
 TILE = 300
@@ -66,7 +66,7 @@ def row(organ: str, size: str, seed: int, scan, data: Path) -> Image.Image:
     tumor_ids = [record.tumor_label]
     organ_ids = [OUTPUT_LABELS.id_of(organ)]
     healthy = np.zeros_like(out.label)  # no contours on the scan before
-    crop = max(60.0, 3.0 * record.diameter_mm if wall is None else 2.5 * wall.reach_mm())
+    crop = record_crop_mm(record, wall)
 
     def planes(image, label, ids) -> np.ndarray:
         """Axial and coronal tiles through the tumor's centre (one tile high, two wide)."""

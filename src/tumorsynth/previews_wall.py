@@ -48,7 +48,7 @@ from tumorsynth.previews import (
 )
 from tumorsynth.shapes.wall import WallSpec, centreline_frames
 
-__all__ = ["record_walls", "render_record_montage", "render_tube_section"]
+__all__ = ["record_crop_mm", "record_walls", "render_record_montage", "render_tube_section"]
 
 #: The view's half-width across the tube: this many times the tumor's reach from the centreline
 #: (the tube's outer radius plus the outgrowth), so about 3 tube radii in all ...
@@ -73,6 +73,12 @@ def record_walls(records: Sequence[TumorRecord]) -> list[WallSpec | None]:
         wall = record.shape.get("wall") if isinstance(record.shape, Mapping) else None
         walls.append(WallSpec.from_dict(wall) if wall else None)
     return walls
+
+
+def record_crop_mm(record: TumorRecord, wall: WallSpec | None) -> float:
+    """Side (mm) of a montage tile around a record's tumor: 3 diameters for a solid tumor, 2.5
+    times its reach from the centreline for a wall tumor, at least 60 mm."""
+    return max(60.0, 3.0 * record.diameter_mm if wall is None else 2.5 * wall.reach_mm())
 
 
 def render_tube_section(
@@ -192,10 +198,7 @@ def render_record_montage(
     spacing = (float(spacing_mm[0]), float(spacing_mm[1]), float(spacing_mm[2]))
     walls = record_walls(records)
     titles = [_title(r, w) for r, w in zip(records, walls)]
-    crops = [
-        max(60.0, 3.0 * r.diameter_mm if w is None else 2.5 * w.reach_mm())
-        for r, w in zip(records, walls)
-    ]
+    crops = [record_crop_mm(r, w) for r, w in zip(records, walls)]
     tumor_ids = sorted({r.tumor_label for r in records})
     organ_ids = sorted(
         {OUTPUT_LABELS.id_of(r.organ) for r in records if r.organ in OUTPUT_LABELS.organs}

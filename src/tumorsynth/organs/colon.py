@@ -128,13 +128,13 @@ COLON = OrganProfile(
     # Bright voxels inside a colon mask are diluted oral contrast or hyperenhancing mucosa, which
     # a wall tumor displaces, not vessels to avoid: only far brighter ones count as vessels.
     vessel_threshold_hu=150.0,
+    # T1-T2 cancers (module docstring): early by class, not by the 2 cm diameter of solid organs
+    early_stage_sizes=("tiny", "small"),
     # The wall's own tissue: above water and lumen fluid (0-20 HU), fat (-190 to -30 HU, the
     # adipose window of CT body composition; Mitsiopoulos et al., J Appl Physiol 1998) and the
     # wall's partial volume with air, gas-mixed stool and fat, which pull a wider range's median
     # towards the lumen (TotalSegmentator example: median 31 HU here, -6 HU from -30 HU up,
     # -37 HU from -100 HU up, measured); unenhanced soft tissue is 30-60 HU (typical). Below
     # the dense positive oral contrast of the lumen (typically several hundred HU).
-    # T1-T2 cancers (module docstring): early by class, not by the 2 cm diameter of solid organs
-    early_stage_sizes=("tiny", "small"),
     tissue_hu=(20.0, 250.0),
 )

@@ -113,9 +113,9 @@ ESOPHAGUS = OrganProfile(
     # The esophagus runs beside the aorta; its mask catches aortic partial volume (150-400 HU
     # with contrast) more than its wall ever enhances (typical): those count as vessels.
     vessel_threshold_hu=100.0,
-    # As the colon (see there): the wall's soft tissue, above fluid, fat and the partial volume
-    # with luminal air; below dense swallowed contrast.
     # T1-T2 cancers (module docstring): early by class, not by the 2 cm diameter of solid organs
     early_stage_sizes=("tiny", "small"),
+    # As the colon (see there): the wall's soft tissue, above fluid, fat and the partial volume
+    # with luminal air; below dense swallowed contrast.
     tissue_hu=(20.0, 250.0),
 )

@@ -173,14 +173,15 @@ def _organs_present(label_path: Path, lmap: LabelMap) -> tuple[set[str], set[str
     too little of for a tumor (:data:`_MIN_TUBE_ML`; left out of the first set)."""
     label = load_label(label_path)
     voxel_ml = float(np.prod(label.spacing_mm)) / 1000.0
-    present, short = set(), set()
+    present: set[str] = set()
+    short: set[str] = set()
     for organ in _REAL_SCAN_REQUESTS:
-        if organ not in lmap.organs or not ids_present(label.array, lmap.organs[organ]):
+        ids = lmap.organs.get(organ, ())
+        if organ not in _MIN_TUBE_ML:
+            if ids_present(label.array, ids):
+                present.add(organ)
             continue
-        if organ in _MIN_TUBE_ML:
-            volume_ml = np.count_nonzero(label_mask(label.array, lmap.organs[organ])) * voxel_ml
-            if volume_ml < _MIN_TUBE_ML[organ]:
-                short.add(organ)
-                continue
-        present.add(organ)
+        voxels = np.count_nonzero(label_mask(label.array, ids))  # one pass: present and volume
+        if voxels:
+            (short if voxels * voxel_ml < _MIN_TUBE_ML[organ] else present).add(organ)
     return present, short
