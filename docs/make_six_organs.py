@@ -23,7 +23,7 @@ from tumorsynth.io import load_image, load_label
 from tumorsynth.io.label_maps import OUTPUT_LABELS
 from tumorsynth.phantom import make_phantom
 from tumorsynth.pipelines import TumorRequest, synthesize_case
-from tumorsynth.previews import _draw_title, render_tumor_montage, save_png
+from tumorsynth.previews import draw_title, render_tumor_montage, save_png
 from tumorsynth.previews_wall import record_crop_mm, record_walls, render_tube_section
 
 HERE = Path(__file__).resolve().parent
@@ -96,8 +96,8 @@ def row(organ: str, size: str, seed: int, scan, data: Path) -> Image.Image:
         before = planes(ct.array, healthy, ([], []))[:, TILE:]
         shape = f"d {record.diameter_mm:.0f} mm (equivalent sphere)"
     tiles = Image.fromarray(np.concatenate([after[:, :TILE], beside, before], axis=1))
-    _draw_title(tiles, f"{organ}, {size}: {shape}", (4, 3), TILE)
-    _draw_title(tiles, scan_title, (4, TILE - 40), TILE)
+    draw_title(tiles, f"{organ}, {size}: {shape}", (4, 3), TILE)
+    draw_title(tiles, scan_title, (4, TILE - 40), TILE)
     return tiles
 
 

@@ -28,6 +28,14 @@ from tumorsynth.io.atomic import atomic_path
 from tumorsynth.io.label_maps import label_mask
 
 __all__ = [
+    "AIR_HU",
+    "ORGAN_ALPHA",
+    "ORGAN_RGB",
+    "TUMOR_RGB",
+    "check_preview_grid",
+    "draw_title",
+    "mask_boundary",
+    "preview_font",
     "render_crop_grid",
     "render_overview",
     "padded_plane",
@@ -41,10 +49,11 @@ Plane = Literal["axial", "coronal"]
 #: World axes (0 R-L, 1 A-P, 2 S-I) shown as (tile rows, tile columns, fixed slice) per plane.
 _PLANE_WORLD_AXES: dict[Plane, tuple[int, int, int]] = {"axial": (1, 0, 2), "coronal": (2, 0, 1)}
 _MONTAGE_PLANES: tuple[Plane, ...] = ("axial", "coronal")
-_AIR_HU = -1000.0
-_TUMOR_RGB = np.array([255, 0, 0], dtype=np.uint8)
-_ORGAN_RGB = np.array([0, 255, 0], dtype=np.float32)
-_ORGAN_ALPHA = 0.6
+#: Padding outside the scan, tumor and organ contour colours (shared with previews_wall).
+AIR_HU = -1000.0
+TUMOR_RGB = np.array([255, 0, 0], dtype=np.uint8)
+ORGAN_RGB = np.array([0, 255, 0], dtype=np.float32)
+ORGAN_ALPHA = 0.6
 
 
 def window_to_uint8(
@@ -138,7 +147,7 @@ def render_tumor_montage(
     ...                      tile_px=64).size
     (128, 64)
     """
-    _check_grid(image, label, spacing_mm)
+    check_preview_grid(image, label, spacing_mm)
     if max_rows < 1:
         raise InputError("max_rows", f"expected at least 1 row, found {max_rows}")
     centers = [tuple(float(c) for c in center) for center in centers_vox][:max_rows]
@@ -158,7 +167,7 @@ def render_tumor_montage(
     montage = Image.fromarray(canvas, mode="RGB")
     if titles is not None:
         for row, title in enumerate(titles[: len(centers)]):
-            _draw_title(montage, title, (4, row * tile_px + 3), tile_px)
+            draw_title(montage, title, (4, row * tile_px + 3), tile_px)
     return montage
 
 
@@ -201,7 +210,7 @@ def render_overview(
         RGB image of ``n * tile_px`` by ``tile_px`` pixels, each tile titled with its slice
         index, its superior coordinate (mm, when ``affine`` is given) and its tumor area (cm^2).
     """
-    _check_grid(image, label, spacing_mm)
+    check_preview_grid(image, label, spacing_mm)
     if n_slices < 1:
         raise InputError("n_slices", f"expected at least 1 slice, found {n_slices}")
     view = _View(affine, spacing_mm, tumor_ids, organ_ids, level_hu, width_hu, tile_px)
@@ -228,7 +237,7 @@ def render_overview(
         captions.append(f"slice {index}{where}  tumor {tumor_area[index] * pixel_cm2:.1f} cm2")
     overview = Image.fromarray(np.concatenate(tiles, axis=1), mode="RGB")
     for i, caption in enumerate(captions):
-        _draw_title(overview, caption, (i * tile_px + 4, 3), tile_px)
+        draw_title(overview, caption, (i * tile_px + 4, 3), tile_px)
     return overview
 
 
@@ -258,16 +267,16 @@ def render_crop_grid(
     canvas = np.zeros((len(rows) * tile_px, n_cols * tile_px, 3), dtype=np.uint8)
     for r, planes in enumerate(rows):
         mask = mask_rows[r] if mask_rows is not None else None
-        edge = _display(_boundary(mask.astype(bool)), tile_px) if mask is not None else None
+        edge = _display(mask_boundary(mask.astype(bool)), tile_px) if mask is not None else None
         for c, plane in enumerate(planes):
             tile = _display(window_to_uint8(plane, level_hu, width_hu), tile_px)
             rgb = np.repeat(tile[..., None], 3, axis=2)
             if edge is not None:
-                rgb[edge.astype(bool)] = _TUMOR_RGB
+                rgb[edge.astype(bool)] = TUMOR_RGB
             canvas[r * tile_px : (r + 1) * tile_px, c * tile_px : (c + 1) * tile_px] = rgb
     img = Image.fromarray(canvas, mode="RGB")
     for c, title in enumerate(column_titles):
-        _draw_title(img, title, (c * tile_px + 3, 3), tile_px)
+        draw_title(img, title, (c * tile_px + 3, 3), tile_px)
     return img
 
 
@@ -355,7 +364,7 @@ class _View:
             start = math.floor(center[axis] - half) - 1
             stop = math.ceil(center[axis] + half) + 2
             spans.append((start, stop, center[axis] - start + 0.5, half))
-        gray = padded_plane(image, fixed_axis, index, row_axis, col_axis, spans, _AIR_HU)
+        gray = padded_plane(image, fixed_axis, index, row_axis, col_axis, spans, AIR_HU)
         labels = padded_plane(label, fixed_axis, index, row_axis, col_axis, spans, 0)
         box_center = []
         for dim, axis in enumerate((row_axis, col_axis)):
@@ -377,11 +386,11 @@ class _View:
         shown = resample(window_to_uint8(gray, self.level_hu, self.width_hu))
         rgb = np.repeat(shown[:, :, None], 3, axis=2)
         if self.organ_ids:
-            edge = _boundary(resample(label_mask(labels, self.organ_ids)) >= 128)
-            blend = (1 - _ORGAN_ALPHA) * rgb[edge] + _ORGAN_ALPHA * _ORGAN_RGB
+            edge = mask_boundary(resample(label_mask(labels, self.organ_ids)) >= 128)
+            blend = (1 - ORGAN_ALPHA) * rgb[edge] + ORGAN_ALPHA * ORGAN_RGB
             rgb[edge] = blend.astype(np.uint8)
         if self.tumor_ids:
-            rgb[_boundary(resample(label_mask(labels, self.tumor_ids)) >= 128)] = _TUMOR_RGB
+            rgb[mask_boundary(resample(label_mask(labels, self.tumor_ids)) >= 128)] = TUMOR_RGB
         return rgb
 
 
@@ -411,7 +420,7 @@ def padded_plane(
     return out
 
 
-def _boundary(mask: np.ndarray) -> np.ndarray:
+def mask_boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` with a 4-neighbour outside it (1 px contour; the tile edge is no edge)."""
     padded = np.pad(mask, 1, mode="edge")
     interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
@@ -453,7 +462,7 @@ def _per_row(name: str, value: float | Sequence[float], n_rows: int) -> list[flo
     return values
 
 
-def _check_grid(image: np.ndarray, label: np.ndarray, spacing_mm: Sequence[float]) -> None:
+def check_preview_grid(image: np.ndarray, label: np.ndarray, spacing_mm: Sequence[float]) -> None:
     if image.ndim != 3 or image.shape != label.shape:
         raise InputError(
             "label",
@@ -465,14 +474,14 @@ def _check_grid(image: np.ndarray, label: np.ndarray, spacing_mm: Sequence[float
 
 
 @lru_cache(maxsize=4)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def preview_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def _draw_title(img: Image.Image, text: str, xy: tuple[int, int], tile_px: int) -> None:
+def draw_title(img: Image.Image, text: str, xy: tuple[int, int], tile_px: int) -> None:
     """White text on a black box at ``xy``, sized to the tile (about 1/20 of its side)."""
     draw = ImageDraw.Draw(img)
-    font = _font(max(10, tile_px // 20))
+    font = preview_font(max(10, tile_px // 20))
     left, top, right, bottom = draw.textbbox(xy, text, font=font)
     draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=(0, 0, 0))
     draw.text(xy, text, fill=(255, 255, 255), font=font)

@@ -35,14 +35,14 @@ from tumorsynth.errors import InputError
 from tumorsynth.io.label_maps import OUTPUT_LABELS, label_mask
 from tumorsynth.io.records import TumorRecord
 from tumorsynth.previews import (
-    _AIR_HU,
-    _ORGAN_ALPHA,
-    _ORGAN_RGB,
-    _TUMOR_RGB,
-    _boundary,
-    _check_grid,
-    _draw_title,
-    _font,
+    AIR_HU,
+    ORGAN_ALPHA,
+    ORGAN_RGB,
+    TUMOR_RGB,
+    check_preview_grid,
+    draw_title,
+    mask_boundary,
+    preview_font,
     render_tumor_montage,
     window_to_uint8,
 )
@@ -139,7 +139,7 @@ def render_tube_section(
     ...                     tile_px=64).size
     (64, 64)
     """
-    _check_grid(image, label, spacing_mm)
+    check_preview_grid(image, label, spacing_mm)
     if int(tile_px) < 8:
         raise InputError("tile_px", f"expected at least 8 pixels, found {tile_px}")
     window_to_uint8(np.zeros(1), level_hu, width_hu)  # validates the window
@@ -161,15 +161,15 @@ def render_tube_section(
             f"{image.shape}",
             fix="preview the tumor on the scan it was drawn into",
         )
-    gray = _resample(image[box].astype(np.float32), local, _AIR_HU)
+    gray = _resample(image[box].astype(np.float32), local, AIR_HU)
     rgb = np.repeat(window_to_uint8(gray, level_hu, width_hu)[:, :, None], 3, axis=2)
     tumor = [int(i) for i in tumor_ids]
     if organ_ids:
         organ = _resample(label_mask(label[box], [*map(int, organ_ids), *tumor]), local, 0.0)
-        edge = _boundary(organ >= 0.5)
-        rgb[edge] = ((1 - _ORGAN_ALPHA) * rgb[edge] + _ORGAN_ALPHA * _ORGAN_RGB).astype(np.uint8)
+        edge = mask_boundary(organ >= 0.5)
+        rgb[edge] = ((1 - ORGAN_ALPHA) * rgb[edge] + ORGAN_ALPHA * ORGAN_RGB).astype(np.uint8)
     if tumor:
-        rgb[_boundary(_resample(label_mask(label[box], tumor), local, 0.0) >= 0.5)] = _TUMOR_RGB
+        rgb[mask_boundary(_resample(label_mask(label[box], tumor), local, 0.0) >= 0.5)] = TUMOR_RGB
     tile = Image.fromarray(section.place(rgb), mode="RGB")
     section.draw_end_letters(tile)
     return tile
@@ -245,7 +245,7 @@ def _title(record: TumorRecord, wall: WallSpec | None) -> str:
 
 def _draw_titles(img: Image.Image, titles: Sequence[str], tile_px: int) -> None:
     for row, title in enumerate(titles):
-        _draw_title(img, title, (4, row * tile_px + 3), tile_px)
+        draw_title(img, title, (4, row * tile_px + 3), tile_px)
 
 
 class _Section:
@@ -311,7 +311,7 @@ class _Section:
         """The patient direction of each end (R/L, A/P or S/I) at the tile's bottom corners,
         "along the tube" between them."""
         first, second = _END_LETTERS[self.world_axis]
-        font = _font(max(10, self.tile_px // 20))
+        font = preview_font(max(10, self.tile_px // 20))
         draw = ImageDraw.Draw(tile)
         bottom = self.tile_px - max(10, self.tile_px // 20) - 4
         draw.text((4, bottom), first, fill=_LETTER_RGB, font=font)
