@@ -5,6 +5,8 @@ files the FROC evaluation reads."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -176,13 +178,18 @@ def test_save_probabilities_writes_the_tumor_probability_beside_the_labels(tmp_p
     ]
 
 
-def test_probabilities_vanish_where_the_organ_mask_drops_tumor(tmp_path) -> None:
-    checkpoint = constant_segmentor(tmp_path / "ckpt", tumor_bias=2.0)
+def predict_with_organ_mask(
+    tmp_path: Path, checkpoint: Path, organs: dict[int, tuple[slice, ...]]
+) -> Path:
+    """Predict case ``a`` (a 30 x 26 x 12 CT at 4 x 4 x 5 mm) with probabilities, restricted by
+    an organ mask (TotalSegmentator ids) holding each id of ``organs`` in its box; returns the
+    output folder."""
     ct = ct_volume((30, 26, 12), np.diag([4.0, 4.0, 5.0, 1.0]))
-    organ = np.zeros(ct.shape, np.uint8)
-    organ[5:10, 5:10, 3:6] = 5  # TotalSegmentator's liver id
+    mask = np.zeros(ct.shape, np.uint8)
+    for organ_id, box in organs.items():
+        mask[box] = organ_id
     save_volume(ct, tmp_path / "in" / "a.nii.gz")
-    save_volume(Volume(organ, ct.affine), tmp_path / "mask.nii.gz")
+    save_volume(Volume(mask, ct.affine), tmp_path / "mask.nii.gz")
     out = tmp_path / "pred"
     predict_files(
         checkpoint,
@@ -193,6 +200,12 @@ def test_probabilities_vanish_where_the_organ_mask_drops_tumor(tmp_path) -> None
         save_probabilities=True,
         progress=False,
     )
+    return out
+
+
+def test_probabilities_vanish_where_the_organ_mask_drops_tumor(tmp_path) -> None:
+    checkpoint = constant_segmentor(tmp_path / "ckpt", tumor_bias=2.0)
+    out = predict_with_organ_mask(tmp_path, checkpoint, {5: np.s_[5:10, 5:10, 3:6]})  # the liver
     labels = np.asanyarray(nib.load(out / "a.nii.gz").dataobj)
     prob = np.asanyarray(nib.load(out / "probabilities" / "a_liver_tumor.nii.gz").dataobj)
     assert labels[7, 7, 4] == 2 and labels[25, 20, 10] == 0
@@ -203,22 +216,8 @@ def test_a_segmentor_of_several_organs_labels_each_and_masks_each_by_its_organ(t
     """A liver + colon network (5 classes) that calls everything colon tumor: its labels are the
     output ids of the colon tumor (8), kept only near the colon of the organ mask."""
     checkpoint = constant_segmentor(tmp_path / "ckpt", 2.0, organs=("liver", "colon"))
-    ct = ct_volume((30, 26, 12), np.diag([4.0, 4.0, 5.0, 1.0]))
-    organs = np.zeros(ct.shape, np.uint8)
-    organs[5:10, 5:10, 3:6] = 5  # TotalSegmentator's liver
-    organs[18:24, 15:20, 3:6] = 20  # and colon
-    save_volume(ct, tmp_path / "in" / "a.nii.gz")
-    save_volume(Volume(organs, ct.affine), tmp_path / "mask.nii.gz")
-    out = tmp_path / "pred"
-    predict_files(
-        checkpoint,
-        tmp_path / "in",
-        out,
-        device="cpu",
-        organ_masks=tmp_path / "mask.nii.gz",
-        save_probabilities=True,
-        progress=False,
-    )
+    boxes = {5: np.s_[5:10, 5:10, 3:6], 20: np.s_[18:24, 15:20, 3:6]}  # the liver, the colon
+    out = predict_with_organ_mask(tmp_path, checkpoint, boxes)
     labels = np.asanyarray(nib.load(out / "a.nii.gz").dataobj)
     assert labels[20, 17, 4] == 8  # colon tumor, at the colon
     assert labels[7, 7, 4] == 0 and labels[2, 2, 10] == 0  # far from the colon: dropped

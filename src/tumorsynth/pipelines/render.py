@@ -38,6 +38,7 @@ from tumorsynth.io.label_maps import (
 )
 from tumorsynth.io.records import TumorRecord
 from tumorsynth.organs import get_profile
+from tumorsynth.organs.context_hollow import in_range
 from tumorsynth.pipelines.tumor_spec import TumorSpec
 from tumorsynth.shapes import apply_mass_effect, mass_effect_box, render_shape, shape_box
 
@@ -495,9 +496,9 @@ def _finish_render(pending: PendingTumor, new: np.ndarray, state: CaseState) -> 
         # A hollow organ: its shell also holds lumen, and the tumor's edge voxels toward the
         # remaining lumen are part air (partial volume); both are measured on tissue only, as a
         # reader's region of interest would be.
-        wall = shell & (final[inner] >= tissue[0]) & (final[inner] <= tissue[1])
+        wall = shell & in_range(final[inner], tissue)
         shell = wall if wall.any() else shell  # a wall thinner than a coarse voxel: all of it
-        solid = tumor_hu[(tumor_hu >= tissue[0]) & (tumor_hu <= tissue[1])]
+        solid = tumor_hu[in_range(tumor_hu, tissue)]
         tumor_hu = solid if solid.size else tumor_hu
     return _Patch(
         box,

@@ -156,14 +156,17 @@ class DataConfig:
     @property
     def organs(self) -> tuple[str, ...]:
         """The organs of ``organ``, in the output convention's order (its label ids)."""
-        names = (self.organ,) if isinstance(self.organ, str) else tuple(self.organ)
-        known = {name: OUTPUT_LABELS.organs[name][0] for name in OUTPUT_LABELS.organs}
-        return tuple(sorted(dict.fromkeys(names), key=lambda n: (known.get(n, 1000), n)))
+        known = {name: ids[0] for name, ids in OUTPUT_LABELS.organs.items()}
+        return tuple(sorted(dict.fromkeys(self._names()), key=lambda n: (known.get(n, 1000), n)))
+
+    def _names(self) -> tuple[str, ...]:
+        """``organ`` as given: one name, or several (repeats kept, for :meth:`check`)."""
+        return (self.organ,) if isinstance(self.organ, str) else tuple(self.organ)
 
     def check(self) -> list[str]:
         """Rules between settings, and every label map in use resolved (named by key path)."""
         problems = bound_problems(self, section_bounds(BOUNDS, "data"))
-        names = (self.organ,) if isinstance(self.organ, str) else tuple(self.organ)
+        names = self._names()
         unknown = [n for n in names if n not in registered_organs()]
         if unknown:
             problems.append(

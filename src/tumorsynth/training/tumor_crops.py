@@ -29,6 +29,7 @@ from tumorsynth.io.nifti import load_image
 from tumorsynth.models.crop_grid import CropGrid, orientation_of
 from tumorsynth.models.tumor_diffusion import size_class_of
 from tumorsynth.organs import equivalent_diameter_mm, get_profile, registered_organs
+from tumorsynth.organs.context_hollow import in_range
 from tumorsynth.training.config import NO_DEFAULT_MAP
 from tumorsynth.training.data import case_items
 
@@ -410,8 +411,7 @@ def _host_hu(
     shell = (distance >= HOST_SHELL_MM[0]) & (distance <= reach)
     shell &= (label[grown] != 0) & ~tumors[grown]
     if tissue_hu is not None:
-        values = image[grown]
-        shell &= (values >= tissue_hu[0]) & (values <= tissue_hu[1])
+        shell &= in_range(image[grown], tissue_hu)
     if not shell.any():
         return math.nan
     return float(np.median(image[grown][shell]))
