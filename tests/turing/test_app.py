@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-from test_store import make_study
+from turing_helpers import make_study
 
 from tumorsynth.cli.main import build_parser, main
 from tumorsynth.turing.app import COOKIE, create_app, is_loopback

@@ -15,7 +15,7 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from test_app import bearer, current, post_answer, running_server, study  # noqa: F401 (fixture)
-from test_store import SECRETS
+from turing_helpers import SECRETS
 
 from tumorsynth.turing.app import create_app
 from tumorsynth.turing.layout import ANSWERS_NAME, KEY_NAME, read_answers

@@ -1,8 +1,5 @@
-"""The answers store of the reader study: readers, tokens, orders and the answer rules.
-
-``make_study`` (also used by test_app and test_app_security) writes a tiny study folder with
-layout's dataclasses only, so these tests do not depend on ``turing create``.
-"""
+"""The answers store of the reader study: readers, tokens, orders and the answer rules (on
+:func:`turing_helpers.make_study`'s tiny study)."""
 
 from __future__ import annotations
 
@@ -14,59 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from turing_helpers import make_study
 
 from tumorsynth.errors import InputError
 from tumorsynth.turing.layout import (
     ANSWERS_NAME,
-    KEY_NAME,
     STUDY_NAME,
-    KeyEntry,
-    StudyInfo,
     read_answers,
 )
 from tumorsynth.turing.store import AnswerConflict, AnswerStore, reader_order
-
-SHAPE = (8, 16, 16)
-#: Strings only the key holds: no response of the app may contain them.
-SECRETS = ("SECRETSRC", "SECRETLBL", "SECRETGEN")
-
-
-def make_study(folder: Path, n_items: int = 6, study_id: str = "c0ffee00d15ea5e5") -> StudyInfo:
-    """A study of ``n_items`` int16 items of shape (8, 16, 16), its key and no answers yet."""
-    rng = np.random.default_rng(7)
-    ids = tuple(f"{int(v):016x}" for v in rng.integers(1, 2**62, n_items))
-    info = StudyInfo(
-        title="Tiny study",
-        item_ids=ids,
-        shape=SHAPE,
-        spacing_mm=(2.5, 0.8, 0.8),
-        study_id=study_id,
-    )
-    (folder / "items").mkdir(parents=True)
-    (folder / "key").mkdir()
-    (folder / STUDY_NAME).write_text(json.dumps(info.to_dict()))
-    entries = []
-    for i, item_id in enumerate(ids):
-        volume = (rng.integers(-200, 300, SHAPE) + 1000 * i).astype("<i2")
-        (folder / "items" / f"{item_id}.raw").write_bytes(volume.tobytes())
-        truth = "synthetic" if i % 2 else "real"
-        entries.append(
-            KeyEntry(
-                item_id=item_id,
-                truth=truth,
-                organ="liver",
-                size_class="small",
-                diameter_mm=12.5,
-                volume_ml=1.0,
-                source_image=f"/data/case_{i}_SECRETSRC.nii.gz",
-                source_label=f"/data/case_{i}_SECRETLBL.nii.gz",
-                component=1,
-                center_vox=(10, 20, 30),
-                generator="SECRETGEN-heuristic" if truth == "synthetic" else "",
-            ).to_dict()
-        )
-    (folder / KEY_NAME).write_text(json.dumps({"items": entries, "seed": 7}))
-    return info
 
 
 @pytest.fixture()

@@ -20,8 +20,10 @@ from tumorsynth.io import load_image, load_label
 from tumorsynth.io.nifti import Volume, save_volume
 from tumorsynth.phantom import make_phantom
 from tumorsynth.turing.layout import ITEM_ID, StudyInfo, read_key, read_study
-from tumorsynth.turing.study import create_study, load_study
-from tumorsynth.turing.study_items import LpsGrid, crop_item, size_class_of
+from tumorsynth.turing.study import create_study
+from tumorsynth.turing.study_grid import LpsGrid, crop_item
+from tumorsynth.turing.study_items import size_class_of
+from tumorsynth.turing.study_settings import load_study
 
 #: Equivalent diameters (mm) of the tumors drawn into every phantom: one tiny, small, medium.
 DIAMETERS_MM = (9.0, 16.0, 30.0)
@@ -379,7 +381,7 @@ def test_source_problems_are_named(sources, tmp_path, capsys):
 def test_the_shipped_example_loads():
     from tumorsynth._settings import load_config
     from tumorsynth.cli.config import example_path
-    from tumorsynth.turing.study import StudySettings
+    from tumorsynth.turing.study_settings import StudySettings
 
     config = load_config(StudySettings, example_path("turing_study"))
     assert config.organs == ("liver",) and config.synthetic_fraction == 0.5

@@ -30,7 +30,8 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     from tumorsynth.errors import InputError
-    from tumorsynth.turing.study import create_study, format_summary, load_study
+    from tumorsynth.turing.study import create_study, format_summary
+    from tumorsynth.turing.study_settings import load_study
 
     if not args.study_config:
         raise InputError(

@@ -38,6 +38,7 @@ __all__ = [
     "ITEM_ID",
     "KEY_NAME",
     "STUDY_NAME",
+    "TRUTHS",
     "Answer",
     "KeyEntry",
     "StudyInfo",
@@ -59,6 +60,8 @@ ITEM_ID = re.compile(r"[0-9a-f]{16}")
 DEFAULT_PRESETS: dict[str, tuple[float, float]] = {"abdomen": (400.0, 40.0), "liver": (150.0, 60.0)}
 
 Truth = Literal["real", "synthetic"]
+#: The two truths, real first.
+TRUTHS: tuple[Truth, Truth] = ("real", "synthetic")
 
 
 @dataclass(frozen=True)

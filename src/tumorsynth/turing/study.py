@@ -1,7 +1,7 @@
 """``tumorsynth turing create``: a blinded, randomized reader study of real and synthetic tumors.
 
 Example (``tumorsynth turing create --config study.yaml --out STUDY``; ``tumorsynth config
-turing_study`` prints a complete one)::
+turing_study`` prints a complete one; the settings: :mod:`~tumorsynth.turing.study_settings`)::
 
     title: Liver tumors, real or synthetic?
     seed: 7
@@ -18,7 +18,8 @@ Each tumor of the sources (a 26-connected component of an organ's tumor label, s
 size classes within real and within synthetic, and hits ``synthetic_fraction`` exactly where
 the counts allow. Every item is then cut out the same way:
 
-- reoriented to LPS, stored as ``(z, y, x)`` int16 (:mod:`tumorsynth.turing.layout`);
+- reoriented to LPS, stored as ``(z, y, x)`` int16 (:mod:`tumorsynth.turing.layout`; the
+  cut: :mod:`tumorsynth.turing.study_grid`);
 - resampled (linear) onto one grid: by default the coarsest spacing per axis among the scans
   the items come from, so that no spacing, shape or file size tells a reader which scan (and so
   which class) an item came from. Identical treatment is the point: even an item whose scan
@@ -51,232 +52,32 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 
-from tumorsynth._settings import config_from_dict, merge_settings, parse_overrides, read_settings
-from tumorsynth._types import SIZE_CLASSES, LabelMapSpec, SizeClass
+from tumorsynth._types import SIZE_CLASSES
 from tumorsynth.errors import InputError, OutputError
 from tumorsynth.io.atomic import check_is_folder, output_dir
 from tumorsynth.io.label_maps import resolve_label_map
 from tumorsynth.pipelines.realism_inputs import cases_from_sources, check_out_apart
 from tumorsynth.realism.feature_rows import CaseInput
-from tumorsynth.turing.layout import (
-    DEFAULT_PRESETS,
-    KEY_NAME,
-    STUDY_NAME,
-    KeyEntry,
-    StudyInfo,
-    Truth,
-)
+from tumorsynth.turing.layout import KEY_NAME, STUDY_NAME, TRUTHS, KeyEntry, StudyInfo, Truth
+from tumorsynth.turing.study_grid import LpsGrid, crop_item, crop_shape, grid_spacing
 from tumorsynth.turing.study_items import (
-    LpsGrid,
     StudyTumor,
     case_tumors,
-    crop_item,
-    crop_shape,
-    grid_spacing,
     manifest_generators,
     select_tumors,
     write_montage,
 )
+from tumorsynth.turing.study_settings import StudySettings
 
 __all__ = [
     "StudyOutput",
     "StudySettings",
-    "StudySource",
-    "WindowPreset",
     "create_study",
     "format_summary",
-    "load_study",
 ]
-
-_TRUTHS: tuple[Truth, Truth] = ("real", "synthetic")
-
-
-@dataclass(frozen=True)
-class StudySource:
-    """Where tumors come from.
-
-    Attributes
-    ----------
-    path
-        A dataset folder (nnU-Net v2, MSD, AbdomenAtlas), a manifest.jsonl of tumorsynth
-        synthesize, or a list file (.txt, .csv, .tsv) of IMAGE LABEL lines (paths relative to it).
-    label_map
-        Label map of its labels (a preset such as lits, a JSON file, or a mapping); null for a
-        manifest (tumorsynth's output labels; only the tumors it added are used).
-    """
-
-    path: str
-    label_map: LabelMapSpec | None = None
-
-
-@dataclass(frozen=True)
-class WindowPreset:
-    """A window readers can pick.
-
-    Attributes
-    ----------
-    name
-        Its name on the button (abdomen, liver, ...).
-    width_hu
-        Window width (HU).
-    level_hu
-        Window level, the centre of the window (HU).
-    """
-
-    name: str
-    width_hu: float
-    level_hu: float
-
-
-#: :data:`~tumorsynth.turing.layout.DEFAULT_PRESETS` as settings.
-DEFAULT_WINDOWS: tuple[WindowPreset, ...] = tuple(
-    WindowPreset(name, width, level) for name, (width, level) in DEFAULT_PRESETS.items()
-)
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """A reader study as written (``tumorsynth turing create --config FILE``).
-
-    Attributes
-    ----------
-    title
-        Shown to readers (say nothing there about which items are which).
-    seed
-        Seed of the draw, the item ids, their order and the study id: same seed, same study.
-    real
-        Sources of real tumors: [{path, label_map}], paths relative to the working folder.
-    synthetic
-        Sources of synthetic tumors: [{path, label_map}] (label_map may be left out for a manifest).
-    organs
-        Organs whose tumors are used; [] = every organ with a tumor label in the sources.
-    size_classes
-        Size classes used (tiny, small, medium, large: by equivalent diameter, the boundaries at the geometric means of the organ profile's class diameters).
-    synthetic_fraction
-        Share of synthetic items, in (0, 1).
-    n_items
-        Number of items; null = as many as the sources allow at that fraction.
-    min_volume_mm3
-        Tumor components smaller than this (mm^3) are not used.
-    spacing_mm
-        Item grid: common (the coarsest spacing per axis of the scans used), native (only when they all share one) or [z, y, x] in mm.
-    crop_mm
-        Item size: auto (largest tumor's extent + 2 x 20 mm, at least 48 mm per axis) or [z, y, x] in mm.
-    presets
-        Window presets readers can pick: {name, width_hu, level_hu}.
-    default_preset
-        The preset an item opens with.
-    """
-
-    title: str = "Reader study"
-    seed: int = 0
-    real: tuple[StudySource, ...] = ()
-    synthetic: tuple[StudySource, ...] = ()
-    organs: tuple[str, ...] = ()
-    size_classes: tuple[SizeClass, ...] = SIZE_CLASSES
-    synthetic_fraction: float = 0.5
-    n_items: int | None = None
-    min_volume_mm3: float = 30.0
-    spacing_mm: Literal["common", "native"] | tuple[float, float, float] = "common"
-    crop_mm: Literal["auto"] | tuple[float, float, float] = "auto"
-    presets: tuple[WindowPreset, ...] = DEFAULT_WINDOWS
-    default_preset: str = "abdomen"
-
-    def check(self) -> list[str]:
-        from tumorsynth.organs import registered_organs
-
-        problems = []
-        if not self.title.strip():
-            problems.append("title: expected a title, found an empty one")
-        if self.seed < 0:
-            problems.append(f"seed: expected an integer >= 0, found {self.seed}")
-        for truth in _TRUTHS:
-            if not getattr(self, truth):
-                problems.append(
-                    f"{truth}: expected at least one source of {truth} tumors, found none"
-                )
-        unknown = [o for o in self.organs if o not in registered_organs()]
-        if unknown:
-            problems.append(
-                f"organs: expected organs with a profile ({', '.join(registered_organs())}), "
-                f"found {unknown}"
-            )
-        for key in ("organs", "size_classes"):
-            values = getattr(self, key)
-            if len(set(values)) != len(values):
-                problems.append(f"{key}: expected each once, found {list(values)}")
-        if not self.size_classes:
-            problems.append("size_classes: expected at least one size class, found none")
-        if not 0.0 < self.synthetic_fraction < 1.0:
-            problems.append(
-                f"synthetic_fraction: expected a number in (0, 1), found {self.synthetic_fraction}"
-            )
-        if self.n_items is not None and self.n_items < 2:
-            problems.append(f"n_items: expected at least 2 (or null), found {self.n_items}")
-        if not self.min_volume_mm3 >= 0:
-            problems.append(f"min_volume_mm3: expected >= 0, found {self.min_volume_mm3}")
-        for key in ("spacing_mm", "crop_mm"):
-            value = getattr(self, key)
-            if not isinstance(value, str) and not all(v > 0 for v in value):
-                problems.append(f"{key}: expected 3 sizes > 0 (mm), found {list(value)}")
-        names = [preset.name for preset in self.presets]
-        if not names:
-            problems.append("presets: expected at least one window preset, found none")
-        if len(set(names)) != len(names) or not all(n.strip() for n in names):
-            problems.append(f"presets: expected distinct, non-empty names, found {names}")
-        for index, preset in enumerate(self.presets):
-            if not preset.width_hu > 0:
-                problems.append(
-                    f"presets[{index}].width_hu: expected a width > 0 HU, found {preset.width_hu}"
-                )
-        if self.default_preset not in names:
-            problems.append(
-                f"default_preset: expected one of the presets ({', '.join(names)}), "
-                f"found {self.default_preset!r}"
-            )
-        return problems
-
-    def input_problems(self) -> list[str]:
-        """Sources that do not exist, label maps that do not resolve or are missing."""
-        problems = []
-        for truth in _TRUTHS:
-            for index, source in enumerate(getattr(self, truth)):
-                where = f"{truth}[{index}]"
-                if not Path(source.path).exists():
-                    problems.append(f"{where}.path: {source.path}: not found")
-                if source.label_map is None:
-                    if Path(source.path).suffix != ".jsonl":
-                        problems.append(
-                            f"{where}.label_map: a dataset folder or list file needs its label "
-                            "map (a preset such as lits, a JSON file or a mapping), found none"
-                        )
-                    continue
-                try:
-                    resolve_label_map(source.label_map)
-                except InputError as exc:
-                    problems.append(f"{where}.label_map: {exc}")
-        return problems
-
-
-def load_study(
-    path: str | os.PathLike[str], overrides: Sequence[str] | Mapping[str, Any] = ()
-) -> StudySettings:
-    """The study settings of a YAML file with ``--set`` ``overrides``, checked whole (values and
-    that the sources exist) before anything is read; :class:`InputError` names the file and
-    every wrong setting."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            str(path),
-            "expected a reader study configuration (YAML), found no such file",
-            fix="`tumorsynth config turing_study` prints an example",
-        )
-    merged = merge_settings(read_settings(path), parse_overrides(overrides))
-    return config_from_dict(StudySettings, merged, str(path), inputs=True)
 
 
 @dataclass(frozen=True)
@@ -301,7 +102,7 @@ def create_study(
     Parameters
     ----------
     settings
-        The study (:func:`load_study`).
+        The study (:func:`~tumorsynth.turing.study_settings.load_study`).
     out
         The study folder to create; it must not exist or be empty.
     where
@@ -329,26 +130,26 @@ def create_study(
             "expected a new or empty folder for the study, found files in it",
             fix="choose another --out",
         )
-    for truth in _TRUTHS:
+    for truth in TRUTHS:
         check_out_apart(out, [s.path for s in getattr(settings, truth)], truth)
     rng = np.random.default_rng(settings.seed)
-    cases = {truth: _cases(settings, truth) for truth in _TRUTHS}
+    cases = {truth: _cases(settings, truth) for truth in TRUTHS}
     _check_apart(cases, where)
-    pools = {truth: _tumors(settings, truth, cases[truth]) for truth in _TRUTHS}
+    pools = {truth: _tumors(settings, truth, cases[truth]) for truth in TRUTHS}
     counts = _counts(settings, pools, where)
     # one shuffled order of organs and sizes for both classes: their remainders match
     organs = [str(o) for o in rng.permutation(_organs(settings, pools))]
     sizes = [str(s) for s in rng.permutation(settings.size_classes)]
     tumors = [
         tumor
-        for truth in _TRUTHS
+        for truth in TRUTHS
         for tumor in select_tumors(
             _usable(settings, pools[truth]), counts[truth], organs, sizes, rng
         )
     ]
     _warn_if_unmatched(tumors)
-    spacing = _grid_spacing(settings, tumors, where)
-    shape = _crop_shape(settings, tumors, spacing)
+    spacing = grid_spacing(settings.spacing_mm, [t.spacing_zyx for t in tumors], where)
+    shape = crop_shape(settings.crop_mm, [t.half_extent_mm for t in tumors], spacing)
     ids = _item_ids(rng, len(tumors))
     order = [int(i) for i in rng.permutation(len(tumors))]
     info = StudyInfo(
@@ -405,7 +206,7 @@ def _cases(settings: StudySettings, truth: Truth) -> list[CaseInput]:
 def _check_apart(cases: Mapping[Truth, Sequence[CaseInput]], where: str) -> None:
     """Refuse a scan named twice (in two sources, or as real and as synthetic)."""
     seen: dict[tuple[Path, Path], str] = {}
-    for truth in _TRUTHS:
+    for truth in TRUTHS:
         for case in cases[truth]:
             pair = (Path(case.image).resolve(), Path(case.label).resolve())
             if pair in seen:
@@ -451,14 +252,14 @@ def _counts(
     largest with the rounded split. InputError with what was found when nothing fits.
     """
     fraction = settings.synthetic_fraction
-    have = {truth: len(_usable(settings, pools[truth])) for truth in _TRUTHS}
+    have = {truth: len(_usable(settings, pools[truth])) for truth in TRUTHS}
 
     def split(n: int) -> dict[Truth, int]:
         synthetic = math.floor(n * fraction + 0.5)
         return {"real": n - synthetic, "synthetic": synthetic}
 
     def fits(wanted: Mapping[Truth, int]) -> bool:
-        return all(0 < wanted[t] <= have[t] for t in _TRUTHS)
+        return all(0 < wanted[t] <= have[t] for t in TRUTHS)
 
     if settings.n_items is not None:
         wanted = split(settings.n_items)
@@ -486,7 +287,7 @@ def _counts(
 
 def _found_text(pools: Mapping[Truth, Sequence[StudyTumor]]) -> str:
     parts = []
-    for truth in _TRUTHS:
+    for truth in TRUTHS:
         tally = Counter((t.organ, t.size_class) for t in pools[truth])
         cells = ", ".join(f"{organ} {size} {n}" for (organ, size), n in sorted(tally.items()))
         parts.append(f"{truth}: {cells or 'none'}")
@@ -498,7 +299,7 @@ def _warn_if_unmatched(tumors: Sequence[StudyTumor]) -> None:
     items: readers could tell the class from it."""
     for attribute in ("organ", "size_class"):
         seen = {
-            truth: {getattr(t, attribute) for t in tumors if t.truth == truth} for truth in _TRUTHS
+            truth: {getattr(t, attribute) for t in tumors if t.truth == truth} for truth in TRUTHS
         }
         only = {
             "real": sorted(seen["real"] - seen["synthetic"]),
@@ -511,18 +312,6 @@ def _warn_if_unmatched(tumors: Sequence[StudyTumor]) -> None:
                 "synthetic by it (add sources, or narrow organs or size_classes)",
                 stacklevel=3,
             )
-
-
-def _grid_spacing(
-    settings: StudySettings, tumors: Sequence[StudyTumor], where: str
-) -> tuple[float, float, float]:
-    return grid_spacing(settings.spacing_mm, [t.spacing_zyx for t in tumors], where)
-
-
-def _crop_shape(
-    settings: StudySettings, tumors: Sequence[StudyTumor], spacing: Sequence[float]
-) -> tuple[int, int, int]:
-    return crop_shape(settings.crop_mm, [t.half_extent_mm for t in tumors], spacing)
 
 
 def _item_ids(rng: np.random.Generator, count: int) -> list[str]:
